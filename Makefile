@@ -1,0 +1,59 @@
+# Hybridex developer entry points. `make dev` and `make test` do all their own set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup dev test lint typecheck unit integration contracts contracts-check bench clean
+
+## setup: create .venv, install the package with its extras, install the pinned npm toolchain
+setup: $(VENV)/.installed contracts/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## contracts: compile contracts/src into backend/chain/artifacts (commit the result)
+contracts: setup
+	$(BIN)/hybridex contracts-build
+
+## contracts-check: fail if the committed artifacts differ from a fresh compile
+contracts-check: setup
+	$(BIN)/hybridex contracts-build --check
+
+## dev: the whole stack on the embedded default (SQLite + local anvil)
+dev: contracts
+	$(BIN)/hybridex dev
+
+## test: lint, type check, architecture contracts, then every test (unit + integration)
+test: setup lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+## bench: run every benchmark in bench/
+bench: setup
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) contracts/node_modules .mypy_cache .ruff_cache .pytest_cache var

@@ -1,0 +1,1 @@
+"""Chain edge: compiled contract artifacts, web3 clients, deployment."""

@@ -1,0 +1,42 @@
+"""`hybridex` command line: one entry point for every process of the exchange (SPEC §10)."""
+
+from __future__ import annotations
+
+import typer
+
+from backend.cli import db as db_commands
+from backend.cli import dev as dev_commands
+
+app = typer.Typer(
+    name="hybridex",
+    help="Hybridex: non-custodial hybrid DEX backend.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+app.add_typer(db_commands.app, name="db")
+app.command("dev")(dev_commands.dev)
+
+
+@app.command("contracts-build")
+def contracts_build(
+    check: bool = typer.Option(
+        False, "--check", help="Only verify that the committed artifacts are fresh."
+    ),
+) -> None:
+    """Compile contracts/src with the pinned solc-js into the committed artifacts (needs Node)."""
+    from backend.chain import build
+
+    result = build.compile_contracts()
+    if check:
+        stale = build.stale_artifacts(result)
+        if stale:
+            typer.echo(f"stale artifacts: {', '.join(stale)}; run `make contracts`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"artifacts are fresh ({result.compiler})")
+        return
+    for path in build.write_artifacts(result):
+        typer.echo(f"wrote {path.relative_to(build.REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,149 @@
+"""One `Settings` per process, from `HYBRIDEX_*` environment variables (docs/configuration.md).
+
+Production defaults are explicit; secrets are `SecretStr` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from eth_account import Account
+from eth_utils.address import is_address, to_checksum_address
+from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.domain.errors import ConfigurationError
+
+# Private keys of the standard development mnemonic ("test test … junk") that anvil, hardhat
+# and eth-tester print on start-up. Anyone can sign with them, so only dev mode may use them.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_PRIVATE_KEYS: tuple[str, ...] = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+)
+DEFAULT_OPERATOR_KEY = DEV_PRIVATE_KEYS[0]
+
+
+class Mode(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+def _checksum(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not is_address(value):
+        raise ValueError(f"not an address: {value!r}")
+    return to_checksum_address(value)
+
+
+ChecksumAddress = Annotated[str | None, AfterValidator(_checksum)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HYBRIDEX_", env_file=None, extra="forbid", frozen=True
+    )
+
+    mode: Mode = Field(
+        default=Mode.PRODUCTION,
+        description="`dev` allows the well-known development keys; `production` refuses them.",
+    )
+
+    # Storage and services
+    database_url: str = Field(
+        default="sqlite:///hybridex.db",
+        description="SQLAlchemy URL; the embedded default is a SQLite file in the working dir.",
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0")
+    redis_key_prefix: str = Field(
+        default="hybridex:", description="Prefix of every Redis key (broker included)."
+    )
+
+    # Chain
+    rpc_url: str = Field(default="http://127.0.0.1:8545")
+    chain_id: int | None = Field(
+        default=None, ge=1, description="Expected `eth_chainId`; checked at start-up when set."
+    )
+    exchange_address: ChecksumAddress = Field(default=None)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    confirmations: int = Field(
+        default=12, ge=0, description="Depth at which deposits are credited (0 only in dev)."
+    )
+    reorg_window: int = Field(
+        default=64, ge=1, description="Unfinalized blocks kept to detect and undo reorgs."
+    )
+    indexer_start_block: int = Field(default=0, ge=0)
+    indexer_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    # Operator key: exactly one source. Never logged (SecretStr).
+    operator_key: SecretStr | None = Field(default=None, description="Hex private key (secret).")
+    operator_keystore: Path | None = Field(default=None, description="Encrypted JSON keystore.")
+    operator_keystore_password: SecretStr | None = Field(default=None)
+    fee_recipient: ChecksumAddress = Field(default=None)
+
+    # Settlement
+    batch_max_fills: int = Field(default=200, ge=1, le=2000)
+    batch_max_age_s: float = Field(default=2.0, gt=0)
+    max_fee_per_gas_wei: int = Field(default=200 * 10**9, ge=1)
+    max_priority_fee_per_gas_wei: int = Field(default=2 * 10**9, ge=0)
+    fee_bump_percent: int = Field(default=13, ge=13, description="≥ 12.5% to be a replacement.")
+    stuck_after_blocks: int = Field(default=3, ge=1)
+    max_in_flight_txs: int = Field(default=4, ge=1)
+
+    # Engine and API
+    engine_journal_dir: Path = Field(default=Path("var/journal"))
+    engine_snapshot_every: int = Field(default=100_000, ge=1)
+    api_host: str = Field(default="127.0.0.1")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=2, ge=1)
+
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=True)
+
+    @model_validator(mode="after")
+    def _check_operator_key(self) -> Settings:
+        if self.operator_key is not None and self.operator_keystore is not None:
+            raise ValueError("set only one of HYBRIDEX_OPERATOR_KEY and HYBRIDEX_OPERATOR_KEYSTORE")
+        if self.operator_key is not None and self.mode is not Mode.DEV:
+            key = self.operator_key.get_secret_value().lower()
+            if not key.startswith("0x"):
+                key = "0x" + key
+            if key in DEV_PRIVATE_KEYS:
+                raise ValueError(
+                    "HYBRIDEX_OPERATOR_KEY is a publicly known development key; "
+                    "refused outside HYBRIDEX_MODE=dev"
+                )
+        return self
+
+    def operator_private_key(self) -> str:
+        """The operator key as 0x-hex, from the env secret, the keystore, or (dev only) anvil's."""
+        if self.operator_key is not None:
+            return self.operator_key.get_secret_value()
+        if self.operator_keystore is not None:
+            password = self.operator_keystore_password
+            if password is None:
+                raise ConfigurationError("HYBRIDEX_OPERATOR_KEYSTORE_PASSWORD is not set")
+            raw = Account.decrypt(self.operator_keystore.read_text(), password.get_secret_value())
+            return "0x" + bytes(raw).hex()
+        if self.mode is Mode.DEV:
+            return DEFAULT_OPERATOR_KEY
+        raise ConfigurationError(
+            "no operator key: set HYBRIDEX_OPERATOR_KEY or HYBRIDEX_OPERATOR_KEYSTORE"
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

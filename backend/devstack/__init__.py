@@ -1,0 +1,1 @@
+"""The embedded development stack behind `hybridex dev` (never used in production)."""

@@ -1,0 +1,83 @@
+"""One error taxonomy for every layer (CONVENTIONS "Errors and outcomes").
+
+Codes are stable public identifiers (SPEC §9); the numeric ranges group them by layer:
+1xxx validation/auth, 2xxx risk, 3xxx matching, 4xxx settlement, 5xxx indexer, 9xxx system.
+The API maps codes to HTTP statuses in one handler.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class ErrorCode(Enum):
+    # 1xxx validation / auth
+    INVALID_REQUEST = 1000
+    INVALID_ORDER = 1001
+    INVALID_SIGNATURE = 1002
+    UNKNOWN_MARKET = 1003
+    INVALID_TICK = 1004
+    INVALID_LOT = 1005
+    EXPIRED = 1006
+    NONCE_REUSED = 1007
+    ORDER_NOT_FOUND = 1008
+    PAYLOAD_TOO_LARGE = 1009
+    ORDER_CANCELLED = 1010  # nonce below the trader's CancelAll bar: cancelled before it arrived
+    # 2xxx risk
+    INSUFFICIENT_BALANCE = 2000
+    PRICE_OUT_OF_BAND = 2001
+    ORDER_TOO_LARGE = 2002
+    ACCOUNT_EXITING = 2003
+    RATE_LIMITED = 2004
+    # 3xxx matching
+    POST_ONLY_WOULD_TAKE = 3000
+    FOK_NOT_FILLABLE = 3001
+    MARKET_NOT_ACCEPTING = 3002
+    DUPLICATE_CLIENT_ORDER_ID = 3003
+    # 4xxx settlement
+    SETTLEMENT_REVERTED = 4000
+    # 5xxx indexer
+    REORG_TOO_DEEP = 5000
+    CHAIN_MISMATCH = 5001
+    # 9xxx system
+    CONFIGURATION = 9000
+    ENGINE_UNAVAILABLE = 9001
+    INVARIANT_VIOLATION = 9002  # engine state broke a must-hold rule: stop, do not guess
+
+    @property
+    def range(self) -> str:
+        return {
+            1: "validation",
+            2: "risk",
+            3: "matching",
+            4: "settlement",
+            5: "indexer",
+            9: "system",
+        }[self.value // 1000]
+
+
+class DexError(Exception):
+    """A failure with a stable code and the context a person needs to act on it."""
+
+    def __init__(self, code: ErrorCode, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.context = context
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.name}, {self.message!r}, {self.context!r})"
+
+
+class RetryableError(DexError):
+    """Transient: the same operation may succeed later (RPC timeout, lock contention)."""
+
+
+class FatalError(DexError):
+    """Stop the process: continuing would guess (reorg deeper than the window, wrong chain)."""
+
+
+class ConfigurationError(FatalError):
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(ErrorCode.CONFIGURATION, message, **context)
