@@ -12,7 +12,7 @@ app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 @app.command()
 def upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from backend.db import migrate
+    import backend.db.migrate as migrate
 
     url = get_settings().database_url
     migrate.upgrade(url, revision)
@@ -22,7 +22,7 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
 @app.command()
 def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base")) -> None:
     """Revert migrations down to REVISION."""
-    from backend.db import migrate
+    import backend.db.migrate as migrate
 
     url = get_settings().database_url
     migrate.downgrade(url, revision)
@@ -32,6 +32,6 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
 @app.command()
 def current() -> None:
     """Print the revision the database is at."""
-    from backend.db import migrate
+    import backend.db.migrate as migrate
 
     typer.echo(migrate.current(get_settings().database_url) or "base")

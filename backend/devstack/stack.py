@@ -12,9 +12,9 @@ from pathlib import Path
 
 from web3 import Web3
 
+import backend.db.migrate as migrate
 from backend.chain.anvil import ANVIL_CHAIN_ID, DEV_RPC_PORT, Anvil
 from backend.config import DEV_PRIVATE_KEYS, Mode, Settings
-from backend.db import migrate
 from backend.devstack.chain import DeployedToken, deploy_demo_tokens, dev_accounts
 
 DEV_DB_PATH = Path("var/hybridex-dev.db")

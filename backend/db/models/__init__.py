@@ -1,0 +1,47 @@
+"""Every table, grouped by the one process that writes it (CONVENTIONS "The shape of the house").
+
+Importing this package registers all tables on `Base.metadata` (Alembic's target).
+"""
+
+from backend.db.models.engine import (
+    Balance,
+    EngineJournal,
+    EngineSnapshot,
+    Fill,
+    Order,
+    SignedCancel,
+    TraderExit,
+    Withdrawal,
+)
+from backend.db.models.indexer import ChainBalance, ChainBlock, ChainEvent, Deposit, IndexerCursor
+from backend.db.models.reference import Market, Token
+from backend.db.models.settlement import (
+    BatchCancel,
+    FillSettlement,
+    SettlementBatch,
+    SettlementTransaction,
+    WithdrawalSettlement,
+)
+
+__all__ = [
+    "Balance",
+    "BatchCancel",
+    "ChainBalance",
+    "ChainBlock",
+    "ChainEvent",
+    "Deposit",
+    "EngineJournal",
+    "EngineSnapshot",
+    "Fill",
+    "FillSettlement",
+    "IndexerCursor",
+    "Market",
+    "Order",
+    "SettlementBatch",
+    "SettlementTransaction",
+    "SignedCancel",
+    "Token",
+    "TraderExit",
+    "Withdrawal",
+    "WithdrawalSettlement",
+]
