@@ -1,0 +1,169 @@
+"""Engine commands: everything `Engine.apply` needs, including time and the sequencer's number.
+
+Commands are plain frozen values so the journal can store them and a replay can feed them back
+unchanged (SPEC §4, §5): the engine reads no clock and no I/O, only these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.domain.types import MarketState, Side, TimeInForce
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """A listed market and its risk settings; a 0 limit means "off"."""
+
+    market_id: str
+    base_token: str
+    quote_token: str
+    tick_size: int
+    lot_size: int
+    min_amount: int
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+    state: MarketState = MarketState.ONLINE
+    max_amount: int = 0
+    max_notional: int = 0
+    price_band_bps: int = 0
+    breaker_move_bps: int = 0
+    breaker_window_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    seq: int
+    now: int
+    order_hash: bytes
+    trader: str
+    market_id: str
+    side: Side
+    price: int
+    amount: int
+    time_in_force: TimeInForce
+    nonce: int
+    expiry: int
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    seq: int
+    now: int
+    order_hash: bytes
+    trader: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Cancel the trader's orders with nonce < nonce_below in one market (None: every market)."""
+
+    seq: int
+    now: int
+    trader: str
+    market_id: str | None
+    nonce_below: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A confirmed on-chain deposit."""
+
+    seq: int
+    now: int
+    trader: str
+    token: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    """A confirmed on-chain withdrawal; consumes the reservation named by withdrawal_id if any
+    (an exit withdrawal by the trader alone has none)."""
+
+    seq: int
+    now: int
+    trader: str
+    token: str
+    amount: int
+    withdrawal_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveWithdrawal:
+    seq: int
+    now: int
+    trader: str
+    token: str
+    amount: int
+    withdrawal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseWithdrawal:
+    """The withdrawal failed or was rejected: its reserved funds become available again."""
+
+    seq: int
+    now: int
+    withdrawal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeTrader:
+    """The trader requested an on-chain exit: cancel their orders, refuse new ones."""
+
+    seq: int
+    now: int
+    trader: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddMarket:
+    seq: int
+    now: int
+    spec: MarketSpec
+
+
+@dataclass(frozen=True, slots=True)
+class SetMarketState:
+    seq: int
+    now: int
+    market_id: str
+    state: MarketState
+
+
+@dataclass(frozen=True, slots=True)
+class SweepExpired:
+    seq: int
+    now: int
+
+
+Command = (
+    PlaceOrder
+    | CancelOrder
+    | CancelAll
+    | Credit
+    | Debit
+    | ReserveWithdrawal
+    | ReleaseWithdrawal
+    | FreezeTrader
+    | AddMarket
+    | SetMarketState
+    | SweepExpired
+)
+
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    PlaceOrder,
+    CancelOrder,
+    CancelAll,
+    Credit,
+    Debit,
+    ReserveWithdrawal,
+    ReleaseWithdrawal,
+    FreezeTrader,
+    AddMarket,
+    SetMarketState,
+    SweepExpired,
+)
+"""Stable order: the index is the journal tag byte, so only ever append."""

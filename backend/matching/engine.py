@@ -1,0 +1,619 @@
+"""The matching engine: a deterministic state machine, `apply(command) -> events` (SPEC §4).
+
+Single writer of books, reservations, order state and fills. No clock and no I/O: time and the
+sequence number come inside each command, so replaying the journal rebuilds the same state.
+
+Documented choices:
+- Self-trade prevention cancels the *resting* order (cancel-oldest) and matching continues.
+- Cancels are always accepted, whatever the market state (a trader can always reduce risk);
+  CANCEL_ONLY and HALTED refuse new orders with MARKET_NOT_ACCEPTING.
+- A PlaceOrder whose hash was already accepted is answered with `OrderDuplicate` and changes
+  nothing; a rejected order leaves no trace, so the same signed order may be sent again later.
+- A nonce below the trader's CancelAll bar is refused with ORDER_CANCELLED: the trader
+  cancelled that order before it arrived.
+- POST_ONLY (order or market state) is refused only if it would fill another trader's live
+  order; crossing an expired or own resting order removes that order and the new one rests.
+- The circuit breaker is checked when an order has finished matching (the price band already
+  bounds how far one order can sweep): the market moves to CANCEL_ONLY with a RiskEvent.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from backend.domain.errors import ErrorCode
+from backend.domain.types import PRICE_SCALE, MarketState, Side, TimeInForce
+from backend.matching.balances import Balance, Balances
+from backend.matching.commands import (
+    AddMarket,
+    CancelAll,
+    CancelOrder,
+    Command,
+    Credit,
+    Debit,
+    FreezeTrader,
+    PlaceOrder,
+    ReleaseWithdrawal,
+    ReserveWithdrawal,
+    SetMarketState,
+    SweepExpired,
+)
+from backend.matching.events import (
+    BalanceChanged,
+    CancelAllApplied,
+    CancelReason,
+    CancelRejected,
+    CommandRejected,
+    Event,
+    Fill,
+    MarketAdded,
+    MarketStateChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderDuplicate,
+    OrderRejected,
+    RiskEvent,
+    TraderFrozen,
+    WithdrawalReleased,
+    WithdrawalReserved,
+)
+from backend.matching.invariants import InvariantError, validate_invariants
+from backend.matching.market import Market, spec_problem
+from backend.matching.order import Order
+from backend.matching.price_level import PriceLevel
+from backend.matching.risk import BPS, outside_band
+
+FEE_ACCOUNT = "0x000000000000000000000000000000000000fEe5"
+"""Default account that fees accrue to; configurable per engine."""
+
+_BUY = Side.BUY
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_POST_ONLY = TimeInForce.POST_ONLY
+_ONLINE = MarketState.ONLINE
+_POST_ONLY_STATE = MarketState.POST_ONLY
+_ALL_MARKETS = ""  # cancel-bar key meaning "every market"
+
+
+class Engine:
+    """All books, balances and order state of one engine shard."""
+
+    def __init__(self, fee_recipient: str = FEE_ACCOUNT) -> None:
+        self.fee_recipient = fee_recipient
+        self.markets: dict[str, Market] = {}
+        self.balances = Balances()
+        self.open_orders: dict[str, dict[bytes, Order]] = {}  # trader -> hash -> order
+        # Every accepted nonce (open or not) -> its order hash: refuses reuse and recognises
+        # a re-sent order (same hash) as a duplicate.
+        self.nonces: dict[str, dict[int, bytes]] = {}
+        self.client_ids: dict[str, dict[str, bytes]] = {}  # open orders only
+        self.cancel_bars: dict[str, dict[str, int]] = {}  # trader -> market ("" = all) -> bar
+        self.frozen: set[str] = set()
+        self.withdrawals: dict[str, tuple[str, str, int]] = {}  # id -> (trader, token, amount)
+        # Min-heap of (expiry, hash, order) for resting orders that expire; stale entries
+        # (order already closed) are skipped when popped.
+        self.expiries: list[tuple[int, bytes, Order]] = []
+        self.last_seq = 0
+        self._dirty: dict[Balance, None] = {}
+        self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            CancelAll: self._cancel_all,
+            Credit: self._credit,
+            Debit: self._debit,
+            ReserveWithdrawal: self._reserve_withdrawal,
+            ReleaseWithdrawal: self._release_withdrawal,
+            FreezeTrader: self._freeze,
+            AddMarket: self._add_market,
+            SetMarketState: self._set_market_state,
+            SweepExpired: self._sweep,
+        }
+
+    # ------------------------------------------------------------------ public interface
+
+    def apply(self, command: Command) -> list[Event]:
+        """Apply one command; return its events in order. Raises only on a broken invariant."""
+        seq = command.seq
+        if seq <= self.last_seq:
+            raise InvariantError("sequence number must increase", seq=seq, last=self.last_seq)
+        self.last_seq = seq
+        return self._handlers[type(command)](command)
+
+    def validate_invariants(self) -> None:
+        validate_invariants(self)
+
+    def state_hash(self) -> str:
+        from backend.matching.snapshot import state_hash
+
+        return state_hash(self)
+
+    def to_snapshot(self) -> bytes:
+        from backend.matching.snapshot import to_snapshot
+
+        return to_snapshot(self)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> Engine:
+        from backend.matching.snapshot import from_snapshot
+
+        return from_snapshot(data)
+
+    def order(self, trader: str, order_hash: bytes) -> Order | None:
+        orders = self.open_orders.get(trader)
+        return None if orders is None else orders.get(order_hash)
+
+    # ------------------------------------------------------------------ orders
+
+    def _reject(self, c: PlaceOrder, code: ErrorCode, message: str) -> list[Event]:
+        return [OrderRejected(c.seq, c.order_hash, c.trader, c.market_id, code, message)]
+
+    def _place(self, c: PlaceOrder) -> list[Event]:
+        seq, trader, h, nonce = c.seq, c.trader, c.order_hash, c.nonce
+        used = self.nonces.get(trader)
+        if used is not None:
+            prev = used.get(nonce)
+            if prev is not None:
+                if prev == h:
+                    return [OrderDuplicate(seq, h, trader)]
+                return self._reject(c, ErrorCode.NONCE_REUSED, f"nonce {nonce} already used")
+        market = self.markets.get(c.market_id)
+        if market is None:
+            return self._reject(c, ErrorCode.UNKNOWN_MARKET, f"unknown market {c.market_id}")
+        if trader in self.frozen:
+            return self._reject(c, ErrorCode.ACCOUNT_EXITING, "trader requested an exit")
+        state = market.state
+        if state is not _ONLINE and state is not _POST_ONLY_STATE:
+            return self._reject(c, ErrorCode.MARKET_NOT_ACCEPTING, f"market is {state}")
+        now, expiry = c.now, c.expiry
+        if expiry and expiry <= now:
+            return self._reject(c, ErrorCode.EXPIRED, f"expired at {expiry}")
+        bars = self.cancel_bars.get(trader)
+        if bars is not None and (
+            nonce < bars.get(c.market_id, 0) or nonce < bars.get(_ALL_MARKETS, 0)
+        ):
+            return self._reject(c, ErrorCode.ORDER_CANCELLED, "nonce below the cancel-all bar")
+        spec = market.spec
+        price, amount = c.price, c.amount
+        if price <= 0 or amount <= 0:
+            return self._reject(c, ErrorCode.INVALID_ORDER, "price and amount must be positive")
+        if price % spec.tick_size:
+            return self._reject(c, ErrorCode.INVALID_TICK, f"price off tick {spec.tick_size}")
+        if amount % spec.lot_size or amount < spec.min_amount:
+            return self._reject(c, ErrorCode.INVALID_LOT, "amount off lot size or below minimum")
+        notional = amount * price // PRICE_SCALE
+        if (spec.max_amount and amount > spec.max_amount) or (
+            spec.max_notional and notional > spec.max_notional
+        ):
+            return self._reject(c, ErrorCode.ORDER_TOO_LARGE, "order above the market's limits")
+        if spec.price_band_bps:
+            ref = market.reference_price()
+            if ref is not None and outside_band(price, ref, spec.price_band_bps):
+                return self._reject(c, ErrorCode.PRICE_OUT_OF_BAND, f"too far from {ref}")
+        coid = c.client_order_id
+        if coid is not None:
+            ids = self.client_ids.get(trader)
+            if ids is not None and coid in ids:
+                return self._reject(c, ErrorCode.DUPLICATE_CLIENT_ORDER_ID, "clientOrderId in use")
+        side = c.side
+        is_buy = side is _BUY
+        need = notional if is_buy else amount
+        bal = self.balances.get(trader, spec.quote_token if is_buy else spec.base_token)
+        if bal is None or bal.total - bal.locked < need:
+            return self._reject(c, ErrorCode.INSUFFICIENT_BALANCE, f"needs {need} available")
+        tif = c.time_in_force
+        book = market.book
+        opposite = book.asks if is_buy else book.bids
+        crosses = False
+        if opposite:
+            best = opposite.peekitem(0)[1].price
+            crosses = best <= price if is_buy else best >= price
+        if (
+            crosses
+            and (tif is _POST_ONLY or state is _POST_ONLY_STATE)
+            and _takeable(opposite, is_buy, price, trader, now, 1)
+        ):
+            return self._reject(c, ErrorCode.POST_ONLY_WOULD_TAKE, "order would take")
+        if tif is _FOK and (
+            not crosses or _takeable(opposite, is_buy, price, trader, now, amount) < amount
+        ):
+            return self._reject(c, ErrorCode.FOK_NOT_FILLABLE, "cannot fill entirely now")
+
+        # Accepted: from here on the order changes state.
+        if used is None:
+            used = self.nonces[trader] = {}
+        used[nonce] = h
+        bal.locked += need
+        dirty = self._dirty
+        dirty[bal] = None
+        events: list[Event] = [
+            OrderAccepted(
+                seq, h, trader, c.market_id, side, price, amount, tif, nonce, expiry, coid
+            )
+        ]
+        remaining = amount
+        if crosses:
+            remaining = self._match(market, events, seq, now, h, trader, is_buy, price, amount)
+        if remaining:
+            if tif is _IOC or tif is _FOK:  # FOK: unreachable after the check, never rest it
+                bal.locked -= remaining * price // PRICE_SCALE if is_buy else remaining
+                events.append(
+                    OrderCancelled(
+                        seq, h, trader, c.market_id, CancelReason.IOC_REMAINDER, remaining
+                    )
+                )
+            else:
+                self._rest(
+                    Order(h, trader, c.market_id, side, price, amount, remaining, tif, nonce,
+                          expiry, coid)
+                )  # fmt: skip
+        for cell in dirty:
+            events.append(BalanceChanged(seq, cell.trader, cell.token, cell.total, cell.locked))
+        dirty.clear()
+        return events
+
+    def _rest(self, order: Order) -> None:
+        self.markets[order.market_id].book.add(order)
+        orders = self.open_orders.get(order.trader)
+        if orders is None:
+            orders = self.open_orders[order.trader] = {}
+        orders[order.order_hash] = order
+        if order.client_order_id is not None:
+            ids = self.client_ids.get(order.trader)
+            if ids is None:
+                ids = self.client_ids[order.trader] = {}
+            ids[order.client_order_id] = order.order_hash
+        if order.expiry:
+            heapq.heappush(self.expiries, (order.expiry, order.order_hash, order))
+
+    def _match(  # noqa: PLR0917 - hot path: positional arguments are the cheapest call
+        self,
+        market: Market,
+        events: list[Event],
+        seq: int,
+        now: int,
+        taker_hash: bytes,
+        trader: str,
+        is_buy: bool,
+        limit: int,
+        remaining: int,
+    ) -> int:
+        """Fill the incoming order against the opposite side; return what is left of it."""
+        spec = market.spec
+        base, quote = spec.base_token, spec.quote_token
+        maker_bps, taker_bps = spec.maker_fee_bps, spec.taker_fee_bps
+        levels = market.book.asks if is_buy else market.book.bids
+        taker_side = Side.BUY if is_buy else Side.SELL
+        cell = self.balances.cell
+        dirty = self._dirty
+        market_id = spec.market_id
+        breaker = market.breaker if market.breaker.enabled else None
+        tripped: tuple[int, int] | None = None
+        t_base: Balance | None = None
+        t_quote: Balance | None = None
+        fee_base = fee_quote = 0
+        fill_index = 0
+        while remaining and levels:
+            key, level = levels.peekitem(0)
+            price = level.price
+            if (price > limit) if is_buy else (price < limit):
+                break
+            queue = level.orders
+            filled_here = False
+            while remaining and queue:
+                maker = queue[0]
+                if not maker.open:
+                    queue.popleft()
+                    continue
+                maker_trader = maker.trader
+                if maker_trader == trader or (maker.expiry and maker.expiry <= now):
+                    queue.popleft()
+                    level.total -= maker.remaining
+                    level.live -= 1
+                    reason = CancelReason.STP if maker_trader == trader else CancelReason.EXPIRED
+                    self._close(maker, reason, seq, events, spec.base_token, spec.quote_token)
+                    continue
+                maker_left = maker.remaining
+                amount = remaining if remaining < maker_left else maker_left
+                quote_amount = amount * price // PRICE_SCALE
+                if t_base is None or t_quote is None:
+                    t_base = cell(trader, base)
+                    t_quote = cell(trader, quote)
+                if is_buy:
+                    taker_fee = amount * taker_bps // BPS
+                    maker_fee = quote_amount * maker_bps // BPS
+                    t_quote.total -= quote_amount
+                    t_quote.locked -= amount * limit // PRICE_SCALE  # frees any price gain
+                    t_base.total += amount - taker_fee
+                    m_base = cell(maker_trader, base)
+                    m_base.total -= amount
+                    m_base.locked -= amount
+                    m_quote = cell(maker_trader, quote)
+                    m_quote.total += quote_amount - maker_fee
+                    fee_base += taker_fee
+                    fee_quote += maker_fee
+                else:
+                    taker_fee = quote_amount * taker_bps // BPS
+                    maker_fee = amount * maker_bps // BPS
+                    t_base.total -= amount
+                    t_base.locked -= amount
+                    t_quote.total += quote_amount - taker_fee
+                    m_quote = cell(maker_trader, quote)
+                    m_quote.total -= quote_amount
+                    m_quote.locked -= quote_amount
+                    m_base = cell(maker_trader, base)
+                    m_base.total += amount - maker_fee
+                    fee_quote += taker_fee
+                    fee_base += maker_fee
+                dirty[m_base] = None
+                dirty[m_quote] = None
+                remaining -= amount
+                maker_left -= amount
+                maker.remaining = maker_left
+                level.total -= amount
+                events.append(
+                    Fill(seq, fill_index, market_id, maker.order_hash, maker_trader, taker_hash,
+                         trader, taker_side, price, amount, quote_amount, maker_fee, taker_fee,
+                         maker_left, remaining)
+                )  # fmt: skip
+                fill_index += 1
+                filled_here = True
+                if not maker_left:
+                    queue.popleft()
+                    level.live -= 1
+                    self._forget(maker)
+            if not level.live:
+                del levels[key]
+            if filled_here:
+                market.last_price = price
+                if breaker is not None and tripped is None:
+                    tripped = breaker.record(now, price)
+        if t_base is not None and t_quote is not None:
+            dirty[t_base] = None
+            dirty[t_quote] = None
+            if fee_base:
+                fee_cell = cell(self.fee_recipient, base)
+                fee_cell.total += fee_base
+                dirty[fee_cell] = None
+            if fee_quote:
+                fee_cell = cell(self.fee_recipient, quote)
+                fee_cell.total += fee_quote
+                dirty[fee_cell] = None
+        if tripped is not None:
+            self._trip(market, events, seq, tripped)
+        return remaining
+
+    def _trip(self, market: Market, events: list[Event], seq: int, span: tuple[int, int]) -> None:
+        low, high = span
+        spec = market.spec
+        old = market.state
+        market.state = MarketState.CANCEL_ONLY
+        market.breaker.reset()
+        reason = "circuit_breaker"
+        events.append(MarketStateChanged(seq, spec.market_id, old, market.state, reason))
+        events.append(
+            RiskEvent(
+                seq,
+                spec.market_id,
+                "circuit_breaker",
+                f"price moved from {low} to {high} within {spec.breaker_window_s}s "
+                f"(limit {spec.breaker_move_bps} bps)",
+                low,
+                high,
+            )
+        )
+
+    def _forget(self, order: Order) -> None:
+        """Drop a closed order from the per-trader indexes (the book is the caller's job)."""
+        order.open = False
+        trader = order.trader
+        orders = self.open_orders[trader]
+        del orders[order.order_hash]
+        if not orders:
+            del self.open_orders[trader]
+        if order.client_order_id is not None:
+            ids = self.client_ids[trader]
+            del ids[order.client_order_id]
+            if not ids:
+                del self.client_ids[trader]
+
+    def _close(  # noqa: PLR0917 - hot path (STP and expiry inside matching)
+        self,
+        order: Order,
+        reason: CancelReason,
+        seq: int,
+        events: list[Event],
+        base: str,
+        quote: str,
+    ) -> None:
+        """Cancel an order already taken out of its level: release its funds, tell the world."""
+        self._forget(order)
+        bal = self.balances.cell(order.trader, quote if order.side is _BUY else base)
+        bal.locked -= order.reserved()
+        self._dirty[bal] = None
+        events.append(
+            OrderCancelled(
+                seq, order.order_hash, order.trader, order.market_id, reason, order.remaining
+            )
+        )
+
+    def _cancel_resting(
+        self, order: Order, reason: CancelReason, seq: int, events: list[Event]
+    ) -> None:
+        market = self.markets[order.market_id]
+        order.open = False  # before remove(): a level compaction must drop this order
+        market.book.remove(order)
+        self._close(order, reason, seq, events, market.spec.base_token, market.spec.quote_token)
+
+    def _flush(self, seq: int, events: list[Event]) -> list[Event]:
+        dirty = self._dirty
+        for cell in dirty:
+            events.append(BalanceChanged(seq, cell.trader, cell.token, cell.total, cell.locked))
+        dirty.clear()
+        return events
+
+    def _cancel(self, c: CancelOrder) -> list[Event]:
+        order = self.order(c.trader, c.order_hash)
+        if order is None:
+            # Unknown, closed, or someone else's: the same answer, so nothing leaks.
+            return [CancelRejected(c.seq, c.order_hash, c.trader, ErrorCode.ORDER_NOT_FOUND)]
+        events: list[Event] = []
+        self._cancel_resting(order, CancelReason.USER, c.seq, events)
+        return self._flush(c.seq, events)
+
+    def _cancel_all(self, c: CancelAll) -> list[Event]:
+        market_id = c.market_id
+        if market_id is not None and market_id not in self.markets:
+            return [CommandRejected(c.seq, "CancelAll", ErrorCode.UNKNOWN_MARKET, market_id)]
+        bars = self.cancel_bars.get(c.trader)
+        if bars is None:
+            bars = self.cancel_bars[c.trader] = {}
+        key = _ALL_MARKETS if market_id is None else market_id
+        bars[key] = max(bars.get(key, 0), c.nonce_below)  # the bar only rises
+        events: list[Event] = []
+        orders = self.open_orders.get(c.trader)
+        doomed = sorted(
+            (
+                o
+                for o in (orders.values() if orders else ())
+                if o.nonce < c.nonce_below and (market_id is None or o.market_id == market_id)
+            ),
+            key=_cancel_order_key,
+        )
+        for order in doomed:
+            self._cancel_resting(order, CancelReason.CANCEL_ALL, c.seq, events)
+        events.append(CancelAllApplied(c.seq, c.trader, market_id, c.nonce_below, len(doomed)))
+        return self._flush(c.seq, events)
+
+    def _sweep(self, c: SweepExpired) -> list[Event]:
+        heap = self.expiries
+        events: list[Event] = []
+        while heap and heap[0][0] <= c.now:
+            order = heapq.heappop(heap)[2]
+            if order.open:
+                self._cancel_resting(order, CancelReason.EXPIRED, c.seq, events)
+        return self._flush(c.seq, events)
+
+    def _freeze(self, c: FreezeTrader) -> list[Event]:
+        self.frozen.add(c.trader)
+        events: list[Event] = []
+        orders = self.open_orders.get(c.trader)
+        for order in sorted(orders.values(), key=_cancel_order_key) if orders else ():
+            self._cancel_resting(order, CancelReason.FROZEN, c.seq, events)
+        events.append(TraderFrozen(c.seq, c.trader))
+        return self._flush(c.seq, events)
+
+    # ------------------------------------------------------------------ funds
+
+    def _credit(self, c: Credit) -> list[Event]:
+        if c.amount <= 0:
+            return [CommandRejected(c.seq, "Credit", ErrorCode.INVALID_REQUEST, "amount <= 0")]
+        bal = self.balances.cell(c.trader, c.token)
+        bal.total += c.amount
+        return [BalanceChanged(c.seq, c.trader, c.token, bal.total, bal.locked)]
+
+    def _debit(self, c: Debit) -> list[Event]:
+        name = "Debit"
+        if c.amount <= 0:
+            return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, "amount <= 0")]
+        bal = self.balances.get(c.trader, c.token)
+        reserved = 0
+        if c.withdrawal_id is not None:
+            w = self.withdrawals.get(c.withdrawal_id)
+            if w is None or w[0] != c.trader or w[1] != c.token:
+                msg = f"no reservation {c.withdrawal_id} for this trader and token"
+                return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, msg)]
+            reserved = w[2]
+        if bal is None or bal.total - bal.locked + reserved < c.amount:
+            # The chain already paid out more than the engine can account for: refuse and let
+            # reconciliation decide rather than drive a balance negative.
+            return [CommandRejected(c.seq, name, ErrorCode.INSUFFICIENT_BALANCE, "debit > free")]
+        events: list[Event] = []
+        if c.withdrawal_id is not None:
+            del self.withdrawals[c.withdrawal_id]
+            bal.locked -= reserved
+        bal.total -= c.amount
+        events.append(BalanceChanged(c.seq, c.trader, c.token, bal.total, bal.locked))
+        return events
+
+    def _reserve_withdrawal(self, c: ReserveWithdrawal) -> list[Event]:
+        name = "ReserveWithdrawal"
+        if c.amount <= 0 or c.withdrawal_id in self.withdrawals:
+            msg = "amount <= 0 or withdrawal id in use"
+            return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, msg)]
+        bal = self.balances.get(c.trader, c.token)
+        if bal is None or bal.total - bal.locked < c.amount:
+            return [CommandRejected(c.seq, name, ErrorCode.INSUFFICIENT_BALANCE, "not available")]
+        bal.locked += c.amount
+        self.withdrawals[c.withdrawal_id] = (c.trader, c.token, c.amount)
+        return [
+            WithdrawalReserved(c.seq, c.withdrawal_id, c.trader, c.token, c.amount),
+            BalanceChanged(c.seq, c.trader, c.token, bal.total, bal.locked),
+        ]
+
+    def _release_withdrawal(self, c: ReleaseWithdrawal) -> list[Event]:
+        w = self.withdrawals.pop(c.withdrawal_id, None)
+        if w is None:
+            msg = f"no reservation {c.withdrawal_id}"
+            return [CommandRejected(c.seq, "ReleaseWithdrawal", ErrorCode.INVALID_REQUEST, msg)]
+        trader, token, amount = w
+        bal = self.balances.cell(trader, token)
+        bal.locked -= amount
+        return [
+            WithdrawalReleased(c.seq, c.withdrawal_id, trader, token, amount),
+            BalanceChanged(c.seq, trader, token, bal.total, bal.locked),
+        ]
+
+    # ------------------------------------------------------------------ markets
+
+    def _add_market(self, c: AddMarket) -> list[Event]:
+        spec = c.spec
+        problem = spec_problem(spec)
+        if problem is None and spec.market_id in self.markets:
+            problem = f"market {spec.market_id} already listed"
+        if problem is not None:
+            return [CommandRejected(c.seq, "AddMarket", ErrorCode.INVALID_REQUEST, problem)]
+        self.markets[spec.market_id] = Market(spec)
+        return [MarketAdded(c.seq, spec.market_id)]
+
+    def _set_market_state(self, c: SetMarketState) -> list[Event]:
+        market = self.markets.get(c.market_id)
+        if market is None:
+            return [CommandRejected(c.seq, "SetMarketState", ErrorCode.UNKNOWN_MARKET, c.market_id)]
+        old = market.state
+        if old is c.state:
+            return []
+        market.state = c.state
+        return [MarketStateChanged(c.seq, c.market_id, old, c.state, "operator")]
+
+
+def _cancel_order_key(order: Order) -> tuple[int, bytes]:
+    """Bulk cancels go in (nonce, hash) order, so their events do not depend on dict history
+    (an engine restored from a snapshot rebuilds its indexes in a different order)."""
+    return order.nonce, order.order_hash
+
+
+def _takeable(  # noqa: PLR0917
+    levels: SortedDict[int, PriceLevel],
+    is_buy: bool,
+    limit: int,
+    trader: str,
+    now: int,
+    wanted: int,
+) -> int:
+    """How much of `wanted` the crossing liquidity could fill, ignoring own and expired orders
+    (those would be removed, not filled). Read-only: FOK and POST_ONLY checks change nothing."""
+    found = 0
+    for level in levels.values():
+        if (level.price > limit) if is_buy else (level.price < limit):
+            break
+        for o in level.orders:
+            if o.open and o.trader != trader and not (o.expiry and o.expiry <= now):
+                found += o.remaining
+                if found >= wanted:
+                    return found
+    return found

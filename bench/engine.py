@@ -1,0 +1,337 @@
+"""Matching-engine benchmark (SPEC §12): engine alone, engine + journal/event encoding, memory.
+
+    python bench/engine.py                 # 1M commands, table
+    python bench/engine.py --commands 100000 --json
+
+Workload: one WETH/USDC-like market, 200 traders, ~1k resting orders. Each command is a new
+GTC limit order near the mid (rests), a cancel of a random open order, or a crossing order
+(IOC or GTC through the touch). The command list is generated up front by a shadow engine (so
+cancels name orders that are really open), then replayed on fresh engines:
+
+1. engine alone: `apply` only; throughput from wall time of the whole loop, latency from
+   `perf_counter_ns` around every command (a separate pass, so timing does not slow pass 1);
+2. full: `encode_command` into a journal buffer, `apply`, `encode_events` into an outbox buffer,
+   and every `--group` commands the journal is appended to a temp file and fsynced
+   (group commit);
+3. memory: a child process holds 1M resting orders and reports its RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.domain.types import Side, TimeInForce
+from backend.matching.codec import encode_command, encode_events
+from backend.matching.commands import (
+    AddMarket,
+    CancelOrder,
+    Command,
+    Credit,
+    MarketSpec,
+    PlaceOrder,
+)
+from backend.matching.engine import Engine
+
+WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+MARKET = "WETH-USDC"
+TICK = 10_000  # 0.01 USDC per WETH (USDC 6 decimals, WETH 18)
+LOT = 10**14  # 0.0001 WETH; LOT * TICK = 10**18
+USDC_UNIT = 100 * TICK  # 1 USDC in price units
+MID = 3_000 * USDC_UNIT
+TARGET_RESTING = 1_000
+
+
+def market_spec() -> MarketSpec:
+    return MarketSpec(MARKET, WETH, USDC, TICK, LOT, LOT, maker_fee_bps=5, taker_fee_bps=20)
+
+
+def trader_address(i: int) -> str:
+    return "0x" + f"{i + 1:040x}"
+
+
+def setup_commands(n_traders: int, seq: int = 0) -> list[Command]:
+    out: list[Command] = [AddMarket(seq + 1, 0, market_spec())]
+    for i in range(n_traders):
+        t = trader_address(i)
+        out.append(Credit(len(out) + seq + 1, 0, t, WETH, 10**30))
+        out.append(Credit(len(out) + seq + 1, 0, t, USDC, 10**30))
+    return out
+
+
+def generate(n: int, seed: int = 7, n_traders: int = 200) -> list[Command]:
+    """Setup plus `n` workload commands, produced against a shadow engine."""
+    rng = random.Random(seed)
+    shadow = Engine()
+    commands = setup_commands(n_traders)
+    for setup in commands:
+        shadow.apply(setup)
+    traders = [trader_address(i) for i in range(n_traders)]
+    book = shadow.markets[MARKET].book
+    nonce = 0
+    now = 1_700_000_000
+    open_count = 0
+    for i in range(n):
+        seq = len(commands) + 1
+        if i % 1000 == 0:
+            now += 1
+            open_count = sum(len(d) for d in shadow.open_orders.values())
+        roll = rng.random()
+        cancel_bias = 0.30 + (0.25 if open_count > TARGET_RESTING else -0.2)
+        cmd: Command
+        if roll < cancel_bias and shadow.open_orders:
+            trader = rng.choice(list(shadow.open_orders))
+            h = rng.choice(list(shadow.open_orders[trader]))
+            cmd = CancelOrder(seq, now, h, trader)
+        else:
+            nonce += 1
+            trader = rng.choice(traders)
+            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            amount = LOT * rng.randrange(1, 50)
+            tif = TimeInForce.GTC
+            if roll > 0.85:  # crossing: through the touch by up to 3 USDC
+                best = book.best_ask() if side is Side.BUY else book.best_bid()
+                ref = MID if best is None else best
+                step = rng.randrange(0, 4) * USDC_UNIT
+                price = ref + step if side is Side.BUY else ref - step
+                tif = TimeInForce.IOC if rng.random() < 0.5 else TimeInForce.GTC
+            else:  # passive: 1..40 USDC away from the mid on its own side
+                offset = rng.randrange(1, 41) * USDC_UNIT
+                price = MID - offset if side is Side.BUY else MID + offset
+            h = nonce.to_bytes(32, "big")
+            cmd = PlaceOrder(seq, now, h, trader, MARKET, side, price, amount, tif, nonce, 0)
+        shadow.apply(cmd)
+        commands.append(cmd)
+    return commands
+
+
+def run_alone(commands: list[Command], warm: int) -> float:
+    engine = Engine()
+    apply = engine.apply
+    for cmd in commands[:warm]:
+        apply(cmd)
+    gc.collect()
+    gc.disable()  # the engine allocates little garbage; keep collector pauses out of both modes
+    try:
+        t0 = time.perf_counter()
+        for cmd in commands[warm:]:
+            apply(cmd)
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
+def run_latency(commands: list[Command], warm: int) -> array[int]:
+    engine = Engine()
+    apply = engine.apply
+    for cmd in commands[:warm]:
+        apply(cmd)
+    lat = array("q", bytes(8 * (len(commands) - warm)))
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.disable()
+    try:
+        for i, cmd in enumerate(commands[warm:]):
+            t0 = clock()
+            apply(cmd)
+            lat[i] = clock() - t0
+    finally:
+        gc.enable()
+    return lat
+
+
+def run_full(commands: list[Command], warm: int, group: int) -> tuple[float, int, float, int]:
+    """Returns (seconds, fsyncs, mean fsync ms, journal bytes)."""
+    engine = Engine()
+    apply = engine.apply
+    for cmd in commands[:warm]:
+        apply(cmd)
+    journal = bytearray()
+    outbox = bytearray()
+    fsyncs = 0
+    fsync_s = 0.0
+    written = 0
+    with tempfile.NamedTemporaryFile(prefix="hybridex-bench-journal-") as f:
+        fd = f.fileno()
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            pending = 0
+            for cmd in commands[warm:]:
+                record = encode_command(cmd)
+                journal += len(record).to_bytes(4, "little")
+                journal += record
+                encode_events(apply(cmd), outbox)
+                pending += 1
+                if pending == group:
+                    s0 = time.perf_counter()
+                    os.write(fd, journal)
+                    os.fsync(fd)
+                    fsync_s += time.perf_counter() - s0
+                    fsyncs += 1
+                    written += len(journal)
+                    journal.clear()
+                    outbox.clear()  # handed to the persister in the real engine
+                    pending = 0
+            if journal:
+                os.write(fd, journal)
+                os.fsync(fd)
+                fsyncs += 1
+                written += len(journal)
+            elapsed = time.perf_counter() - t0
+        finally:
+            gc.enable()
+    return elapsed, fsyncs, 1000 * fsync_s / max(fsyncs, 1), written
+
+
+def rss_child(n: int) -> None:
+    """Hold `n` resting orders and print this process's RSS (MB) as JSON."""
+    n_traders = 1_000
+    engine = Engine()
+    for cmd in setup_commands(n_traders):
+        engine.apply(cmd)
+    seq = engine.last_seq
+    levels = 2_000  # per side, 1 tick apart, away from each other: nothing crosses
+    for i in range(n):
+        seq += 1
+        side = Side.BUY if i % 2 == 0 else Side.SELL
+        level = (i // 2) % levels
+        price = MID - (level + 1) * TICK if side is Side.BUY else MID + (level + 1) * TICK
+        engine.apply(
+            PlaceOrder(seq, 1_700_000_000, (i + 1).to_bytes(32, "big"),
+                       trader_address(i % n_traders), MARKET, side, price, LOT * (1 + i % 7),
+                       TimeInForce.GTC, i + 1, 0)
+        )  # fmt: skip
+    resting = sum(len(d) for d in engine.open_orders.values())
+    rss_kb = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    print(json.dumps({"resting": resting, "rss_mb": rss_kb / 1024}))
+
+
+def measure_rss(n: int) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    if data["resting"] != n:
+        raise RuntimeError(f"child rested {data['resting']} orders, expected {n}")
+    return float(data["rss_mb"])
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    idx = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return sorted_values[idx] / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--commands", type=int, default=1_000_000)
+    parser.add_argument("--resting", type=int, default=1_000_000, help="orders for the RSS child")
+    parser.add_argument("--group", type=int, default=1_000, help="commands per fsync")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+
+    t0 = time.perf_counter()
+    commands = generate(args.commands)
+    gen_s = time.perf_counter() - t0
+    warm = len(commands) - args.commands  # setup commands are not measured
+    n = args.commands
+
+    alone_s = run_alone(commands, warm)
+    lat = sorted(run_latency(commands, warm))
+    full_s, fsyncs, fsync_ms, journal_bytes = run_full(commands, warm, args.group)
+    del commands
+    gc.collect()
+    rss_mb = measure_rss(args.resting)
+
+    result = {
+        "machine": machine(),
+        "commands": n,
+        "commands_per_s": round(n / alone_s),
+        "p50_us": round(percentile(lat, 0.50), 2),
+        "p99_us": round(percentile(lat, 0.99), 2),
+        "p999_us": round(percentile(lat, 0.999), 2),
+        "max_us": round(lat[-1] / 1000, 1),
+        "full_commands_per_s": round(n / full_s),
+        "full_group_size": args.group,
+        "full_fsyncs": fsyncs,
+        "full_fsync_mean_ms": round(fsync_ms, 3),
+        "journal_bytes_per_command": round(journal_bytes / n, 1),
+        "rss_mb_1m_resting": round(rss_mb, 1),
+        "rss_resting_orders": args.resting,
+        "targets": {
+            "commands_per_s": 500_000,
+            "p99_us": 10,
+            "full_commands_per_s": 300_000,
+            "rss_mb_1m_resting": 512,
+        },
+        "generate_s": round(gen_s, 1),
+    }
+    m = result["machine"]
+    assert isinstance(m, dict)
+    print(f"Hybridex matching engine benchmark — {m['date']}")
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['implementation']} {m['python']}")
+    print(f"workload: {n:,} commands (place near mid / cancel / cross), ~1k resting orders")
+    print()
+    rows = [
+        ("engine alone", f"{result['commands_per_s']:,} commands/s", "≥ 500,000"),
+        ("  latency p50", f"{result['p50_us']} µs", ""),
+        ("  latency p99", f"{result['p99_us']} µs", "≤ 10"),
+        ("  latency p99.9", f"{result['p999_us']} µs", ""),
+        ("  latency max", f"{result['max_us']} µs", ""),
+        ("engine + journal + events", f"{result['full_commands_per_s']:,} commands/s", "≥ 300,000"),
+        ("  group commit", f"{args.group} commands/fsync, {fsync_ms:.3f} ms/fsync", ""),
+        ("  journal", f"{result['journal_bytes_per_command']} bytes/command", ""),
+        (f"RSS, {args.resting:,} resting", f"{result['rss_mb_1m_resting']} MB", "≤ 512"),
+    ]
+    print(f"{'measure':<28}{'result':<42}{'target':>10}")
+    for name, value, target in rows:
+        print(f"{name:<28}{value:<42}{target:>10}")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
