@@ -7,8 +7,9 @@ from backend.matching.commands import MarketSpec
 from backend.matching.order_book import OrderBook
 from backend.matching.risk import CircuitBreaker
 
-MAX_FEE_BPS = 1_000
-"""Mirror of the contract's fee cap (10 %): a market the chain would refuse is refused here."""
+MAX_FEE_BPS = 100
+"""Mirror of Exchange.MAX_FEE_BPS (1 %): a market whose fills the chain would refuse is refused
+here (tests/unit/contracts check the two stay equal)."""
 
 
 def spec_problem(spec: MarketSpec) -> str | None:

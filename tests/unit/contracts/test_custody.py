@@ -232,3 +232,10 @@ def test_constructor_guards(h: Harness) -> None:
         raw = revert_data(info.value)
         assert raw is not None
         assert decode_error(raw)[0] == name
+
+
+def test_engine_fee_cap_mirrors_the_contract(h: Harness) -> None:
+    # A market the engine lists with fees above the on-chain cap would match unsettleable fills.
+    from backend.matching.market import MAX_FEE_BPS
+
+    assert h.contract.functions.MAX_FEE_BPS().call() == MAX_FEE_BPS
