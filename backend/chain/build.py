@@ -123,6 +123,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def write_artifacts(result: BuildResult, directory: Path = ARTIFACTS_DIR) -> list[Path]:
+    """Writes the artifacts that changed (and removes stale ones); returns what it wrote."""
     directory.mkdir(parents=True, exist_ok=True)
     wanted = set(result.artifacts)
     for stale in directory.glob("*.json"):
@@ -134,7 +135,7 @@ def write_artifacts(result: BuildResult, directory: Path = ARTIFACTS_DIR) -> lis
         text = render(doc)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-        written.append(path)
+            written.append(path)
     return written
 
 

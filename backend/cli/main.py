@@ -34,8 +34,11 @@ def contracts_build(
             raise typer.Exit(1)
         typer.echo(f"artifacts are fresh ({result.compiler})")
         return
-    for path in build.write_artifacts(result):
+    written = build.write_artifacts(result)
+    for path in written:
         typer.echo(f"wrote {path.relative_to(build.REPO_ROOT)}")
+    if not written:
+        typer.echo(f"artifacts up to date ({result.compiler})")
 
 
 if __name__ == "__main__":

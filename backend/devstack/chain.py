@@ -37,6 +37,18 @@ def dev_accounts(count: int = len(DEV_PRIVATE_KEYS)) -> list[str]:
     return [Account.from_key(k).address for k in DEV_PRIVATE_KEYS[:count]]
 
 
+DEV_EXIT_DELAY_BLOCKS = 20
+"""Short on a dev chain so the escape hatch can be tried by hand (production: days of blocks)."""
+
+
+def deploy_dev_exchange(w3: Web3) -> str:
+    """Deploy the Exchange with dev account 0 as admin, operator and fee recipient."""
+    deployer = Sender.from_key(w3, DEV_PRIVATE_KEYS[0])
+    operator = deployer.address
+    exchange = deployer.deploy("Exchange", operator, operator, operator, DEV_EXIT_DELAY_BLOCKS)
+    return str(exchange.address)
+
+
 def deploy_demo_tokens(w3: Web3, *, fund_accounts: int = 10) -> list[DeployedToken]:
     """Deploy WETH/USDC/WBTC demo tokens from dev account 0 and fund the first dev accounts."""
     deployer = Sender.from_key(w3, DEV_PRIVATE_KEYS[0])

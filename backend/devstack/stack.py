@@ -15,7 +15,13 @@ from web3 import Web3
 import backend.db.migrate as migrate
 from backend.chain.anvil import ANVIL_CHAIN_ID, DEV_RPC_PORT, Anvil
 from backend.config import DEV_PRIVATE_KEYS, Mode, Settings
-from backend.devstack.chain import DeployedToken, deploy_demo_tokens, dev_accounts
+from backend.devstack.chain import (
+    DEV_EXIT_DELAY_BLOCKS,
+    DeployedToken,
+    deploy_demo_tokens,
+    deploy_dev_exchange,
+    dev_accounts,
+)
 
 DEV_DB_PATH = Path("var/hybridex-dev.db")
 
@@ -27,6 +33,7 @@ class DevStack:
     settings: Settings
     rpc_url: str
     chain_id: int
+    exchange_address: str = ""
     tokens: list[DeployedToken] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
 
@@ -63,6 +70,7 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT) -> DevStack:
 
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     stack = DevStack(settings=settings, rpc_url=rpc_url, chain_id=w3.eth.chain_id, started=started)
+    stack.exchange_address = deploy_dev_exchange(w3)
     stack.tokens = deploy_demo_tokens(w3)
     return stack
 
@@ -73,7 +81,14 @@ def describe(stack: DevStack) -> str:
     lines += ["", f"RPC URL   {stack.rpc_url}", f"Chain id  {stack.chain_id}"]
     if stack.chain_id == ANVIL_CHAIN_ID:
         lines.append("          (MetaMask: add a network with this RPC URL and chain id)")
-    lines += ["", "Demo tokens:"]
+    lines += [
+        "",
+        f"Exchange  {stack.exchange_address}",
+        f"          (operator, admin and fee recipient: dev account 0; "
+        f"exit delay {DEV_EXIT_DELAY_BLOCKS} blocks)",
+        "",
+        "Demo tokens:",
+    ]
     lines += [
         f"  {t.spec.symbol:<5} {t.address}  ({t.spec.decimals} decimals)" for t in stack.tokens
     ]
@@ -82,7 +97,7 @@ def describe(stack: DevStack) -> str:
         lines.append(f"  {address}  key {key}")
     lines += [
         "",
-        "Not started yet (not built): API, engine, indexer, settlement worker.",
+        "Not started yet: API, engine, indexer and settlement worker.",
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)

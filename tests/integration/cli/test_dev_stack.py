@@ -14,7 +14,8 @@ import pytest
 from web3 import Web3
 
 from backend.chain.anvil import free_port, rpc_call
-from backend.devstack.chain import DEMO_TOKENS, dev_accounts
+from backend.chain.exchange import ExchangeReader
+from backend.devstack.chain import DEMO_TOKENS, DEV_EXIT_DELAY_BLOCKS, dev_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,10 @@ def test_dev_starts_chain_and_tokens_then_stops_on_ctrl_c(tmp_path: Path) -> Non
         assert f"RPC URL   {url}" in out
         assert "Chain id  31337" in out
         w3 = Web3(Web3.HTTPProvider(url))
+        exchange = re.search(r"Exchange  (0x[0-9a-fA-F]{40})", out)
+        assert exchange, "Exchange address not printed"
+        reader = ExchangeReader.at(w3, Web3.to_checksum_address(exchange.group(1)))
+        assert reader.contract.functions.exitDelay().call() == DEV_EXIT_DELAY_BLOCKS
         for spec in DEMO_TOKENS:
             match = re.search(rf"{spec.symbol}\s+(0x[0-9a-fA-F]{{40}})", out)
             assert match, f"{spec.symbol} address not printed"
