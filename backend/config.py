@@ -101,13 +101,36 @@ class Settings(BaseSettings):
     fee_bump_percent: int = Field(default=13, ge=13, description="≥ 12.5% to be a replacement.")
     stuck_after_blocks: int = Field(default=3, ge=1)
     max_in_flight_txs: int = Field(default=4, ge=1)
+    settlement_tick_s: float = Field(
+        default=0.5, gt=0, description="Beat period of the settlement tick (batch, send, follow)."
+    )
 
     # Engine and API
     engine_journal_dir: Path = Field(default=Path("var/journal"))
     engine_snapshot_every: int = Field(default=100_000, ge=1)
+    engine_host: str = Field(default="127.0.0.1", description="Engine TCP listen/connect host.")
+    engine_port: int = Field(default=7700, ge=1, le=65535)
+    engine_group_max: int = Field(default=1_000, ge=1, description="Commands per group commit.")
+    engine_feed_retention: int = Field(default=10_000, ge=100, description="Messages per feed.")
+    engine_sweep_interval_s: float = Field(default=1.0, gt=0)
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1)
+    api_engine_timeout_s: float = Field(
+        default=2.0, gt=0, description="How long POST /v1/orders waits for the engine before 202."
+    )
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Request body limit.")
+    api_rate_limiter: str = Field(
+        default="redis", pattern="^(redis|memory)$", description="`memory`: one process only."
+    )
+    api_rate_ip_per_s: float = Field(default=50.0, gt=0)
+    api_rate_ip_burst: int = Field(default=100, ge=1)
+    api_rate_trader_per_s: float = Field(default=20.0, gt=0)
+    api_rate_trader_burst: int = Field(default=40, ge=1)
+    api_rate_cancel_per_s: float = Field(default=100.0, gt=0)
+    api_rate_cancel_burst: int = Field(default=200, ge=1)
+    api_ws_heartbeat_s: float = Field(default=15.0, gt=0)
+    api_ws_send_queue: int = Field(default=1000, ge=1)
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)

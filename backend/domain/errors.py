@@ -37,9 +37,13 @@ class ErrorCode(Enum):
     DUPLICATE_CLIENT_ORDER_ID = 3003
     # 4xxx settlement
     SETTLEMENT_REVERTED = 4000
+    SETTLEMENT_BUSY = 4001  # another worker holds the sender / batcher lock: retry
+    SETTLEMENT_INCONSISTENT = 4002  # database and chain disagree on batches: stop, do not guess
     # 5xxx indexer
     REORG_TOO_DEEP = 5000
     CHAIN_MISMATCH = 5001
+    RPC_UNAVAILABLE = 5002  # the node did not answer usably after every retry
+    ENGINE_IN_DOUBT = 5003  # a submitted command's fate cannot be established: stop, do not guess
     # 9xxx system
     CONFIGURATION = 9000
     ENGINE_UNAVAILABLE = 9001

@@ -67,7 +67,7 @@ from backend.matching.order import Order
 from backend.matching.price_level import PriceLevel
 from backend.matching.risk import BPS, outside_band
 
-FEE_ACCOUNT = "0x000000000000000000000000000000000000fEe5"
+FEE_ACCOUNT = "0x000000000000000000000000000000000000Fee5"
 """Default account that fees accrue to; configurable per engine."""
 
 _BUY = Side.BUY

@@ -5,6 +5,7 @@ Importing this package registers all tables on `Base.metadata` (Alembic's target
 
 from backend.db.models.engine import (
     Balance,
+    EngineCursor,
     EngineJournal,
     EngineSnapshot,
     Fill,
@@ -30,6 +31,7 @@ __all__ = [
     "ChainBlock",
     "ChainEvent",
     "Deposit",
+    "EngineCursor",
     "EngineJournal",
     "EngineSnapshot",
     "Fill",

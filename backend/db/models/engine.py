@@ -70,6 +70,20 @@ class EngineSnapshot(Base):
     created_at: Mapped[datetime] = created_at()
 
 
+class EngineCursor(Base):
+    """How far a consumer of engine events has stored them (e.g. `persister`). Writer: engine.
+
+    Committed in the same transaction as the rows it covers, so a restart re-persists exactly
+    the commands after it (the writes are idempotent by seq anyway).
+    """
+
+    __tablename__ = "engine_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger())
+    updated_at: Mapped[datetime] = updated_at()
+
+
 class Order(Base):
     """A signed order the engine has seen, with its live state. Writer: engine.
 

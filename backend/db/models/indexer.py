@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -112,3 +121,38 @@ class ChainBalance(Base):
     token: Mapped[str] = mapped_column(Address(), ForeignKey("tokens.address"), primary_key=True)
     amount: Mapped[int] = mapped_column(U256())
     block_number: Mapped[int] = mapped_column(BigInteger())
+
+
+class IndexerCommand(Base):
+    """An engine command the indexer owes because of a chain event: its outbox. Writer: indexer.
+
+    Written in the same transaction as the event and the cursor, *before* the command is sent,
+    so a crash can neither lose nor repeat an effect: `pending` rows are sent after a restart;
+    a `submitted` row (sent, answer not recorded) is resolved by looking its `ref` up in the
+    engine's journal (the command carries `ref` as its journaled intake hash) before anything
+    is re-sent. `ref` = keccak(kind ‖ block_hash ‖ log_index), so a reorg that re-mines the same
+    transaction in another block owes a new command, and a compensating command (`kind`
+    `reverse_credit` / `reverse_debit`) has its own ref. See docs/indexer.md.
+    """
+
+    __tablename__ = "indexer_commands"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "block_number"),
+        CheckConstraint("status IN ('pending', 'submitted', 'done', 'cancelled')", name="status"),
+    )
+
+    id: Mapped[int] = auto_id()
+    ref: Mapped[bytes] = mapped_column(Bytes32(), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    block_hash: Mapped[bytes] = mapped_column(Bytes32())
+    log_index: Mapped[int] = mapped_column(Integer())
+    block_number: Mapped[int] = mapped_column(BigInteger())
+    command: Mapped[dict[str, Any]] = mapped_column(EventArgs)
+    """The command's fields (trader, token, amount as a decimal string, …)."""
+    status: Mapped[str] = mapped_column(String(10))
+    engine_seq: Mapped[int | None] = mapped_column(BigInteger())
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    """`applied`, or the engine's reject code (kept for reconciliation)."""
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()

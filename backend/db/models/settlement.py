@@ -45,6 +45,8 @@ class SettlementBatch(Base):
     settled_tx_hash: Mapped[bytes | None] = mapped_column(Bytes32())
     gas_used: Mapped[int | None] = mapped_column(BigInteger())
     failure_reason: Mapped[str | None] = mapped_column(Text())
+    fills_hash: Mapped[bytes | None] = mapped_column(Bytes32())
+    """`fillsHash` of the `BatchSettled` event this batch emits (set when it is signed)."""
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
@@ -139,6 +141,8 @@ class SettlementTransaction(Base):
     replaces_tx_hash: Mapped[bytes | None] = mapped_column(
         Bytes32(), ForeignKey("settlement_transactions.tx_hash")
     )
+    broadcast_block: Mapped[int | None] = mapped_column(BigInteger())
+    """Latest block when first broadcast: `stuck_after_blocks` counts from here."""
     block_number: Mapped[int | None] = mapped_column(BigInteger())
     block_hash: Mapped[bytes | None] = mapped_column(Bytes32())
     gas_used: Mapped[int | None] = mapped_column(BigInteger())

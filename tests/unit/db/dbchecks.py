@@ -23,6 +23,7 @@ from backend.db.models import (
     ChainBlock,
     ChainEvent,
     Deposit,
+    EngineCursor,
     EngineJournal,
     EngineSnapshot,
     Fill,
@@ -38,6 +39,7 @@ from backend.db.models import (
     Withdrawal,
     WithdrawalSettlement,
 )
+from backend.db.models.indexer import IndexerCommand
 from backend.db.types import U256
 from backend.domain.types import (
     BatchStatus,
@@ -196,6 +198,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
             TraderExit(trader=BOB, effective_block=BIG, frozen_seq=BIG),
             EngineJournal(seq=BIG, kind="place", payload=b"\x00\xff" * 100),
             EngineSnapshot(seq=BIG, state_hash=h(30), payload=b"\x00" * 1000),
+            EngineCursor(name="persister", seq=BIG),
             SettlementBatch(
                 batch_id=BIG,
                 status=BatchStatus.SETTLED,
@@ -230,6 +233,17 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 credited_seq=BIG,
             ),
             ChainBalance(trader=ALICE, token=WETH, amount=MAX, block_number=BIG),
+            IndexerCommand(
+                ref=h(52),
+                kind="credit",
+                block_hash=h(50),
+                log_index=2**31 - 1,
+                block_number=BIG,
+                command={"trader": ALICE, "token": WETH, "amount": str(MAX)},
+                status="done",
+                engine_seq=BIG,
+                outcome="applied",
+            ),
         ],
         [
             BatchCancel(batch_id=BIG, cancel_hash=h(10)),
@@ -392,3 +406,14 @@ def check_constraints_refuse_bad_rows(url: str) -> None:
             session.add(Balance(trader=ALICE, token=USDC, total=MAX, locked=MAX, updated_seq=1))
     finally:
         engine.dispose()
+
+
+def head_revision() -> str:
+    """The migrations' single head (the revision `upgrade(url)` ends at)."""
+    from alembic.script import ScriptDirectory
+
+    from backend.db.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
