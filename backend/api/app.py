@@ -1,0 +1,152 @@
+"""`create_app(...)`: the HTTP/WebSocket API (SPEC §9) from its collaborators, no globals.
+
+Tests and `hybridex dev` pass in-process parts (InProcessEngineClient, MemoryFeedStore, a SQLite
+session factory, MemoryRateLimiter); `hybridex api` runs `production_app` in each uvicorn worker
+(TcpEngineClient, RedisFeedStore, PostgreSQL, RedisRateLimiter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.catalog import MarketCatalog
+from backend.api.deps import ApiContext, RateRules, ReadinessCheck
+from backend.api.errors import install_error_handlers
+from backend.api.metrics import ApiMetrics
+from backend.api.middleware import EdgeMiddleware
+from backend.api.ratelimit import RateLimiter
+from backend.api.routes import accounts, info, markets, orders, ws
+from backend.config import Settings
+from backend.domain.errors import ConfigurationError, DexError, ErrorCode
+from backend.eip712.domain import Domain
+from backend.engine.client import EngineClient
+from backend.engine.feeds import FeedReader
+
+API_DESCRIPTION = """\
+Signed-order API of Hybridex, a non-custodial hybrid exchange. Amounts, prices, nonces and
+expiries are decimal strings of integers; `side` and `timeInForce` are numbers; errors answer
+`{"error": {"code", "message"}}`. See docs/api.md for signing, error codes and the WebSocket.
+"""
+
+
+def domain_from_settings(settings: Settings) -> Domain:
+    if settings.chain_id is None or settings.exchange_address is None:
+        raise ConfigurationError(
+            "the API needs HYBRIDEX_CHAIN_ID and HYBRIDEX_EXCHANGE_ADDRESS (the signing domain)"
+        )
+    return Domain(settings.chain_id, settings.exchange_address)
+
+
+def create_app(
+    *,
+    settings: Settings,
+    engine: EngineClient,
+    feeds: FeedReader,
+    sessions: sessionmaker[Session],
+    limiter: RateLimiter,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> FastAPI:
+    """The app; it closes nothing it was given except through `on_shutdown`."""
+    context = ApiContext(
+        settings=settings,
+        domain=domain_from_settings(settings),
+        engine=engine,
+        feeds=feeds,
+        sessions=sessions,
+        limiter=limiter,
+        rules=RateRules.from_settings(settings),
+        markets=MarketCatalog(sessions),
+        metrics=ApiMetrics(),
+        readiness=dict(readiness or {}),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in on_shutdown:
+            await close()
+
+    app = FastAPI(
+        title="Hybridex API",
+        version="1",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.ctx = context
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, context=context)
+    for module in (info, markets, orders, accounts, ws):
+        app.include_router(module.router)
+    return app
+
+
+def production_app() -> FastAPI:
+    """The app of one `hybridex api` worker (uvicorn `--factory`): TcpEngineClient,
+    RedisFeedStore, the configured database and the Redis (or memory) rate limiter."""
+    import redis.asyncio as aioredis
+    from sqlalchemy import text
+
+    from backend.api.ratelimit import MemoryRateLimiter, RedisRateLimiter
+    from backend.config import get_settings
+    from backend.db.session import make_engine, session_factory
+    from backend.engine.feed_redis import RedisFeedStore
+    from backend.engine.tcp_client import TcpEngineClient
+    from backend.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    db = make_engine(settings.database_url)
+    sessions = session_factory(db)
+    engine = TcpEngineClient(settings.engine_host, settings.engine_port)
+    feeds = RedisFeedStore(
+        settings.redis_url,
+        prefix=settings.redis_key_prefix,
+        retention=settings.engine_feed_retention,
+    )
+    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    limiter: RateLimiter = (
+        RedisRateLimiter(redis_client, settings.redis_key_prefix)
+        if settings.api_rate_limiter == "redis"
+        else MemoryRateLimiter()
+    )
+
+    async def check_db() -> None:
+        def ping() -> None:
+            with db.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        import asyncio
+
+        await asyncio.to_thread(ping)
+
+    async def check_redis() -> None:
+        await redis_client.ping()
+
+    async def check_engine() -> None:
+        try:  # any answer, even "unknown market", proves the engine serves requests
+            await engine.book("-ready-", 1)
+        except DexError as exc:
+            if exc.code is ErrorCode.ENGINE_UNAVAILABLE:
+                raise
+
+    async def close_all() -> None:
+        await engine.close()
+        await feeds.close()
+        await redis_client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
+        db.dispose()
+
+    app = create_app(
+        settings=settings,
+        engine=engine,
+        feeds=feeds,
+        sessions=sessions,
+        limiter=limiter,
+        readiness={"database": check_db, "redis": check_redis, "engine": check_engine},
+        on_shutdown=[close_all],
+    )
+    return app

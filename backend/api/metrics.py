@@ -1,0 +1,60 @@
+"""Prometheus metrics of one API app (`GET /metrics`).
+
+Each app owns its registry (no module globals, so tests build many apps). With several worker
+processes, `hybridex api` sets `PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggregates every worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hybridex_api_requests", "HTTP requests by route and status",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "hybridex_api_request_seconds", "HTTP request latency by route",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.orders = Counter(
+            "hybridex_api_orders", "Orders taken in, by outcome status",
+            ["status"], registry=self.registry,
+        )  # fmt: skip
+        self.rejections = Counter(
+            "hybridex_api_rejections", "Refused requests by error code",
+            ["code"], registry=self.registry,
+        )  # fmt: skip
+        self.engine_latency = Histogram(
+            "hybridex_api_engine_seconds", "Engine round trip (submit) latency",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.ws_clients = Counter(
+            "hybridex_api_ws_connections", "WebSocket connections opened", registry=self.registry
+        )
+        self.ws_dropped = Counter(
+            "hybridex_api_ws_dropped", "WebSocket clients closed for being too slow",
+            registry=self.registry,
+        )  # fmt: skip
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

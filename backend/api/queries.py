@@ -1,0 +1,161 @@
+"""Read-only queries of the API (it writes no table). Each takes `session` first and returns
+plain rows; arithmetic on amounts happens in Python (SQLite's encoding is text)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from backend.db import models
+from backend.domain.types import FillStatus, OrderStatus, Side
+
+MAX_WINDOW_FILLS = 100_000
+"""Fills read to compute one ticker / candle range (a bound on work per request)."""
+
+
+def order_by_hash(session: Session, order_hash: bytes) -> models.Order | None:
+    return session.get(models.Order, order_hash)
+
+
+def orders(
+    session: Session,
+    *,
+    trader: str | None,
+    market_id: str | None,
+    status: OrderStatus | None,
+    before_seq: int | None,
+    limit: int,
+) -> Sequence[models.Order]:
+    q = select(models.Order)
+    if trader is not None:
+        q = q.where(models.Order.trader == trader)
+    if market_id is not None:
+        q = q.where(models.Order.market_id == market_id)
+    if status is not None:
+        q = q.where(models.Order.status == status)
+    if before_seq is not None:
+        q = q.where(models.Order.accepted_seq < before_seq)
+    q = q.order_by(models.Order.accepted_seq.desc(), models.Order.order_hash).limit(limit)
+    return session.scalars(q).all()
+
+
+def taker_fills_of(session: Session, order_hash: bytes, seq: int) -> Sequence[models.Fill]:
+    """The fills an order made as it arrived (those of the command that placed it)."""
+    q = (
+        select(models.Fill)
+        .where(models.Fill.taker_order_hash == order_hash, models.Fill.seq == seq)
+        .order_by(models.Fill.fill_index)
+    )
+    return session.scalars(q).all()
+
+
+def recent_trades(
+    session: Session, market_id: str, limit: int, before_id: int | None
+) -> Sequence[models.Fill]:
+    q = select(models.Fill).where(models.Fill.market_id == market_id)
+    if before_id is not None:
+        q = q.where(models.Fill.id < before_id)
+    return session.scalars(q.order_by(models.Fill.id.desc()).limit(limit)).all()
+
+
+def trades_between(
+    session: Session, market_id: str, start: datetime, end: datetime
+) -> Sequence[tuple[int, int, datetime]]:
+    """(price, amount, time) of the market's fills in [start, end), oldest first."""
+    q = (
+        select(models.Fill.price, models.Fill.amount, models.Fill.created_at)
+        .where(
+            models.Fill.market_id == market_id,
+            models.Fill.created_at >= start,
+            models.Fill.created_at < end,
+        )
+        .order_by(models.Fill.id)
+        .limit(MAX_WINDOW_FILLS)
+    )
+    return [(p, a, t) for p, a, t in session.execute(q)]
+
+
+def last_trade(session: Session, market_id: str) -> models.Fill | None:
+    q = select(models.Fill).where(models.Fill.market_id == market_id)
+    return session.scalars(q.order_by(models.Fill.id.desc()).limit(1)).first()
+
+
+AccountFill = tuple[models.Fill, models.FillSettlement | None, models.SettlementBatch | None]
+
+
+def account_fills(
+    session: Session, trader: str, limit: int, before_id: int | None
+) -> list[AccountFill]:
+    q = (
+        select(models.Fill, models.FillSettlement, models.SettlementBatch)
+        .outerjoin(models.FillSettlement, models.FillSettlement.fill_id == models.Fill.id)
+        .outerjoin(
+            models.SettlementBatch,
+            models.SettlementBatch.batch_id == models.FillSettlement.batch_id,
+        )
+        .where(or_(models.Fill.maker_trader == trader, models.Fill.taker_trader == trader))
+    )
+    if before_id is not None:
+        q = q.where(models.Fill.id < before_id)
+    q = q.order_by(models.Fill.id.desc()).limit(limit)
+    return [(f, s, b) for f, s, b in session.execute(q)]
+
+
+def deposits(
+    session: Session, trader: str, limit: int, before_id: int | None
+) -> Sequence[models.Deposit]:
+    q = select(models.Deposit).where(models.Deposit.trader == trader)
+    if before_id is not None:
+        q = q.where(models.Deposit.id < before_id)
+    return session.scalars(q.order_by(models.Deposit.id.desc()).limit(limit)).all()
+
+
+def pending_settlement(session: Session, trader: str) -> dict[str, int]:
+    """Per token, the net change that the trader's fills not yet settled on chain will make to
+    their on-chain balance: what they receive (minus fees) less what they give. Signed."""
+    q = (
+        select(models.Fill, models.Market.base_token, models.Market.quote_token)
+        .join(models.Market, models.Market.id == models.Fill.market_id)
+        .outerjoin(models.FillSettlement, models.FillSettlement.fill_id == models.Fill.id)
+        .where(
+            or_(models.Fill.maker_trader == trader, models.Fill.taker_trader == trader),
+            or_(
+                models.FillSettlement.status.is_(None),
+                models.FillSettlement.status != FillStatus.SETTLED,
+            ),
+        )
+    )
+    out: dict[str, int] = {}
+    for fill, base, quote in session.execute(q):
+        for is_maker in (True, False):
+            who = fill.maker_trader if is_maker else fill.taker_trader
+            if who != trader:
+                continue
+            side = fill.taker_side.opposite if is_maker else fill.taker_side
+            fee = fill.maker_fee if is_maker else fill.taker_fee
+            if side is Side.BUY:  # receives base (fee in base), gives quote
+                out[base] = out.get(base, 0) + fill.amount - fee
+                out[quote] = out.get(quote, 0) - fill.quote_amount
+            else:
+                out[quote] = out.get(quote, 0) + fill.quote_amount - fee
+                out[base] = out.get(base, 0) - fill.amount
+    return out
+
+
+def balances(
+    session: Session, trader: str
+) -> tuple[Sequence[models.Balance], Sequence[models.ChainBalance]]:
+    engine_rows = session.scalars(
+        select(models.Balance).where(models.Balance.trader == trader)
+    ).all()
+    chain_rows = session.scalars(
+        select(models.ChainBalance).where(models.ChainBalance.trader == trader)
+    ).all()
+    return engine_rows, chain_rows
+
+
+def tokens(session: Session) -> dict[str, models.Token]:
+    return {t.address: t for t in session.scalars(select(models.Token))}

@@ -1,0 +1,180 @@
+"""Market data: `/v1/markets`, book (live, from the engine), trades, tickers, candles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from backend.api import queries
+from backend.api.catalog import MarketView
+from backend.api.deps import ApiContext, ctx
+from backend.api.responses import Json
+from backend.api.serializers import levels, trade_row
+from backend.domain.errors import DexError, ErrorCode
+
+router = APIRouter(prefix="/v1", tags=["markets"])
+
+INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
+MAX_CANDLES = 1000
+BOOK_TIMEOUT_S = 2.0
+
+
+@router.get("/markets", summary="Listed markets with sizes, fees and state")
+async def list_markets(request: Request) -> Response:
+    markets = await ctx(request).markets.all()
+    return Json({"markets": [m.as_json() for m in markets]})
+
+
+@router.get("/markets/{market_id}", summary="One market")
+async def get_market(request: Request, market_id: str) -> Response:
+    market = await ctx(request).markets.by_id(market_id)
+    return Json(market.as_json())
+
+
+@router.get(
+    "/markets/{market_id}/book",
+    summary="Aggregated levels [price, amount], best first, with the book's sequence numbers",
+)
+async def book(request: Request, market_id: str, depth: int = Query(50, ge=1, le=1000)) -> Response:
+    c = ctx(request)
+    await c.markets.by_id(market_id)
+    snap = await asyncio.wait_for(c.engine.book(market_id, depth), BOOK_TIMEOUT_S)
+    return Json(
+        {
+            "market": snap.market_id,
+            "seq": snap.seq,
+            "feedSeq": snap.feed_seq,
+            "bids": levels(snap.bids),
+            "asks": levels(snap.asks),
+        }
+    )
+
+
+@router.get("/markets/{market_id}/trades", summary="Recent trades, newest first")
+async def trades(
+    request: Request,
+    market_id: str,
+    limit: int = Query(100, ge=1, le=1000),
+    before: int | None = Query(None, ge=1, description="Only trades with an id below this."),
+) -> Response:
+    c = ctx(request)
+    await c.markets.by_id(market_id)
+    rows = await c.db(lambda s: queries.recent_trades(s, market_id, limit, before))
+    return Json({"market": market_id, "trades": [trade_row(r) for r in rows]})
+
+
+async def _ticker(c: ApiContext, market: MarketView) -> dict[str, Any]:
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=24)
+    mid = market.market_id
+
+    def read(s: Any) -> tuple[Any, Any]:
+        return queries.last_trade(s, mid), queries.trades_between(s, mid, start, end)
+
+    last, window = await c.db(read)
+    try:
+        snap = await asyncio.wait_for(c.engine.book(mid, 1), BOOK_TIMEOUT_S)
+        bid = str(snap.bids[0][0]) if snap.bids else None
+        ask = str(snap.asks[0][0]) if snap.asks else None
+    except (DexError, TimeoutError):
+        bid = ask = None
+    out: dict[str, Any] = {
+        "market": mid,
+        "lastPrice": None if last is None else str(last.price),
+        "bestBid": bid,
+        "bestAsk": ask,
+        "open24h": None,
+        "high24h": None,
+        "low24h": None,
+        "volume24h": "0",
+        "quoteVolume24h": "0",
+        "change24h": None,
+        "changeBps24h": None,
+        "trades24h": len(window),
+    }
+    if window:
+        prices = [p for p, _a, _t in window]
+        open_, close = prices[0], prices[-1]
+        out.update(
+            open24h=str(open_),
+            high24h=str(max(prices)),
+            low24h=str(min(prices)),
+            volume24h=str(sum(a for _p, a, _t in window)),
+            quoteVolume24h=str(sum(p * a // 10**18 for p, a, _t in window)),
+            change24h=str(close - open_),
+            changeBps24h=(close - open_) * 10_000 // open_,
+        )
+    return out
+
+
+@router.get("/markets/{market_id}/ticker", summary="Last price, best bid/ask, 24 h statistics")
+async def ticker(request: Request, market_id: str) -> Response:
+    c = ctx(request)
+    market = await c.markets.by_id(market_id)
+    return Json(await _ticker(c, market))
+
+
+@router.get("/tickers", summary="The ticker of every market")
+async def tickers(request: Request) -> Response:
+    c = ctx(request)
+    return Json({"tickers": [await _ticker(c, m) for m in await c.markets.all()]})
+
+
+@router.get("/markets/{market_id}/candles", summary="OHLCV candles from trades")
+async def candles(
+    request: Request,
+    market_id: str,
+    interval: Literal["1m", "5m", "1h", "1d"] = Query("1m"),
+    from_: int | None = Query(None, alias="from", ge=0, description="Unix seconds (inclusive)."),
+    to: int | None = Query(None, ge=0, description="Unix seconds (exclusive); default now."),
+) -> Response:
+    c = ctx(request)
+    await c.markets.by_id(market_id)
+    step = INTERVALS[interval]
+    end = int(time.time()) + 1 if to is None else to
+    start = end - step * 100 if from_ is None else from_
+    start -= start % step
+    if end <= start:
+        raise DexError(ErrorCode.INVALID_REQUEST, "to: must be after from")
+    if (end - start) // step > MAX_CANDLES:
+        raise DexError(ErrorCode.INVALID_REQUEST, f"at most {MAX_CANDLES} candles per request")
+    lo, hi = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    window = await c.db(lambda s: queries.trades_between(s, market_id, lo, hi))
+    buckets: dict[int, list[int]] = {}
+    for price, amount, at in window:
+        t = int(at.timestamp())
+        key = t - t % step
+        b = buckets.get(key)
+        if b is None:
+            buckets[key] = [price, price, price, price, amount, price * amount // 10**18, 1]
+        else:
+            b[1] = max(b[1], price)
+            b[2] = min(b[2], price)
+            b[3] = price
+            b[4] += amount
+            b[5] += price * amount // 10**18
+            b[6] += 1
+    return Json(
+        {
+            "market": market_id,
+            "interval": interval,
+            "candles": [
+                {
+                    "time": key,
+                    "open": str(b[0]),
+                    "high": str(b[1]),
+                    "low": str(b[2]),
+                    "close": str(b[3]),
+                    "volume": str(b[4]),
+                    "quoteVolume": str(b[5]),
+                    "trades": b[6],
+                }
+                for key, b in sorted(buckets.items())
+            ],
+        }
+    )

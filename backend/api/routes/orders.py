@@ -1,0 +1,269 @@
+"""Signed order intake and order state: place, cancel, cancel-all, look up (SPEC §9, §11).
+
+Intake is: parse strictly → verify the EIP-712 signature against the configured domain → the
+per-trader rate limit → submit to the engine with a short timeout → answer with the engine's
+outcome (or 202 + the order hash when the engine is slow; the outcome follows on the WebSocket
+and `GET /v1/orders/{hash}`). The API never decides an order's fate itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from backend.api import queries
+from backend.api.deps import (
+    ApiContext,
+    ctx,
+    note_rate_decision,
+    parse_address_param,
+    parse_hash_param,
+    read_json_object,
+    require_keys,
+)
+from backend.api.orders_outcome import cancel_answer, place_answer, stored_answer
+from backend.api.responses import Json
+from backend.api.schemas import (
+    ERRORS,
+    CancelAllBody,
+    CancelBody,
+    OrderOutcome,
+    PlaceOrderBody,
+    body_schema,
+)
+from backend.api.serializers import hex0x, order_row
+from backend.domain.errors import DexError, ErrorCode
+from backend.domain.types import OrderStatus
+from backend.eip712.parsing import (
+    parse_cancel,
+    parse_cancel_all,
+    parse_order,
+    parse_signature,
+)
+from backend.eip712.recover import verify
+from backend.engine.client import EngineUnavailableError, Intake, Outcome
+from backend.matching.commands import CancelAll, CancelOrder, Command, PlaceOrder
+from backend.matching.events import CancelAllApplied
+
+router = APIRouter(prefix="/v1", tags=["orders"])
+
+CLIENT_ORDER_ID_MAX = 64
+STORED_ANSWER_WAIT_S = 1.0
+
+
+def _client_order_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= CLIENT_ORDER_ID_MAX
+        or not value.isascii()
+        or not value.isprintable()
+    ):
+        raise DexError(
+            ErrorCode.INVALID_ORDER,
+            f"clientOrderId: must be 1 to {CLIENT_ORDER_ID_MAX} printable ASCII characters",
+            field="clientOrderId",
+        )
+    return value
+
+
+async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | None:
+    """The engine's outcome, or None when it did not answer within the API's timeout (the
+    command may be journaled: 202); an engine that refuses at once is ENGINE_UNAVAILABLE (503)."""
+    started = time.perf_counter()
+    timeout = c.settings.api_engine_timeout_s
+    try:
+        return await c.engine.submit(command, timeout=timeout, intake=intake)
+    except (EngineUnavailableError, TimeoutError) as exc:
+        if time.perf_counter() - started < timeout / 2:
+            # Refused at once (engine down or shutting down), not slow: say so, so the client
+            # retries (a re-post of the same signed order is idempotent).
+            raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {exc}") from None
+        return None
+    finally:
+        c.metrics.engine_latency.observe(time.perf_counter() - started)
+
+
+def _refused(c: ApiContext, exc: DexError) -> DexError:
+    c.metrics.rejections.labels(exc.code.name).inc()
+    return exc
+
+
+@router.post(
+    "/orders",
+    summary="Place a signed order",
+    response_model=OrderOutcome,
+    responses={202: {"model": OrderOutcome, "description": "engine slow: status pending"},
+               **ERRORS},
+    openapi_extra=body_schema(PlaceOrderBody),
+)  # fmt: skip
+async def place_order(request: Request) -> Response:
+    c = ctx(request)
+    try:
+        body = await read_json_object(request)
+        require_keys(body, ("order", "signature"), ("clientOrderId",))
+        order = parse_order(body["order"])
+        signature = parse_signature(body["signature"])
+        client_order_id = _client_order_id(body.get("clientOrderId"))
+        market = await c.markets.by_pair(order.baseToken, order.quoteToken)
+        order_hash = verify(order, signature, c.domain)
+        decision = await c.limiter.hit(order.trader, c.rules.trader)
+        note_rate_decision(request, decision)
+        if not decision.allowed:
+            raise DexError(
+                ErrorCode.RATE_LIMITED,
+                f"too many orders from {order.trader}; retry in {decision.retry_after_s} s",
+                retry_after=decision.retry_after_s,
+            )
+    except DexError as exc:
+        raise _refused(c, exc) from None
+
+    command = PlaceOrder(
+        0, 0, order_hash, order.trader, market.market_id, order.side, order.price,
+        order.amount, order.timeInForce, order.nonce, order.expiry, client_order_id,
+    )  # fmt: skip
+    outcome = await _submit(c, command, Intake(signature=signature))
+    if outcome is None:
+        c.metrics.orders.labels("pending").inc()
+        return Json({"orderHash": hex0x(order_hash), "status": "pending"}, status_code=202)
+    try:
+        answer = place_answer(order_hash, order.amount, market.market_id, outcome)
+    except DexError as exc:
+        c.metrics.orders.labels("rejected").inc()
+        raise _refused(c, exc) from None
+    if answer is None:  # a re-post of an accepted order: answer from its stored state
+        answer = await _stored(c, order_hash)
+        if answer is None:
+            c.metrics.orders.labels("pending").inc()
+            return Json({"orderHash": hex0x(order_hash), "status": "pending"}, status_code=202)
+    c.metrics.orders.labels(answer["status"]).inc()
+    return Json(answer)
+
+
+async def _stored(c: ApiContext, order_hash: bytes) -> dict[str, Any] | None:
+    """The stored answer of an accepted order; the persister may lag the engine a little."""
+    deadline = time.monotonic() + STORED_ANSWER_WAIT_S
+    while True:
+        answer = await c.db(lambda s: stored_answer(s, order_hash))
+        if answer is not None or time.monotonic() >= deadline:
+            return answer
+        await asyncio.sleep(0.02)
+
+
+@router.get("/orders/{order_hash}", summary="One order's state", responses=ERRORS)
+async def get_order(request: Request, order_hash: str) -> Response:
+    c = ctx(request)
+    h = parse_hash_param(order_hash)
+    row = await c.db(lambda s: queries.order_by_hash(s, h))
+    if row is None:
+        raise DexError(ErrorCode.ORDER_NOT_FOUND, f"no order {order_hash}")
+    market = await c.markets.by_id(row.market_id)
+    return Json(order_row(row, market.base.address, market.quote.address))
+
+
+@router.get("/orders", summary="Orders of a trader and/or a market, newest first")
+async def list_orders(
+    request: Request,
+    *,
+    trader: Annotated[str | None, Query(description="0x address (any case)")] = None,
+    market: Annotated[str | None, Query(max_length=32)] = None,
+    status: Annotated[OrderStatus | None, Query()] = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="Only orders accepted before this seq.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    c = ctx(request)
+    if trader is None and market is None:
+        raise DexError(ErrorCode.INVALID_REQUEST, "trader or market: at least one is required")
+    who = None if trader is None else parse_address_param(trader, "trader")
+    if market is not None:
+        await c.markets.by_id(market)
+    rows = await c.db(
+        lambda s: queries.orders(
+            s, trader=who, market_id=market, status=status, before_seq=before, limit=limit
+        )
+    )
+    views = {m.market_id: m for m in await c.markets.all()}
+    out = []
+    for row in rows:
+        m = views.get(row.market_id)
+        base, quote = (None, None) if m is None else (m.base.address, m.quote.address)
+        out.append(order_row(row, base, quote))
+    return Json({"orders": out})
+
+
+@router.delete(
+    "/orders/{order_hash}",
+    summary="Cancel an order with a signed Cancel",
+    responses=ERRORS,
+    openapi_extra=body_schema(CancelBody),
+)
+async def cancel_order(request: Request, order_hash: str) -> Response:
+    c = ctx(request)
+    try:
+        h = parse_hash_param(order_hash)
+        body = await read_json_object(request)
+        require_keys(body, ("cancel", "signature"))
+        cancel = parse_cancel(body["cancel"])
+        signature = parse_signature(body["signature"])
+        if cancel.orderHash != h:
+            raise DexError(
+                ErrorCode.INVALID_REQUEST,
+                "cancel.orderHash: must equal the order hash in the path",
+                field="cancel.orderHash",
+            )
+        cancel_hash = verify(cancel, signature, c.domain)
+    except DexError as exc:
+        raise _refused(c, exc) from None
+    outcome = await _submit(
+        c,
+        CancelOrder(0, 0, h, cancel.trader),
+        Intake(signature=signature, signed_hash=cancel_hash),
+    )
+    if outcome is None:
+        return Json({"orderHash": order_hash.lower(), "status": "pending"}, status_code=202)
+    try:
+        return Json(cancel_answer(h, outcome))
+    except DexError as exc:
+        raise _refused(c, exc) from None
+
+
+@router.post(
+    "/orders/cancel-all",
+    summary="Cancel every order below a nonce, in one market or all (zero token addresses)",
+    responses=ERRORS,
+    openapi_extra=body_schema(CancelAllBody),
+)
+async def cancel_all(request: Request) -> Response:
+    c = ctx(request)
+    try:
+        body = await read_json_object(request)
+        require_keys(body, ("cancelAll", "signature"))
+        msg = parse_cancel_all(body["cancelAll"])
+        signature = parse_signature(body["signature"])
+        market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
+        signed_hash = verify(msg, signature, c.domain)
+    except DexError as exc:
+        raise _refused(c, exc) from None
+    outcome = await _submit(
+        c,
+        CancelAll(0, 0, msg.trader, market_id, msg.nonceBelow),
+        Intake(
+            signature=signature,
+            signed_hash=signed_hash,
+            base_token=msg.baseToken,
+            quote_token=msg.quoteToken,
+        ),
+    )
+    base = {"trader": msg.trader, "market": market_id, "nonceBelow": str(msg.nonceBelow)}
+    if outcome is None:
+        return Json({**base, "status": "pending", "hash": hex0x(signed_hash)}, status_code=202)
+    cancelled = sum(e.cancelled for e in outcome.events if isinstance(e, CancelAllApplied))
+    return Json({**base, "status": "applied", "cancelled": cancelled, "seq": outcome.seq,
+                 "hash": hex0x(signed_hash)})  # fmt: skip

@@ -1,0 +1,249 @@
+"""WebSocket `/v1/ws`: sequenced channels with snapshot, resume and gap → resync (docs/api.md).
+
+Client → server: `{"op": "subscribe", "channel": "book:WETH-USDC", "fromSeq": 41?}`,
+`{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`.
+Server → client: `subscribed`, `snapshot` (book), `update` (`seq` = the channel's sequence,
+consecutive), `resync` (the requested seq left the retention window), `heartbeat` (with the
+last seq of every subscribed channel, so a quiet gap is detectable), `pong`, `error`.
+
+Each client has a bounded send queue; a client that does not read fast enough is closed with
+code 1013 rather than buffered without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from backend.api.deps import ApiContext, ctx
+from backend.domain.errors import DexError, ErrorCode
+from backend.eip712.parsing import parse_address
+from backend.engine.feeds import FeedMessage
+
+router = APIRouter()
+log = structlog.get_logger("backend.api")
+
+MAX_SUBSCRIPTIONS = 50
+SNAPSHOT_DEPTH = 1000
+SLOW_CLIENT_CLOSE = 1013
+READ_LIMIT = 1000
+
+
+class SlowClientError(Exception):
+    """The client's send queue is full."""
+
+
+class WsSession:
+    def __init__(self, websocket: WebSocket, context: ApiContext) -> None:
+        self.ws = websocket
+        self.ctx = context
+        self.subs: dict[str, int] = {}
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(context.settings.api_ws_send_queue)
+        self.last_sent = time.monotonic()
+        self.pump_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ sending
+
+    def emit(self, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(orjson.dumps(message))
+        except asyncio.QueueFull:
+            raise SlowClientError from None
+
+    async def sender(self) -> None:
+        while True:
+            data = await self.queue.get()
+            await self.ws.send_text(data.decode())
+            self.last_sent = time.monotonic()
+
+    def emit_update(self, m: FeedMessage) -> None:
+        self.emit({"type": "update", "channel": m.channel, "seq": m.seq, "data": m.data})
+        self.subs[m.channel] = m.seq
+
+    # ------------------------------------------------------------------ channels
+
+    async def channel_name(self, channel: object) -> str:
+        if not isinstance(channel, str) or ":" not in channel:
+            raise DexError(ErrorCode.INVALID_REQUEST, "channel: expected e.g. book:WETH-USDC")
+        kind, _, key = channel.partition(":")
+        if kind in ("book", "trades"):
+            await self.ctx.markets.by_id(key)
+            return channel
+        if kind in ("orders", "balances"):
+            try:
+                return f"{kind}:{parse_address(key, 'channel')}"
+            except DexError as exc:
+                raise DexError(ErrorCode.INVALID_REQUEST, exc.message) from None
+        raise DexError(
+            ErrorCode.INVALID_REQUEST, "channel: one of book:, trades:, orders:, balances:"
+        )
+
+    async def snapshot(self, channel: str, *, resync: bool) -> None:
+        market_id = channel.partition(":")[2]
+        snap = await self.ctx.engine.book(market_id, SNAPSHOT_DEPTH)
+        self.subs[channel] = snap.feed_seq
+        self.emit({
+            "type": "snapshot", "channel": channel, "seq": snap.feed_seq, "resync": resync,
+            "bids": [[str(p), str(a)] for p, a in snap.bids],
+            "asks": [[str(p), str(a)] for p, a in snap.asks],
+        })  # fmt: skip
+
+    async def resync(self, channel: str) -> None:
+        """The client missed messages that left the retention window."""
+        if channel.startswith("book:"):
+            await self.snapshot(channel, resync=True)
+            return
+        latest = await self.ctx.feeds.latest_seq(channel)
+        self.subs[channel] = latest
+        self.emit({"type": "resync", "channel": channel, "seq": latest})
+
+    async def catch_up(self, channel: str) -> None:
+        """Send everything after the channel's last sent seq (or resync if it is gone)."""
+        while True:
+            msgs = await self.ctx.feeds.read_after(channel, self.subs[channel], limit=READ_LIMIT)
+            if msgs is None:
+                await self.resync(channel)
+                return
+            for m in msgs:
+                self.emit_update(m)
+            if len(msgs) < READ_LIMIT:
+                return
+
+    async def subscribe(self, channel: str, from_seq: int | None) -> None:
+        if channel not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
+            raise DexError(ErrorCode.INVALID_REQUEST, f"at most {MAX_SUBSCRIPTIONS} channels")
+        latest = await self.ctx.feeds.latest_seq(channel)
+        self.emit({"type": "subscribed", "channel": channel, "seq": latest})
+        if from_seq is None:
+            if channel.startswith("book:"):
+                await self.snapshot(channel, resync=False)
+            else:
+                self.subs[channel] = latest
+            return
+        self.subs[channel] = min(from_seq, latest)
+        await self.catch_up(channel)
+
+    # ------------------------------------------------------------------ the pump
+
+    async def pump(self) -> None:
+        heartbeat = self.ctx.settings.api_ws_heartbeat_s
+        while True:
+            if not self.subs:
+                await asyncio.sleep(heartbeat)
+                self.heartbeat()
+                continue
+            msgs = await self.ctx.feeds.wait(dict(self.subs), timeout=heartbeat)
+            for m in msgs:
+                expected = self.subs.get(m.channel)
+                if expected is None or m.seq <= expected:
+                    continue
+                if m.seq == expected + 1:
+                    self.emit_update(m)
+                else:  # a gap: read what is missing (or resync if it left retention)
+                    await self.catch_up(m.channel)
+            if not msgs:
+                for channel, seq in list(self.subs.items()):
+                    if await self.ctx.feeds.latest_seq(channel) > seq:
+                        await self.catch_up(channel)
+            if time.monotonic() - self.last_sent >= heartbeat:
+                self.heartbeat()
+
+    def heartbeat(self) -> None:
+        self.emit({"type": "heartbeat", "time": int(time.time()), "seqs": dict(self.subs)})
+
+    async def restart_pump(self) -> None:
+        await self.stop_pump()
+        self.pump_task = asyncio.create_task(self.pump())
+
+    async def stop_pump(self) -> None:
+        if self.pump_task is not None:
+            task, self.pump_task = self.pump_task, None
+            task.cancel()
+            # wait() never raises the task's own CancelledError, so a cancellation of *this*
+            # task (server shutdown) still propagates instead of being swallowed here.
+            await asyncio.wait([task])
+
+    # ------------------------------------------------------------------ control
+
+    async def handle(self, raw: str) -> None:
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.emit({"type": "error", "code": "INVALID_REQUEST", "message": "malformed JSON"})
+            return
+        op = msg.get("op") if isinstance(msg, dict) else None
+        try:
+            if op == "ping":
+                self.emit({"type": "pong", "time": int(time.time())})
+            elif op in ("subscribe", "unsubscribe"):
+                channel = await self.channel_name(msg.get("channel"))
+                await self.stop_pump()
+                try:
+                    if op == "subscribe":
+                        await self.subscribe(channel, _from_seq(msg.get("fromSeq")))
+                    else:
+                        self.subs.pop(channel, None)
+                        self.emit({"type": "unsubscribed", "channel": channel})
+                finally:
+                    await self.restart_pump()
+            else:
+                raise DexError(ErrorCode.INVALID_REQUEST, "op: subscribe, unsubscribe or ping")
+        except DexError as exc:
+            self.emit({"type": "error", "code": exc.code.name, "message": exc.message})
+
+    async def receiver(self) -> None:
+        while True:
+            await self.handle(await self.ws.receive_text())
+
+
+def _from_seq(value: object) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise DexError(ErrorCode.INVALID_REQUEST, "fromSeq: a non-negative integer")
+    return value
+
+
+@router.websocket("/v1/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    context = ctx(websocket)
+    await websocket.accept()
+    context.metrics.ws_clients.inc()
+    session = WsSession(websocket, context)
+    await session.restart_pump()
+    tasks = [asyncio.create_task(session.sender()), asyncio.create_task(session.receiver())]
+    try:
+        while True:
+            watched = [*tasks, session.pump_task] if session.pump_task else tasks
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.cancelled():  # a pump replaced after a (un)subscribe
+                    continue
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+                if task in tasks:
+                    return
+    except SlowClientError:
+        context.metrics.ws_dropped.inc()
+        log.info("ws_slow_client_closed", queued=session.queue.qsize())
+        with contextlib.suppress(Exception):
+            await websocket.close(code=SLOW_CLIENT_CLOSE, reason="client too slow")
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("ws_failed")
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011)
+    finally:
+        await session.stop_pump()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

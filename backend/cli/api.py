@@ -1,0 +1,45 @@
+"""`hybridex api`: the HTTP/WebSocket API in `HYBRIDEX_API_WORKERS` uvicorn worker processes.
+
+Each worker builds its app with `backend.api.app:production_app` (stateless: the engine owns the
+book, Redis holds the feeds and rate-limit buckets). Prometheus metrics of all workers are
+aggregated through a multiprocess directory (PROMETHEUS_MULTIPROC_DIR, a fresh temp dir unless
+set).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Annotated
+
+import typer
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Override HYBRIDEX_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override HYBRIDEX_API_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Override HYBRIDEX_API_WORKERS.")] = None,
+) -> None:
+    """Run the API server."""
+    import uvicorn
+
+    from backend.api.app import domain_from_settings
+    from backend.config import get_settings
+    from backend.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    domain_from_settings(settings)  # fail fast on a missing chain id / Exchange address
+    n = workers or settings.api_workers
+    if n > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hybridex-metrics-")
+    uvicorn.run(
+        "backend.api.app:production_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=n,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+    )

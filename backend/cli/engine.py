@@ -1,0 +1,103 @@
+"""`hybridex engine`: the single-writer engine process (SPEC §5, §11).
+
+Opens the journal (snapshot + replay), persists events to the database, publishes feeds to
+Redis, and serves `TcpEngineClient`s. SIGTERM / SIGINT: stop accepting, finish the current
+group, flush consumers, write a snapshot, exit 0.
+
+`hybridex engine --verify-journal DIR` replays DIR from scratch (no snapshot, no consumers)
+and prints `{"seq", "state_hash"}` — what a restarted engine's state must equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def engine(
+    verify_journal: Annotated[
+        Path | None,
+        typer.Option(help="Replay DIR from scratch, print seq and state hash, exit."),
+    ] = None,
+    journal_dir: Annotated[
+        Path | None, typer.Option(help="Override HYBRIDEX_ENGINE_JOURNAL_DIR.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Override HYBRIDEX_ENGINE_PORT.")] = None,
+    persist: Annotated[bool, typer.Option(help="Write events to HYBRIDEX_DATABASE_URL.")] = True,
+    feeds: Annotated[str, typer.Option(help="Feed store: redis | none.")] = "redis",
+) -> None:
+    """Run the matching engine process."""
+    from backend.config import get_settings
+    from backend.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    if verify_journal is not None:
+        from backend.engine.replay import replay_from_scratch
+
+        seq, digest = replay_from_scratch(verify_journal, fee_recipient=settings.fee_recipient)
+        typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
+        return
+    if feeds not in ("redis", "none"):
+        raise typer.BadParameter("--feeds must be redis or none")
+    asyncio.run(
+        _serve(
+            journal_dir=journal_dir or settings.engine_journal_dir,
+            port=port if port is not None else settings.engine_port,
+            persist=persist,
+            redis_feeds=feeds == "redis",
+        )
+    )
+
+
+async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bool) -> None:
+    import structlog
+
+    from backend.config import get_settings
+    from backend.engine.feed_redis import RedisFeedStore
+    from backend.engine.server import EngineServer
+    from backend.engine.service import EngineService
+
+    settings = get_settings()
+    log = structlog.get_logger("backend.cli.engine")
+    factory = None
+    if persist:
+        from backend.db.session import make_engine, session_factory
+
+        factory = session_factory(make_engine(settings.database_url))
+    store = None
+    if redis_feeds:
+        store = RedisFeedStore(
+            settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            retention=settings.engine_feed_retention,
+        )
+    service = await EngineService.open(
+        journal_dir=journal_dir,
+        session_factory=factory,
+        feeds=store,
+        snapshot_every=settings.engine_snapshot_every,
+        group_max=settings.engine_group_max,
+        sweep_interval=settings.engine_sweep_interval_s,
+        fee_recipient=settings.fee_recipient,
+    )
+    server = EngineServer(service)
+    await server.start(settings.engine_host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopped = asyncio.create_task(service.stopped.wait())
+    await asyncio.wait([asyncio.create_task(stop.wait()), stopped], return_when="FIRST_COMPLETED")
+    log.info("engine_shutting_down", failed=service.failed is not None)
+    await server.stop()
+    await service.close()
+    if store is not None:
+        await store.close()
+    if service.failed is not None:
+        raise typer.Exit(1)

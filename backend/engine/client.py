@@ -1,0 +1,90 @@
+"""How other processes talk to the engine (the single writer of books, reservations and fills).
+
+The API submits commands and reads the live book through an `EngineClient`. The engine
+assigns `seq` and `now` to every command (the values a submitter puts there are ignored),
+appends it to the durable journal, and only then applies it and answers with its events —
+so an `Outcome` is an acknowledgement: the command survives any crash after it.
+
+Implementations: `TcpEngineClient` (the `hybridex engine` process, production) and
+`InProcessEngineClient` (the same service inside one process, for `hybridex dev` and tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from backend.domain.errors import ErrorCode, RetryableError
+from backend.matching.commands import Command
+from backend.matching.events import Event
+
+
+class EngineUnavailableError(RetryableError):
+    """The engine did not answer in time; the command may or may not have been journaled."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.ENGINE_UNAVAILABLE, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The journaled command's sequence number and every event it caused, in order."""
+
+    seq: int
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """Aggregated levels, best first, as of command `seq` (SPEC §9 book endpoint)."""
+
+    market_id: str
+    seq: int
+    feed_seq: int
+    """Sequence number of the `book:{market_id}` feed this snapshot is consistent with."""
+    bids: list[tuple[int, int]]
+    """(price, total amount) per level."""
+    asks: list[tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A listed token's reference data (carried by `AddMarket` so the DB row can be written)."""
+
+    address: str
+    symbol: str
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """What the submitter knows that the pure engine ignores but the database needs.
+
+    Journaled beside the command (so a replay rebuilds every row from the journal alone):
+    the trader's signature (PlaceOrder, CancelOrder, CancelAll, ReserveWithdrawal), the signed
+    message's hash for cancels / withdrawals, a CancelAll's token pair as signed (zero
+    addresses = every market), a withdrawal's nonce, an AddMarket's tokens, and the block at
+    which a FreezeTrader's on-chain exit takes effect.
+    """
+
+    signature: bytes | None = None
+    signed_hash: bytes | None = None
+    base_token: str | None = None
+    quote_token: str | None = None
+    nonce: int | None = None
+    tokens: tuple[TokenInfo, ...] = ()
+    effective_block: int | None = None
+
+
+class EngineClient(Protocol):
+    async def submit(
+        self, command: Command, *, timeout: float, intake: Intake | None = None
+    ) -> Outcome:
+        """Sequence, journal durably, apply; raises EngineUnavailableError on timeout."""
+        ...
+
+    async def book(self, market_id: str, depth: int) -> BookSnapshot:
+        """The live book of `market_id`, aggregated to `depth` levels a side."""
+        ...
+
+    async def close(self) -> None: ...

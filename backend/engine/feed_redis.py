@@ -1,0 +1,103 @@
+"""Feed store on Redis streams, shared by every API worker (production).
+
+Keys (all under the deployment's prefix):
+- `{prefix}feed:{channel}`: a stream whose entry ids are `{channel seq}-0`, field `d` = JSON
+  payload; trimmed to about `retention` entries (`MAXLEN ~`).
+- `{prefix}feed-state`: a hash channel → last seq, plus `_engine_seq` (last engine command
+  published). Written in the same MULTI/EXEC as the entries, so a restarted engine recovers
+  counters and publishes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from backend.engine.feeds import FeedMessage
+
+DEFAULT_RETENTION = 10_000
+_ENGINE_SEQ = "_engine_seq"
+
+
+def _seq(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+class RedisFeedStore:
+    def __init__(self, url: str, *, prefix: str, retention: int = DEFAULT_RETENTION) -> None:
+        self.redis: Redis[bytes] = Redis.from_url(url)
+        self.prefix = prefix
+        self.retention = retention
+        self._state = f"{prefix}feed-state"
+
+    def _key(self, channel: str) -> str:
+        return f"{self.prefix}feed:{channel}"
+
+    def _message(self, channel: str, entry: tuple[Any, dict[Any, Any]]) -> FeedMessage:
+        entry_id, fields = entry
+        return FeedMessage(channel, _seq(entry_id), json.loads(fields[b"d"]))
+
+    # ------------------------------------------------------------------ writer
+
+    async def load_state(self) -> tuple[int, dict[str, int]]:
+        raw: dict[bytes, bytes] = await self.redis.hgetall(self._state)
+        state = {k.decode(): int(v) for k, v in raw.items()}
+        return state.pop(_ENGINE_SEQ, 0), state
+
+    async def append(self, engine_seq: int, messages: list[FeedMessage]) -> None:
+        latest: dict[str, int] = {}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for m in messages:
+                data = json.dumps(m.data, separators=(",", ":"))
+                pipe.xadd(
+                    self._key(m.channel),
+                    {"d": data},
+                    id=f"{m.seq}-0",
+                    maxlen=self.retention,
+                    approximate=True,
+                )
+                latest[m.channel] = m.seq
+            mapping: dict[str | bytes, bytes | float | int | str] = {_ENGINE_SEQ: engine_seq}
+            mapping.update(latest)
+            pipe.hset(self._state, mapping=mapping)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+
+    # ------------------------------------------------------------------ reader
+
+    async def latest_seq(self, channel: str) -> int:
+        value = await self.redis.hget(self._state, channel)
+        return 0 if value is None else int(value)
+
+    async def read_after(
+        self, channel: str, after_seq: int, *, limit: int = 1000
+    ) -> list[FeedMessage] | None:
+        key = self._key(channel)
+        entries = await self.redis.xrange(key, min=f"{after_seq + 1}-0", max="+", count=limit)
+        if entries and _seq(entries[0][0]) == after_seq + 1:
+            return [self._message(channel, e) for e in entries]
+        latest = await self.latest_seq(channel)
+        if after_seq >= latest:
+            return []
+        # Something newer exists but not the next one: it was trimmed away.
+        first = await self.redis.xrange(key, count=1)
+        if not first or _seq(first[0][0]) > after_seq + 1:
+            return None
+        return [self._message(channel, e) for e in entries]
+
+    async def wait(self, after: dict[str, int], *, timeout: float) -> list[FeedMessage]:
+        if not after:
+            return []
+        streams: dict[Any, Any] = {self._key(c): f"{s}-0" for c, s in after.items()}
+        by_key = {self._key(c): c for c in after}
+        result = await self.redis.xread(streams, count=1000, block=max(1, int(timeout * 1000)))
+        out: list[FeedMessage] = []
+        for key, entries in result or ():
+            channel = by_key[key.decode() if isinstance(key, bytes) else key]
+            out.extend(self._message(channel, e) for e in entries)
+        return out

@@ -1,0 +1,395 @@
+"""Engine events → database rows, idempotently by command seq, off the hot path (SPEC §5).
+
+The engine loop pushes each applied group; a background thread writes everything it has
+queued in ONE transaction together with the `engine_cursors` row `persister`, so a restart
+re-persists exactly the commands after the cursor (`EngineService` replays them from an older
+snapshot if needed). The writes are idempotent anyway: orders by hash (state updates guarded
+by `updated_seq`), fills insert-ignore by `(seq, fill_index)`, balances upserted with an
+`updated_seq` guard, signed cancels / withdrawals / exits insert-ignore by their natural keys.
+
+Decisions:
+- Rejected orders are not stored: the engine keeps no trace of them (the same signed order may
+  come back), a row would spend `(trader, nonce)`, and an unknown market would break the FK.
+  Callers get the rejection in the `Outcome` and on the `orders:{address}` feed.
+- Tokens and markets come from the journal too: `AddMarket` carries its tokens' symbol and
+  decimals in its `Intake`. A balance in a token never listed gets a placeholder token row
+  (symbol `UNKNOWN`, 18 decimals; replaced when a market lists it) rather than wedging the
+  persister on a foreign key.
+- A command without a signature in its intake (tests, operator commands) stores a zero
+  signature.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.models import (
+    Balance,
+    EngineCursor,
+    EngineSnapshot,
+    Fill,
+    Market,
+    Order,
+    SignedCancel,
+    Token,
+    TraderExit,
+    Withdrawal,
+)
+from backend.db.session import insert_ignore, unit_of_work, upsert
+from backend.domain.types import ZERO_ADDRESS, OrderStatus, WithdrawalStatus
+from backend.engine.client import Intake
+from backend.engine.records import Applied
+from backend.matching import events as ev
+from backend.matching.commands import (
+    AddMarket,
+    CancelAll,
+    CancelOrder,
+    FreezeTrader,
+    MarketSpec,
+    PlaceOrder,
+    ReserveWithdrawal,
+)
+
+log = structlog.get_logger(__name__)
+
+CURSOR_NAME = "persister"
+NO_SIGNATURE = b"\x00" * 65
+MAX_BATCH = 5_000
+LAG_WARNING = 50_000
+
+
+def read_cursor(factory: sessionmaker[Session], name: str = CURSOR_NAME) -> int:
+    with factory() as session:
+        seq = session.scalar(select(EngineCursor.seq).where(EngineCursor.name == name))
+    return int(seq or 0)
+
+
+def record_snapshot(factory: sessionmaker[Session], seq: int, state_hash: str) -> None:
+    """The snapshot's body lives in its file; the table records (seq, state_hash) for audits."""
+    row = {"seq": seq, "state_hash": bytes.fromhex(state_hash), "payload": b""}
+    with unit_of_work(factory) as session:
+        insert_ignore(session=session, target=EngineSnapshot, rows=[row], conflict=["seq"])
+
+
+def _market_row(spec: MarketSpec) -> dict[str, Any]:
+    breaker = spec.breaker_move_bps > 0 and spec.breaker_window_s > 0
+    return {
+        "id": spec.market_id,
+        "base_token": spec.base_token,
+        "quote_token": spec.quote_token,
+        "tick_size": spec.tick_size,
+        "lot_size": spec.lot_size,
+        "min_amount": spec.min_amount,
+        "max_amount": spec.max_amount or None,
+        "max_notional": spec.max_notional or None,
+        "maker_fee_bps": spec.maker_fee_bps,
+        "taker_fee_bps": spec.taker_fee_bps,
+        "price_band_bps": spec.price_band_bps or None,
+        "breaker_move_bps": spec.breaker_move_bps if breaker else None,
+        "breaker_window_s": spec.breaker_window_s if breaker else None,
+        "state": spec.state,
+    }
+
+
+class _Rows:
+    """Everything one transaction writes, collected from a run of applied commands."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.placeholder_tokens: set[str] = set()
+        self.markets: dict[str, dict[str, Any]] = {}
+        self.market_states: dict[str, Any] = {}
+        self.orders: dict[bytes, dict[str, Any]] = {}
+        self.order_updates: dict[bytes, tuple[OrderStatus, int, int]] = {}  # status, remaining
+        self.fills: list[dict[str, Any]] = []
+        self.balances: dict[tuple[str, str], dict[str, Any]] = {}
+        self.cancels: dict[bytes, dict[str, Any]] = {}
+        self.withdrawals: dict[bytes, dict[str, Any]] = {}
+        self.exits: dict[str, dict[str, Any]] = {}
+        self.specs: dict[str, MarketSpec] = {}
+
+    def add(self, item: Applied) -> None:
+        command, intake, seq = item.command, item.intake, item.command.seq
+        signature = (intake.signature if intake else None) or NO_SIGNATURE
+        for e in item.events:
+            if isinstance(e, ev.BalanceChanged):
+                self.placeholder_tokens.add(e.token)
+                self.balances[e.trader, e.token] = {
+                    "trader": e.trader, "token": e.token, "total": e.total,
+                    "locked": e.locked, "updated_seq": seq,
+                }  # fmt: skip
+            elif isinstance(e, ev.OrderAccepted):
+                assert isinstance(command, PlaceOrder)
+                self.orders[e.order_hash] = {
+                    "order_hash": e.order_hash, "trader": e.trader, "market_id": e.market_id,
+                    "side": e.side, "price": e.price, "amount": e.amount,
+                    "time_in_force": e.time_in_force, "nonce": e.nonce, "expiry": e.expiry,
+                    "signature": signature, "client_order_id": e.client_order_id,
+                    "status": OrderStatus.OPEN, "filled": 0, "reject_code": None,
+                    "accepted_seq": seq, "updated_seq": seq,
+                }  # fmt: skip
+            elif isinstance(e, ev.Fill):
+                self.fills.append({
+                    "seq": seq, "fill_index": e.fill_index, "market_id": e.market_id,
+                    "maker_order_hash": e.maker_hash, "taker_order_hash": e.taker_hash,
+                    "maker_trader": e.maker_trader, "taker_trader": e.taker_trader,
+                    "taker_side": e.taker_side, "price": e.price, "amount": e.amount,
+                    "quote_amount": e.quote_amount, "maker_fee": e.maker_fee,
+                    "taker_fee": e.taker_fee,
+                })  # fmt: skip
+                for h, remaining in (
+                    (e.maker_hash, e.maker_remaining),
+                    (e.taker_hash, e.taker_remaining),
+                ):
+                    status = OrderStatus.PARTIALLY_FILLED if remaining else OrderStatus.FILLED
+                    self.order_updates[h] = (status, remaining, seq)
+            elif isinstance(e, ev.OrderCancelled):
+                expired = e.reason is ev.CancelReason.EXPIRED
+                status = OrderStatus.EXPIRED if expired else OrderStatus.CANCELLED
+                self.order_updates[e.order_hash] = (status, e.remaining, seq)
+            elif isinstance(e, ev.MarketAdded):
+                assert isinstance(command, AddMarket)
+                self.specs[e.market_id] = command.spec
+                self.markets[e.market_id] = _market_row(command.spec)
+                self.placeholder_tokens.update((command.spec.base_token, command.spec.quote_token))
+            elif isinstance(e, ev.MarketStateChanged):
+                self.market_states[e.market_id] = e.new
+            elif isinstance(e, ev.WithdrawalReserved):
+                self._withdrawal(item, WithdrawalStatus.RESERVED, None)
+            elif isinstance(e, ev.CommandRejected) and isinstance(command, ReserveWithdrawal):
+                self._withdrawal(item, WithdrawalStatus.REJECTED, e.code.name)
+            elif isinstance(e, ev.TraderFrozen):
+                block = intake.effective_block if intake and intake.effective_block else 0
+                self.exits[e.trader] = {
+                    "trader": e.trader, "effective_block": block, "frozen_seq": seq,
+                }  # fmt: skip
+        if intake is not None:
+            for t in intake.tokens:
+                self.tokens[t.address] = {
+                    "address": t.address, "symbol": t.symbol, "decimals": t.decimals,
+                }  # fmt: skip
+            self._signed_cancel(item, intake)
+        if isinstance(command, FreezeTrader):
+            pass  # the exit row comes from the TraderFrozen event
+
+    def _signed_cancel(self, item: Applied, intake: Intake) -> None:
+        command = item.command
+        if intake.signature is None or intake.signed_hash is None:
+            return
+        row: dict[str, Any] = {
+            "cancel_hash": intake.signed_hash, "trader": None, "signature": intake.signature,
+            "accepted_seq": command.seq, "order_hash": None, "base_token": None,
+            "quote_token": None, "nonce_below": None,
+        }  # fmt: skip
+        if isinstance(command, CancelOrder):
+            row.update(kind="cancel", trader=command.trader, order_hash=command.order_hash)
+        elif isinstance(command, CancelAll):
+            row.update(
+                kind="cancel_all",
+                trader=command.trader,
+                base_token=intake.base_token or ZERO_ADDRESS,
+                quote_token=intake.quote_token or ZERO_ADDRESS,
+                nonce_below=command.nonce_below,
+            )
+        else:
+            return
+        self.cancels[intake.signed_hash] = row
+
+    def _withdrawal(self, item: Applied, status: WithdrawalStatus, code: str | None) -> None:
+        command, intake = item.command, item.intake
+        assert isinstance(command, ReserveWithdrawal)
+        if intake is None or intake.signed_hash is None:
+            log.warning("withdrawal_without_intake", seq=command.seq)
+            return
+        self.placeholder_tokens.add(command.token)
+        self.withdrawals[intake.signed_hash] = {
+            "withdrawal_hash": intake.signed_hash, "trader": command.trader,
+            "token": command.token, "amount": command.amount, "nonce": intake.nonce or 0,
+            "signature": intake.signature or NO_SIGNATURE, "status": status,
+            "reject_code": code, "accepted_seq": command.seq,
+        }  # fmt: skip
+
+
+def _ignore(session: Session, target: Any, rows: dict[Any, dict[str, Any]], key: str) -> None:
+    insert_ignore(session=session, target=target, rows=list(rows.values()), conflict=[key])
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def write_batch(session: Session, items: Sequence[Applied], *, cursor_name: str) -> int:
+    """Write the rows of `items` (already filtered to seq > cursor) and advance the cursor."""
+    rows = _Rows()
+    for item in items:
+        rows.add(item)
+    if rows.tokens:
+        upsert(session=session, target=Token, rows=list(rows.tokens.values()), conflict=["address"])
+    missing = rows.placeholder_tokens - set(rows.tokens)
+    if missing:
+        placeholders = [{"address": a, "symbol": "UNKNOWN", "decimals": 18} for a in missing]
+        if insert_ignore(session=session, target=Token, rows=placeholders, conflict=["address"]):
+            log.warning("persister_placeholder_tokens", tokens=sorted(missing))
+    if rows.markets:
+        _ignore(session, Market, rows.markets, "id")
+    market = _table(Market)
+    for market_id, state in rows.market_states.items():
+        session.execute(market.update().where(market.c.id == market_id).values(state=state))
+    _write_orders(session, rows)
+    if rows.fills:
+        insert_ignore(session=session, target=Fill, rows=rows.fills, conflict=["seq", "fill_index"])
+    if rows.balances:
+        upsert(
+            session=session,
+            target=Balance,
+            rows=list(rows.balances.values()),
+            conflict=["trader", "token"],
+            where=lambda new: Balance.updated_seq < new.updated_seq,
+        )
+    if rows.cancels:
+        _ignore(session, SignedCancel, rows.cancels, "cancel_hash")
+    if rows.withdrawals:
+        _ignore(session, Withdrawal, rows.withdrawals, "withdrawal_hash")
+    if rows.exits:
+        _ignore(session, TraderExit, rows.exits, "trader")
+    last = items[-1].command.seq
+    upsert(
+        session=session,
+        target=EngineCursor,
+        rows=[{"name": cursor_name, "seq": last}],
+        conflict=["name"],
+        where=lambda new: EngineCursor.seq < new.seq,
+    )
+    return last
+
+
+def _write_orders(session: Session, rows: _Rows) -> None:
+    # Fold updates of orders accepted in this batch into their insert rows.
+    updates: list[tuple[bytes, OrderStatus, int, int]] = []
+    for h, (status, remaining, seq) in rows.order_updates.items():
+        row = rows.orders.get(h)
+        if row is not None:
+            row.update(status=status, filled=row["amount"] - remaining, updated_seq=seq)
+        else:
+            updates.append((h, status, remaining, seq))
+    if rows.orders:
+        _ignore(session, Order, rows.orders, "order_hash")
+    if not updates:
+        return
+    # Amounts are read back and `filled` computed in Python: U256 arithmetic in SQL is not
+    # portable (SQLite stores it as text).
+    hashes = [u[0] for u in updates]
+    query = select(Order.order_hash, Order.amount).where(Order.order_hash.in_(hashes))
+    amounts: dict[bytes, int] = {row[0]: row[1] for row in session.execute(query)}
+    params = [
+        {"b_hash": h, "b_status": status, "b_filled": amounts[h] - remaining, "b_seq": seq}
+        for h, status, remaining, seq in updates
+        if h in amounts
+    ]
+    if len(params) < len(updates):
+        log.error("persister_order_missing", missing=len(updates) - len(params))
+    if params:
+        table = _table(Order)
+        stmt = (
+            table.update()
+            .where(table.c.order_hash == bindparam("b_hash"))
+            .where(table.c.updated_seq < bindparam("b_seq"))
+            .values(
+                status=bindparam("b_status"),
+                filled=bindparam("b_filled"),
+                updated_seq=bindparam("b_seq"),
+            )
+        )
+        session.execute(stmt, params)
+
+
+class DbPersister:
+    """A background thread writing applied commands to the database (an `EventSink`)."""
+
+    def __init__(self, factory: sessionmaker[Session], *, cursor_name: str = CURSOR_NAME) -> None:
+        self.factory = factory
+        self.cursor_name = cursor_name
+        self.persisted = read_cursor(factory, cursor_name)
+        self.pushed = self.persisted
+        self._queue: queue.Queue[list[Applied] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="engine-persister", daemon=True)
+        self._thread.start()
+
+    def cursor(self) -> int:
+        return self.persisted
+
+    @property
+    def lag(self) -> int:
+        """Commands applied but not yet stored."""
+        return self.pushed - self.persisted
+
+    def push(self, batch: list[Applied]) -> None:
+        if batch:
+            self.pushed = max(self.pushed, batch[-1].command.seq)
+            self._queue.put(batch)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything pushed so far is stored (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.persisted < self.pushed and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            items = list(first)
+            while len(items) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                items.extend(more)
+            items = [i for i in items if i.command.seq > self.persisted]
+            if items:
+                self._write(items)
+
+    def _write(self, items: list[Applied]) -> None:
+        delay = 0.1
+        while True:
+            start = time.perf_counter()
+            try:
+                with unit_of_work(self.factory) as session:
+                    last = write_batch(session, items, cursor_name=self.cursor_name)
+            except Exception:
+                # Retry the same batch forever: skipping it would lose fills.
+                log.exception("persister_write_failed", seq=items[-1].command.seq, retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.persisted = last
+            lag = self.lag
+            log.debug(
+                "persister_batch",
+                seq=last,
+                commands=len(items),
+                lag=lag,
+                duration_ms=round((time.perf_counter() - start) * 1000, 1),
+            )
+            if lag > LAG_WARNING:
+                log.warning("persister_lagging", seq=last, lag=lag)
+            return

@@ -1,0 +1,82 @@
+"""A journal record's payload: the sequenced command plus its `Intake` (what the DB needs).
+
+Layout: u32 command length, the command's codec bytes (`backend.matching.codec`), then the
+intake as compact JSON (empty when there is none). JSON, not pickle: the intake is small, rare
+on the hot path apart from a signature, and must stay readable by any later version.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from backend.engine.client import Intake, TokenInfo
+from backend.matching.codec import decode_command, encode_command
+from backend.matching.commands import Command
+from backend.matching.events import Event
+
+_U32 = struct.Struct("<I")
+
+
+def encode_intake(intake: Intake | None) -> bytes:
+    if intake is None:
+        return b""
+    obj: dict[str, Any] = {}
+    if intake.signature is not None:
+        obj["s"] = intake.signature.hex()
+    if intake.signed_hash is not None:
+        obj["h"] = intake.signed_hash.hex()
+    if intake.base_token is not None:
+        obj["b"] = intake.base_token
+    if intake.quote_token is not None:
+        obj["q"] = intake.quote_token
+    if intake.nonce is not None:
+        obj["n"] = intake.nonce
+    if intake.tokens:
+        obj["t"] = [[t.address, t.symbol, t.decimals] for t in intake.tokens]
+    if intake.effective_block is not None:
+        obj["e"] = intake.effective_block
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode_intake(data: bytes) -> Intake | None:
+    if not data:
+        return None
+    obj = json.loads(data)
+    sig, signed_hash = obj.get("s"), obj.get("h")
+    return Intake(
+        signature=None if sig is None else bytes.fromhex(sig),
+        signed_hash=None if signed_hash is None else bytes.fromhex(signed_hash),
+        base_token=obj.get("b"),
+        quote_token=obj.get("q"),
+        nonce=obj.get("n"),
+        tokens=tuple(TokenInfo(a, s, int(d)) for a, s, d in obj.get("t", ())),
+        effective_block=obj.get("e"),
+    )
+
+
+def encode_record(command: Command, intake: Intake | None = None) -> bytes:
+    body = encode_command(command)
+    return _U32.pack(len(body)) + body + encode_intake(intake)
+
+
+def split_record(payload: bytes) -> tuple[bytes, bytes]:
+    """(command bytes, intake bytes) without decoding either."""
+    (n,) = _U32.unpack_from(payload, 0)
+    return payload[4 : 4 + n], payload[4 + n :]
+
+
+def decode_record(payload: bytes) -> tuple[Command, Intake | None]:
+    command, intake = split_record(payload)
+    return decode_command(command), decode_intake(intake)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One journaled command, its intake and the events it caused: what consumers receive."""
+
+    command: Command
+    intake: Intake | None
+    events: list[Event]

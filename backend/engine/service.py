@@ -1,0 +1,425 @@
+"""`EngineService`: the sequencer around the pure engine — the single writer (SPEC §5, §11).
+
+One asyncio task takes every pending submission (up to `group_max`), stamps each with the next
+`seq` and `now` (unix seconds, read here at the edge: the engine never reads a clock), encodes
+them, appends the group to the journal with ONE fsync on a dedicated thread (the next group
+accumulates meanwhile), then applies each command and resolves its caller's future with
+`Outcome(seq, events)`: acknowledgement strictly after the fsync. Consumers (DB persister,
+feeds) get the events afterwards and never hold up an acknowledgement.
+
+Start-up: the newest snapshot not beyond what every consumer has already stored, then replay
+of the journal after it (consumers skip what they have: they are idempotent by seq), with a
+progress line every 100k commands. Taking an older snapshot when a consumer lags is what lets
+a restart re-persist and republish the events of commands journaled but never consumed.
+
+Usage (tests, `hybridex dev`)::
+
+    feeds = MemoryFeedStore()
+    service = await EngineService.open(journal_dir=tmp_path / "journal", feeds=feeds,
+                                       session_factory=None)   # or a sessionmaker: DB persister
+    client = InProcessEngineClient(service)
+    outcome = await client.submit(Credit(0, 0, trader, token, 10**18), timeout=5)
+    ...
+    await service.close()   # finishes the current group, flushes consumers, snapshots
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from backend.domain.errors import DexError, ErrorCode
+from backend.domain.types import Side
+from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.feeds import FeedMessage, FeedStore
+from backend.engine.journal import DEFAULT_SEGMENT_BYTES, Journal
+from backend.engine.publisher import FeedPublisher
+from backend.engine.records import Applied, decode_record, encode_record
+from backend.engine.snapshots import SnapshotStore
+from backend.matching.commands import Command, SweepExpired
+from backend.matching.engine import Engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+log = structlog.get_logger(__name__)
+
+PROGRESS_EVERY = 100_000
+CONSUMER_BATCH = 1_000
+
+
+class EventSink(Protocol):
+    """A consumer of applied commands that stores its own cursor (the DB persister)."""
+
+    def cursor(self) -> int: ...
+    def push(self, batch: list[Applied]) -> None: ...
+    def close(self) -> None: ...
+
+
+_Pending = tuple[Command, Intake | None, asyncio.Future[Outcome] | None]
+
+
+class EngineService:
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        snapshots: SnapshotStore,
+        engine: Engine,
+        sink: EventSink | None,
+        feeds: FeedStore | None,
+        publisher: FeedPublisher | None,
+        snapshot_every: int,
+        group_max: int,
+        sweep_interval: float,
+        clock: Callable[[], float],
+        session_factory: sessionmaker[Session] | None,
+    ) -> None:
+        self.journal = journal
+        self.snapshots = snapshots
+        self.engine = engine
+        self.sink = sink
+        self.feeds = feeds
+        self.publisher = publisher
+        self.snapshot_every = snapshot_every
+        self.group_max = group_max
+        self.sweep_interval = sweep_interval
+        self.clock = clock
+        self.session_factory = session_factory
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._feed_queue: asyncio.Queue[tuple[int, list[FeedMessage]] | None] = asyncio.Queue()
+        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="engine-journal")
+        self._snapshot_thread = ThreadPoolExecutor(1, thread_name_prefix="engine-snapshot")
+        self._last_now = 0
+        self._last_snapshot_seq = engine.last_seq
+        self._snapshot_futures: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.failed: BaseException | None = None
+        self.replayed = 0
+        self.replay_seconds = 0.0
+        self.stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ start-up
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        journal_dir: Path,
+        session_factory: sessionmaker[Session] | None = None,
+        feeds: FeedStore | None = None,
+        sink: EventSink | None = None,
+        snapshot_every: int = 100_000,
+        group_max: int = 1_000,
+        sweep_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        keep_snapshots: int = 3,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fee_recipient: str | None = None,
+    ) -> EngineService:
+        """Load the newest usable snapshot, replay the journal after it, start the loop."""
+        journal_dir = Path(journal_dir)
+        journal = Journal(journal_dir, segment_bytes=segment_bytes)
+        snapshots = SnapshotStore(journal_dir / "snapshots", keep=keep_snapshots)
+        if sink is None and session_factory is not None:
+            from backend.engine.persister import DbPersister
+
+            sink = DbPersister(session_factory)
+        floor = journal.last_seq
+        if sink is not None:
+            floor = min(floor, sink.cursor())
+        published, channel_seqs = 0, dict[str, int]()
+        if feeds is not None:
+            published, channel_seqs = await feeds.load_state()
+            floor = min(floor, published)
+        found = snapshots.latest_at_most(floor)
+        if found is not None:
+            engine = Engine.from_snapshot(found[1])
+        else:
+            engine = Engine() if fee_recipient is None else Engine(fee_recipient=fee_recipient)
+        publisher = None if feeds is None else FeedPublisher(engine, published, channel_seqs)
+        service = cls(
+            journal=journal,
+            snapshots=snapshots,
+            engine=engine,
+            sink=sink,
+            feeds=feeds,
+            publisher=publisher,
+            snapshot_every=snapshot_every,
+            group_max=group_max,
+            sweep_interval=sweep_interval,
+            clock=clock,
+            session_factory=session_factory,
+        )
+        log.info(
+            "engine_starting",
+            snapshot_seq=engine.last_seq,
+            journal_seq=journal.last_seq,
+            consumer_floor=floor,
+        )
+        await service._replay()
+        service._start()
+        return service
+
+    async def _replay(self) -> None:
+        engine, publisher, sink = self.engine, self.publisher, self.sink
+        start = time.perf_counter()
+        first = engine.last_seq + 1
+        n = 0
+        batch: list[Applied] = []
+        messages: list[FeedMessage] = []
+        for seq, payload in self.journal.read_from(first):
+            command, intake = decode_record(payload)
+            if command.seq != seq:
+                raise RuntimeError(f"journal record {seq} holds command seq {command.seq}")
+            level = publisher.before(engine, command) if publisher is not None else None
+            events = engine.apply(command)
+            self._last_now = max(self._last_now, command.now)
+            if publisher is not None:
+                messages += publisher.on_command(engine, command, events, level)
+            if sink is not None:
+                batch.append(Applied(command, intake, events))
+                if len(batch) >= CONSUMER_BATCH:
+                    sink.push(batch)
+                    batch = []
+            n += 1
+            if n % PROGRESS_EVERY == 0:
+                elapsed = time.perf_counter() - start
+                log.info("engine_replay_progress", commands=n, seq=seq, rate=int(n / elapsed))
+                if messages and self.feeds is not None:
+                    await self.feeds.append(seq, messages)
+                    messages = []
+        if sink is not None and batch:
+            sink.push(batch)
+        if self.feeds is not None and messages:
+            await self.feeds.append(engine.last_seq, messages)
+        elapsed = time.perf_counter() - start
+        log.info(
+            "engine_replay_done",
+            commands=n,
+            seq=engine.last_seq,
+            duration_ms=round(elapsed * 1000, 1),
+            rate=int(n / elapsed) if elapsed > 0 else 0,
+        )
+        self.replayed = n
+        self.replay_seconds = elapsed
+
+    def _start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run(), name="engine-loop"))
+        if self.feeds is not None:
+            self._tasks.append(asyncio.create_task(self._write_feeds(), name="engine-feeds"))
+        if self.sweep_interval > 0:
+            self._tasks.append(asyncio.create_task(self._sweep(), name="engine-sweep"))
+
+    # ------------------------------------------------------------------ submissions
+
+    def enqueue(self, command: Command, intake: Intake | None = None) -> asyncio.Future[Outcome]:
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self._closing or self.failed is not None:
+            fut.set_exception(EngineUnavailableError("engine is shutting down"))
+        else:
+            self._queue.put_nowait((command, intake, fut))
+        return fut
+
+    async def submit(self, command: Command, intake: Intake | None = None) -> Outcome:
+        return await self.enqueue(command, intake)
+
+    def book(self, market_id: str, depth: int) -> BookSnapshot:
+        """The live book; consistent with the `book:{market_id}` feed seq it reports."""
+        market = self.engine.markets.get(market_id)
+        if market is None:
+            raise DexError(ErrorCode.UNKNOWN_MARKET, f"unknown market {market_id}")
+        feed_seq = 0 if self.publisher is None else self.publisher.feed_seq(f"book:{market_id}")
+        return BookSnapshot(
+            market_id=market_id,
+            seq=self.engine.last_seq,
+            feed_seq=feed_seq,
+            bids=market.book.depth(Side.BUY, depth),
+            asks=market.book.depth(Side.SELL, depth),
+        )
+
+    def state(self) -> tuple[int, str]:
+        """(last applied seq, `state_hash()`) — what the crash test compares."""
+        return self.engine.last_seq, self.engine.state_hash()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        queue, loop = self._queue, asyncio.get_running_loop()
+        try:
+            while True:
+                first = await queue.get()
+                if first is None:
+                    break
+                group = [first]
+                stop = False
+                while len(group) < self.group_max and not queue.empty():
+                    item = queue.get_nowait()
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                await self._commit(group, loop)
+                if stop:
+                    break
+        except BaseException as exc:
+            self.failed = exc
+            log.exception("engine_loop_failed")
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not None and item[2] is not None and not item[2].done():
+                    item[2].set_exception(EngineUnavailableError("engine stopped"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self.stopped.set()
+
+    async def _commit(self, group: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        now = max(int(self.clock()), self._last_now)
+        self._last_now = now
+        seq = self.journal.last_seq
+        commands: list[Command] = []
+        intakes: list[Intake | None] = []
+        futures: list[asyncio.Future[Outcome] | None] = []
+        payloads: list[bytes] = []
+        for command, intake, fut in group:
+            stamped = replace(command, seq=seq + 1, now=now)
+            try:
+                payload = encode_record(stamped, intake)
+            except Exception as exc:  # an unencodable command is the caller's error, not ours
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                continue
+            seq += 1
+            commands.append(stamped)
+            intakes.append(intake)
+            futures.append(fut)
+            payloads.append(payload)
+        if not payloads:
+            return
+        try:
+            await loop.run_in_executor(self._journal_thread, self.journal.append_group, payloads)
+        except BaseException:
+            for fut in futures:
+                if fut is not None and not fut.done():
+                    fut.set_exception(EngineUnavailableError("journal write failed"))
+            raise
+        engine, publisher = self.engine, self.publisher
+        applied: list[Applied] = []
+        messages: list[FeedMessage] = []
+        try:
+            for command, intake, fut in zip(commands, intakes, futures, strict=True):
+                level = publisher.before(engine, command) if publisher is not None else None
+                events = engine.apply(command)
+                if fut is not None and not fut.done():
+                    fut.set_result(Outcome(command.seq, events))
+                if publisher is not None:
+                    messages += publisher.on_command(engine, command, events, level)
+                applied.append(Applied(command, intake, events))
+        except BaseException:
+            # A broken invariant: the command is journaled but the engine cannot apply it.
+            # Stop (the loop fails) rather than guess; nobody is left waiting forever.
+            for fut in futures:
+                if fut is not None and not fut.done():
+                    fut.set_exception(EngineUnavailableError("engine stopped"))
+            raise
+        if self.sink is not None:
+            self.sink.push(applied)
+        if publisher is not None:
+            self._feed_queue.put_nowait((engine.last_seq, messages))
+        if engine.last_seq - self._last_snapshot_seq >= self.snapshot_every:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        engine = self.engine
+        seq = engine.last_seq
+        body = engine.to_snapshot()
+        digest = engine.state_hash() if self.session_factory is not None else None
+        self._last_snapshot_seq = seq
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._snapshot_thread, self._write_snapshot, seq, body, digest
+        )
+        self._snapshot_futures = [f for f in self._snapshot_futures if not f.done()] + [fut]
+
+    def _write_snapshot(self, seq: int, body: bytes, digest: str | None) -> None:
+        start = time.perf_counter()
+        self.snapshots.write(seq, body)
+        if digest is not None and self.session_factory is not None:
+            from backend.engine.persister import record_snapshot
+
+            record_snapshot(self.session_factory, seq, digest)
+        log.info(
+            "engine_snapshot_written",
+            seq=seq,
+            size_bytes=len(body),
+            duration_ms=round((time.perf_counter() - start) * 1000, 1),
+        )
+
+    async def _sweep(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.sweep_interval)
+            expiries = self.engine.expiries
+            if expiries and expiries[0][0] <= self.clock() and not self._closing:
+                self._queue.put_nowait((SweepExpired(0, 0), None, None))
+
+    async def _write_feeds(self) -> None:
+        assert self.feeds is not None
+        queue = self._feed_queue
+        done = False
+        while not done:
+            item = await queue.get()
+            if item is None:
+                break
+            last, messages = item
+            while not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    done = True
+                    break
+                last, more = nxt
+                messages += more
+            delay = 0.05
+            while True:
+                try:
+                    await self.feeds.append(last, messages)
+                    break
+                except Exception:
+                    # Never drop: a dropped batch would be a gap every subscriber sees.
+                    log.exception("feed_write_failed", engine_seq=last, retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def close(self, *, snapshot: bool = True) -> None:
+        """Finish queued commands, flush consumers, write a final snapshot, release files."""
+        if self._closing:
+            await self.stopped.wait()
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        await self.stopped.wait()
+        if self.feeds is not None:
+            self._feed_queue.put_nowait(None)
+        for task in self._tasks:
+            if task.get_name() == "engine-sweep":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if snapshot and self.failed is None and self.engine.last_seq > self._last_snapshot_seq:
+            self._snapshot()
+        if self._snapshot_futures:
+            await asyncio.gather(*self._snapshot_futures, return_exceptions=True)
+        if self.sink is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.sink.close)
+        self._journal_thread.shutdown()
+        self._snapshot_thread.shutdown()
+        self.journal.close()
+        log.info("engine_stopped", seq=self.engine.last_seq)

@@ -1,0 +1,118 @@
+"""`TcpEngineClient`: the API's `EngineClient` for the `hybridex engine` process.
+
+One connection, requests multiplexed by id (any number in flight), reconnect on the next call
+after a failure. A timeout or a lost connection raises `EngineUnavailableError`: the command
+may or may not have been journaled (the API answers 202 and the outcome follows on the feeds).
+
+    client = TcpEngineClient("127.0.0.1", 7700)
+    outcome = await client.submit(command, timeout=2.0, intake=Intake(signature=sig))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from itertools import count
+
+from backend.domain.errors import DexError, ErrorCode
+from backend.engine import protocol as p
+from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.records import encode_record
+from backend.matching.codec import decode_events
+from backend.matching.commands import Command
+
+
+class TcpEngineClient:
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self._ids = count(1)
+        self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> asyncio.StreamWriter:
+        if self._writer is not None and not self._writer.is_closing():
+            return self._writer
+        async with self._lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                raise EngineUnavailableError(f"cannot reach the engine: {exc!r}") from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read(reader, writer))
+            return writer
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                kind, request_id, body = await p.read_frame(reader)
+                fut = self._pending.pop(request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result((kind, body))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+            pending, self._pending = self._pending, {}
+            for fut in pending.values():
+                if not fut.done():
+                    fut.set_exception(EngineUnavailableError("engine connection lost"))
+
+    async def _request(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
+        request_id = next(self._ids) & 0xFFFFFFFF
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                writer = await self._connection()
+                self._pending[request_id] = fut
+                writer.write(p.frame(kind, request_id, body))
+                answer_kind, answer = await fut
+        except TimeoutError:
+            raise EngineUnavailableError(f"no answer from the engine within {timeout}s") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if answer_kind == p.ERROR:
+            (code,) = p.U16.unpack_from(answer)
+            raise DexError(ErrorCode(code), answer[2:].decode(errors="replace"))
+        return answer_kind, answer
+
+    async def submit(
+        self, command: Command, *, timeout: float, intake: Intake | None = None
+    ) -> Outcome:
+        _, body = await self._request(p.SUBMIT, encode_record(command, intake), timeout)
+        (seq,) = p.U64.unpack_from(body)
+        return Outcome(seq, decode_events(body[p.U64.size :]))
+
+    async def book(self, market_id: str, depth: int, *, timeout: float = 2.0) -> BookSnapshot:
+        body = p.U16.pack(min(depth, 0xFFFF)) + market_id.encode()
+        _, answer = await self._request(p.BOOK, body, timeout)
+        data = json.loads(answer)
+        return BookSnapshot(
+            market_id=data["marketId"],
+            seq=data["seq"],
+            feed_seq=data["feedSeq"],
+            bids=[(price, amount) for price, amount in data["bids"]],
+            asks=[(price, amount) for price, amount in data["asks"]],
+        )
+
+    async def state(self, *, timeout: float = 10.0) -> tuple[int, str]:
+        """(last applied seq, state_hash) of the live engine."""
+        _, answer = await self._request(p.STATE, b"", timeout)
+        data = json.loads(answer)
+        return int(data["seq"]), str(data["stateHash"])
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._reader_task is not None:
+            await asyncio.gather(self._reader_task, return_exceptions=True)
