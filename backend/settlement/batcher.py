@@ -1,0 +1,271 @@
+"""Claim matched fills, in engine order, into batches with strictly sequential ids.
+
+A fill without a `fill_settlements` row is `matched` and unclaimed. Under the batcher lock,
+`form_batch` takes up to `batch_max_fills` of them ordered by `(seq, fill_index)` — when that
+many are waiting or the oldest has waited `batch_max_age_s` — together with the signed cancels
+not yet committed, and inserts the batch (`pending`) and one claim row per fill in ONE
+transaction. The id is the last assigned id + 1 (the database is the truth; the chain's
+`lastBatchId` is the check). Only one batch is `pending` at a time: while the sender is busy,
+fills accumulate into the next (fuller) batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from backend.chain.exchange import (
+    EncodedBatch,
+    FillInput,
+    SignedCancel,
+    SignedCancelAll,
+    SignedOrder,
+    encode_batch,
+)
+from backend.db.models import (
+    BatchCancel,
+    Fill,
+    FillSettlement,
+    Market,
+    Order,
+    SettlementBatch,
+)
+from backend.db.models import SignedCancel as SignedCancelRow
+from backend.db.session import insert_ignore, unit_of_work
+from backend.domain.errors import ErrorCode, FatalError
+from backend.domain.types import BatchStatus, FillStatus, Side, TimeInForce
+from backend.eip712.messages import CancelAll
+from backend.eip712.messages import Order as OrderMessage
+from backend.eip712.signing import Signature
+from backend.settlement.context import SettlementContext
+from backend.settlement.nonces import sender_lock
+from backend.settlement.revert import rpc_guard
+
+log = structlog.get_logger(__name__)
+
+NO_SIGNATURE = b"\x00" * 65
+MAX_CANCELS_PER_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFill:
+    fill_id: int
+    seq: int
+    fill_index: int
+    input: FillInput
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCancelItem:
+    cancel_hash: bytes
+    cancel: SignedCancel | None
+    cancel_all: SignedCancelAll | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContent:
+    """What a batch id carries on chain: its live fills (engine order) and cancels."""
+
+    batch_id: int
+    fills: tuple[BatchFill, ...]
+    cancels: tuple[BatchCancelItem, ...]
+
+    def encode(self) -> EncodedBatch:
+        return encode_batch(
+            [f.input for f in self.fills],
+            [c.cancel for c in self.cancels if c.cancel is not None],
+            [c.cancel_all for c in self.cancels if c.cancel_all is not None],
+        )
+
+    def with_fills(self, fills: Sequence[BatchFill]) -> BatchContent:
+        return replace(self, fills=tuple(fills))
+
+    def without_cancels(self) -> BatchContent:
+        return replace(self, cancels=())
+
+
+def _signed_order(row: Order, market: Market) -> SignedOrder:
+    order = OrderMessage(
+        trader=row.trader,
+        baseToken=market.base_token,
+        quoteToken=market.quote_token,
+        side=Side(row.side),
+        price=int(row.price),
+        amount=int(row.amount),
+        timeInForce=TimeInForce(row.time_in_force),
+        nonce=int(row.nonce),
+        expiry=int(row.expiry),
+    )
+    return SignedOrder(order, Signature.from_bytes(bytes(row.signature)))
+
+
+def load_batch(session: Session, batch_id: int) -> BatchContent:
+    """The batch's fills that are not `failed`, in engine order, and its cancels."""
+    maker, taker = aliased(Order), aliased(Order)
+    rows = session.execute(
+        select(Fill, maker, taker, Market)
+        .join(FillSettlement, FillSettlement.fill_id == Fill.id)
+        .join(maker, maker.order_hash == Fill.maker_order_hash)
+        .join(taker, taker.order_hash == Fill.taker_order_hash)
+        .join(Market, Market.id == Fill.market_id)
+        .where(FillSettlement.batch_id == batch_id, FillSettlement.status != FillStatus.FAILED)
+        .order_by(Fill.seq, Fill.fill_index)
+    ).all()
+    cache: dict[bytes, SignedOrder] = {}
+
+    def signed(row: Order, market: Market) -> SignedOrder:
+        found = cache.get(row.order_hash)
+        if found is None:
+            found = cache[row.order_hash] = _signed_order(row, market)
+        return found
+
+    fills = tuple(
+        BatchFill(
+            fill_id=f.id,
+            seq=f.seq,
+            fill_index=f.fill_index,
+            input=FillInput(
+                maker=signed(m, market),
+                taker=signed(t, market),
+                amount=int(f.amount),
+                maker_fee=int(f.maker_fee),
+                taker_fee=int(f.taker_fee),
+            ),
+        )
+        for f, m, t, market in rows
+    )
+    cancel_rows = session.execute(
+        select(SignedCancelRow, Order, Market)
+        .join(BatchCancel, BatchCancel.cancel_hash == SignedCancelRow.cancel_hash)
+        .outerjoin(Order, Order.order_hash == SignedCancelRow.order_hash)
+        .outerjoin(Market, Market.id == Order.market_id)
+        .where(BatchCancel.batch_id == batch_id)
+        .order_by(SignedCancelRow.accepted_seq, SignedCancelRow.cancel_hash)
+    ).all()
+    cancels: list[BatchCancelItem] = []
+    for c, order, market in cancel_rows:
+        sig = Signature.from_bytes(bytes(c.signature))
+        if c.kind == "cancel" and order is not None and market is not None:
+            preimage = _signed_order(order, market).order
+            cancels.append(BatchCancelItem(c.cancel_hash, SignedCancel(preimage, sig), None))
+        elif c.kind == "cancel_all":
+            assert c.base_token is not None
+            assert c.quote_token is not None
+            msg = CancelAll(
+                trader=c.trader,
+                baseToken=c.base_token,
+                quoteToken=c.quote_token,
+                nonceBelow=int(c.nonce_below or 0),
+            )
+            cancels.append(BatchCancelItem(c.cancel_hash, None, SignedCancelAll(msg, sig)))
+    return BatchContent(batch_id=batch_id, fills=fills, cancels=tuple(cancels))
+
+
+def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime]]:
+    rows = session.execute(
+        select(Fill.id, Fill.created_at)
+        .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
+        .where(FillSettlement.fill_id.is_(None))
+        .order_by(Fill.seq, Fill.fill_index)
+        .limit(limit)
+    ).all()
+    return [(int(i), c) for i, c in rows]
+
+
+def _pending_cancels(session: Session) -> list[tuple[bytes, datetime]]:
+    """Signed cancels never committed by a batch that has not failed, whose preimage is known
+    (a `Cancel` of an order the engine never saw cannot be committed: no preimage)."""
+    committed = exists().where(
+        and_(
+            BatchCancel.cancel_hash == SignedCancelRow.cancel_hash,
+            SettlementBatch.batch_id == BatchCancel.batch_id,
+            SettlementBatch.status != BatchStatus.FAILED,
+        )
+    )
+    has_preimage = exists().where(Order.order_hash == SignedCancelRow.order_hash)
+    rows = session.execute(
+        select(SignedCancelRow.cancel_hash, SignedCancelRow.created_at)
+        .where(~committed)
+        .where(SignedCancelRow.signature != NO_SIGNATURE)
+        .where((SignedCancelRow.kind == "cancel_all") | has_preimage)
+        .order_by(SignedCancelRow.accepted_seq)
+        .limit(MAX_CANCELS_PER_BATCH)
+    ).all()
+    return [(bytes(h), c) for h, c in rows]
+
+
+def next_batch_id(session: Session, ctx: SettlementContext) -> int:
+    last_db = session.scalar(select(func.max(SettlementBatch.batch_id)))
+    with rpc_guard("lastBatchId"):
+        last_chain = ctx.reader.last_batch_id()
+    if last_db is None:
+        return last_chain + 1
+    if last_chain > last_db:
+        # Batches the database never assigned were applied: another settler uses the key.
+        raise FatalError(
+            ErrorCode.SETTLEMENT_INCONSISTENT,
+            "the chain applied batches this database never assigned",
+            last_db=last_db,
+            last_chain=last_chain,
+        )
+    return int(last_db) + 1
+
+
+def form_batch(
+    ctx: SettlementContext, *, now: datetime | None = None, force: bool = False
+) -> int | None:
+    """Claims the next batch if one is due; returns its id (None: nothing due)."""
+    settings = ctx.settings
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=settings.batch_max_age_s)
+    with sender_lock(ctx.factory, "batcher"), unit_of_work(ctx.factory) as session:
+        pending = session.scalar(
+            select(func.count()).where(SettlementBatch.status == BatchStatus.PENDING)
+        )
+        if pending:
+            return None
+        fills = _unclaimed_fills(session, settings.batch_max_fills)
+        cancels = _pending_cancels(session)
+        if not fills and not cancels:
+            return None
+        oldest = min([c for _, c in fills] + [c for _, c in cancels])
+        if len(fills) < settings.batch_max_fills and oldest > cutoff and not force:
+            return None
+        batch_id = next_batch_id(session, ctx)
+        session.add(
+            SettlementBatch(
+                batch_id=batch_id,
+                status=BatchStatus.PENDING,
+                fill_count=len(fills),
+                cancel_count=len(cancels),
+            )
+        )
+        session.flush()
+        claims = [
+            {"fill_id": fid, "status": FillStatus.MATCHED, "batch_id": batch_id} for fid, _ in fills
+        ]
+        claimed = insert_ignore(
+            session=session, target=FillSettlement, rows=claims, conflict=["fill_id"]
+        )
+        if claimed != len(claims):
+            raise FatalError(
+                ErrorCode.SETTLEMENT_INCONSISTENT,
+                "a fill was claimed twice",
+                batch_id=batch_id,
+                claimed=claimed,
+                expected=len(claims),
+            )
+        if cancels:
+            insert_ignore(
+                session=session,
+                target=BatchCancel,
+                rows=[{"batch_id": batch_id, "cancel_hash": h} for h, _ in cancels],
+                conflict=["batch_id", "cancel_hash"],
+            )
+    log.info("batch_formed", batch_id=batch_id, fills=len(fills), cancels=len(cancels))
+    return batch_id

@@ -1,0 +1,63 @@
+"""The settlement Celery app: Redis broker, JSON only, late acks, beat-driven ticks.
+
+`celery -A backend.settlement.celery_app worker` / `beat` (or `hybridex worker` / `beat`).
+Every key lives under `HYBRIDEX_REDIS_KEY_PREFIX` (kombu's `global_keyprefix`); there is no
+result backend — tasks return nothing anyone waits for, and the database is the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from backend.config import Settings, get_settings
+
+BROKER_VISIBILITY_TIMEOUT_S = 300
+TASK_TIME_LIMIT_S = 120
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    tick = settings.settlement_tick_s
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": {
+            "global_keyprefix": settings.redis_key_prefix,
+            "visibility_timeout": BROKER_VISIBILITY_TIMEOUT_S,
+        },
+        "broker_connection_retry_on_startup": True,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": TASK_TIME_LIMIT_S,
+        "task_soft_time_limit": TASK_TIME_LIMIT_S - 20,
+        "task_default_queue": "settlement",
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "settlement-tick": {
+                "task": "settlement.tick",
+                "schedule": tick,
+                # a tick nobody ran in time is superseded by the next one
+                "options": {"expires": max(2 * tick, 1.0)},
+            }
+        },
+    }
+
+
+def make_app(settings: Settings | None = None, *, eager: bool = False) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("hybridex-settlement", include=["backend.settlement.tasks"])
+    celery.conf.update(celery_config(settings))
+    if eager:  # `hybridex dev`: the same task code, run inline
+        celery.conf.update(task_always_eager=True, task_eager_propagates=True)
+    return celery
+
+
+app = make_app()

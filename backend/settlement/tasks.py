@@ -1,0 +1,49 @@
+"""Celery tasks: thin, id-taking, idempotent. State lives in the database; each task re-reads
+it and advances it by compare-and-set, so a duplicate or re-delivered message is harmless."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from backend.domain.errors import RetryableError
+from backend.settlement import sender
+from backend.settlement.celery_app import app
+from backend.settlement.context import get_context
+from backend.settlement.tick import run_tick
+
+log = structlog.get_logger(__name__)
+
+RETRY_OPTIONS: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (RetryableError,),
+    "retry_backoff": 0.5,
+    "retry_backoff_max": 10,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+SEND_EXPIRES_S = 60.0
+
+
+@app.task(name="settlement.send_batch", **RETRY_OPTIONS)  # type: ignore[untyped-decorator]
+def send_batch(batch_id: int) -> str:
+    outcome = sender.send_batch(get_context(), int(batch_id))
+    log.debug("task_send_batch", batch_id=batch_id, outcome=outcome)
+    return outcome
+
+
+@app.task(name="settlement.send_withdrawal", **RETRY_OPTIONS)  # type: ignore[untyped-decorator]
+def send_withdrawal(withdrawal_id: int) -> str:
+    return sender.send_withdrawal(get_context(), int(withdrawal_id))
+
+
+@app.task(name="settlement.tick", **{**RETRY_OPTIONS, "max_retries": 0})  # type: ignore[untyped-decorator]
+def tick() -> None:
+    ctx = get_context()
+    run_tick(
+        ctx,
+        lambda batch_id: send_batch.apply_async((batch_id,), expires=SEND_EXPIRES_S),
+        lambda wid: send_withdrawal.apply_async((wid,), expires=SEND_EXPIRES_S),
+    )

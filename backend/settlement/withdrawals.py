@@ -1,0 +1,102 @@
+"""Withdrawal intake: verify the trader's signed `Withdrawal`, have the engine reserve it.
+
+`request_withdrawal` is what `POST /v1/withdrawals` calls (`api_routes.py`). The engine journals
+`ReserveWithdrawal` before answering, then its persister writes the `withdrawals` row
+(`reserved` or `rejected`); the worker's tick submits `withdraw` for reserved rows
+(`sender.send_withdrawal`), the indexer confirms `Withdrawn` and debits the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from eth_utils.address import to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.models import TraderExit
+from backend.db.models import Withdrawal as WithdrawalRow
+from backend.domain.errors import DexError, ErrorCode
+from backend.domain.types import WithdrawalStatus
+from backend.eip712.domain import Domain
+from backend.eip712.messages import Withdrawal
+from backend.eip712.recover import verify
+from backend.engine.client import EngineClient, Intake
+from backend.matching import events as ev
+from backend.matching.commands import ReserveWithdrawal
+
+
+def withdrawal_id_for(trader: str, nonce: int) -> str:
+    """The engine's reservation id of a signed withdrawal; the indexer's `Debit` for the
+    `Withdrawn` event names the same id (`indexer.projection.withdrawal_id_for`)."""
+    return f"{to_checksum_address(trader)}:{nonce}"
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalOutcome:
+    withdrawal_hash: bytes
+    withdrawal_id: str
+    status: WithdrawalStatus
+    seq: int | None
+    """Engine sequence number of the reservation (None: an earlier identical request)."""
+
+
+def _existing(factory: sessionmaker[Session], trader: str, nonce: int) -> WithdrawalRow | None:
+    with factory() as session:
+        return session.scalar(
+            select(WithdrawalRow).where(
+                WithdrawalRow.trader == trader, WithdrawalRow.nonce == nonce
+            )
+        )
+
+
+def _exiting(factory: sessionmaker[Session], trader: str) -> bool:
+    with factory() as session:
+        return session.get(TraderExit, trader) is not None
+
+
+async def request_withdrawal(
+    engine_client: EngineClient,
+    session_factory: sessionmaker[Session],
+    withdrawal: Withdrawal,
+    signature: bytes,
+    *,
+    domain: Domain,
+    timeout: float = 2.0,
+) -> WithdrawalOutcome:
+    """Verifies and reserves; raises `DexError` with INVALID_SIGNATURE, NONCE_REUSED,
+    ACCOUNT_EXITING or INSUFFICIENT_BALANCE (the engine's code) — or ENGINE_UNAVAILABLE."""
+    digest = verify(withdrawal, signature, domain)  # INVALID_SIGNATURE
+    trader = to_checksum_address(withdrawal.trader)
+    wid = withdrawal_id_for(trader, withdrawal.nonce)
+    existing = await asyncio.to_thread(_existing, session_factory, trader, withdrawal.nonce)
+    if existing is not None:
+        if bytes(existing.withdrawal_hash) != digest:
+            raise DexError(
+                ErrorCode.NONCE_REUSED,
+                f"withdrawal nonce {withdrawal.nonce} of {trader} is already used",
+                nonce=str(withdrawal.nonce),
+            )
+        if existing.status is WithdrawalStatus.REJECTED:
+            code = ErrorCode[existing.reject_code or "INVALID_REQUEST"]
+            raise DexError(code, "this withdrawal was rejected", withdrawal_id=wid)
+        return WithdrawalOutcome(digest, wid, existing.status, None)  # idempotent re-post
+    if await asyncio.to_thread(_exiting, session_factory, trader):
+        raise DexError(ErrorCode.ACCOUNT_EXITING, f"{trader} requested an exit", trader=trader)
+    command = ReserveWithdrawal(
+        seq=0,
+        now=0,
+        trader=trader,
+        token=to_checksum_address(withdrawal.token),
+        amount=withdrawal.amount,
+        withdrawal_id=wid,
+    )
+    intake = Intake(signature=signature, signed_hash=digest, nonce=withdrawal.nonce)
+    outcome = await engine_client.submit(command, timeout=timeout, intake=intake)
+    for event in outcome.events:
+        if isinstance(event, ev.WithdrawalReserved):
+            return WithdrawalOutcome(digest, wid, WithdrawalStatus.RESERVED, outcome.seq)
+        if isinstance(event, ev.CommandRejected):
+            raise DexError(event.code, event.message, withdrawal_id=wid)
+    raise DexError(ErrorCode.INVALID_REQUEST, "the engine did not decide the withdrawal")
