@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from backend.cli import api as api_commands
 from backend.cli import db as db_commands
 from backend.cli import dev as dev_commands
+from backend.cli import engine as engine_commands
+from backend.cli import indexer as indexer_commands
+from backend.cli import markets as markets_commands
+from backend.cli import worker as worker_commands
 
 app = typer.Typer(
     name="hybridex",
@@ -15,6 +20,12 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.command("dev")(dev_commands.dev)
+app.command("engine")(engine_commands.engine)
+app.command("api")(api_commands.api)
+app.add_typer(markets_commands.app, name="markets")
+app.command("worker")(worker_commands.worker)
+app.command("beat")(worker_commands.beat)
+app.command("indexer")(indexer_commands.indexer)
 
 
 @app.command("contracts-build")

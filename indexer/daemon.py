@@ -1,0 +1,310 @@
+"""The indexer loop: check the chain, backfill, follow the head, project, send, repeat.
+
+One `step()`:
+- far behind (cursor below head − reorg_window): backfill one adaptive `eth_getLogs` chunk of
+  final blocks — events, deposits, the chunk's end header, projection and cursor in one
+  transaction;
+- otherwise: one realtime poll — every new block, or the reorg rollback, with projection and
+  cursor in one transaction;
+then `Outbox.drain()` sends what the engine is owed. A crash anywhere resumes from the cursor.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.session import unit_of_work
+from backend.domain.errors import ConfigurationError, DexError, ErrorCode, FatalError
+from indexer import projection, store
+from indexer.events import EventCodec
+from indexer.projection import Outbox
+from indexer.rpc import BlockHeader, RpcClient
+from indexer.sync.historical import AdaptiveRange, backfill
+from indexer.sync.realtime import Block, Finalize, RealtimeSync, Reorg
+from indexer.sync.reorg import BlockWindow
+
+log = structlog.get_logger("indexer.daemon")
+ZERO_HASH = b"\x00" * 32
+
+
+class ChainMismatchError(FatalError):
+    def __init__(self, message: str, **context: object) -> None:
+        super().__init__(ErrorCode.CHAIN_MISMATCH, message, **context)
+
+
+@dataclass(frozen=True)
+class IndexerConfig:
+    exchange_address: str
+    chain_id: int | None
+    confirmations: int
+    reorg_window: int
+    start_block: int = 0
+    poll_interval_s: float = 1.0
+    max_blocks_per_poll: int = 500
+
+
+class Indexer:
+    def __init__(
+        self,
+        config: IndexerConfig,
+        rpc: RpcClient,
+        factory: sessionmaker[Session],
+        outbox: Outbox,
+        codec: EventCodec | None = None,
+    ) -> None:
+        if config.confirmations > config.reorg_window:
+            raise ConfigurationError(
+                "HYBRIDEX_CONFIRMATIONS must not exceed HYBRIDEX_REORG_WINDOW",
+                confirmations=config.confirmations,
+                reorg_window=config.reorg_window,
+            )
+        self.config = config
+        self.rpc = rpc
+        self.factory = factory
+        self.outbox = outbox
+        self.codec = codec or EventCodec.exchange()
+        self.ranges = AdaptiveRange()
+        self.chain_id = 0
+        self._realtime: RealtimeSync | None = None
+        self.stop_event = threading.Event()
+
+    # ------------------------------------------------------------------ start-up
+
+    def check_chain(self) -> None:
+        """The node serves the configured chain, the Exchange has code, the DB matches."""
+        self.chain_id = self.rpc.chain_id()
+        if self.config.chain_id is not None and self.chain_id != self.config.chain_id:
+            raise ChainMismatchError(
+                "the node serves another chain than HYBRIDEX_CHAIN_ID",
+                node_chain_id=self.chain_id,
+                expected=self.config.chain_id,
+            )
+        if not self.rpc.get_code(self.config.exchange_address):
+            raise ChainMismatchError(
+                "no contract code at HYBRIDEX_EXCHANGE_ADDRESS on this chain",
+                exchange_address=self.config.exchange_address,
+            )
+        with unit_of_work(self.factory) as session:
+            stored = store.cursor_chain_id(session=session)
+        if stored is not None and stored != self.chain_id:
+            raise ChainMismatchError(
+                "the database was indexed from another chain", db_chain_id=stored
+            )
+
+    def resync_from(self, number: int) -> None:
+        """Forget blocks ≥ number and index them again (`--from-block`). Engine effects
+        already sent are remembered by ref in the outbox, so nothing is sent twice."""
+        parent = self._parent_of(number)
+        with unit_of_work(self.factory) as session:
+            store.delete_above(session=session, number=number - 1, orphan=False)
+            for name in (store.HEAD_CURSOR, store.CONFIRMED_CURSOR):
+                cur = store.load_cursor(session=session, name=name)
+                if cur is not None and cur.number >= number:
+                    store.set_cursor(
+                        session=session,
+                        name=name,
+                        chain_id=self.chain_id,
+                        number=number - 1,
+                        hash_=parent.hash if name == store.HEAD_CURSOR else ZERO_HASH,
+                    )
+            store.save_blocks(session=session, headers=[parent])
+        self._realtime = None
+        log.info("re-sync requested", from_block=number)
+
+    def _parent_of(self, number: int) -> BlockHeader:
+        if number <= 0:
+            return BlockHeader(-1, ZERO_HASH, ZERO_HASH, 0)
+        header = self.rpc.header(number - 1)
+        if header is None:
+            raise ConfigurationError(f"block {number - 1} is not available on the node")
+        return header
+
+    # ------------------------------------------------------------------ steps
+
+    def _cursor(self) -> store.Cursor:
+        with unit_of_work(self.factory) as session:
+            cursor = store.load_cursor(session=session, name=store.HEAD_CURSOR)
+        if cursor is not None:
+            return cursor
+        parent = self._parent_of(self.config.start_block)
+        with unit_of_work(self.factory) as session:
+            store.set_cursor(
+                session=session,
+                name=store.HEAD_CURSOR,
+                chain_id=self.chain_id,
+                number=parent.number,
+                hash_=parent.hash,
+            )
+            store.save_blocks(session=session, headers=[parent])
+        return store.Cursor(parent.number, parent.hash)
+
+    def step(self) -> bool:
+        """One unit of progress; False when already at the head."""
+        head = self.rpc.block_number()
+        cursor = self._cursor()
+        final = head - self.config.reorg_window
+        if cursor.number < final:
+            self._backfill_chunk(cursor.number + 1, final)
+            progressed = True
+        else:
+            progressed = self._follow(head)
+        self.outbox.drain()
+        return progressed
+
+    def _backfill_chunk(self, start: int, end: int) -> None:
+        self._realtime = None
+        chunk = next(
+            backfill(
+                self.rpc,
+                self.codec,
+                self.config.exchange_address,
+                start=start,
+                end=end,
+                ranges=self.ranges,
+            )
+        )
+        with unit_of_work(self.factory) as session:
+            tokens = store.known_tokens(session=session)
+            store.save_events(session=session, logs=chunk.logs, tokens=tokens)
+            projection.on_events(session=session, logs=chunk.logs)
+            store.save_blocks(session=session, headers=[chunk.end])
+            store.prune_blocks(session=session, below=chunk.end.number)
+            store.set_cursor(
+                session=session,
+                name=store.HEAD_CURSOR,
+                chain_id=self.chain_id,
+                number=chunk.end.number,
+                hash_=chunk.end.hash,
+            )
+            projection.confirm(
+                session=session, chain_id=self.chain_id, upto=chunk.end.number, tokens=tokens
+            )
+        log.info(
+            "backfilled",
+            from_block=chunk.from_block,
+            to_block=chunk.to_block,
+            events=len(chunk.logs),
+            range_size=self.ranges.size,
+            target_block=end,
+        )
+
+    def _sync(self) -> RealtimeSync:
+        if self._realtime is None:
+            cursor = self._cursor()
+            with unit_of_work(self.factory) as session:
+                headers = store.load_window(
+                    session=session, top=cursor.number, size=self.config.reorg_window
+                )
+            if not headers or headers[-1].hash != cursor.hash:
+                headers = [self._parent_of(cursor.number + 1)]
+            self._realtime = RealtimeSync(
+                self.rpc,
+                self.codec,
+                self.config.exchange_address,
+                BlockWindow(self.config.reorg_window, headers),
+                max_blocks_per_poll=self.config.max_blocks_per_poll,
+            )
+        return self._realtime
+
+    def _follow(self, head: int) -> bool:
+        sync = self._sync()
+        items = sync.poll(head)
+        blocks = [i for i in items if isinstance(i, Block)]
+        reorgs = [i for i in items if isinstance(i, Reorg)]
+        if not blocks and not reorgs:
+            return False
+        tip = sync.window.tip
+        assert tip is not None
+        try:
+            with unit_of_work(self.factory) as session:
+                tokens = store.known_tokens(session=session)
+                for item in items:
+                    if isinstance(item, Reorg):
+                        projection.on_reorg(
+                            session=session,
+                            chain_id=self.chain_id,
+                            ancestor=item.ancestor.number,
+                            tokens=tokens,
+                        )
+                    elif isinstance(item, Block):
+                        store.save_events(session=session, logs=item.logs, tokens=tokens)
+                        projection.on_events(session=session, logs=item.logs)
+                    elif isinstance(item, Finalize):
+                        store.prune_blocks(session=session, below=item.number)
+                store.save_blocks(session=session, headers=[b.header for b in blocks])
+                store.set_cursor(
+                    session=session,
+                    name=store.HEAD_CURSOR,
+                    chain_id=self.chain_id,
+                    number=tip.number,
+                    hash_=tip.hash,
+                )
+                projection.confirm(
+                    session=session,
+                    chain_id=self.chain_id,
+                    upto=tip.number - self.config.confirmations,
+                    tokens=tokens,
+                )
+        except BaseException:
+            self._realtime = None  # the in-memory window may be ahead of the database
+            raise
+        for r in reorgs:
+            log.warning("reorg rolled back", depth=r.depth, ancestor_number=r.ancestor.number)
+        if blocks:
+            lag = head - tip.number
+            log.info(
+                "followed",
+                block_number=tip.number,
+                blocks=len(blocks),
+                events=sum(len(b.logs) for b in blocks),
+                lag_blocks=lag,
+            )
+        return True
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        """Poll until `stop_event` is set; transient errors back off, fatal ones raise."""
+        self.check_chain()
+        self.outbox.resolve_in_doubt()
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                progressed = self.step()
+                failures = 0
+            except FatalError:
+                raise
+            except DexError as exc:  # RetryableError: RPC down, engine timeout
+                failures += 1
+                delay = min(30.0, self.config.poll_interval_s * 2**failures)
+                log.error(
+                    "indexer step failed, retrying",
+                    code=exc.code.name,
+                    error=exc.message,
+                    retry_in_s=delay,
+                )
+                if exc.code is ErrorCode.ENGINE_UNAVAILABLE:
+                    self._resolve_after_timeout()
+                self.stop_event.wait(delay)
+                continue
+            if not progressed:
+                self.stop_event.wait(self.config.poll_interval_s)
+
+    def _resolve_after_timeout(self) -> None:
+        try:
+            self.outbox.resolve_in_doubt()
+        except DexError as exc:
+            if isinstance(exc, FatalError):
+                raise
+            log.error("in-doubt resolution failed, will retry", error=exc.message)
+
+    def run_until_synced(self, max_steps: int = 100_000) -> None:
+        """Steps until at the head (tests, benchmarks)."""
+        for _ in range(max_steps):
+            if not self.step():
+                return
+        raise RuntimeError("still not at the head")

@@ -1,0 +1,1 @@
+"""Chain sync: historical backfill (`eth_getLogs` ranges) and the realtime head follower."""
