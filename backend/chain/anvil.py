@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -33,6 +35,15 @@ def anvil_binary() -> Path:
     if on_path:
         return Path(on_path)
     raise FileNotFoundError(f"anvil not found: run `npm ci` in {CONTRACTS_DIR}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG;
+    strictly, when the thread that started it ends: start anvil from a long-lived thread)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -79,11 +90,16 @@ class Anvil:
             *DEFAULT_ARGS,
             *self.extra_args,
         ]
+        # Its own session: a terminal's Ctrl-C reaches only our process, which stops the
+        # services that use the chain first and the chain last; PDEATHSIG still ends it if
+        # we are killed outright.
         self.process = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env={**os.environ, "NO_COLOR": "1"},
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - async-signal-safe prctl only
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -1,10 +1,16 @@
-"""Start what exists of the stack on the embedded default and tear it down on Ctrl-C."""
+"""`hybridex dev`: chain, contracts, demo markets and every process's modules; Ctrl-C stops all.
+
+With its own anvil the chain is new on every start, so the dev database and journal of an
+earlier run (which describe another chain) are cleared first. With `HYBRIDEX_RPC_URL` /
+`HYBRIDEX_DATABASE_URL` set, it uses those and clears nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
-import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,8 +28,11 @@ from backend.devstack.chain import (
     deploy_dev_exchange,
     dev_accounts,
 )
+from backend.devstack.markets import DemoMarket, demo_markets
+from backend.devstack.services import Services, serve_until, start_services
 
 DEV_DB_PATH = Path("var/hybridex-dev.db")
+DEV_JOURNAL_DIR = Path("var/dev-journal")
 
 
 @dataclass
@@ -35,7 +44,9 @@ class DevStack:
     chain_id: int
     exchange_address: str = ""
     tokens: list[DeployedToken] = field(default_factory=list)
+    markets: list[DemoMarket] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    services: Services | None = None
 
 
 def dev_settings() -> Settings:
@@ -49,9 +60,21 @@ def dev_settings() -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
+def _clear_previous_run(settings: Settings) -> None:
+    """A new anvil chain makes an earlier run's database and journal meaningless."""
+    if "HYBRIDEX_DATABASE_URL" not in os.environ:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{DEV_DB_PATH}{suffix}").unlink(missing_ok=True)
+    if "HYBRIDEX_ENGINE_JOURNAL_DIR" not in os.environ:
+        shutil.rmtree(DEV_JOURNAL_DIR, ignore_errors=True)
+
+
 def start(resources: ExitStack, port: int = DEV_RPC_PORT) -> DevStack:
+    """Database, chain, Exchange and demo tokens (the services start in `run_until_interrupted`)."""
     settings = dev_settings()
     started = []
+    if "HYBRIDEX_RPC_URL" not in os.environ:
+        _clear_previous_run(settings)
 
     migrate.upgrade(settings.database_url)
     started.append(
@@ -72,7 +95,22 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT) -> DevStack:
     stack = DevStack(settings=settings, rpc_url=rpc_url, chain_id=w3.eth.chain_id, started=started)
     stack.exchange_address = deploy_dev_exchange(w3)
     stack.tokens = deploy_demo_tokens(w3)
+    stack.markets = demo_markets(stack.tokens)
     return stack
+
+
+def service_settings(stack: DevStack) -> Settings:
+    """The dev settings completed with what was just deployed."""
+    values = stack.settings.model_dump()
+    values.update(
+        rpc_url=stack.rpc_url,
+        chain_id=stack.chain_id,
+        exchange_address=stack.exchange_address,
+        fee_recipient=stack.settings.fee_recipient or dev_accounts(1)[0],
+    )
+    if "HYBRIDEX_ENGINE_JOURNAL_DIR" not in os.environ:
+        values["engine_journal_dir"] = DEV_JOURNAL_DIR
+    return Settings(**values)
 
 
 def describe(stack: DevStack) -> str:
@@ -95,21 +133,68 @@ def describe(stack: DevStack) -> str:
     lines += ["", "Funded dev accounts (standard test mnemonic; never use on a real chain):"]
     for address, key in zip(dev_accounts(), DEV_PRIVATE_KEYS, strict=True):
         lines.append(f"  {address}  key {key}")
+    lines += ["", "Markets:"]
     lines += [
-        "",
-        "Not started yet: API, engine, indexer and settlement worker.",
-        "Press Ctrl-C to stop.",
+        f"  {m.market_id:<10} tick {m.tick_size}  lot {m.lot_size}  min {m.min_amount}  "
+        f"fees {m.maker_fee_bps}/{m.taker_fee_bps} bps (maker/taker)"
+        for m in stack.markets
     ]
+    if stack.services is not None:
+        api = stack.services.api_url
+        lines += [
+            "",
+            f"API       {api}/v1   (docs {api}/docs, OpenAPI {api}/openapi.json)",
+            f"WebSocket {api.replace('http', 'ws', 1)}/v1/ws",
+            "Running in this process: API, engine (journal "
+            f"{stack.services.settings.engine_journal_dir}), indexer, settlement.",
+            "Try it: `hybridex demo` in another terminal.",
+        ]
+    lines += ["", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 
 
 def run_until_interrupted(echo: Callable[[str], None], port: int = DEV_RPC_PORT) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with ExitStack() as resources:
         stack = start(resources, port=port)
-        echo(describe(stack))
-        stop.wait()
-        echo("Stopping…")
+        asyncio.run(_run_services(stack, echo))
     echo("Stopped.")
+
+
+async def _run_services(stack: DevStack, echo: Callable[[str], None]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    settings = service_settings(stack)
+    stack.services = await start_services(settings, settings.engine_journal_dir, stack.markets)
+    stack.started.append(f"services   API on {stack.services.api_url}, engine, indexer, settlement")
+
+    async def announce() -> None:
+        while not stack.services.server.started:  # type: ignore[union-attr]
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.05)
+        echo(describe(stack))
+
+    async def say_stopping() -> None:
+        await stop.wait()
+        echo("Stopping…")
+
+    tasks = [
+        asyncio.create_task(announce()),
+        asyncio.create_task(say_stopping()),
+        asyncio.create_task(_watch_indexer(stack.services, stop)),
+    ]
+    await serve_until(stack.services, stop)
+    for task in tasks:
+        task.cancel()
+    if stack.services.indexer_error is not None:
+        echo(f"indexer stopped: {stack.services.indexer_error}")
+
+
+async def _watch_indexer(services: Services, stop: asyncio.Event) -> None:
+    """A stopped indexer (e.g. a reorg deeper than the window) stops the dev stack loudly."""
+    while not stop.is_set():
+        if services.indexer_error is not None:
+            stop.set()
+        await asyncio.sleep(0.2)

@@ -20,7 +20,7 @@ from backend.devstack.chain import DEMO_TOKENS, DEV_EXIT_DELAY_BLOCKS, dev_accou
 pytestmark = pytest.mark.integration
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
     assert proc.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -40,6 +40,7 @@ def test_dev_starts_chain_and_tokens_then_stops_on_ctrl_c(tmp_path: Path) -> Non
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDEX_") or "TEST" in k}
     env["HYBRIDEX_DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.db'}"
+    env["HYBRIDEX_API_PORT"] = str(free_port())
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli.main", "dev", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -49,7 +50,7 @@ def test_dev_starts_chain_and_tokens_then_stops_on_ctrl_c(tmp_path: Path) -> Non
         cwd=tmp_path,
     )
     try:
-        out = _read_until(proc, "Press Ctrl-C", timeout=120)
+        out = read_until(proc, "Press Ctrl-C", timeout=120)
         url = f"http://127.0.0.1:{port}"
         assert f"RPC URL   {url}" in out
         assert "Chain id  31337" in out
