@@ -21,10 +21,11 @@ from backend.api.middleware import EdgeMiddleware
 from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, info, markets, orders, ws
 from backend.config import Settings
-from backend.domain.errors import ConfigurationError, DexError, ErrorCode
+from backend.domain.errors import ConfigurationError
 from backend.eip712.domain import Domain
 from backend.engine.client import EngineClient
 from backend.engine.feeds import FeedReader
+from backend.settlement import api_routes as withdrawals
 
 API_DESCRIPTION = """\
 Signed-order API of Hybridex, a non-custodial hybrid exchange. Amounts, prices, nonces and
@@ -80,7 +81,7 @@ def create_app(
     app.state.ctx = context
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, context=context)
-    for module in (info, markets, orders, accounts, ws):
+    for module in (info, markets, orders, accounts, withdrawals, ws):
         app.include_router(module.router)
     return app
 
@@ -89,9 +90,9 @@ def production_app() -> FastAPI:
     """The app of one `hybridex api` worker (uvicorn `--factory`): TcpEngineClient,
     RedisFeedStore, the configured database and the Redis (or memory) rate limiter."""
     import redis.asyncio as aioredis
-    from sqlalchemy import text
 
     from backend.api.ratelimit import MemoryRateLimiter, RedisRateLimiter
+    from backend.api.readiness import database_check, engine_check, redis_check, rpc_check
     from backend.config import get_settings
     from backend.db.session import make_engine, session_factory
     from backend.engine.feed_redis import RedisFeedStore
@@ -115,25 +116,6 @@ def production_app() -> FastAPI:
         else MemoryRateLimiter()
     )
 
-    async def check_db() -> None:
-        def ping() -> None:
-            with db.connect() as conn:
-                conn.execute(text("SELECT 1"))
-
-        import asyncio
-
-        await asyncio.to_thread(ping)
-
-    async def check_redis() -> None:
-        await redis_client.ping()
-
-    async def check_engine() -> None:
-        try:  # any answer, even "unknown market", proves the engine serves requests
-            await engine.book("-ready-", 1)
-        except DexError as exc:
-            if exc.code is ErrorCode.ENGINE_UNAVAILABLE:
-                raise
-
     async def close_all() -> None:
         await engine.close()
         await feeds.close()
@@ -146,7 +128,12 @@ def production_app() -> FastAPI:
         feeds=feeds,
         sessions=sessions,
         limiter=limiter,
-        readiness={"database": check_db, "redis": check_redis, "engine": check_engine},
+        readiness={
+            "database": database_check(db),
+            "redis": redis_check(redis_client),
+            "engine": engine_check(engine),
+            "rpc": rpc_check(settings.rpc_url, settings.chain_id),
+        },
         on_shutdown=[close_all],
     )
     return app

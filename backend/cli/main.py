@@ -7,6 +7,7 @@ import typer
 from backend.cli import api as api_commands
 from backend.cli import db as db_commands
 from backend.cli import demo as demo_commands
+from backend.cli import deploy as deploy_commands
 from backend.cli import dev as dev_commands
 from backend.cli import engine as engine_commands
 from backend.cli import indexer as indexer_commands
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(db_commands.app, name="db")
 app.command("dev")(dev_commands.dev)
 app.command("demo")(demo_commands.demo)
+app.command("deploy")(deploy_commands.deploy)
 app.command("engine")(engine_commands.engine)
 app.command("api")(api_commands.api)
 app.add_typer(markets_commands.app, name="markets")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.app import create_app
 from backend.api.ratelimit import MemoryRateLimiter
+from backend.api.readiness import database_check, engine_check, rpc_check
 from backend.config import Settings
 from backend.db.session import make_engine, session_factory
 from backend.devstack.markets import DemoMarket, listing_commands
@@ -111,6 +112,11 @@ async def start_services(
         feeds=feeds,
         sessions=factory,
         limiter=MemoryRateLimiter(),
+        readiness={
+            "database": database_check(factory.kw["bind"]),
+            "engine": engine_check(client),
+            "rpc": rpc_check(settings.rpc_url, settings.chain_id),
+        },
     )
     config = uvicorn.Config(
         app,

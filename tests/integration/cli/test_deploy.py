@@ -1,0 +1,69 @@
+"""`hybridex deploy` as the one-shot job of compose / Kubernetes runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from backend.chain.anvil import Anvil
+from backend.chain.exchange import ExchangeReader
+from backend.config import DEV_PRIVATE_KEYS
+
+pytestmark = pytest.mark.integration
+
+OPERATOR_KEY = DEV_PRIVATE_KEYS[3]
+
+
+def _deploy(
+    node: Anvil, tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDEX_") or "TEST" in k}
+    base.update(
+        HYBRIDEX_MODE="dev", HYBRIDEX_RPC_URL=node.url, HYBRIDEX_OPERATOR_KEY=OPERATOR_KEY, **env
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli.main", "deploy", *args],
+        capture_output=True, text=True, env=base, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_deploys_once_then_recognises_its_contract(tmp_path: Path) -> None:
+    with Anvil() as node:
+        first = _deploy(node, tmp_path, "--exit-delay", "30", "--write-env", "exchange.env")
+        assert first.returncode == 0, first.stderr
+        match = re.search(r"Exchange deployed at (0x[0-9a-fA-F]{40}) on chain 31337", first.stdout)
+        assert match, first.stdout
+        address = match.group(1)
+        assert (tmp_path / "exchange.env").read_text() == f"HYBRIDEX_EXCHANGE_ADDRESS={address}\n"
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        reader = ExchangeReader.at(w3, address)
+        assert reader.contract.functions.exitDelay().call() == 30
+        operator_role = reader.contract.functions.OPERATOR_ROLE().call()
+        operator = w3.eth.account.from_key(OPERATOR_KEY).address
+        assert reader.contract.functions.hasRole(operator_role, operator).call()
+
+        again = _deploy(node, tmp_path, HYBRIDEX_EXCHANGE_ADDRESS=address)
+        assert again.returncode == 0, again.stderr
+        assert f"Exchange already deployed at {address}" in again.stdout
+        assert w3.eth.get_transaction_count(operator) == 1  # nothing sent the second time
+
+
+def test_refuses_when_the_contract_lands_elsewhere_than_configured(tmp_path: Path) -> None:
+    with Anvil() as node:
+        elsewhere = "0x" + "12" * 20
+        result = _deploy(node, tmp_path, HYBRIDEX_EXCHANGE_ADDRESS=elsewhere)
+        assert result.returncode == 2
+        assert "fix the configuration" in result.stdout
+
+
+def test_refuses_a_node_on_another_chain(tmp_path: Path) -> None:
+    with Anvil() as node:
+        result = _deploy(node, tmp_path, HYBRIDEX_CHAIN_ID="1")
+        assert result.returncode == 2
+        assert "serves chain 31337" in result.stdout
