@@ -2,6 +2,7 @@
 
     python bench/replay.py                    # 1M journaled commands, table
     python bench/replay.py --commands 200000 --json
+    python bench/replay.py --quick            # smoke run: 100k commands
 
 Builds, in a temp directory, a journal of the `bench/engine.py` mixed workload (new limit
 orders near the mid, cancels, crossing orders; ~1k resting orders): the setup and a warm-up
@@ -72,8 +73,11 @@ async def restart(directory: Path) -> tuple[float, int, float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commands", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100k commands")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.commands = 100_000
 
     directory = Path(tempfile.mkdtemp(prefix="hybridex-replay-"))
     try:

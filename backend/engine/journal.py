@@ -49,15 +49,17 @@ def _scan(data: bytes) -> tuple[list[tuple[int, int]], int]:
     """(offset, length) of each valid payload, and the end of the valid prefix."""
     out: list[tuple[int, int]] = []
     pos, size, header = 0, len(data), _HEADER.size
-    crc32 = zlib.crc32
+    crc32, unpack_from, append = zlib.crc32, _HEADER.unpack_from, out.append
+    mv = memoryview(data)  # CRC over views: no copy of each payload
     while pos + header <= size:
-        length, crc = _HEADER.unpack_from(data, pos)
+        length, crc = unpack_from(data, pos)
         start = pos + header
         end = start + length
-        if end > size or crc32(data[start:end]) != crc:
+        if end > size or crc32(mv[start:end]) != crc:
             break
-        out.append((start, length))
+        append((start, length))
         pos = end
+    mv.release()
     return out, pos
 
 
@@ -160,7 +162,6 @@ class Journal:
                 raise JournalCorruptError(f"bad record in {path.name} at byte {valid_end}")
             if nxt is not None and first + len(records) != nxt:
                 raise JournalCorruptError(f"{path.name} ends at {first + len(records) - 1}")
-            mv = memoryview(data)
             for j in range(max(0, seq - first), len(records)):
                 start, length = records[j]
-                yield first + j, bytes(mv[start : start + length])
+                yield first + j, data[start : start + length]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.engine.journal import Journal
-from backend.engine.records import split_record
-from backend.matching.codec import decode_command
+from backend.engine.records import decode_record
 from backend.matching.engine import Engine
 
 
@@ -16,7 +15,7 @@ def replay_from_scratch(journal_dir: Path, *, fee_recipient: str | None = None) 
     journal = Journal(journal_dir)
     try:
         for _, payload in journal.read_from(1):
-            engine.apply(decode_command(split_record(payload)[0]))
+            engine.apply(decode_record(payload)[0])
     finally:
         journal.close()
     return engine.last_seq, engine.state_hash()

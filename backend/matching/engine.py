@@ -78,6 +78,10 @@ _POST_ONLY = TimeInForce.POST_ONLY
 _ONLINE = MarketState.ONLINE
 _POST_ONLY_STATE = MarketState.POST_ONLY
 _ALL_MARKETS = ""  # cancel-bar key meaning "every market"
+_USER = CancelReason.USER
+_IOC_REMAINDER = CancelReason.IOC_REMAINDER
+_STP = CancelReason.STP
+_EXPIRED = CancelReason.EXPIRED
 
 
 class Engine:
@@ -185,9 +189,13 @@ class Engine:
             return self._reject(c, ErrorCode.INVALID_TICK, f"price off tick {spec.tick_size}")
         if amount % spec.lot_size or amount < spec.min_amount:
             return self._reject(c, ErrorCode.INVALID_LOT, "amount off lot size or below minimum")
-        notional = amount * price // PRICE_SCALE
+        side = c.side
+        is_buy = side is _BUY
+        max_notional = spec.max_notional
+        # A sell reserves base: the quote notional (a big-integer division) only when needed.
+        notional = amount * price // PRICE_SCALE if is_buy or max_notional else 0
         if (spec.max_amount and amount > spec.max_amount) or (
-            spec.max_notional and notional > spec.max_notional
+            max_notional and notional > max_notional
         ):
             return self._reject(c, ErrorCode.ORDER_TOO_LARGE, "order above the market's limits")
         if spec.price_band_bps:
@@ -199,10 +207,9 @@ class Engine:
             ids = self.client_ids.get(trader)
             if ids is not None and coid in ids:
                 return self._reject(c, ErrorCode.DUPLICATE_CLIENT_ORDER_ID, "clientOrderId in use")
-        side = c.side
-        is_buy = side is _BUY
         need = notional if is_buy else amount
-        bal = self.balances.get(trader, spec.quote_token if is_buy else spec.base_token)
+        cells = self.balances.accounts.get(trader)
+        bal = None if cells is None else cells.get(spec.quote_token if is_buy else spec.base_token)
         if bal is None or bal.total - bal.locked < need:
             return self._reject(c, ErrorCode.INSUFFICIENT_BALANCE, f"needs {need} available")
         tif = c.time_in_force
@@ -228,27 +235,53 @@ class Engine:
             used = self.nonces[trader] = {}
         used[nonce] = h
         bal.locked += need
+        market_id = c.market_id
+        accepted = OrderAccepted(
+            seq, h, trader, market_id, side, price, amount, tif, nonce, expiry, coid
+        )
+        if not crosses:
+            # The common case, without the matching loop or the touched-cells set: one cell
+            # changed, so one BalanceChanged.
+            if tif is _IOC or tif is _FOK:  # FOK: unreachable after the check, never rest it
+                bal.locked -= need
+                return [
+                    accepted,
+                    OrderCancelled(seq, h, trader, market_id, _IOC_REMAINDER, amount),
+                    BalanceChanged(seq, trader, bal.token, bal.total, bal.locked),
+                ]
+            order = Order(h, trader, market_id, side, price, amount, amount, tif, nonce, expiry,
+                          coid)  # fmt: skip
+            own = book.bids if is_buy else book.asks
+            key = -price if is_buy else price
+            level = own.get(key)
+            if level is None:
+                level = own[key] = PriceLevel(price)
+            level.orders.append(order)
+            level.total += amount
+            level.live += 1
+            orders = self.open_orders.get(trader)
+            if orders is None:
+                orders = self.open_orders[trader] = {}
+            orders[h] = order
+            if coid is not None:
+                ids = self.client_ids.get(trader)
+                if ids is None:
+                    ids = self.client_ids[trader] = {}
+                ids[coid] = h
+            if expiry:
+                heapq.heappush(self.expiries, (expiry, h, order))
+            return [accepted, BalanceChanged(seq, trader, bal.token, bal.total, bal.locked)]
         dirty = self._dirty
         dirty[bal] = None
-        events: list[Event] = [
-            OrderAccepted(
-                seq, h, trader, c.market_id, side, price, amount, tif, nonce, expiry, coid
-            )
-        ]
-        remaining = amount
-        if crosses:
-            remaining = self._match(market, events, seq, now, h, trader, is_buy, price, amount)
+        events: list[Event] = [accepted]
+        remaining = self._match(market, events, seq, now, h, trader, is_buy, price, amount)
         if remaining:
-            if tif is _IOC or tif is _FOK:  # FOK: unreachable after the check, never rest it
+            if tif is _IOC or tif is _FOK:
                 bal.locked -= remaining * price // PRICE_SCALE if is_buy else remaining
-                events.append(
-                    OrderCancelled(
-                        seq, h, trader, c.market_id, CancelReason.IOC_REMAINDER, remaining
-                    )
-                )
+                events.append(OrderCancelled(seq, h, trader, market_id, _IOC_REMAINDER, remaining))
             else:
                 self._rest(
-                    Order(h, trader, c.market_id, side, price, amount, remaining, tif, nonce,
+                    Order(h, trader, market_id, side, price, amount, remaining, tif, nonce,
                           expiry, coid)
                 )  # fmt: skip
         for cell in dirty:
@@ -457,13 +490,47 @@ class Engine:
         return events
 
     def _cancel(self, c: CancelOrder) -> list[Event]:
-        order = self.order(c.trader, c.order_hash)
+        # `_cancel_resting` inlined: a cancel is a third of the workload.
+        trader, h = c.trader, c.order_hash
+        orders = self.open_orders.get(trader)
+        order = None if orders is None else orders.get(h)
         if order is None:
             # Unknown, closed, or someone else's: the same answer, so nothing leaks.
-            return [CancelRejected(c.seq, c.order_hash, c.trader, ErrorCode.ORDER_NOT_FOUND)]
-        events: list[Event] = []
-        self._cancel_resting(order, CancelReason.USER, c.seq, events)
-        return self._flush(c.seq, events)
+            return [CancelRejected(c.seq, h, trader, ErrorCode.ORDER_NOT_FOUND)]
+        assert orders is not None
+        order.open = False  # before the level's compaction, which must drop this order
+        market_id = order.market_id
+        market = self.markets[market_id]
+        book, spec = market.book, market.spec
+        price, remaining = order.price, order.remaining
+        if order.side is _BUY:
+            levels, key, token = book.bids, -price, spec.quote_token
+            reserved = remaining * price // PRICE_SCALE
+        else:
+            levels, key, token, reserved = book.asks, price, spec.base_token, remaining
+        level = levels[key]
+        level.total -= remaining
+        live = level.live = level.live - 1
+        if not live:
+            del levels[key]
+        elif len(level.orders) > 2 * live + 16:
+            level.compact()
+        del orders[h]
+        if not orders:
+            del self.open_orders[trader]
+        coid = order.client_order_id
+        if coid is not None:
+            ids = self.client_ids[trader]
+            del ids[coid]
+            if not ids:
+                del self.client_ids[trader]
+        bal = self.balances.accounts[trader][token]
+        bal.locked -= reserved
+        seq = c.seq
+        return [
+            OrderCancelled(seq, h, trader, market_id, _USER, remaining),
+            BalanceChanged(seq, trader, token, bal.total, bal.locked),
+        ]
 
     def _cancel_all(self, c: CancelAll) -> list[Event]:
         market_id = c.market_id

@@ -34,7 +34,11 @@ class PriceLevel:
         self.total -= order.remaining
         self.live -= 1
         if len(self.orders) > 2 * self.live + 16:
-            self.orders = deque(o for o in self.orders if o.open)
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop the closed orders from the queue (the engine's cancel path calls this too)."""
+        self.orders = deque(o for o in self.orders if o.open)
 
     def __iter__(self) -> Iterator[Order]:
         return (o for o in self.orders if o.open)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from backend.domain.errors import ErrorCode
@@ -85,9 +85,41 @@ def test_every_command_type_has_a_strategy() -> None:
 @given(commands)
 def test_command_round_trip(command: c.Command) -> None:
     data = encode_command(command)
-    assert data == encode_command_generic(command)  # fast paths keep the generic layout
     assert decode_command(data) == command
     assert encode_command(decode_command(data)) == data
+    generic = encode_command_generic(command)  # the packed layout's fallback reads back too
+    assert decode_command(generic) == command
+
+
+_place_args = {**_ARGS[c.PlaceOrder], "price": u64, "amount": u64}
+hot_commands = st.builds(c.PlaceOrder, seq=u64, now=u64, **_place_args) | st.builds(
+    c.CancelOrder, seq=u64, now=u64, order_hash=st.binary(max_size=80), trader=addr
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hot_commands)
+def test_truncated_packed_command_refused(command: c.Command) -> None:
+    data = encode_command(command)
+    assume(data[0] & 0x80)  # the generic layout relies on the journal's framing and CRC
+    for cut in (1, len(data) // 2, len(data) - 1):
+        with pytest.raises(ValueError, match=r"truncated|left over|decode"):
+            decode_command(data[:cut])
+    with pytest.raises(ValueError, match="left over"):
+        decode_command(data + b"\x00")
+
+
+def test_hot_commands_take_the_packed_layout_and_big_integers_the_generic() -> None:
+    small = c.PlaceOrder(7, 1, b"\x11" * 32, "0xabc", "M", Side.SELL, 5, 10**18,
+                         TimeInForce.IOC, 3, 0, "client-1")  # fmt: skip
+    assert encode_command(small)[0] & 0x80
+    big = c.PlaceOrder(7, 1, b"\x11" * 32, "0xabc", "M", Side.SELL, 5, 10**30,
+                       TimeInForce.IOC, 3, 0, None)  # fmt: skip
+    assert encode_command(big) == encode_command_generic(big)
+    assert decode_command(encode_command(big)) == big
+    cancel = c.CancelOrder(8, 1, b"\x22" * 32, "0xabc")
+    assert encode_command(cancel)[0] & 0x80
+    assert decode_command(encode_command(cancel)) == cancel
 
 
 def test_place_order_is_compact() -> None:
@@ -109,7 +141,10 @@ def test_place_order_is_compact() -> None:
 
 def test_trailing_bytes_refused() -> None:
     data = encode_command(c.SweepExpired(seq=1, now=2))
-    with pytest.raises(ValueError, match="trailing"):
+    with pytest.raises(ValueError, match="invalid literal"):  # the integer block runs to the end
+        decode_command(data + b"\x00")
+    data = encode_command(c.CancelOrder(1, 2, b"\x01" * 32, "0xabc"))
+    with pytest.raises(ValueError, match="left over"):
         decode_command(data + b"\x00")
 
 
