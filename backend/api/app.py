@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import BaseRoute
 
 from backend.api.catalog import MarketCatalog
 from backend.api.deps import ApiContext, RateRules, ReadinessCheck
 from backend.api.errors import install_error_handlers
 from backend.api.metrics import ApiMetrics
-from backend.api.middleware import EdgeMiddleware
+from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, info, markets, orders, ws
 from backend.config import Settings
@@ -80,10 +82,21 @@ def create_app(
     )
     app.state.ctx = context
     install_error_handlers(app)
-    app.add_middleware(EdgeMiddleware, context=context)
     for module in (info, markets, orders, accounts, withdrawals, ws):
         app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware, context=context, direct=_direct_routes())
     return app
+
+
+def _direct_routes() -> dict[tuple[str, str], tuple[BaseRoute, Endpoint]]:
+    """Order intake, called by `EdgeMiddleware` without the router (see there)."""
+    found: dict[tuple[str, str], tuple[BaseRoute, Endpoint]] = {}
+    for route in orders.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is orders.place_order:
+            found[("POST", route.path)] = (route, orders.place_order)
+    if list(found) != [("POST", "/v1/orders")]:
+        raise RuntimeError(f"order intake route not found where expected: {list(found)}")
+    return found
 
 
 def production_app() -> FastAPI:
@@ -111,7 +124,7 @@ def production_app() -> FastAPI:
     )
     redis_client = aioredis.Redis.from_url(settings.redis_url)
     limiter: RateLimiter = (
-        RedisRateLimiter(redis_client, settings.redis_key_prefix)
+        RedisRateLimiter.from_url(settings.redis_url, settings.redis_key_prefix)
         if settings.api_rate_limiter == "redis"
         else MemoryRateLimiter()
     )
@@ -119,6 +132,7 @@ def production_app() -> FastAPI:
     async def close_all() -> None:
         await engine.close()
         await feeds.close()
+        await limiter.close()
         await redis_client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
         db.dispose()
 

@@ -7,6 +7,7 @@ processes, `hybridex api` sets `PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggrega
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,6 +50,23 @@ class ApiMetrics:
             "hybridex_api_ws_dropped", "WebSocket clients closed for being too slow",
             registry=self.registry,
         )  # fmt: skip
+
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency (the labelled children are cached: in
+        multiprocess mode `labels()` costs more than the write itself)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._request_children) < 10_000:  # route templates: a bounded set
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

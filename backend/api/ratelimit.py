@@ -2,16 +2,20 @@
 cancels keep headroom while orders are limited.
 
 `RedisRateLimiter` keeps the buckets in Redis (one Lua script per hit: refill, take, store — atomic,
-with Redis's clock), so every API worker shares them. `MemoryRateLimiter` is the same algorithm in
+with Redis's clock), so every API worker shares them; the calls of concurrent requests are
+pipelined on one connection per worker. `MemoryRateLimiter` is the same algorithm in
 one process (`hybridex dev`, tests).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
+
+from backend.api.redis_pipeline import PipelinedRedis, RedisReplyError
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +119,37 @@ return {allowed, tostring(tokens)}
 
 
 class RedisRateLimiter:
-    """Buckets in Redis under `{prefix}rl:{rule}:{key}`, shared by every API worker."""
+    """Buckets in Redis under `{prefix}rl:{rule}:{key}`, shared by every API worker.
 
-    def __init__(self, client: Any, prefix: str) -> None:
-        self._client = client  # redis.asyncio.Redis
+    Commands go through one `PipelinedRedis` connection per worker: the hits of every request
+    in flight are written together and answered in one read, and the script is called by its
+    SHA (loaded with EVAL the first time Redis does not know it)."""
+
+    def __init__(self, client: PipelinedRedis, prefix: str) -> None:
+        self._client = client
         self._prefix = prefix
-        self._script = client.register_script(_TOKEN_BUCKET_LUA)
+        self._sha = (
+            hashlib.sha1(_TOKEN_BUCKET_LUA.encode(), usedforsecurity=False).hexdigest().encode()
+        )
+        self._args: dict[RateRule, tuple[bytes, bytes]] = {}
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisRateLimiter:
-        import redis.asyncio as aioredis
-
-        return cls(aioredis.Redis.from_url(url), prefix)
+        return cls(PipelinedRedis.from_url(url), prefix)
 
     async def hit(self, key: str, rule: RateRule) -> Decision:
-        allowed, tokens = await self._script(
-            keys=[f"{self._prefix}rl:{rule.name}:{key}"], args=[rule.burst, repr(rule.per_s)]
-        )
+        args = self._args.get(rule)
+        if args is None:
+            args = self._args[rule] = (str(rule.burst).encode(), repr(rule.per_s).encode())
+        redis_key = f"{self._prefix}rl:{rule.name}:{key}"
+        try:
+            allowed, tokens = await self._client.call(b"EVALSHA", self._sha, 1, redis_key, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            allowed, tokens = await self._client.call(
+                b"EVAL", _TOKEN_BUCKET_LUA, 1, redis_key, *args
+            )
         return decide(rule, float(tokens), bool(int(allowed)))
 
     async def close(self) -> None:

@@ -20,10 +20,16 @@ from backend.matching.events import Event
 
 
 class EngineUnavailableError(RetryableError):
-    """The engine did not answer in time; the command may or may not have been journaled."""
+    """The engine could not take the command (unreachable, shutting down): nothing was sent,
+    unless it is the subclass `EngineOutcomeUnknownError`."""
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.ENGINE_UNAVAILABLE, message)
+
+
+class EngineOutcomeUnknownError(EngineUnavailableError):
+    """The command was sent but no answer came (timeout, connection lost mid-request): it may
+    be journaled. Only a re-post (idempotent) or the feeds tell; never report it as refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +86,9 @@ class EngineClient(Protocol):
     async def submit(
         self, command: Command, *, timeout: float, intake: Intake | None = None
     ) -> Outcome:
-        """Sequence, journal durably, apply; raises EngineUnavailableError on timeout."""
+        """Sequence, journal durably, apply. Raises EngineOutcomeUnknownError when the command
+        went out but no answer came back in `timeout`, EngineUnavailableError when it could
+        not be sent at all."""
         ...
 
     async def book(self, market_id: str, depth: int) -> BookSnapshot:

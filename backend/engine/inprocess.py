@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.client import BookSnapshot, EngineOutcomeUnknownError, Intake, Outcome
 from backend.engine.service import EngineService
 from backend.matching.commands import Command
 
@@ -42,7 +42,9 @@ class InProcessEngineClient:
             # shield: a timed-out caller must not cancel a command that may be journaled.
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
-            raise EngineUnavailableError(f"no answer from the engine within {timeout}s") from None
+            raise EngineOutcomeUnknownError(
+                f"no answer from the engine within {timeout}s"
+            ) from None
 
     async def book(self, market_id: str, depth: int) -> BookSnapshot:
         return self.service.book(market_id, depth)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from backend.engine.client import Intake, TokenInfo
-from backend.matching.codec import decode_command, encode_command
+from backend.matching.codec import decode_command_at, encode_command
 from backend.matching.commands import Command
 from backend.matching.events import Event
 
@@ -59,7 +60,9 @@ def decode_intake(data: bytes) -> Intake | None:
 
 def encode_record(command: Command, intake: Intake | None = None) -> bytes:
     body = encode_command(command)
-    return _U32.pack(len(body)) + body + encode_intake(intake)
+    if intake is None:
+        return _U32.pack(len(body)) + body
+    return b"%b%b%b" % (_U32.pack(len(body)), body, encode_intake(intake))
 
 
 def split_record(payload: bytes) -> tuple[bytes, bytes]:
@@ -69,8 +72,12 @@ def split_record(payload: bytes) -> tuple[bytes, bytes]:
 
 
 def decode_record(payload: bytes) -> tuple[Command, Intake | None]:
-    command, intake = split_record(payload)
-    return decode_command(command), decode_intake(intake)
+    (n,) = _U32.unpack_from(payload, 0)
+    end = 4 + n
+    if end > len(payload):
+        raise ValueError("truncated journal record")
+    command = decode_command_at(payload, 4, end)  # no copy of the command bytes (replay)
+    return command, None if end == len(payload) else decode_intake(payload[end:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +87,19 @@ class Applied:
     command: Command
     intake: Intake | None
     events: list[Event]
+
+
+def find_intake_refs(
+    records: Iterable[tuple[int, bytes]], refs: Iterable[bytes], *, before_seq: int
+) -> dict[bytes, int]:
+    """ref → seq of the first journal record (of `records`, in order, below `before_seq`) whose
+    intake carries that ref as its signed hash; refs not found are absent. How a submitter whose
+    answers were lost learns which commands were journaled (the indexer's in-doubt rows)."""
+    wanted, found = set(refs), dict[bytes, int]()
+    for seq, payload in records:
+        if seq >= before_seq or len(found) == len(wanted):
+            break
+        intake = decode_intake(split_record(payload)[1])
+        if intake is not None and intake.signed_hash in wanted:
+            found.setdefault(intake.signed_hash, seq)
+    return found

@@ -1,8 +1,10 @@
 """`TcpEngineClient`: the API's `EngineClient` for the `hybridex engine` process.
 
 One connection, requests multiplexed by id (any number in flight), reconnect on the next call
-after a failure. A timeout or a lost connection raises `EngineUnavailableError`: the command
-may or may not have been journaled (the API answers 202 and the outcome follows on the feeds).
+after a failure. No connection raises `EngineUnavailableError` (nothing was sent; the API
+answers 503); a timeout or a connection lost after the request was written raises
+`EngineOutcomeUnknownError`: the command may have been journaled (the API answers 202 and the
+outcome follows on the feeds).
 
     client = TcpEngineClient("127.0.0.1", 7700)
     outcome = await client.submit(command, timeout=2.0, intake=Intake(signature=sig))
@@ -12,11 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from itertools import count
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.engine import protocol as p
-from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.client import (
+    BookSnapshot,
+    EngineOutcomeUnknownError,
+    EngineUnavailableError,
+    Intake,
+    Outcome,
+)
 from backend.engine.records import encode_record
 from backend.matching.codec import decode_events
 from backend.matching.commands import Command
@@ -32,6 +41,9 @@ class TcpEngineClient:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._out: list[bytes] = []
+        self._out_writer: asyncio.StreamWriter | None = None
+        self._flush_scheduled = False
 
     async def _connection(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():
@@ -63,27 +75,47 @@ class TcpEngineClient:
             if self._writer is writer:
                 self._writer = None
             pending, self._pending = self._pending, {}
-            for fut in pending.values():
+            for fut in pending.values():  # every pending request was written: fate unknown
                 if not fut.done():
-                    fut.set_exception(EngineUnavailableError("engine connection lost"))
+                    fut.set_exception(EngineOutcomeUnknownError("engine connection lost"))
 
     async def _request(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
         request_id = next(self._ids) & 0xFFFFFFFF
         fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        sent = False
         try:
             async with asyncio.timeout(timeout):
                 writer = await self._connection()
                 self._pending[request_id] = fut
-                writer.write(p.frame(kind, request_id, body))
+                self._send(writer, p.frame(kind, request_id, body))
+                sent = True
                 answer_kind, answer = await fut
         except TimeoutError:
-            raise EngineUnavailableError(f"no answer from the engine within {timeout}s") from None
+            error = EngineOutcomeUnknownError if sent else EngineUnavailableError
+            raise error(f"no answer from the engine within {timeout}s") from None
         finally:
             self._pending.pop(request_id, None)
         if answer_kind == p.ERROR:
             (code,) = p.U16.unpack_from(answer)
             raise DexError(ErrorCode(code), answer[2:].decode(errors="replace"))
         return answer_kind, answer
+
+    def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
+        """Queue a frame; every frame queued during one event-loop pass leaves in one write."""
+        if self._out_writer is not writer:
+            self._flush()  # reconnected meanwhile: what was queued belongs to the old one
+            self._out_writer = writer
+        self._out.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        frames, self._out = self._out, []
+        writer = self._out_writer
+        if frames and writer is not None and not writer.is_closing():
+            writer.write(b"".join(frames))
 
     async def submit(
         self, command: Command, *, timeout: float, intake: Intake | None = None
@@ -109,6 +141,18 @@ class TcpEngineClient:
         _, answer = await self._request(p.STATE, b"", timeout)
         data = json.loads(answer)
         return int(data["seq"]), str(data["stateHash"])
+
+    async def find_refs(
+        self, refs: Sequence[bytes], *, after_seq: int, before_seq: int, timeout: float = 60.0
+    ) -> dict[bytes, int]:
+        """ref → seq of the journaled commands whose intake carries one of `refs`, within
+        (after_seq, before_seq); refs not journaled there are absent."""
+        if any(len(ref) != 32 for ref in refs):
+            raise ValueError("refs are 32 bytes")
+        body = p.FIND_RANGE.pack(after_seq, before_seq) + b"".join(refs)
+        _, answer = await self._request(p.FIND, body, timeout)
+        seqs = [p.U64.unpack_from(answer, 8 * i)[0] for i in range(len(refs))]
+        return {ref: seq for ref, seq in zip(refs, seqs, strict=True) if seq}
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None

@@ -45,7 +45,12 @@ from backend.eip712.parsing import (
     parse_signature,
 )
 from backend.eip712.recover import verify
-from backend.engine.client import EngineUnavailableError, Intake, Outcome
+from backend.engine.client import (
+    EngineOutcomeUnknownError,
+    EngineUnavailableError,
+    Intake,
+    Outcome,
+)
 from backend.matching.commands import CancelAll, CancelOrder, Command, PlaceOrder
 from backend.matching.events import CancelAllApplied
 
@@ -73,18 +78,18 @@ def _client_order_id(value: Any) -> str | None:
 
 
 async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | None:
-    """The engine's outcome, or None when it did not answer within the API's timeout (the
-    command may be journaled: 202); an engine that refuses at once is ENGINE_UNAVAILABLE (503)."""
+    """The engine's outcome, or None when the command went out but no answer came (slow engine,
+    or it died mid-request: the command may be journaled → 202); an engine that could not take
+    it at all is ENGINE_UNAVAILABLE (503: nothing was sent, retry)."""
     started = time.perf_counter()
-    timeout = c.settings.api_engine_timeout_s
     try:
+        timeout = c.settings.api_engine_timeout_s
         return await c.engine.submit(command, timeout=timeout, intake=intake)
-    except (EngineUnavailableError, TimeoutError) as exc:
-        if time.perf_counter() - started < timeout / 2:
-            # Refused at once (engine down or shutting down), not slow: say so, so the client
-            # retries (a re-post of the same signed order is idempotent).
-            raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {exc}") from None
+    except (EngineOutcomeUnknownError, TimeoutError):
         return None
+    except EngineUnavailableError as exc:
+        # A re-post of the same signed order is idempotent, so the client can simply retry.
+        raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {exc}") from None
     finally:
         c.metrics.engine_latency.observe(time.perf_counter() - started)
 

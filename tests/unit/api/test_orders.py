@@ -8,7 +8,13 @@ from typing import Any
 
 from backend.domain.types import Side, TimeInForce
 from backend.eip712.hashing import digest
-from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.client import (
+    BookSnapshot,
+    EngineOutcomeUnknownError,
+    EngineUnavailableError,
+    Intake,
+    Outcome,
+)
 from backend.matching.commands import Command
 from tests.unit.api.harness import DOMAIN, MARKET, ONE, PRICE, TICK, TRADERS, USDC, WETH, Harness
 
@@ -182,7 +188,7 @@ class SlowEngine:
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
-            raise EngineUnavailableError("slow") from None
+            raise EngineOutcomeUnknownError("slow") from None
 
     async def book(self, market_id: str, depth: int) -> BookSnapshot:
         result: BookSnapshot = await self.inner.book(market_id, depth)
@@ -227,3 +233,31 @@ def test_wrong_tokens_order_is_unknown_market(api: Harness) -> None:
     r = api.place(api.order(0, Side.BUY, base=USDC, quote=WETH))
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "UNKNOWN_MARKET"
+
+
+class UnreachableEngine:
+    """An engine that cannot take the command at all (down, restarting, shutting down)."""
+
+    async def submit(
+        self, command: Command, *, timeout: float, intake: Intake | None = None
+    ) -> Outcome:
+        raise EngineUnavailableError("cannot reach the engine")
+
+    async def book(self, market_id: str, depth: int) -> BookSnapshot:
+        raise EngineUnavailableError("cannot reach the engine")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_unreachable_engine_answers_503_and_a_retry_succeeds(api: Harness) -> None:
+    order = api.order(0, Side.BUY)
+    api.ctx.engine = UnreachableEngine()
+    r = api.place(order)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "ENGINE_UNAVAILABLE"
+    api.ctx.engine = api.engine
+    assert api.book().bids == []  # nothing was sent, so nothing rests
+    again = api.place(order)
+    assert again.status_code == 200
+    assert again.json()["status"] == "open"

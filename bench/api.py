@@ -1,0 +1,658 @@
+"""API benchmark (SPEC §12): signed orders through HTTP on loopback, deployed as in production.
+
+    python bench/api.py                    # 2 API workers + engine; 20 s max load, 20 s half load
+    python bench/api.py --quick --json     # smoke run: 3 s + 3 s
+    python bench/api.py --workers 2 --duration 30 --connections 64
+
+What runs (all bound to 127.0.0.1, torn down afterwards):
+- `hybridex engine` (journal in a temp dir, persister to a fresh PostgreSQL database, feeds to
+  Redis under a fresh key prefix) and `hybridex api --workers N` (uvicorn, `production_app`:
+  TcpEngineClient, RedisFeedStore, Redis rate limiter with limits raised above the load);
+- the market is listed and the traders credited through the engine's command path
+  (`AddMarket` / `Credit` over TcpEngineClient), never into the tables;
+- a load generator in its own process: it pre-signs every order before a phase starts
+  (coincurve, low-s, 64 traders, unique nonces; GTC limit orders around the mid, about a third
+  crossing), then drives keep-alive HTTP/1.1 connections with prepared request bytes.
+
+Phases (fixed duration each, ≤ 60 s):
+1. max load — closed loop, `--connections` requests in flight; orders/s = 200 answers / wall;
+2. half load — open loop at half the measured max rate; a request's latency counts from its
+   scheduled send time (no coordinated omission).
+Latency is from the first byte written to the last byte read. Targets: ≥ 8k orders/s and
+p99 ≤ 20 ms at half load on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import machine, print_machine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHAIN_ID = 31337
+EXCHANGE = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+MARKET = "WETH-USDC"
+TICK = 10_000  # 0.01 USDC per WETH
+LOT = 10**14  # 0.0001 WETH
+MID = 3_000 * 10**6
+N_TRADERS = 64
+PG_ADMIN_URL = os.environ.get(
+    "HYBRIDEX_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("HYBRIDEX_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+TARGETS = {"orders_per_s": 8_000, "p99_ms_half_load": 20}
+
+
+def trader_key(i: int) -> bytes:
+    return (0xB0B0_0000 + i + 1).to_bytes(32, "big")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    """`hybridex engine` + `hybridex api --workers N` on loopback, over a fresh database,
+    Redis prefix and journal directory (all removed by `close`)."""
+
+    workers: int = 2
+    log_level: str = "WARNING"
+    pg_admin_url: str = PG_ADMIN_URL
+    redis_url: str = REDIS_URL
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hybridex-api-")))
+    engine_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    engine: subprocess.Popen[bytes] | None = None
+    api: subprocess.Popen[bytes] | None = None
+    db_name: str = field(default_factory=lambda: f"hybridex_bench_{uuid.uuid4().hex[:10]}")
+    redis_prefix: str = field(default_factory=lambda: f"hybridex-bench:{uuid.uuid4().hex[:10]}:")
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.workdir / "journal"
+
+    @property
+    def db_url(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.pg_admin_url).set(database=self.db_name)
+        return url.render_as_string(hide_password=False)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "HYBRIDEX_CHAIN_ID": str(CHAIN_ID),
+            "HYBRIDEX_EXCHANGE_ADDRESS": EXCHANGE,
+            "HYBRIDEX_DATABASE_URL": self.db_url,
+            "HYBRIDEX_REDIS_URL": self.redis_url,
+            "HYBRIDEX_REDIS_KEY_PREFIX": self.redis_prefix,
+            "HYBRIDEX_ENGINE_HOST": "127.0.0.1",
+            "HYBRIDEX_ENGINE_PORT": str(self.engine_port),
+            "HYBRIDEX_ENGINE_JOURNAL_DIR": str(self.journal_dir),
+            "HYBRIDEX_API_HOST": "127.0.0.1",
+            "HYBRIDEX_API_PORT": str(self.api_port),
+            "HYBRIDEX_API_WORKERS": str(self.workers),
+            "HYBRIDEX_API_RATE_LIMITER": "redis",
+            "HYBRIDEX_API_RATE_IP_PER_S": "1000000",
+            "HYBRIDEX_API_RATE_IP_BURST": "1000000",
+            "HYBRIDEX_API_RATE_TRADER_PER_S": "1000000",
+            "HYBRIDEX_API_RATE_TRADER_BURST": "1000000",
+            "HYBRIDEX_LOG_LEVEL": self.log_level,
+            **self.extra_env,
+        }
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        with (self.workdir / log).open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "backend.cli.main", *args],
+                cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def create_database(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        from backend.db.migrate import upgrade
+
+        admin = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+        admin.dispose()
+        upgrade(self.db_url)
+
+    def start_engine(self, timeout: float = 60) -> None:
+        self.engine = self._spawn("engine", log="engine.log")
+        asyncio.run(self._wait_engine(timeout))
+
+    async def _wait_engine(self, timeout: float) -> None:
+        from backend.engine.client import EngineUnavailableError
+        from backend.engine.tcp_client import TcpEngineClient
+
+        client = TcpEngineClient("127.0.0.1", self.engine_port)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.engine is None or self.engine.poll() is not None:
+                    raise RuntimeError(
+                        f"engine exited during start-up:\n{self.log_tail('engine.log')}"
+                    )
+                try:
+                    await client.state(timeout=2)
+                    return
+                except EngineUnavailableError:
+                    await asyncio.sleep(0.1)
+        finally:
+            await client.close()
+        raise RuntimeError("engine did not start in time")
+
+    def start_api(self, timeout: float = 60) -> None:
+        self.api = self._spawn("api", log="api.log")
+        self.wait_api(timeout)
+
+    def wait_api(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.api is None or self.api.poll() is not None:
+                raise RuntimeError(f"api exited during start-up:\n{self.log_tail('api.log')}")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                r = httpx.get(f"http://127.0.0.1:{self.api_port}/ready", timeout=2)
+                last = f"/ready {r.status_code} {r.text[:200]}"
+                checks = r.json().get("checks", {})
+                # what order intake needs (a chain node, if /ready checks one, is not used here)
+                needed = all(checks.get(k) == "ok" for k in ("database", "redis", "engine"))
+                if needed and len(self.api_worker_pids()) >= self.workers:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"api not ready in {timeout} s ({last}, workers {self.api_worker_pids()}):\n"
+            + self.log_tail("api.log")
+        )
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.workdir / name
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def api_worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (children of the supervisor, not its resource
+        tracker)."""
+        if self.api is None:
+            return []
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.api.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for pid in (task / "children").read_text().split():
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"resource_tracker" not in cmdline:
+                        pids.append(int(pid))
+        return sorted(pids)
+
+    def kill_engine(self) -> None:
+        assert self.engine is not None
+        self.engine.send_signal(signal.SIGKILL)
+        self.engine.wait(10)
+
+    def stop_engine(self) -> int:
+        """SIGTERM (flush the persister, snapshot) and the exit code."""
+        assert self.engine is not None
+        self.engine.send_signal(signal.SIGTERM)
+        return self.engine.wait(60)
+
+    def close(self) -> None:
+        from sqlalchemy import create_engine, text
+
+        for proc in (self.api, self.engine):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        admin = create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+        admin.dispose()
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        keys = list(client.scan_iter(match=f"{self.redis_prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_stack(workers: int = 2, **kwargs: Any) -> Iterator[Stack]:
+    """A started stack with the market listed and every trader funded."""
+    stack = Stack(workers=workers, **kwargs)
+    try:
+        stack.create_database()
+        stack.start_engine()
+        asyncio.run(list_and_fund(stack.engine_port))
+        stack.start_api()
+        wait_market_listed(stack.api_port)
+        yield stack
+    finally:
+        stack.close()
+
+
+async def list_and_fund(engine_port: int, n_traders: int = N_TRADERS) -> None:
+    """`AddMarket` and `Credit`s through the engine's command path (as deposits arrive)."""
+    from eth_account import Account
+
+    from backend.engine.client import Intake, TokenInfo
+    from backend.engine.tcp_client import TcpEngineClient
+    from backend.matching.commands import AddMarket, Credit, MarketSpec
+
+    spec = MarketSpec(MARKET, WETH, USDC, TICK, LOT, LOT, maker_fee_bps=5, taker_fee_bps=20)
+    tokens = (TokenInfo(WETH, "WETH", 18), TokenInfo(USDC, "USDC", 6))
+    client = TcpEngineClient("127.0.0.1", engine_port)
+    try:
+        await client.submit(AddMarket(0, 0, spec), timeout=10, intake=Intake(tokens=tokens))
+        for i in range(n_traders):
+            trader = Account.from_key(trader_key(i)).address
+            for token in (WETH, USDC):
+                await client.submit(Credit(0, 0, trader, token, 10**30), timeout=10)
+    finally:
+        await client.close()
+
+
+def wait_market_listed(api_port: int, timeout: float = 30) -> None:
+    """The API maps token pairs to markets from the persisted `markets` rows."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.get(f"http://127.0.0.1:{api_port}/v1/markets", timeout=5)
+        if r.status_code == 200 and any(m["id"] == MARKET for m in r.json()["markets"]):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the market never appeared on the API")
+
+
+# ------------------------------------------------------------------------- pre-signed orders
+
+
+def presign(n: int, *, seed: int, first_nonce: int, port: int) -> list[tuple[bytes, bytes]]:
+    """`n` ready-to-send HTTP requests of signed orders: (order hash, request bytes).
+
+    Signed with coincurve directly over our EIP-712 digest (the libsecp256k1 signer emits
+    low-s), which is ~5x faster than eth_account and changes nothing the API sees."""
+    import coincurve
+    import orjson
+    from eth_account import Account
+
+    from backend.domain.types import Side, TimeInForce
+    from backend.eip712.domain import Domain
+    from backend.eip712.hashing import digest
+    from backend.eip712.messages import Order
+    from backend.eip712.parsing import message_to_json
+
+    domain = Domain(CHAIN_ID, EXCHANGE)
+    rng = random.Random(seed)
+    keys = [coincurve.PrivateKey(trader_key(i)) for i in range(N_TRADERS)]
+    addresses = [Account.from_key(trader_key(i)).address for i in range(N_TRADERS)]
+    head = (
+        f"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    out: list[tuple[bytes, bytes]] = []
+    for k in range(n):
+        t = rng.randrange(N_TRADERS)
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        offset = rng.randint(-6, 12) * TICK  # negative: through the mid, likely to cross
+        price = MID - offset if side is Side.BUY else MID + offset
+        order = Order(
+            addresses[t], WETH, USDC, side, price, LOT * rng.randint(1, 20),
+            TimeInForce.GTC, first_nonce + k, 0,
+        )  # fmt: skip
+        h = digest(order, domain)
+        sig = keys[t].sign_recoverable(h, hasher=None)
+        signature = sig[:64] + bytes([27 + sig[64]])
+        body = orjson.dumps({"order": message_to_json(order), "signature": "0x" + signature.hex()})
+        out.append((h, head + str(len(body)).encode() + b"\r\n\r\n" + body))
+    return out
+
+
+# ------------------------------------------------------------------------- HTTP load
+
+
+@dataclass
+class PhaseResult:
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    latencies_s: list[float] = field(default_factory=list)
+    answers: list[tuple[bytes, int, bytes]] = field(default_factory=list)
+    """(order hash, status, body) when `keep_answers`."""
+    wall_s: float = 0.0
+    errors: int = 0
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def drive(
+    port: int,
+    requests: list[tuple[bytes, bytes]],
+    *,
+    connections: int,
+    duration_s: float,
+    rate: float | None = None,
+    keep_answers: bool = False,
+    result: PhaseResult | None = None,
+) -> PhaseResult:
+    """Send `requests` in order over `connections` keep-alive connections until they run out
+    or `duration_s` passes. Closed loop when `rate` is None, else open loop at `rate`/s.
+    A connection that fails is counted in `errors` and reopened. Pass `result` to watch it
+    fill while the load runs."""
+    result = PhaseResult() if result is None else result
+    indices = itertools.count()
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    end = start + duration_s
+
+    async def worker() -> None:
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        try:
+            while True:
+                i = next(indices)
+                if i >= len(requests):
+                    return
+                scheduled = start + i / rate if rate else None
+                now = loop.time()
+                if (scheduled or now) >= end:
+                    return
+                if scheduled is not None and scheduled > now:
+                    await asyncio.sleep(scheduled - now)
+                if conn is None:
+                    try:
+                        conn = await asyncio.open_connection("127.0.0.1", port)
+                    except OSError:
+                        result.errors += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                order_hash, request = requests[i]
+                t0 = loop.time()
+                result.sent += 1
+                try:
+                    status, body = await asyncio.wait_for(_exchange(*conn, request), 30)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                    result.errors += 1
+                    conn[1].close()
+                    conn = None
+                    continue
+                t1 = loop.time()
+                result.statuses[status] += 1
+                if status == 200:
+                    result.latencies_s.append(t1 - (scheduled if scheduled is not None else t0))
+                if keep_answers:
+                    result.answers.append((order_hash, status, body))
+        finally:
+            if conn is not None:
+                conn[1].close()
+
+    await asyncio.sleep(max(0.0, start - loop.time()))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def summarize(r: PhaseResult) -> dict[str, Any]:
+    lat = sorted(r.latencies_s)
+
+    def pct(q: float) -> float:
+        return round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else 0.0
+
+    ok = r.statuses.get(200, 0)
+    return {
+        "orders_per_s": round(ok / r.wall_s) if r.wall_s else 0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "sent": r.sent,
+        "ok": ok,
+        "statuses": {str(k): v for k, v in sorted(r.statuses.items())},
+        "connection_errors": r.errors,
+        "wall_s": round(r.wall_s, 2),
+    }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def phase_window() -> Iterator[dict[str, float]]:
+    """The phase's wall-clock window (for the parent's CPU sampler) and this process's CPU."""
+    out: dict[str, float] = {"t_start": time.time()}
+    cpu0 = time.process_time()
+    yield out
+    out["t_end"] = time.time()
+    out["loadgen_cpu_s"] = round(time.process_time() - cpu0, 3)
+
+
+class CpuSampler:
+    """Polls the CPU time of the stack's processes, so the CPU spent during a phase (reported
+    by the load generator as a wall-clock window) can be split per process."""
+
+    def __init__(self, pids: dict[str, list[int]], every_s: float = 0.1) -> None:
+        import threading
+
+        self.pids = pids
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        cpu = {name: sum(process_cpu_s(p) for p in pids) for name, pids in self.pids.items()}
+        self.samples.append((time.time(), cpu))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def __enter__(self) -> CpuSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds per process group between the samples nearest `t0` and `t1`."""
+        first = min(self.samples, key=lambda s: abs(s[0] - t0))
+        last = min(self.samples, key=lambda s: abs(s[0] - t1))
+        return {k: last[1][k] - first[1][k] for k in first[1]}
+
+
+def cpu_breakdown(phase: dict[str, Any], sampler: CpuSampler) -> dict[str, Any]:
+    """µs of CPU per answered order, per process, and the load generator's share of 2 cores."""
+    used = sampler.between(phase["t_start"], phase["t_end"])
+    used["loadgen"] = phase["loadgen_cpu_s"]
+    ok = max(1, phase["ok"])
+    wall = max(1e-9, phase["t_end"] - phase["t_start"])
+    cores = os.cpu_count() or 1
+    return {
+        "cpu_us_per_order": {k: round(1e6 * v / ok) for k, v in used.items()},
+        "cpu_share_of_machine": {k: round(v / (wall * cores), 3) for k, v in used.items()},
+    }
+
+
+def loadgen(config: dict[str, Any]) -> dict[str, Any]:
+    """The load generator's work (in its own process): pre-sign, max phase, half phase."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
+        pass
+    port, duration, connections = config["port"], config["duration"], config["connections"]
+    t0 = time.perf_counter()
+    first = presign(config["max_orders"], seed=1, first_nonce=1, port=port)
+    sign_s = time.perf_counter() - t0
+    warm = presign(200, seed=3, first_nonce=10**12, port=port)
+    asyncio.run(drive(port, warm, connections=connections, duration_s=10))
+    with phase_window() as max_window:
+        max_phase = summarize(
+            asyncio.run(drive(port, first, connections=connections, duration_s=duration))
+        )
+    max_phase.update(max_window)
+    rate = config.get("rate") or max(1.0, max_phase["orders_per_s"] / 2)
+    second = presign(int(rate * duration * 1.05) + 10, seed=2, first_nonce=10**9, port=port)
+    with phase_window() as half_window:
+        half_phase = summarize(
+            asyncio.run(
+                drive(port, second, connections=connections, duration_s=duration, rate=rate)
+            )
+        )
+    half_phase.update(half_window)
+    half_phase["target_rate"] = round(rate)
+    return {
+        "max": max_phase,
+        "half": half_phase,
+        "presign_us_per_order": round(1e6 * sign_s / max(1, len(first)), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase (≤ 60)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    parser.add_argument(
+        "--max-orders", type=int, default=200_000, help="pre-signed for the max phase (ends if out)"
+    )
+    parser.add_argument(
+        "--rate", type=float, help="open-loop rate of the second phase (default: half the max)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s phases")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--loadgen-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen_child:
+        print(json.dumps(loadgen(json.loads(args.loadgen_child))))
+        return
+    duration = 3.0 if args.quick else min(60.0, args.duration)
+    max_orders = 20_000 if args.quick else args.max_orders
+
+    with running_stack(workers=args.workers) as stack:
+        config = {
+            "port": stack.api_port,
+            "duration": duration,
+            "connections": args.connections,
+            "max_orders": max_orders,
+            "rate": args.rate,
+        }
+        assert stack.engine is not None
+        pids = {"engine": [stack.engine.pid], "api_workers": stack.api_worker_pids()}
+        with CpuSampler(pids) as sampler:
+            child = subprocess.run(
+                [sys.executable, __file__, "--loadgen-child", json.dumps(config)],
+                check=True, capture_output=True, text=True, timeout=120 + 3 * duration,
+            )  # fmt: skip
+        phases = json.loads(child.stdout.strip().splitlines()[-1])
+        for name in ("max", "half"):
+            phases[name].update(cpu_breakdown(phases[name], sampler))
+        assert stack.engine is not None
+        assert stack.engine.poll() is None, "the engine died under load"
+
+    result = {
+        "machine": machine(),
+        "workers": args.workers,
+        "connections": args.connections,
+        "duration_s": duration,
+        "orders_per_s": phases["max"]["orders_per_s"],
+        "p50_ms": phases["max"]["p50_ms"],
+        "p99_ms": phases["max"]["p99_ms"],
+        "half_load": {
+            "orders_per_s": phases["half"]["orders_per_s"],
+            "p50_ms": phases["half"]["p50_ms"],
+            "p99_ms": phases["half"]["p99_ms"],
+        },
+        "max_detail": phases["max"],
+        "half_detail": phases["half"],
+        "presign_us_per_order": phases["presign_us_per_order"],
+        "cpu_us_per_order_max_load": phases["max"]["cpu_us_per_order"],
+        "cpu_share_max_load": phases["max"]["cpu_share_of_machine"],
+        "targets": TARGETS,
+    }
+    print("Signed orders through HTTP (engine + API workers + PostgreSQL + Redis, loopback)")
+    print_machine()
+    print(f"{args.workers} API workers, {args.connections} connections, {duration:g} s a phase")
+    print()
+    print(f"{'load':<12}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+          f"{'sent':>9}{'non-200':>9}")  # fmt: skip
+    for name, p in (("max", phases["max"]), ("half", phases["half"])):
+        bad = p["sent"] - p["ok"]
+        print(f"{name:<12}{p['orders_per_s']:>10,}{p['p50_ms']:>9}{p['p99_ms']:>9}"
+              f"{p['p999_ms']:>10}{p['sent']:>9,}{bad:>9,}")  # fmt: skip
+    cpu, share = phases["max"]["cpu_us_per_order"], phases["max"]["cpu_share_of_machine"]
+    print("CPU per order at max load: " + ", ".join(
+        f"{k} {v} µs ({100 * share[k]:.0f}% of the machine)" for k, v in cpu.items()
+    ))  # fmt: skip
+    print(f"targets: ≥ {TARGETS['orders_per_s']:,} orders/s; "
+          f"p99 ≤ {TARGETS['p99_ms_half_load']} ms at half load")  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
