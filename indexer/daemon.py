@@ -12,6 +12,7 @@ then `Outbox.drain()` sends what the engine is owed. A crash anywhere resumes fr
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.session import unit_of_work
 from backend.domain.errors import ConfigurationError, DexError, ErrorCode, FatalError
-from indexer import projection, store
-from indexer.events import EventCodec
+from indexer import metrics, projection, store
+from indexer.events import ChainLog, EventCodec
 from indexer.projection import Outbox
 from indexer.rpc import BlockHeader, RpcClient
 from indexer.sync.historical import AdaptiveRange, backfill
@@ -45,6 +46,10 @@ class IndexerConfig:
     start_block: int = 0
     poll_interval_s: float = 1.0
     max_blocks_per_poll: int = 500
+    max_log_range: int = 100_000
+    """Widest `eth_getLogs` range of the backfill (a hosted provider's limit)."""
+    stale_head_s: float | None = 300.0
+    """While following, warn when the newest block is older than this (node behind / stalled)."""
 
 
 class Indexer:
@@ -67,10 +72,16 @@ class Indexer:
         self.factory = factory
         self.outbox = outbox
         self.codec = codec or EventCodec.exchange()
-        self.ranges = AdaptiveRange()
+        self.ranges = AdaptiveRange(
+            size=min(2_000, config.max_log_range), max_size=config.max_log_range
+        )
         self.chain_id = 0
         self._realtime: RealtimeSync | None = None
         self.stop_event = threading.Event()
+        self._node_down = False
+        self._head_stale = False
+        self._indexed: tuple[int, int] | None = None
+        """(number, timestamp) of the newest block committed by this process."""
 
     # ------------------------------------------------------------------ start-up
 
@@ -145,15 +156,63 @@ class Indexer:
     def step(self) -> bool:
         """One unit of progress; False when already at the head."""
         head = self.rpc.block_number()
+        self._node_reachable()
         cursor = self._cursor()
         final = head - self.config.reorg_window
-        if cursor.number < final:
+        following = cursor.number >= final
+        if not following:
             self._backfill_chunk(cursor.number + 1, final)
             progressed = True
         else:
             progressed = self._follow(head)
+        self._observe_head(head, following=following)
         self.outbox.drain()
+        if progressed:
+            with unit_of_work(self.factory) as session:
+                metrics.CONFIRMATIONS_BACKLOG.set(store.seen_deposits(session=session))
         return progressed
+
+    # ------------------------------------------------------------------ health
+
+    def _node_reachable(self) -> None:
+        metrics.NODE_UP.set(1)
+        if self._node_down:
+            self._node_down = False
+            log.info("rpc node reachable again", rpc_url=self.rpc.url)
+
+    def _node_unreachable(self, exc: DexError) -> None:
+        metrics.NODE_UP.set(0)
+        self._node_down = True
+        log.error(
+            "rpc node unreachable, indexer waiting",
+            rpc_url=self.rpc.url,
+            error=exc.message,
+            rpc_failures=self.rpc.failures,
+        )
+
+    def _observe_head(self, head: int, *, following: bool) -> None:
+        """Lag and head-age gauges; a log line when the node's head goes stale or recovers."""
+        metrics.NODE_HEAD.set(head)
+        if self._indexed is None:
+            return
+        indexed, timestamp = self._indexed
+        metrics.INDEXED_BLOCK.set(indexed)
+        metrics.LAG_BLOCKS.set(max(0, head - indexed))
+        if not following or self.config.stale_head_s is None:
+            return
+        age = max(0.0, time.time() - timestamp)
+        metrics.NODE_HEAD_AGE.set(age)
+        stale = age > self.config.stale_head_s
+        if stale and not self._head_stale:
+            log.warning(
+                "node head is stale: the node is behind the network or the chain stalled",
+                node_head=head,
+                head_age_s=round(age, 1),
+                stale_head_s=self.config.stale_head_s,
+            )
+        elif self._head_stale and not stale:
+            log.info("node head fresh again", node_head=head, head_age_s=round(age, 1))
+        self._head_stale = stale
 
     def _backfill_chunk(self, start: int, end: int) -> None:
         self._realtime = None
@@ -183,6 +242,8 @@ class Indexer:
             projection.confirm(
                 session=session, chain_id=self.chain_id, upto=chunk.end.number, tokens=tokens
             )
+        self._indexed = (chunk.end.number, chunk.end.timestamp)
+        metrics.EVENTS.inc(len(chunk.logs))
         log.info(
             "backfilled",
             from_block=chunk.from_block,
@@ -190,6 +251,7 @@ class Indexer:
             events=len(chunk.logs),
             range_size=self.ranges.size,
             target_block=end,
+            lag_blocks=end + self.config.reorg_window - chunk.end.number,
         )
 
     def _sync(self) -> RealtimeSync:
@@ -208,6 +270,8 @@ class Indexer:
                 BlockWindow(self.config.reorg_window, headers),
                 max_blocks_per_poll=self.config.max_blocks_per_poll,
             )
+            if self._indexed is None and headers[-1].number >= 0:
+                self._indexed = (headers[-1].number, headers[-1].timestamp)
         return self._realtime
 
     def _follow(self, head: int) -> bool:
@@ -222,8 +286,16 @@ class Indexer:
         try:
             with unit_of_work(self.factory) as session:
                 tokens = store.known_tokens(session=session)
+                logs: list[ChainLog] = []  # of consecutive new blocks: stored together
+
+                def flush() -> None:
+                    store.save_events(session=session, logs=logs, tokens=tokens)
+                    projection.on_events(session=session, logs=logs)
+                    logs.clear()
+
                 for item in items:
                     if isinstance(item, Reorg):
+                        flush()
                         projection.on_reorg(
                             session=session,
                             chain_id=self.chain_id,
@@ -231,10 +303,10 @@ class Indexer:
                             tokens=tokens,
                         )
                     elif isinstance(item, Block):
-                        store.save_events(session=session, logs=item.logs, tokens=tokens)
-                        projection.on_events(session=session, logs=item.logs)
+                        logs.extend(item.logs)
                     elif isinstance(item, Finalize):
                         store.prune_blocks(session=session, below=item.number)
+                flush()
                 store.save_blocks(session=session, headers=[b.header for b in blocks])
                 store.set_cursor(
                     session=session,
@@ -252,6 +324,11 @@ class Indexer:
         except BaseException:
             self._realtime = None  # the in-memory window may be ahead of the database
             raise
+        self._indexed = (tip.number, tip.timestamp)
+        metrics.REORGS.inc(len(reorgs))
+        for r in reorgs:
+            metrics.REORG_DEPTH.observe(r.depth)
+        metrics.EVENTS.inc(sum(len(b.logs) for b in blocks))
         for r in reorgs:
             log.warning("reorg rolled back", depth=r.depth, ancestor_number=r.ancestor.number)
         if blocks:
@@ -269,17 +346,23 @@ class Indexer:
 
     def run(self) -> None:
         """Poll until `stop_event` is set; transient errors back off, fatal ones raise."""
-        self.check_chain()
-        self.outbox.resolve_in_doubt()
+        checked = False  # a node that is down at start-up is waited for, like later
         failures = 0
         while not self.stop_event.is_set():
             try:
+                if not checked:
+                    self.check_chain()
+                    self.outbox.resolve_in_doubt()
+                    checked = True
                 progressed = self.step()
                 failures = 0
             except FatalError:
                 raise
             except DexError as exc:  # RetryableError: RPC down, engine timeout
                 failures += 1
+                metrics.STEP_FAILURES.labels(exc.code.name).inc()
+                if exc.code is ErrorCode.RPC_UNAVAILABLE:
+                    self._node_unreachable(exc)
                 delay = min(30.0, self.config.poll_interval_s * 2**failures)
                 log.error(
                     "indexer step failed, retrying",

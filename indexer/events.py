@@ -6,8 +6,10 @@ refined event signature in the contract flows through a rebuild of the artifacts
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -28,6 +30,9 @@ FOLLOWED = (
     "NoncesInvalidated",
 )
 JSON_SAFE_INT = 2**53 - 1
+_UINT = re.compile(r"uint(\d+)")
+_BYTES_N = re.compile(r"bytes(\d+)")
+_ZERO_12 = bytes(12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,10 @@ class EventSpec:
     """(name, abi type) of the other inputs, in data order."""
     order: tuple[str, ...]
     """Input names in declaration order."""
+    words: tuple[Callable[[bytes], Any], ...] | None = None
+    """One decoder per 32-byte data word when every data input is a static elementary type
+    (address, uintN, bytesN, bool); None → eth_abi. Indexed inputs are decoded alike."""
+    topic_words: tuple[Callable[[bytes], Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +90,20 @@ class EventCodec:
         for entry in abi:
             if entry.get("type") != "event" or entry["name"] not in names:
                 continue
+            indexed = tuple(
+                (i["name"], _canonical_type(i)) for i in entry["inputs"] if i["indexed"]
+            )
+            data = tuple(
+                (i["name"], _canonical_type(i)) for i in entry["inputs"] if not i["indexed"]
+            )
             spec = EventSpec(
                 name=entry["name"],
                 topic=keccak(text=_signature(entry)),
-                indexed=tuple(
-                    (i["name"], _canonical_type(i)) for i in entry["inputs"] if i["indexed"]
-                ),
-                data=tuple(
-                    (i["name"], _canonical_type(i)) for i in entry["inputs"] if not i["indexed"]
-                ),
+                indexed=indexed,
+                data=data,
                 order=tuple(i["name"] for i in entry["inputs"]),
+                words=_word_decoders([t for _, t in data]),
+                topic_words=_word_decoders([t for _, t in indexed]),
             )
             self.by_topic[spec.topic] = spec
         missing = set(names) - {s.name for s in self.by_topic.values()}
@@ -113,10 +126,23 @@ class EventCodec:
         if spec is None:
             return None
         args: dict[str, Any] = {}
-        for (name, typ), topic in zip(spec.indexed, raw.topics[1:], strict=True):
-            args[name] = _normalize(typ, abi_decode([typ], topic)[0])
+        topics = raw.topics[1:]
+        if len(topics) != len(spec.indexed):
+            raise ValueError(f"{spec.name}: {len(topics)} topics for {len(spec.indexed)} inputs")
+        fast = _fast_words(spec.topic_words, topics)
+        if fast is None:
+            fast = [
+                abi_decode([t], topic)[0]
+                for (_, t), topic in zip(spec.indexed, topics, strict=True)
+            ]
+        for (name, typ), value in zip(spec.indexed, fast, strict=True):
+            args[name] = _normalize(typ, value)
         if spec.data:
-            values = abi_decode([t for _, t in spec.data], raw.data)
+            data = raw.data
+            words = None
+            if spec.words is not None and len(data) == 32 * len(spec.words):
+                words = _fast_words(spec.words, [data[i : i + 32] for i in range(0, len(data), 32)])
+            values = words if words is not None else abi_decode([t for _, t in spec.data], data)
             for (name, typ), value in zip(spec.data, values, strict=True):
                 args[name] = _normalize(typ, value)
         return ChainLog(
@@ -125,15 +151,91 @@ class EventCodec:
             block_hash=raw.block_hash,
             log_index=raw.log_index,
             tx_hash=raw.tx_hash,
-            address=to_checksum_address(raw.address),
+            address=checksum(raw.address),
             args={name: args[name] for name in spec.order},
         )
 
 
+@lru_cache(maxsize=65_536)
+def checksum(address: str) -> str:
+    """EIP-55 form of a 0x-hex address (cached: the same traders and tokens recur in every
+    chunk, and each checksum costs a keccak)."""
+    return str(to_checksum_address(address))
+
+
 def _normalize(typ: str, value: Any) -> Any:
     if typ == "address":
-        return to_checksum_address(value)
+        return checksum(value)
     return value
+
+
+class _NotCanonicalError(Exception):
+    """A word the fast path will not judge (e.g. dirty padding): eth_abi decides."""
+
+
+def _address_word(word: bytes) -> str:
+    if word[:12] != _ZERO_12:
+        raise _NotCanonicalError
+    return "0x" + word[12:].hex()
+
+
+def _uint_word(bits: int) -> Callable[[bytes], int]:
+    limit = 1 << bits
+
+    def decode(word: bytes) -> int:
+        value = int.from_bytes(word, "big")
+        if value >= limit:
+            raise _NotCanonicalError
+        return value
+
+    return decode
+
+
+def _bytes_word(n: int) -> Callable[[bytes], bytes]:
+    def decode(word: bytes) -> bytes:
+        if any(word[n:]):
+            raise _NotCanonicalError
+        return word[:n]
+
+    return decode
+
+
+def _bool_word(word: bytes) -> bool:
+    value = int.from_bytes(word, "big")
+    if value > 1:
+        raise _NotCanonicalError
+    return value == 1
+
+
+def _word_decoder(typ: str) -> Callable[[bytes], Any] | None:
+    if typ == "address":
+        return _address_word
+    if typ == "bool":
+        return _bool_word
+    if m := _UINT.fullmatch(typ):
+        return _uint_word(int(m.group(1)))
+    if (m := _BYTES_N.fullmatch(typ)) and 1 <= int(m.group(1)) <= 32:
+        return _bytes_word(int(m.group(1)))
+    return None
+
+
+def _word_decoders(types: Sequence[str]) -> tuple[Callable[[bytes], Any], ...] | None:
+    decoders = [_word_decoder(t) for t in types]
+    if any(d is None for d in decoders):
+        return None
+    return tuple(d for d in decoders if d is not None)
+
+
+def _fast_words(
+    decoders: tuple[Callable[[bytes], Any], ...] | None, words: Sequence[bytes]
+) -> list[Any] | None:
+    """Static words decoded without eth_abi (the same values), or None to fall back."""
+    if decoders is None or any(len(w) != 32 for w in words):
+        return None
+    try:
+        return [d(w) for d, w in zip(decoders, words, strict=True)]
+    except _NotCanonicalError:
+        return None
 
 
 def args_to_json(args: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,12 +13,16 @@ Two halves, so that a crash anywhere neither loses nor repeats an effect:
    - on a reorg, for blocks above the common ancestor: owed-but-unsent commands are cancelled,
      sent credits / debits get a compensating command (`reverse_credit` / `reverse_debit`),
      confirmed balance deltas are reversed, deposits become `orphaned`.
-2. After commit, `drain` sends the pending rows in order: mark `submitted` (commit), submit,
-   record the engine's seq and outcome (commit; a deposit becomes `credited`). A `submitted`
-   row left by a crash or an engine timeout is in doubt: `resolve_in_doubt` sends a no-op probe,
-   then looks the row's ref up in the engine's journal below the probe's seq — found: the
-   command was applied (record it); absent: it never will be (send it again). See
-   docs/indexer.md.
+2. After commit, `drain` sends the pending rows in order, a window at a time: mark the window
+   `submitted` (commit), hand all its commands to the engine at once (in order; the engine
+   group-commits them), record every answer's seq and outcome (commit; deposits become
+   `credited`). A `submitted` row left by a crash or an engine timeout is in doubt:
+   `resolve_in_doubt` (also the first thing `drain` does) sends a no-op probe, then looks the
+   rows' refs up in the engine's journal below the probe's seq — found: the command was
+   applied (record it); absent: it never will be (send it again). See docs/indexer.md.
+
+Both halves are set-based per chunk (bulk inserts, balance deltas summed per trader and
+token, one journal scan per resolution), so a chunk costs a fixed number of statements.
 """
 
 from __future__ import annotations
@@ -28,15 +32,15 @@ from typing import Any
 
 import structlog
 from eth_utils.crypto import keccak
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.models.indexer import ChainBalance, Deposit, IndexerCommand
+from backend.db.models.indexer import Deposit, IndexerCommand
 from backend.db.models.reference import Market
-from backend.db.session import insert_ignore, unit_of_work
+from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
 from backend.domain.types import ZERO_ADDRESS, DepositStatus
-from backend.engine.client import EngineUnavailableError, Outcome
+from backend.engine.client import Outcome
 from backend.matching.commands import (
     CancelAll,
     CancelOrder,
@@ -47,7 +51,13 @@ from backend.matching.commands import (
 )
 from backend.matching.events import CancelRejected, CommandRejected
 from indexer import store
-from indexer.engine_sink import CommandSink, JournalLookup, probe_command
+from indexer.engine_sink import (
+    CommandSink,
+    JournalLookup,
+    NotSentError,
+    probe_command,
+    submit_all,
+)
 from indexer.events import ChainLog
 
 log = structlog.get_logger("indexer.projection")
@@ -58,6 +68,7 @@ CONFIRMED = ("Deposited", "Withdrawn", "ExitWithdrawn")
 BALANCE_SIGN = {"credit": 1, "debit": -1, "exit_debit": -1}
 REVERSE = {"credit": "reverse_credit", "debit": "reverse_debit", "exit_debit": "reverse_debit"}
 PENDING, SUBMITTED, DONE, CANCELLED = "pending", "submitted", "done", "cancelled"
+_COMMANDS = store.COMMANDS
 
 
 def withdrawal_id_for(trader: str, nonce: int) -> str:
@@ -113,39 +124,79 @@ def on_events(*, session: Session, logs: Iterable[ChainLog]) -> None:
                 continue
             cmd = {"trader": a["trader"], "market_id": market, "nonce_below": a["below"]}
             rows.append(_row("cancel_all", e, cmd))
-    insert_ignore(session=session, target=IndexerCommand, rows=rows, conflict=["ref"])
+    store.insert_new(session=session, table=_COMMANDS, rows=rows, key="ref")
 
 
-def _apply_balance(
-    session: Session, tokens: set[str], *, trader: str, token: str, delta: int, block: int
+def apply_balances(
+    session: Session, tokens: set[str], deltas: Sequence[tuple[str, str, int, int]]
 ) -> None:
-    if token not in tokens:
+    """Applies `(trader, token, delta, block)` deltas to `chain_balances`, in order.
+
+    One read of the touched rows and one upsert per call, however many deltas (a chunk's
+    worth): the deltas are summed per (trader, token) in memory, each step clamped at zero as
+    if applied one by one.
+    """
+    state: dict[tuple[str, str], list[int]] = {}
+    unlisted: set[tuple[str, str]] = set()
+    for trader, token, _, _ in deltas:
+        if token not in tokens:
+            unlisted.add((trader, token))
+        else:
+            state.setdefault((trader, token), [])
+    for trader, token in sorted(unlisted):
         log.warning("balance of an unlisted token not kept", trader=trader, token=token)
+    if not state:
         return
-    row = session.get(ChainBalance, (trader, token))
-    if row is None:
-        row = ChainBalance(trader=trader, token=token, amount=0, block_number=block)
-        session.add(row)
-    amount = row.amount + delta
-    if amount < 0:
-        log.error(
-            "on-chain balance would go negative; clamped (indexing started after a deposit?)",
-            trader=trader,
-            token=token,
-            amount=amount,
-        )
-        amount = 0
-    row.amount = amount
-    row.block_number = max(row.block_number, block)
-    session.flush()
+    keys = list(state)
+    for i in range(0, len(keys), 500):  # bounded IN lists (SQLite's variable limit)
+        part = keys[i : i + 500]
+        b = store.BALANCES.c
+        found = session.execute(
+            select(b.trader, b.token, b.amount, b.block_number).where(
+                b.trader.in_({t for t, _ in part}), b.token.in_({k for _, k in part})
+            )
+        ).all()
+        for trader, token, amount, block in found:
+            if (trader, token) in state:
+                state[(trader, token)] = [int(amount), int(block)]
+    for trader, token, delta, block in deltas:
+        entry = state.get((trader, token))
+        if entry is None:
+            continue
+        if not entry:
+            entry += [0, block]
+        amount = entry[0] + delta
+        if amount < 0:
+            log.error(
+                "on-chain balance would go negative; clamped (indexing started after a deposit?)",
+                trader=trader,
+                token=token,
+                amount=amount,
+            )
+            amount = 0
+        entry[0], entry[1] = amount, max(entry[1], block)
+    store.upsert_balances(
+        session=session,
+        rows=[
+            {"trader": t, "token": k, "amount": amount, "block_number": block}
+            for (t, k), (amount, block) in state.items()
+        ],
+    )
 
 
 def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> None:
-    """Owes the engine the confirmed effects of blocks (confirmed cursor, upto]."""
+    """Owes the engine the confirmed effects of blocks (confirmed cursor, upto].
+
+    Set-based, whatever the number of events: one read of the events, one insert of their
+    outbox rows (`ON CONFLICT (ref) DO NOTHING`, so an event confirmed before — a restart, a
+    re-sync — owes nothing new), one balance update for the new rows only.
+    """
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     after = cursor.number if cursor is not None else -1
     if upto <= after:
         return
+    rows: list[dict[str, Any]] = []
+    deltas: list[tuple[bytes, str, str, int, int]] = []
     for ev in store.events_between(session=session, after=after, upto=upto, names=CONFIRMED):
         a = ev.args
         trader, token, amount = a["trader"], a["token"], int(a["amount"])
@@ -157,17 +208,11 @@ def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> 
             command["withdrawal_id"] = withdrawal_id_for(trader, int(a["nonce"]))
         else:
             kind = "exit_debit"
-        new = insert_ignore(
-            session=session,
-            target=IndexerCommand,
-            rows=[_row(kind, ev, command)],
-            conflict=["ref"],
-        )
-        if new:
-            delta = BALANCE_SIGN[kind] * amount
-            _apply_balance(
-                session, tokens, trader=trader, token=token, delta=delta, block=ev.block_number
-            )
+        row = _row(kind, ev, command)
+        rows.append(row)
+        deltas.append((row["ref"], trader, token, BALANCE_SIGN[kind] * amount, ev.block_number))
+    new = store.insert_new(session=session, table=_COMMANDS, rows=rows, key="ref")
+    apply_balances(session, tokens, [(t, k, d, b) for ref, t, k, d, b in deltas if ref in new])
     store.set_cursor(
         session=session,
         name=store.CONFIRMED_CURSOR,
@@ -184,23 +229,21 @@ def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]
         .where(IndexerCommand.block_number > ancestor, IndexerCommand.status != CANCELLED)
         .order_by(IndexerCommand.id)
     ).all()
+    deltas: list[tuple[str, str, int, int]] = []
+    reverses: list[dict[str, Any]] = []
     for row in rows:
         if row.kind.startswith("reverse_") or (row.outcome or "").startswith("orphaned"):
             continue  # a compensation, or already undone by an earlier reorg
         sign = BALANCE_SIGN.get(row.kind)
         c = row.command
         if sign is not None:
-            delta = -sign * int(c["amount"])
-            _apply_balance(
-                session, tokens, trader=c["trader"], token=c["token"], delta=delta, block=ancestor
-            )
+            deltas.append((c["trader"], c["token"], -sign * int(c["amount"]), ancestor))
         if row.status == PENDING:
             row.status = CANCELLED
             row.outcome = "orphaned"
         elif row.status == DONE and row.kind in REVERSE:
             kind = REVERSE[row.kind]
-            reverse = _row(kind, row, {k: c[k] for k in ("trader", "token", "amount")})
-            insert_ignore(session=session, target=IndexerCommand, rows=[reverse], conflict=["ref"])
+            reverses.append(_row(kind, row, {k: c[k] for k in ("trader", "token", "amount")}))
             row.outcome = f"orphaned:{row.outcome}"[:64]
         elif row.status == DONE:
             row.outcome = f"orphaned:{row.outcome}"[:64]
@@ -213,6 +256,8 @@ def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]
         else:
             raise InDoubtError("a submitted command must be resolved before a reorg", id=row.id)
     session.flush()
+    apply_balances(session, tokens, deltas)
+    store.insert_new(session=session, table=_COMMANDS, rows=reverses, key="ref")
     store.delete_above(session=session, number=ancestor)
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     if cursor is not None and cursor.number > ancestor:
@@ -263,34 +308,66 @@ def outcome_code(outcome: Outcome) -> str:
     return "applied"
 
 
-def _record(session: Session, row_id: int, seq: int, outcome: str) -> None:
-    row = session.get(IndexerCommand, row_id)
-    assert row is not None
-    row.status, row.engine_seq, row.outcome = DONE, seq, outcome
-    if row.kind == "credit" and outcome == "applied":
+def _record(session: Session, results: Sequence[tuple[int, int, str]]) -> None:
+    """Records `(row id, engine seq, outcome)` of sent rows: `done`, and the deposits their
+    applied credits credited — three statements for the whole list."""
+    if not results:
+        return
+    session.execute(
+        update(_COMMANDS)
+        .where(_COMMANDS.c.id == bindparam("row_id"))
+        .values(
+            status=DONE,
+            engine_seq=bindparam("seq"),
+            outcome=bindparam("code"),
+            updated_at=func.now(),
+        ),
+        [{"row_id": i, "seq": seq, "code": code} for i, seq, code in results],
+    )
+    applied = [i for i, _, code in results if code == "applied"]
+    for part in range(0, len(applied), 500):  # bounded IN lists (SQLite's variable limit)
+        ids = applied[part : part + 500]
         session.execute(
             update(Deposit)
             .where(
-                Deposit.block_hash == row.block_hash,
-                Deposit.log_index == row.log_index,
+                Deposit.block_hash == IndexerCommand.block_hash,
+                Deposit.log_index == IndexerCommand.log_index,
+                IndexerCommand.id.in_(ids),
+                IndexerCommand.kind == "credit",
                 Deposit.status == DepositStatus.SEEN,
             )
-            .values(status=DepositStatus.CREDITED, credited_seq=seq)
+            .values(status=DepositStatus.CREDITED, credited_seq=IndexerCommand.engine_seq)
+            .execution_options(synchronize_session=False)
         )
-    if outcome != "applied":
-        level = log.info if row.kind in ("cancel_order", "cancel_all") else log.error
-        level(
-            "engine refused an indexer command",
-            kind=row.kind,
-            outcome=outcome,
-            engine_seq=seq,
-            block_number=row.block_number,
-            command=row.command,
-        )
+    refused = {i: (seq, code) for i, seq, code in results if code != "applied"}
+    if refused:
+        for row in session.execute(
+            select(
+                IndexerCommand.id,
+                IndexerCommand.kind,
+                IndexerCommand.block_number,
+                IndexerCommand.command,
+            ).where(IndexerCommand.id.in_(list(refused)))
+        ):
+            seq, code = refused[row.id]
+            level = log.info if row.kind in ("cancel_order", "cancel_all") else log.error
+            level(
+                "engine refused an indexer command",
+                kind=row.kind,
+                outcome=code,
+                engine_seq=seq,
+                block_number=row.block_number,
+                command=row.command,
+            )
 
 
 class Outbox:
-    """Sends `indexer_commands` rows to the engine exactly once (see the module docstring)."""
+    """Sends `indexer_commands` rows to the engine exactly once (see the module docstring).
+
+    `window`: how many rows are in flight at once — marked `submitted` in one commit, handed
+    to the engine together (`submit_all`; the engine group-commits them), their outcomes
+    recorded in one commit.
+    """
 
     def __init__(
         self,
@@ -299,83 +376,119 @@ class Outbox:
         lookup: JournalLookup | None,
         *,
         on_sent: Callable[[str, Outcome], None] | None = None,
+        window: int = 1_000,
     ) -> None:
         self.factory = factory
         self.sink = sink
         self.lookup = lookup
         self.on_sent = on_sent
+        self.window = window
 
     def drain(self) -> int:
-        """Sends every pending row in order; returns how many were sent."""
+        """Sends every pending row in order; returns how many were sent.
+
+        Rows left in doubt by an earlier failure are resolved first: nothing new is sent while
+        a command's fate is unknown (that keeps every recorded seq of a lower row below the
+        seq of an in-doubt row, which `resolve_in_doubt` relies on).
+        """
+        self.resolve_in_doubt()
         sent = 0
         while True:
             with unit_of_work(self.factory) as session:
-                rows: Sequence[IndexerCommand] = session.scalars(
-                    select(IndexerCommand)
+                batch = session.execute(
+                    select(
+                        IndexerCommand.id,
+                        IndexerCommand.kind,
+                        IndexerCommand.ref,
+                        IndexerCommand.command,
+                    )
                     .where(IndexerCommand.status == PENDING)
                     .order_by(IndexerCommand.id)
-                    .limit(500)
+                    .limit(self.window)
                 ).all()
-                for row in rows:
-                    row.status = SUBMITTED
-                batch = [(r.id, r.kind, r.ref, dict(r.command)) for r in rows]
-            if not batch:
-                return sent
-            for i, (row_id, kind, ref, cmd) in enumerate(batch):
-                try:
-                    outcome = self.sink.submit(build_command(kind, cmd), ref=ref)
-                except EngineUnavailableError:
-                    # This one is in doubt; the ones after it were never sent.
-                    self._unsubmit([r[0] for r in batch[i + 1 :]])
-                    raise
-                except BaseException:
-                    self._unsubmit([r[0] for r in batch[i + 1 :]])
-                    raise
-                with unit_of_work(self.factory) as session:
-                    _record(session, row_id, outcome.seq, outcome_code(outcome))
-                if self.on_sent is not None:
-                    self.on_sent(kind, outcome)
-                sent += 1
+                if not batch:
+                    return sent
+                commands = [(build_command(r.kind, dict(r.command)), r.ref) for r in batch]
+                ids = [r.id for r in batch]
+                for part in range(0, len(ids), 500):
+                    session.execute(
+                        update(IndexerCommand)
+                        .where(IndexerCommand.id.in_(ids[part : part + 500]))
+                        .values(status=SUBMITTED)
+                    )
+            # Committed: every row of the window is `submitted` before any is sent.
+            results = submit_all(self.sink, commands)
+            done: list[tuple[int, int, str]] = []
+            unsent: list[int] = []
+            failure: BaseException | None = None
+            for row, result in zip(batch, results, strict=True):
+                if isinstance(result, Outcome):
+                    done.append((row.id, result.seq, outcome_code(result)))
+                elif isinstance(result, NotSentError):
+                    unsent.append(row.id)
+                elif failure is None:
+                    failure = result  # in doubt: stays `submitted`
+            with unit_of_work(self.factory) as session:
+                _record(session, done)
+                self._unsubmit(session, unsent)
+            if self.on_sent is not None:
+                for row, result in zip(batch, results, strict=True):
+                    if isinstance(result, Outcome):
+                        self.on_sent(row.kind, result)
+            sent += len(done)
+            if failure is not None:
+                raise failure
 
-    def _unsubmit(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        with unit_of_work(self.factory) as session:
+    @staticmethod
+    def _unsubmit(session: Session, ids: list[int]) -> None:
+        for part in range(0, len(ids), 500):
             session.execute(
                 update(IndexerCommand)
-                .where(IndexerCommand.id.in_(ids), IndexerCommand.status == SUBMITTED)
+                .where(
+                    IndexerCommand.id.in_(ids[part : part + 500]),
+                    IndexerCommand.status == SUBMITTED,
+                )
                 .values(status=PENDING)
             )
 
     def resolve_in_doubt(self) -> int:
         """Settles `submitted` rows (sent, answer not recorded); returns how many."""
         with unit_of_work(self.factory) as session:
-            doubtful = session.scalars(
-                select(IndexerCommand)
+            todo = session.execute(
+                select(IndexerCommand.id, IndexerCommand.ref, IndexerCommand.kind)
                 .where(IndexerCommand.status == SUBMITTED)
                 .order_by(IndexerCommand.id)
             ).all()
-            floor = session.scalar(select(func.max(IndexerCommand.engine_seq))) or 0
-            todo = [(r.id, r.ref, r.kind) for r in doubtful]
-        if not todo:
-            return 0
+            if not todo:
+                return 0
+            # Every row below the first in-doubt one was recorded before that one was sent
+            # (or earlier in its window, which the engine sequenced in id order): their seqs
+            # bound the search from below. Rows above it may have higher seqs (same window).
+            floor = (
+                session.scalar(
+                    select(func.max(IndexerCommand.engine_seq)).where(
+                        IndexerCommand.id < todo[0].id
+                    )
+                )
+                or 0
+            )
         if self.lookup is None:
             raise InDoubtError(
                 "indexer commands were sent but their outcome was not recorded, and no engine "
                 "journal is configured to look them up (HYBRIDEX_ENGINE_JOURNAL_DIR); refusing "
                 "to guess — resolve them by hand (docs/indexer.md)",
-                ids=[t[0] for t in todo],
+                ids=[t.id for t in todo],
             )
         probe = self.sink.submit(probe_command(), ref=b"\x00" * 32)
-        for row_id, ref, kind in todo:
-            seq = self.lookup.find(ref, after_seq=floor, before_seq=probe.seq)
-            with unit_of_work(self.factory) as session:
-                if seq is None:
-                    row = session.get(IndexerCommand, row_id)
-                    assert row is not None
-                    row.status = PENDING  # never reached the journal: send it again
-                    log.warning("in-doubt command was not applied; resending", kind=kind)
-                else:
-                    _record(session, row_id, seq, "applied")
-                    log.warning("in-doubt command was applied", kind=kind, engine_seq=seq)
+        found = self.lookup.find_all([t.ref for t in todo], after_seq=floor, before_seq=probe.seq)
+        applied = [(t.id, found[t.ref], "applied") for t in todo if t.ref in found]
+        absent = [t.id for t in todo if t.ref not in found]
+        with unit_of_work(self.factory) as session:
+            _record(session, applied)
+            self._unsubmit(session, absent)  # never reached the journal: send it again
+        for t in todo:
+            if t.ref in found:
+                log.warning("in-doubt command was applied", kind=t.kind, engine_seq=found[t.ref])
+            else:
+                log.warning("in-doubt command was not applied; resending", kind=t.kind)
         return len(todo)

@@ -23,6 +23,7 @@ import httpx
 import structlog
 
 from backend.domain.errors import ErrorCode, RetryableError
+from indexer import metrics
 
 log = structlog.get_logger("indexer.rpc")
 
@@ -181,6 +182,7 @@ class RpcClient:
             ) as exc:
                 last = exc
                 self.failures += 1
+                metrics.RPC_RETRIES.inc()
                 delay = self.backoff.delay(attempt)
                 log.warning(
                     "rpc call failed, retrying",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from backend.db import models
 from backend.domain.types import FillStatus, OrderStatus, Side
+from backend.settlement.reads import latest_batch_transactions
 
 MAX_WINDOW_FILLS = 100_000
 """Fills read to compute one ticker / candle range (a bound on work per request)."""
@@ -83,7 +84,11 @@ def last_trade(session: Session, market_id: str) -> models.Fill | None:
     return session.scalars(q.order_by(models.Fill.id.desc()).limit(1)).first()
 
 
-AccountFill = tuple[models.Fill, models.FillSettlement | None, models.SettlementBatch | None]
+AccountFill = tuple[
+    models.Fill, models.FillSettlement | None, models.SettlementBatch | None, bytes | None
+]
+"""A fill, its settlement state, its batch, and the batch's latest broadcast transaction
+(so a `submitted` fill already shows the hash to look for; a replacement changes it)."""
 
 
 def account_fills(
@@ -101,7 +106,10 @@ def account_fills(
     if before_id is not None:
         q = q.where(models.Fill.id < before_id)
     q = q.order_by(models.Fill.id.desc()).limit(limit)
-    return [(f, s, b) for f, s, b in session.execute(q)]
+    rows = [(f, s, b) for f, s, b in session.execute(q)]
+    in_flight = {b.batch_id for _, _, b in rows if b is not None and b.settled_tx_hash is None}
+    latest = latest_batch_transactions(session, in_flight)
+    return [(f, s, b, latest.get(b.batch_id) if b is not None else None) for f, s, b in rows]
 
 
 def deposits(
@@ -111,6 +119,12 @@ def deposits(
     if before_id is not None:
         q = q.where(models.Deposit.id < before_id)
     return session.scalars(q.order_by(models.Deposit.id.desc()).limit(limit)).all()
+
+
+def indexed_head(session: Session) -> int | None:
+    """The highest block the indexer has committed (its `exchange` cursor), if any."""
+    row = session.get(models.IndexerCursor, "exchange")
+    return None if row is None else row.block_number
 
 
 def pending_settlement(session: Session, trader: str) -> dict[str, int]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.db import models
-from backend.domain.types import FillStatus, OrderStatus, Side
+from backend.domain.types import DepositStatus, FillStatus, OrderStatus, Side
 from backend.matching.events import Fill
 
 
@@ -92,12 +92,14 @@ def trade_row(row: models.Fill) -> dict[str, Any]:
 
 
 def account_fill(
-    row: models.Fill,
     trader: str,
+    row: models.Fill,
     settlement: models.FillSettlement | None,
     batch: models.SettlementBatch | None,
+    broadcast_tx: bytes | None = None,
 ) -> dict[str, Any]:
-    """One fill from `trader`'s point of view, with where it is in settlement."""
+    """One fill from `trader`'s point of view, with where it is in settlement: `txHash` is the
+    settling transaction once settled, before that the batch's latest broadcast one."""
     is_maker = row.maker_trader == trader
     side = row.taker_side.opposite if is_maker else row.taker_side
     status = FillStatus.MATCHED if settlement is None else settlement.status
@@ -118,16 +120,34 @@ def account_fill(
         "settlement": {
             "status": status.value,
             "batchId": None if settlement is None else settlement.batch_id,
-            "txHash": None
-            if batch is None or batch.settled_tx_hash is None
-            else hex0x(batch.settled_tx_hash),
+            "txHash": _fill_tx(batch, broadcast_tx),
             "block": None if batch is None else batch.settled_block,
             "failureReason": None if settlement is None else settlement.failure_reason,
         },
     }
 
 
-def deposit_row(row: models.Deposit) -> dict[str, Any]:
+def _fill_tx(batch: models.SettlementBatch | None, broadcast_tx: bytes | None) -> str | None:
+    if batch is not None and batch.settled_tx_hash is not None:
+        return hex0x(batch.settled_tx_hash)
+    return None if broadcast_tx is None else hex0x(broadcast_tx)
+
+
+def confirmations_left(
+    row: models.Deposit, *, indexed_head: int | None, confirmations: int
+) -> int | None:
+    """Blocks still to come before a `seen` deposit is credited (0: due now); None otherwise.
+
+    The indexer credits a deposit once `indexed_head - blockNumber >= confirmations`."""
+    if row.status is not DepositStatus.SEEN:
+        return None
+    depth = 0 if indexed_head is None else max(0, indexed_head - row.block_number)
+    return max(0, confirmations - depth)
+
+
+def deposit_row(
+    row: models.Deposit, *, indexed_head: int | None = None, confirmations: int = 0
+) -> dict[str, Any]:
     return {
         "id": row.id,
         "token": row.token,
@@ -136,6 +156,9 @@ def deposit_row(row: models.Deposit) -> dict[str, Any]:
         "txHash": hex0x(row.tx_hash),
         "blockNumber": row.block_number,
         "logIndex": row.log_index,
+        "confirmationsLeft": confirmations_left(
+            row, indexed_head=indexed_head, confirmations=confirmations
+        ),
         "creditedSeq": row.credited_seq,
         "time": iso(row.created_at),
     }

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import signal
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from backend.config import get_settings
 from backend.domain.errors import ConfigurationError, DexError
 from backend.engine.client import EngineClient
+
+if TYPE_CHECKING:
+    from indexer.engine_sink import JournalLookup
 from backend.logging import configure_logging
 
 
@@ -28,7 +32,7 @@ def indexer(
     """Run the chain indexer until SIGTERM / SIGINT."""
     from backend.db import make_engine, session_factory
     from indexer.daemon import Indexer, IndexerConfig
-    from indexer.engine_sink import EngineClientSink, JournalDirLookup
+    from indexer.engine_sink import EngineClientSink
     from indexer.projection import Outbox
     from indexer.rpc import RpcClient
 
@@ -37,13 +41,11 @@ def indexer(
     if settings.exchange_address is None:
         raise ConfigurationError("HYBRIDEX_EXCHANGE_ADDRESS is not set")
     loop = asyncio.new_event_loop()
-    client = _engine_client(loop, embedded=embedded_engine)
+    client, lookup = _engine(loop, embedded=embedded_engine)
     rpc = RpcClient(settings.rpc_url, timeout_s=settings.rpc_timeout_s)
     factory = session_factory(make_engine(settings.database_url))
     outbox = Outbox(
-        factory,
-        EngineClientSink(client, loop, timeout_s=settings.rpc_timeout_s),
-        JournalDirLookup(settings.engine_journal_dir),
+        factory, EngineClientSink(client, loop, timeout_s=settings.rpc_timeout_s), lookup
     )
     config = IndexerConfig(
         exchange_address=settings.exchange_address,
@@ -52,7 +54,13 @@ def indexer(
         reorg_window=settings.reorg_window,
         start_block=settings.indexer_start_block,
         poll_interval_s=settings.indexer_poll_interval_s,
+        stale_head_s=settings.indexer_stale_head_s,
+        max_log_range=settings.indexer_max_log_range,
     )
+    if settings.indexer_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
     daemon = Indexer(config, rpc, factory, outbox)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -74,16 +82,21 @@ def indexer(
         loop.close()
 
 
-def _engine_client(loop: asyncio.AbstractEventLoop, *, embedded: bool) -> EngineClient:
+def _engine(
+    loop: asyncio.AbstractEventLoop, *, embedded: bool
+) -> tuple[EngineClient, JournalLookup]:
+    """The engine process over TCP (production), or an engine inside this process on
+    HYBRIDEX_ENGINE_JOURNAL_DIR (development); and how to look up in-doubt commands."""
     settings = get_settings()
     if not embedded:
-        # The engine's network transport (`hybridex engine`) is not in this build yet.
-        raise ConfigurationError(
-            "no engine transport to a separate engine process yet; run with --embedded-engine "
-            "(development) — docs/indexer.md"
-        )
+        from backend.engine.tcp_client import TcpEngineClient
+        from indexer.engine_sink import EngineTcpLookup
+
+        tcp = TcpEngineClient(settings.engine_host, settings.engine_port)
+        return tcp, EngineTcpLookup(tcp, loop)
     from backend.engine.inprocess import InProcessEngineClient
     from backend.engine.service import EngineService
+    from indexer.engine_sink import JournalDirLookup
 
     service = loop.run_until_complete(EngineService.open(journal_dir=settings.engine_journal_dir))
-    return InProcessEngineClient(service)
+    return InProcessEngineClient(service), JournalDirLookup(settings.engine_journal_dir)

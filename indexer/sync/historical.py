@@ -79,6 +79,13 @@ def backfill(
             )
             continue
         ranges.observe(len(raw))
+        if len(raw) > ranges.target_logs and to > cur:
+            # Too dense for one transaction: keep whole blocks up to about target_logs logs.
+            numbers = sorted(r.block_number for r in raw)
+            cut = max(cur, numbers[ranges.target_logs - 1])
+            if cut < to:
+                to = cut
+                raw = [r for r in raw if r.block_number <= to]
         header = rpc.header(to)
         if header is None:
             raise LogRangeError(f"block {to} not available on the node", block_number=to)

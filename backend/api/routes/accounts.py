@@ -75,10 +75,18 @@ async def fills(
     c = ctx(request)
     trader = parse_address_param(address)
     rows = await c.db(lambda s: queries.account_fills(s, trader, limit, before))
-    return Json({"address": trader, "fills": [account_fill(f, trader, s, b) for f, s, b in rows]})
+    return Json({"address": trader, "fills": [account_fill(trader, *row) for row in rows]})
 
 
-@router.get("/{address}/deposits", summary="Deposits seen on chain and whether credited")
+@router.get(
+    "/{address}/deposits",
+    summary="Deposits seen on chain and whether credited",
+    description=(
+        "`seen` deposits carry `blockNumber` and `confirmationsLeft` (blocks still to come, as "
+        "of the indexer's `indexedBlock`, before the engine credits them; 0 = due now); then "
+        "`credited` with `creditedSeq`, or `orphaned` if a reorg removed the block."
+    ),
+)
 async def deposits(
     request: Request,
     address: str,
@@ -87,5 +95,15 @@ async def deposits(
 ) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
-    rows = await c.db(lambda s: queries.deposits(s, trader, limit, before))
-    return Json({"address": trader, "deposits": [deposit_row(r) for r in rows]})
+    rows, head = await c.db(
+        lambda s: (queries.deposits(s, trader, limit, before), queries.indexed_head(s))
+    )
+    conf = c.settings.confirmations
+    return Json(
+        {
+            "address": trader,
+            "indexedBlock": head,
+            "confirmations": conf,
+            "deposits": [deposit_row(r, indexed_head=head, confirmations=conf) for r in rows],
+        }
+    )

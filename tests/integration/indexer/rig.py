@@ -18,6 +18,7 @@ from backend.db import make_engine, session_factory, unit_of_work
 from backend.db.migrate import upgrade
 from backend.db.models.indexer import ChainBalance, Deposit
 from backend.db.models.reference import Token
+from backend.domain.errors import RetryableError
 from backend.domain.types import DepositStatus
 from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.service import EngineService
@@ -133,6 +134,9 @@ class Rig:
     confirmations: int = 2
     reorg_window: int = 16
     max_blocks_per_poll: int = 500
+    rpc_url: str | None = None
+    """Another way to the node (a fault-injecting proxy); the node itself by default."""
+    rpc_timeout_s: float = 10.0
     factory: sessionmaker[Session] = field(init=False)
     engine: EngineBox = field(init=False)
     indexer: Indexer = field(init=False)
@@ -150,7 +154,11 @@ class Rig:
         self.indexer = self.make_indexer()
 
     def make_indexer(self) -> Indexer:
-        rpc = RpcClient(self.chain.node.url, timeout_s=10, backoff=Backoff(base_s=0.01))
+        rpc = RpcClient(
+            self.rpc_url or self.chain.node.url,
+            timeout_s=self.rpc_timeout_s,
+            backoff=Backoff(base_s=0.01, cap_s=0.2),
+        )
         outbox = Outbox(self.factory, self.engine.sink(), JournalDirLookup(self.engine.journal_dir))
         config = IndexerConfig(
             exchange_address=self.chain.h.exchange.address,
@@ -168,6 +176,18 @@ class Rig:
 
     def sync(self) -> None:
         self.indexer.run_until_synced()
+
+    def sync_through_faults(self, max_steps: int = 10_000) -> int:
+        """Steps until at the head, retrying a step that failed as the daemon's loop does;
+        returns how many steps failed."""
+        failed = 0
+        for _ in range(max_steps):
+            try:
+                if not self.indexer.step():
+                    return failed
+            except RetryableError:
+                failed += 1
+        raise RuntimeError("still not at the head")
 
     def close(self) -> None:
         self.indexer.rpc.close()

@@ -125,3 +125,35 @@ def test_event_topics_come_from_the_abi() -> None:
     sig = "Deposited(address,address,uint256,address)"
     assert names["Deposited"] == keccak(text=sig)
     assert json.dumps(sorted(names)) == json.dumps(sorted(set(names)))
+
+
+class DenseNode:
+    """Every block holds `per_block` (undecodable) logs: only the chunking is under test."""
+
+    def __init__(self, per_block: int) -> None:
+        self.per_block = per_block
+
+    def get_logs(self, *, from_block: int, to_block: int, **_: Any) -> list[Log]:
+        return [
+            Log(n, n.to_bytes(32, "big"), b"\x01" * 32, i, "0x" + "11" * 20, (b"\x02" * 32,), b"")
+            for n in range(from_block, to_block + 1)
+            for i in range(self.per_block)
+        ]
+
+    def header(self, number: int) -> BlockHeader:
+        return BlockHeader(number, number.to_bytes(32, "big"), b"\x00" * 32, 0)
+
+
+def test_a_too_dense_chunk_is_cut_at_a_block_boundary() -> None:
+    ranges = AdaptiveRange(size=100, target_logs=25)
+    chunks = list(
+        backfill(
+            DenseNode(10), EventCodec.exchange(), "0x" + "11" * 20, start=0, end=99, ranges=ranges
+        )  # type: ignore[arg-type]
+    )
+    first = chunks[0]
+    assert (first.from_block, first.to_block) == (0, 2)  # the 25th log is in block 2
+    assert first.end.number == 2
+    covered = [(c.from_block, c.to_block) for c in chunks]
+    assert covered[-1][1] == 99
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(covered))
