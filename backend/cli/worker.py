@@ -6,7 +6,7 @@ import typer
 
 
 def worker(
-    concurrency: int = typer.Option(2, help="Worker processes (tasks serialise on locks)."),
+    concurrency: int = typer.Option(2, help="Worker threads (tasks serialise on locks)."),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
     """Run the settlement worker (Celery, Redis broker): batches, sends, follows transactions."""
@@ -19,6 +19,10 @@ def worker(
     app.worker_main(
         [
             "worker",
+            # Threads: the tasks wait on the node and the database, and serialise on the
+            # sender lock anyway; one process keeps one operator context and one metrics
+            # registry (HYBRIDEX_SETTLEMENT_METRICS_PORT).
+            "--pool=threads",
             f"--concurrency={concurrency}",
             f"--loglevel={loglevel}",
             "--without-mingle",

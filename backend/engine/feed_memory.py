@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from typing import Any
 
 from backend.engine.feeds import FeedMessage
 
@@ -51,6 +52,21 @@ class MemoryFeedStore:
 
     async def close(self) -> None:
         return None
+
+    def publish(self, channel: str, data: dict[str, Any]) -> int:
+        """Appends one message under the next seq of `channel`, from any thread: for a
+        channel whose only writer is another component (the settlement worker's `fills:`)."""
+        with self._lock:
+            seq = self._latest.get(channel, 0) + 1
+            q = self._channels.get(channel)
+            if q is None:
+                q = self._channels[channel] = deque(maxlen=self.retention)
+            q.append(FeedMessage(channel, seq, data))
+            self._latest[channel] = seq
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+        return seq
 
     # ------------------------------------------------------------------ reader
 

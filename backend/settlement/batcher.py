@@ -5,8 +5,9 @@ A fill without a `fill_settlements` row is `matched` and unclaimed. Under the ba
 many are waiting or the oldest has waited `batch_max_age_s` — together with the signed cancels
 not yet committed, and inserts the batch (`pending`) and one claim row per fill in ONE
 transaction. The id is the last assigned id + 1 (the database is the truth; the chain's
-`lastBatchId` is the check). Only one batch is `pending` at a time: while the sender is busy,
-fills accumulate into the next (fuller) batch.
+`lastBatchId` is the check). Only one batch is `pending` at a time: the tick forms the next
+one as soon as that one is sent (several per tick, up to `max_in_flight_txs` transactions), and
+while the sender is busy fills accumulate into the next (fuller) batch.
 """
 
 from __future__ import annotations

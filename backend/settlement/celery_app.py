@@ -1,6 +1,7 @@
 """The settlement Celery app: Redis broker, JSON only, late acks, beat-driven ticks.
 
-`celery -A backend.settlement.celery_app worker` / `beat` (or `hybridex worker` / `beat`).
+`celery -A backend.settlement.celery_app worker --pool=threads` / `beat` (or `hybridex worker` /
+`beat`). With `HYBRIDEX_SETTLEMENT_METRICS_PORT` set, the worker serves Prometheus metrics.
 Every key lives under `HYBRIDEX_REDIS_KEY_PREFIX` (kombu's `global_keyprefix`); there is no
 result backend — tasks return nothing anyone waits for, and the database is the state.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 from backend.config import Settings, get_settings
 
@@ -58,6 +60,22 @@ def make_app(settings: Settings | None = None, *, eager: bool = False) -> Celery
     if eager:  # `hybridex dev`: the same task code, run inline
         celery.conf.update(task_always_eager=True, task_eager_propagates=True)
     return celery
+
+
+def serve_metrics(settings: Settings) -> bool:
+    """Prometheus on `settlement_metrics_host`:`settlement_metrics_port` in the worker's main
+    process (the threads pool runs the tasks there, so it sees every counter)."""
+    if settings.settlement_metrics_port is None:
+        return False
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.settlement_metrics_port, addr=settings.settlement_metrics_host)
+    return True
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _on_worker_init(**_: Any) -> None:
+    serve_metrics(get_settings())
 
 
 app = make_app()

@@ -21,6 +21,7 @@ from backend.config import Settings, get_settings
 from backend.db.session import make_engine, session_factory
 from backend.domain.errors import ConfigurationError
 from backend.eip712.domain import Domain
+from backend.settlement.fill_feed import FillFeed, RedisFillFeed
 
 
 @dataclass
@@ -32,6 +33,11 @@ class SettlementContext:
     chain_id: int
     account: LocalAccount = field(repr=False)
     """The operator key (never logged: excluded from repr)."""
+    estimated_gas_per_item: int | None = None
+    """Gas per item of this process's last `eth_estimateGas` of a batch: the gas budget's
+    model until the database holds settled batches (a fresh start). A hint, never a truth."""
+    fill_feed: FillFeed | None = None
+    """Where fill settlement states are published (`fills:{address}`); None: nowhere."""
 
     @property
     def sender(self) -> ChecksumAddress:
@@ -76,6 +82,11 @@ class SettlementContext:
             exchange=to_checksum_address(settings.exchange_address),
             chain_id=chain_id,
             account=Account.from_key(settings.operator_private_key()),
+            fill_feed=RedisFillFeed(
+                settings.redis_url,
+                prefix=settings.redis_key_prefix,
+                retention=settings.engine_feed_retention,
+            ),
         )
 
 

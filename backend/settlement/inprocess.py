@@ -12,6 +12,7 @@ calls the task bodies directly, which is what eager mode would do.
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 
@@ -44,10 +45,15 @@ class SettlementLoop:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.ctx.settings.settlement_tick_s):
+        """One tick every `settlement_tick_s` at a fixed rate, like beat: a tick that took part
+        of the period (sending batches) is not followed by a whole period of sleep."""
+        period = self.ctx.settings.settlement_tick_s
+        while not self._stop.wait(period):
+            started = time.monotonic()
             try:
                 self.tick()
             except DexError as exc:
                 log.warning("settlement_tick_failed", code=exc.code.name, error=exc.message)
             except Exception:
                 log.exception("settlement_tick_crashed")
+            period = max(0.0, self.ctx.settings.settlement_tick_s - (time.monotonic() - started))

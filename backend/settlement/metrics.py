@@ -1,8 +1,14 @@
-"""Prometheus metrics of the settlement worker (alert on `fills_failed`)."""
+"""Prometheus metrics of the settlement worker (alert on `fills_failed` and `oldest_unsettled`).
+
+The names are fixed: `docker/prometheus/alerts.yml` and the Grafana dashboard use them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from collections.abc import Mapping
+from threading import Lock
+
+from prometheus_client import Counter, Gauge, Histogram
 
 FILLS_FAILED = Counter(
     "hybridex_settlement_fills_failed_total",
@@ -17,3 +23,44 @@ TX_REPLACED = Counter(
 )
 TX_REVERTED = Counter("hybridex_settlement_tx_reverted_total", "Mined transactions that reverted.")
 REORGED = Counter("hybridex_settlement_tx_reorged_total", "Mined transactions a reorg removed.")
+OLDEST_UNSETTLED = Gauge(
+    "hybridex_settlement_oldest_unsettled_seconds",
+    "Age of the oldest fill neither settled nor failed (0 when none); from the database, per tick.",
+)
+UNSETTLED_EXPOSURE = Gauge(
+    "hybridex_settlement_unsettled_exposure",
+    "Base units of `token` moving in fills not settled yet (base: amount, quote: quote amount).",
+    ["token"],
+)
+BATCH_GAS = Histogram(
+    "hybridex_settlement_batch_gas",
+    "gasUsed of each settled batch.",
+    buckets=(
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        3_000_000,
+        4_000_000,
+        5_000_000,
+        6_000_000,
+        8_000_000,
+        10_000_000,
+        12_000_000,
+        16_000_000,
+    ),
+)
+
+_exposed: set[str] = set()
+_exposed_lock = Lock()
+
+
+def set_exposure(by_token: Mapping[str, int]) -> None:
+    """Sets every token's exposure; a token seen before and absent now goes to 0 (not stale)."""
+    with _exposed_lock:
+        for token in _exposed - set(by_token):
+            UNSETTLED_EXPOSURE.labels(token=token).set(0)
+        for token, amount in by_token.items():
+            UNSETTLED_EXPOSURE.labels(token=token).set(amount)
+        _exposed.update(by_token)

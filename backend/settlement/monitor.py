@@ -35,6 +35,7 @@ from backend.domain.types import BatchStatus, FillStatus, TxStatus, WithdrawalSt
 from backend.settlement import metrics
 from backend.settlement.context import SettlementContext
 from backend.settlement.fees import Fees, bumped_fees
+from backend.settlement.fill_feed import publish_fill_states
 from backend.settlement.nonces import sender_lock
 from backend.settlement.revert import rpc_guard
 from backend.settlement.sender import (
@@ -78,7 +79,11 @@ def follow_up(ctx: SettlementContext) -> dict[str, int]:
         for tx in active:
             groups[tx.nonce].append(tx)
         for nonce, txs in sorted(groups.items()):
-            counts[_follow_nonce(ctx, nonce, txs, latest, mined_nonce)] += 1
+            outcome = _follow_nonce(ctx, nonce, txs, latest, mined_nonce)
+            counts[outcome] += 1
+            if outcome != "pending":  # mined, settled, reverted, replaced, dropped, reorged
+                batches = [tx.batch_id for tx in txs if tx.batch_id is not None]
+                publish_fill_states(ctx.fill_feed, ctx.factory, batch_ids=batches)
     return dict(counts)
 
 
@@ -289,20 +294,25 @@ def _finish_batch(
             expected=_hex(batch.fills_hash),
             on_chain=[_hex(h) for h in on_chain],
         )
-    session.execute(
-        update(SettlementBatch)
-        .where(
-            SettlementBatch.batch_id == batch_id,
-            SettlementBatch.status == BatchStatus.SUBMITTED,
-        )
-        .values(
-            status=BatchStatus.SETTLED,
-            settled_block=block,
-            settled_tx_hash=tx.tx_hash,
-            gas_used=int(receipt["gasUsed"]),
-            failure_reason=None,
+    gas_used = int(receipt["gasUsed"])
+    recorded = rowcount(
+        session.execute(
+            update(SettlementBatch)
+            .where(
+                SettlementBatch.batch_id == batch_id,
+                SettlementBatch.status == BatchStatus.SUBMITTED,
+            )
+            .values(
+                status=BatchStatus.SETTLED,
+                settled_block=block,
+                settled_tx_hash=tx.tx_hash,
+                gas_used=gas_used,
+                failure_reason=None,
+            )
         )
     )
+    if recorded:
+        metrics.BATCH_GAS.observe(gas_used)
     settled = rowcount(
         session.execute(
             update(FillSettlement)
@@ -320,7 +330,7 @@ def _finish_batch(
         tx_hash=_hex(tx.tx_hash),
         block_number=block,
         fills=settled,
-        gas_used=int(receipt["gasUsed"]),
+        gas_used=gas_used,
     )
 
 

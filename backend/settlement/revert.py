@@ -1,4 +1,4 @@
-"""Simulation with `eth_call` and decoding of the contract's custom errors into reasons."""
+"""Simulation (`eth_call`, `eth_estimateGas`) and decoding of the contract's custom errors."""
 
 from __future__ import annotations
 
@@ -127,8 +127,30 @@ def simulate(
         with rpc_guard("eth_call"):
             w3.eth.call(tx, block)
     except ContractLogicError as exc:
-        raw = _revert_data(exc)
-        if not raw:
-            return Revert("unknown:no-data", (str(exc),), b"")
-        return decode_revert(raw)
+        return revert_of(exc)
     return None
+
+
+def estimate(
+    w3: Web3, *, sender: str, to: str, data: bytes, block: BlockIdentifier = "pending"
+) -> Revert | int:
+    """`eth_estimateGas` on the pending state: the gas the transaction needs, or its revert —
+    nodes revert an estimate exactly as they revert an `eth_call`, so this one call both
+    simulates and prices (it costs the node several executions: a binary search on the limit)."""
+    tx: TxParams = {
+        "from": to_checksum_address(sender),
+        "to": to_checksum_address(to),
+        "data": data,
+    }
+    try:
+        with rpc_guard("eth_estimateGas"):
+            return int(w3.eth.estimate_gas(tx, block))
+    except ContractLogicError as exc:
+        return revert_of(exc)
+
+
+def revert_of(exc: ContractLogicError) -> Revert:
+    raw = _revert_data(exc)
+    if not raw:
+        return Revert("unknown:no-data", (str(exc),), b"")
+    return decode_revert(raw)

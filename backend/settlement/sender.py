@@ -4,8 +4,11 @@ Order of a send (under the sender lock, so nonces and batch order never interlea
 1. re-read the target and refuse unless it is still due (`pending` batch with no lower pending
    batch; `reserved` withdrawal without a settlement row) and fewer than `max_in_flight_txs`
    nonces are in flight;
-2. `eth_call` on the pending state; a revert bisects the batch (`bisect.py`) and fails the
-   guilty fills with their decoded reason;
+2. simulate on the pending state with ONE call that also yields the gas limit (`prepare`):
+   an `eth_call` at a gas budget learnt from the recent settled batches (on a fresh start,
+   from this process's last estimate; success proves the limit), or `eth_estimateGas` when
+   there is no model or the call fails at the budget; a revert bisects the batch
+   (`bisect.py`, `eth_call`s) and fails the guilty fills with their decoded reason;
 3. price (`fees.py`), take the nonce (`nonces.py`), sign, and store the raw transaction while
    moving the batch `pending → submitted` (compare-and-set) — one commit;
 4. broadcast those stored bytes, then record `signed → broadcast`.
@@ -16,6 +19,7 @@ is the last guard.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +28,9 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from backend.chain.exchange import exchange_contract, fills_hash, settle_calldata
+from backend.chain.exchange import EncodedBatch, exchange_contract, fills_hash, settle_calldata
 from backend.db.models import (
     BatchCancel,
     FillSettlement,
@@ -44,14 +48,20 @@ from backend.settlement.bisect import isolate_failures
 from backend.settlement.context import SettlementContext
 from backend.settlement.crashpoints import crash_point
 from backend.settlement.fees import Fees, initial_fees
+from backend.settlement.fill_feed import publish_fill_states
 from backend.settlement.nonces import next_nonce, sender_lock
-from backend.settlement.revert import Revert, rpc_guard, simulate
+from backend.settlement.revert import Revert, estimate, rpc_guard, simulate
 
 log = structlog.get_logger(__name__)
 
 ACTIVE_TX = (TxStatus.SIGNED, TxStatus.BROADCAST, TxStatus.MINED)
 GAS_MARGIN_PERCENT = 25
 GAS_MARGIN_FIXED = 20_000
+GAS_MODEL_BATCHES = 8
+"""Recent settled batches the gas budget learns its gas per item (fill or cancel) from."""
+GAS_MODEL_MIN_ITEMS = 10
+"""Smaller batches are left out of the model: their fixed cost would inflate the per-item gas."""
+GAS_BUDGET_FIXED = 100_000
 
 
 def rowcount(result: Any) -> int:
@@ -73,18 +83,82 @@ def in_flight(session: Session, sender: str) -> int:
     return int(count or 0)
 
 
-def base_fee(ctx: SettlementContext) -> int:
+@dataclass(frozen=True, slots=True)
+class Head:
+    base_fee: int
+    gas_limit: int
+
+
+def latest_head(ctx: SettlementContext) -> Head:
     with rpc_guard("eth_getBlockByNumber"):
         block = ctx.w3.eth.get_block("latest")
-    return int(block.get("baseFeePerGas", 0) or 0)
+    return Head(int(block.get("baseFeePerGas", 0) or 0), int(block.get("gasLimit", 0) or 0))
 
 
-def estimate_gas(ctx: SettlementContext, data: bytes) -> int:
-    with rpc_guard("eth_estimateGas"):
-        gas = ctx.w3.eth.estimate_gas(
-            {"from": ctx.sender, "to": ctx.exchange, "data": data}, "pending"
+def base_fee(ctx: SettlementContext) -> int:
+    return latest_head(ctx).base_fee
+
+
+def with_margin(gas: int) -> int:
+    return gas * (100 + GAS_MARGIN_PERCENT) // 100 + GAS_MARGIN_FIXED
+
+
+def gas_per_item(session: Session) -> int | None:
+    """The highest gas per item (fill or cancel) of the recent settled batches; None without
+    history."""
+    items = SettlementBatch.fill_count + SettlementBatch.cancel_count
+    rows = session.execute(
+        select(SettlementBatch.gas_used, items)
+        .where(
+            SettlementBatch.status == BatchStatus.SETTLED,
+            SettlementBatch.gas_used.is_not(None),
+            items >= GAS_MODEL_MIN_ITEMS,
         )
-    return int(gas) * (100 + GAS_MARGIN_PERCENT) // 100 + GAS_MARGIN_FIXED
+        .order_by(SettlementBatch.batch_id.desc())
+        .limit(GAS_MODEL_BATCHES)
+    ).all()
+    if not rows:
+        return None
+    return max(-(-int(gas or 0) // int(n)) for gas, n in rows)
+
+
+def gas_budget(items: int, per_item: int | None, block_gas_limit: int) -> int | None:
+    """A gas limit for `items` from the model (with the usual margin), or None: no history, or
+    it would not fit in a block."""
+    if per_item is None:
+        return None
+    budget = GAS_BUDGET_FIXED + items * per_item * (100 + GAS_MARGIN_PERCENT) // 100
+    return budget if block_gas_limit <= 0 or budget <= block_gas_limit else None
+
+
+def simulate_with_gas(
+    ctx: SettlementContext, data: bytes, budget: int | None, *, items: int = 0
+) -> Revert | int:
+    """ONE simulation on the pending state that also yields the gas limit to sign with.
+
+    With a budget: `eth_call` at that limit; success proves the limit suffices on this state (a
+    node runs the call exactly as it would run the transaction). Without one, or when the call
+    fails at the budget: `eth_estimateGas` (plus the margin), which reverts exactly as an
+    `eth_call` does. A failure at the budget is never trusted as the batch's revert: a tight
+    limit can starve an inner call (`ecrecover`) into a misleading error, so the estimate —
+    run by the node with its own gas cap — decides.
+    """
+    if budget is not None:
+        try:
+            revert = simulate(ctx.w3, sender=ctx.sender, to=ctx.exchange, data=data, gas=budget)
+        except RetryableError as exc:
+            if not isinstance(exc.__cause__, Web3RPCError):
+                raise  # the node is unreachable: not the budget's fault
+            revert = Revert("OutOfGas", (str(exc.__cause__),), b"")
+        if revert is None:
+            return budget
+        log.info("gas_budget_failed", budget=budget, reason=revert.reason)
+    outcome = estimate(ctx.w3, sender=ctx.sender, to=ctx.exchange, data=data)
+    if isinstance(outcome, Revert):
+        return outcome
+    if items >= GAS_MODEL_MIN_ITEMS:
+        ctx.estimated_gas_per_item = -(-outcome // items)
+    return with_margin(outcome)
 
 
 def sign_and_store(
@@ -188,9 +262,34 @@ def receipt_of(ctx: SettlementContext, tx_hash: bytes) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch as it will be signed: simulated on the pending state, encoded once."""
+
+    content: BatchContent
+    encoded: EncodedBatch
+    data: bytes
+    gas: int
+
+
 def _simulate_content(ctx: SettlementContext, content: BatchContent) -> Revert | None:
     data = settle_calldata(content.batch_id, content.encode())
     return simulate(ctx.w3, sender=ctx.sender, to=ctx.exchange, data=data)
+
+
+def prepare(
+    ctx: SettlementContext, content: BatchContent, per_item: int | None, block_gas_limit: int
+) -> Prepared | Revert:
+    encoded = content.encode()
+    data = settle_calldata(content.batch_id, encoded)
+    items = len(content.fills) + len(content.cancels)
+    if per_item is None:  # no settled history yet: this process's last estimate, if any
+        per_item = ctx.estimated_gas_per_item
+    budget = gas_budget(items, per_item, block_gas_limit)
+    outcome = simulate_with_gas(ctx, data, budget, items=items)
+    if isinstance(outcome, Revert):
+        return outcome
+    return Prepared(content, encoded, data, outcome)
 
 
 def _check_global(content: BatchContent, revert: Revert) -> None:
@@ -222,6 +321,7 @@ def _fail_fills(
                 )
                 .values(status=FillStatus.FAILED, failure_reason=revert.reason)
             )
+    publish_fill_states(ctx.fill_feed, ctx.factory, fill_ids=[fill.fill_id for fill, _ in failed])
     for fill, revert in failed:
         metrics.FILLS_FAILED.labels(reason=revert.name).inc()
         log.warning(
@@ -234,11 +334,35 @@ def _fail_fills(
         )
 
 
-def simulate_and_bisect(ctx: SettlementContext, content: BatchContent) -> BatchContent:
-    """The batch as it will be sent: fills that revert are failed (and recorded) first."""
-    revert = _simulate_content(ctx, content)
-    if revert is None:
-        return content
+def _prepared_after_bisection(
+    ctx: SettlementContext, content: BatchContent, per_item: int | None, block_gas_limit: int
+) -> Prepared:
+    outcome = prepare(ctx, content, per_item, block_gas_limit)
+    if isinstance(outcome, Prepared):
+        return outcome
+    if outcome.is_global:
+        _check_global(content, outcome)
+    raise RetryableError(  # the pending state moved between the simulations: start again
+        ErrorCode.SETTLEMENT_REVERTED,
+        f"batch still reverts after bisection with {outcome.reason}",
+        batch_id=content.batch_id,
+        reason=outcome.reason,
+    )
+
+
+def simulate_and_bisect(
+    ctx: SettlementContext,
+    content: BatchContent,
+    *,
+    per_item: int | None = None,
+    block_gas_limit: int = 0,
+) -> Prepared:
+    """The batch as it will be sent: fills that revert are failed (and recorded) first. One
+    node call when nothing reverts (`prepare`); `eth_call`s to bisect when something does."""
+    first = prepare(ctx, content, per_item, block_gas_limit)
+    if isinstance(first, Prepared):
+        return first
+    revert = first
     if revert.is_global:
         _check_global(content, revert)
     if content.cancels:
@@ -250,9 +374,10 @@ def simulate_and_bisect(ctx: SettlementContext, content: BatchContent) -> BatchC
             with unit_of_work(ctx.factory) as session:
                 session.execute(delete(BatchCancel).where(BatchCancel.batch_id == content.batch_id))
             content = content.without_cancels()
-            revert = _simulate_content(ctx, content)
-            if revert is None:
-                return content
+            fills_revert = _simulate_content(ctx, content)
+            if fills_revert is None:
+                return _prepared_after_bisection(ctx, content, per_item, block_gas_limit)
+            revert = fills_revert
     result = isolate_failures(
         content.fills,
         lambda fills: _simulate_content(ctx, content.with_fills(fills)),
@@ -266,7 +391,9 @@ def simulate_and_bisect(ctx: SettlementContext, content: BatchContent) -> BatchC
         simulations=result.simulations,
     )
     _fail_fills(ctx, content.batch_id, result.failed)
-    return content.with_fills(result.good)
+    return _prepared_after_bisection(
+        ctx, content.with_fills(result.good), per_item, block_gas_limit
+    )
 
 
 def send_batch(ctx: SettlementContext, batch_id: int) -> str:
@@ -289,12 +416,19 @@ def send_batch(ctx: SettlementContext, batch_id: int) -> str:
             if in_flight(session, ctx.sender) >= ctx.settings.max_in_flight_txs:
                 return "in_flight_full"
             content = load_batch(session, batch_id)
-        content = simulate_and_bisect(ctx, content)
+            per_item = gas_per_item(session)
+        head = latest_head(ctx)
+        prepared = simulate_and_bisect(
+            ctx, content, per_item=per_item, block_gas_limit=head.gas_limit
+        )
         crash_point("after_simulation")
-        encoded = content.encode()
-        data = settle_calldata(batch_id, encoded)
-        gas = estimate_gas(ctx, data)
-        fees = initial_fees(base_fee(ctx), ctx.settings)
+        content, encoded, data, gas = (
+            prepared.content,
+            prepared.encoded,
+            prepared.data,
+            prepared.gas,
+        )
+        fees = initial_fees(head.base_fee, ctx.settings)
         with unit_of_work(ctx.factory) as session:
             nonce = next_nonce(session, ctx.w3, ctx.sender)
             moved = rowcount(
@@ -336,6 +470,7 @@ def send_batch(ctx: SettlementContext, batch_id: int) -> str:
             )
             tx_id, raw, tx_hash = tx.id, tx.raw_tx, tx.tx_hash
         metrics.BATCHES_SENT.inc()
+        publish_fill_states(ctx.fill_feed, ctx.factory, batch_ids=[batch_id])
         log.info(
             "batch_signed",
             batch_id=batch_id,
@@ -379,8 +514,9 @@ def send_withdrawal(ctx: SettlementContext, withdrawal_id: int) -> str:
             if in_flight(session, ctx.sender) >= ctx.settings.max_in_flight_txs:
                 return "in_flight_full"
         data = withdraw_calldata(ctx, w)
-        revert = simulate(ctx.w3, sender=ctx.sender, to=ctx.exchange, data=data)
-        if revert is not None:
+        outcome = estimate(ctx.w3, sender=ctx.sender, to=ctx.exchange, data=data)
+        if isinstance(outcome, Revert):
+            revert = outcome
             if revert.is_global:
                 raise RetryableError(
                     ErrorCode.SETTLEMENT_REVERTED,
@@ -397,7 +533,7 @@ def send_withdrawal(ctx: SettlementContext, withdrawal_id: int) -> str:
                 )
             log.warning("withdrawal_failed", withdrawal_id=withdrawal_id, reason=revert.reason)
             return "failed"
-        gas = estimate_gas(ctx, data)
+        gas = with_margin(outcome)
         fees = initial_fees(base_fee(ctx), ctx.settings)
         with unit_of_work(ctx.factory) as session:
             nonce = next_nonce(session, ctx.w3, ctx.sender)

@@ -11,7 +11,7 @@ from backend.domain.errors import RetryableError
 from backend.settlement import sender
 from backend.settlement.celery_app import app
 from backend.settlement.context import get_context
-from backend.settlement.tick import run_tick
+from backend.settlement.tick import next_batch, run_tick
 
 log = structlog.get_logger(__name__)
 
@@ -29,8 +29,15 @@ SEND_EXPIRES_S = 60.0
 
 @app.task(name="settlement.send_batch", **RETRY_OPTIONS)  # type: ignore[untyped-decorator]
 def send_batch(batch_id: int) -> str:
-    outcome = sender.send_batch(get_context(), int(batch_id))
+    """Sends batch `batch_id`; once it is submitted (committed), enqueues the next due batch —
+    the in-process tick's form-and-send loop, one task per batch."""
+    ctx = get_context()
+    outcome = sender.send_batch(ctx, int(batch_id))
     log.debug("task_send_batch", batch_id=batch_id, outcome=outcome)
+    if outcome == "submitted":
+        following = next_batch(ctx)
+        if following is not None:
+            send_batch.apply_async((following,), expires=SEND_EXPIRES_S)
     return outcome
 
 

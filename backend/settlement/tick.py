@@ -1,43 +1,130 @@
-"""One settlement tick: follow transactions, form the next batch, say what to send.
+"""One settlement tick: observe the backlog, follow transactions, form and send batches.
 
 The same function drives the Celery beat task and `hybridex dev`'s in-process loop; senders
-are passed in so that Celery enqueues (after commit) and dev calls directly.
+are passed in so that Celery enqueues (after commit) and dev calls directly. A tick forms and
+sends batch after batch while the sender accepts them (a sender that answers anything but
+`"submitted"` — an enqueued task, `in_flight_full`, … — ends the loop), so a burst of fills
+leaves in several batches at once, up to `max_in_flight_txs` transactions.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
-from backend.db.models import SettlementBatch, Withdrawal, WithdrawalSettlement
-from backend.domain.types import BatchStatus, WithdrawalStatus
+from backend.db.models import (
+    Fill,
+    FillSettlement,
+    Market,
+    SettlementBatch,
+    Withdrawal,
+    WithdrawalSettlement,
+)
+from backend.domain.types import BatchStatus, FillStatus, WithdrawalStatus
+from backend.settlement import metrics
 from backend.settlement.batcher import form_batch
 from backend.settlement.context import SettlementContext
 from backend.settlement.monitor import follow_up
 
 MAX_WITHDRAWALS_PER_TICK = 50
+UNSETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED)
+SUBMITTED = "submitted"
 
 
 @dataclass
 class TickResult:
     followed: dict[str, int] = field(default_factory=dict)
-    formed: int | None = None
-    send_batch: int | None = None
+    formed: list[int] = field(default_factory=list)
+    sent_batches: list[int] = field(default_factory=list)
     send_withdrawals: list[int] = field(default_factory=list)
 
 
-def due_work(ctx: SettlementContext) -> tuple[int | None, list[int]]:
-    """The lowest pending batch, and reserved withdrawals not yet submitted."""
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Fills neither settled nor failed (unclaimed, `matched` or `submitted`)."""
+
+    oldest: datetime | None
+    exposure: dict[str, int]
+    """Token → base units moving in those fills (base token: amount; quote token: quote)."""
+
+
+def unsettled_backlog(session: Session) -> Backlog:
+    unsettled = or_(FillSettlement.fill_id.is_(None), FillSettlement.status.in_(UNSETTLED))
+    exposure: dict[str, int] = defaultdict(int)
+    oldest: datetime | None = None
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            select(
+                Market.base_token,
+                Market.quote_token,
+                func.min(Fill.created_at),
+                func.sum(Fill.amount),
+                func.sum(Fill.quote_amount),
+            )
+            .select_from(Fill)
+            .join(Market, Market.id == Fill.market_id)
+            .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
+            .where(unsettled)
+            .group_by(Market.base_token, Market.quote_token)
+        ).all()
+    else:  # SQLite keeps U256 as text: its sum() would go through floats, so add exactly here
+        rows = session.execute(
+            select(
+                Market.base_token,
+                Market.quote_token,
+                Fill.created_at,
+                Fill.amount,
+                Fill.quote_amount,
+            )
+            .select_from(Fill)
+            .join(Market, Market.id == Fill.market_id)
+            .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
+            .where(unsettled)
+        ).all()
+    for base, quote, first, amount, quote_amount in rows:
+        exposure[base] += int(amount)
+        exposure[quote] += int(quote_amount)
+        oldest = first if oldest is None else min(oldest, first)
+    return Backlog(oldest=oldest, exposure=dict(exposure))
+
+
+def observe_backlog(ctx: SettlementContext, *, now: datetime | None = None) -> Backlog:
+    """Sets the backlog gauges from the database (no node call: they keep moving while the
+    node is down — which is when `oldest_unsettled_seconds` must alert)."""
     with ctx.factory() as session:
-        batch_id = session.scalar(
+        backlog = unsettled_backlog(session)
+    now = now or datetime.now(UTC)
+    age = 0.0 if backlog.oldest is None else max(0.0, (now - backlog.oldest).total_seconds())
+    metrics.OLDEST_UNSETTLED.set(age)
+    metrics.set_exposure(backlog.exposure)
+    return backlog
+
+
+def lowest_pending_batch(ctx: SettlementContext) -> int | None:
+    with ctx.factory() as session:
+        return session.scalar(
             select(SettlementBatch.batch_id)
             .where(SettlementBatch.status == BatchStatus.PENDING)
             .order_by(SettlementBatch.batch_id)
             .limit(1)
         )
-        withdrawals = list(
+
+
+def next_batch(ctx: SettlementContext) -> int | None:
+    """Forms a batch if one is due, and names the lowest `pending` one (the one to send)."""
+    form_batch(ctx)
+    return lowest_pending_batch(ctx)
+
+
+def due_withdrawals(ctx: SettlementContext) -> list[int]:
+    """Reserved withdrawals not yet submitted."""
+    with ctx.factory() as session:
+        return list(
             session.scalars(
                 select(Withdrawal.id)
                 .outerjoin(
@@ -51,7 +138,6 @@ def due_work(ctx: SettlementContext) -> tuple[int | None, list[int]]:
                 .limit(MAX_WITHDRAWALS_PER_TICK)
             )
         )
-    return batch_id, withdrawals
 
 
 def run_tick(
@@ -60,11 +146,19 @@ def run_tick(
     send_withdrawal: Callable[[int], object],
 ) -> TickResult:
     result = TickResult()
+    observe_backlog(ctx)
     result.followed = follow_up(ctx)
-    result.formed = form_batch(ctx)
-    result.send_batch, result.send_withdrawals = due_work(ctx)
-    if result.send_batch is not None:
-        send_batch(result.send_batch)
+    for _ in range(ctx.settings.max_in_flight_txs):
+        formed = form_batch(ctx)
+        if formed is not None:
+            result.formed.append(formed)
+        batch_id = lowest_pending_batch(ctx)
+        if batch_id is None:
+            break
+        result.sent_batches.append(batch_id)
+        if send_batch(batch_id) != SUBMITTED:
+            break
+    result.send_withdrawals = due_withdrawals(ctx)
     for wid in result.send_withdrawals:
         send_withdrawal(wid)
     return result

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from eth_utils.address import to_checksum_address
@@ -25,6 +26,8 @@ from backend.eip712.recover import verify
 from backend.engine.client import EngineClient, Intake
 from backend.matching import events as ev
 from backend.matching.commands import ReserveWithdrawal
+
+EXISTING_POLL_S = 0.02
 
 
 def withdrawal_id_for(trader: str, nonce: int) -> str:
@@ -51,6 +54,31 @@ def _existing(factory: sessionmaker[Session], trader: str, nonce: int) -> Withdr
         )
 
 
+def _repost(existing: WithdrawalRow, digest: bytes, wid: str) -> WithdrawalOutcome:
+    """The answer to a withdrawal whose (trader, nonce) already has a row."""
+    if bytes(existing.withdrawal_hash) != digest:
+        raise DexError(
+            ErrorCode.NONCE_REUSED,
+            f"withdrawal nonce {existing.nonce} of {existing.trader} is already used",
+            nonce=str(existing.nonce),
+        )
+    if existing.status is WithdrawalStatus.REJECTED:
+        code = ErrorCode[existing.reject_code or "INVALID_REQUEST"]
+        raise DexError(code, "this withdrawal was rejected", withdrawal_id=wid)
+    return WithdrawalOutcome(digest, wid, existing.status, None)  # idempotent re-post
+
+
+async def _wait_existing(
+    factory: sessionmaker[Session], trader: str, nonce: int, timeout: float
+) -> WithdrawalRow | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await asyncio.to_thread(_existing, factory, trader, nonce)
+        if row is not None or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(EXISTING_POLL_S)
+
+
 def _exiting(factory: sessionmaker[Session], trader: str) -> bool:
     with factory() as session:
         return session.get(TraderExit, trader) is not None
@@ -72,16 +100,7 @@ async def request_withdrawal(
     wid = withdrawal_id_for(trader, withdrawal.nonce)
     existing = await asyncio.to_thread(_existing, session_factory, trader, withdrawal.nonce)
     if existing is not None:
-        if bytes(existing.withdrawal_hash) != digest:
-            raise DexError(
-                ErrorCode.NONCE_REUSED,
-                f"withdrawal nonce {withdrawal.nonce} of {trader} is already used",
-                nonce=str(withdrawal.nonce),
-            )
-        if existing.status is WithdrawalStatus.REJECTED:
-            code = ErrorCode[existing.reject_code or "INVALID_REQUEST"]
-            raise DexError(code, "this withdrawal was rejected", withdrawal_id=wid)
-        return WithdrawalOutcome(digest, wid, existing.status, None)  # idempotent re-post
+        return _repost(existing, digest, wid)
     if await asyncio.to_thread(_exiting, session_factory, trader):
         raise DexError(ErrorCode.ACCOUNT_EXITING, f"{trader} requested an exit", trader=trader)
     command = ReserveWithdrawal(
@@ -98,5 +117,16 @@ async def request_withdrawal(
         if isinstance(event, ev.WithdrawalReserved):
             return WithdrawalOutcome(digest, wid, WithdrawalStatus.RESERVED, outcome.seq)
         if isinstance(event, ev.CommandRejected):
+            if event.code is ErrorCode.INVALID_REQUEST and withdrawal.amount > 0:
+                # The engine holds a reservation under this id that its persister has not
+                # written yet (a re-post right after the first): decide once the row is there.
+                row = await _wait_existing(session_factory, trader, withdrawal.nonce, timeout)
+                if row is not None:
+                    return _repost(row, digest, wid)
+                raise DexError(
+                    ErrorCode.NONCE_REUSED,
+                    f"withdrawal nonce {withdrawal.nonce} of {trader} is already used",
+                    nonce=str(withdrawal.nonce),
+                )
             raise DexError(event.code, event.message, withdrawal_id=wid)
     raise DexError(ErrorCode.INVALID_REQUEST, "the engine did not decide the withdrawal")

@@ -76,13 +76,14 @@ class WsSession:
         if kind in ("book", "trades"):
             await self.ctx.markets.by_id(key)
             return channel
-        if kind in ("orders", "balances"):
+        if kind in ("orders", "balances", "fills"):
             try:
                 return f"{kind}:{parse_address(key, 'channel')}"
             except DexError as exc:
                 raise DexError(ErrorCode.INVALID_REQUEST, exc.message) from None
         raise DexError(
-            ErrorCode.INVALID_REQUEST, "channel: one of book:, trades:, orders:, balances:"
+            ErrorCode.INVALID_REQUEST,
+            "channel: one of book:, trades:, orders:, balances:, fills:",
         )
 
     async def snapshot(self, channel: str, *, resync: bool) -> None:

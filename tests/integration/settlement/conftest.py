@@ -9,29 +9,29 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 
 from backend.chain.anvil import Anvil, rpc_call
 from backend.chain.exchange import SignedOrder
 from backend.config import DEV_PRIVATE_KEYS
-from backend.db.migrate import upgrade
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import PRICE_SCALE, Side, TimeInForce
 from backend.engine.client import Intake, TokenInfo
+from backend.engine.feed_redis import RedisFeedStore
+from backend.engine.feeds import FeedMessage
 from backend.engine.service import EngineService
 from backend.matching.commands import AddMarket, Command, Credit, MarketSpec, PlaceOrder
 from backend.matching.events import Fill
-from tests.conftest import PG_ADMIN_URL
 from tests.integration.contracts.conftest import anvil_accounts
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC, Account, Harness
 
@@ -41,22 +41,6 @@ MARKET = "WETH-USDC"
 TICK = 10**6  # LOT * TICK is a multiple of 1e18, PRICE a multiple of TICK
 OPERATOR_KEY = DEV_PRIVATE_KEYS[1]  # the harness's operator (accounts[1])
 WAIT_S = 40.0
-
-
-@pytest.fixture
-def db_url(pg_url: str) -> Iterator[str]:
-    name = f"{make_url(pg_url).database}_s{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -189,6 +173,12 @@ class Stack:
         with self.factory() as session:
             return [tuple(r) for r in session.execute(text(sql), params)]
 
+    def execute(self, sql: str, **params: Any) -> None:
+        """A write standing in for a state another component would reach (committed)."""
+        with self.factory() as session:
+            session.execute(text(sql), params)
+            session.commit()
+
     def wait(self, what: str, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -198,6 +188,19 @@ class Stack:
                 pass  # a crash point may have killed it on purpose; the caller checks
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}\n{self.worker_log()}")
+
+    def feed(self, channel: str) -> list[FeedMessage]:
+        """Every message of a feed channel the worker wrote under the test's Redis prefix."""
+        url, prefix = self.redis
+
+        async def read() -> list[FeedMessage]:
+            store = RedisFeedStore(url, prefix=prefix)
+            try:
+                return await store.read_after(channel, 0) or []
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
 
     def fill_states(self) -> dict[str, int]:
         rows = self.query(
@@ -251,4 +254,14 @@ def automine(node: Anvil, on: bool) -> None:
     rpc_call(node.url, "evm_setAutomine", [on])
 
 
-__all__ = ["PRICE_SCALE", "UNIT", "USDC", "Stack", "automine"]
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The worker's /metrics: (sample name, labels) → value."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+__all__ = ["PRICE_SCALE", "UNIT", "USDC", "Stack", "automine", "scrape"]

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import urllib.request
 
 import pytest
 
-from backend.chain.anvil import rpc_call
+from backend.chain.anvil import free_port, rpc_call
 from backend.domain.errors import DexError, ErrorCode
+from backend.domain.types import PRICE_SCALE
 from backend.eip712.signing import sign
 from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.service import EngineService
 from backend.settlement.crashpoints import CRASH_ENV, MARKER_ENV
 from backend.settlement.withdrawals import request_withdrawal
-from tests.integration.settlement.conftest import WAIT_S, Stack, automine
-from tests.unit.contracts.harness import UNIT, USDC
+from tests.integration.settlement.conftest import (
+    OPERATOR_KEY,
+    WAIT_S,
+    Stack,
+    automine,
+    scrape,
+)
+from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +62,16 @@ def test_engine_fills_settle_on_chain_and_a_withdrawal_follows(stack: Stack) -> 
     )
     assert len(rows) == 10
     assert all(r[0] == "settled" and r[2] == "confirmed" and r[1] == r[3] for r in rows)
+    # The worker told each trader on `fills:{address}`: submitted (batch, tx), then settled.
+    for trader in stack.h.traders[:4]:
+        messages = stack.feed(f"fills:{trader.address}")
+        assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
+        final = {m.data["fillId"]: m.data for m in messages}
+        assert final
+        assert all(d["status"] == "settled" and d["block"] for d in final.values())
+        submitted = [m.data for m in messages if m.data["status"] == "submitted"]
+        assert {d["fillId"] for d in submitted} == set(final)
+        assert all(d["txHash"] and d["batchId"] for d in submitted)
 
     # Withdrawal: verified, reserved by the engine (journaled), submitted by the worker.
     h = stack.h
@@ -108,6 +126,7 @@ def test_engine_fills_settle_on_chain_and_a_withdrawal_follows(stack: Stack) -> 
         raise AssertionError("a reused withdrawal nonce was accepted")
 
     assert asyncio.run(reuse()) is ErrorCode.NONCE_REUSED
+    assert OPERATOR_KEY[2:].lower() not in stack.worker_log().lower()  # never logged
 
 
 @pytest.mark.parametrize("point", ["after_simulation", "after_broadcast"])
@@ -143,11 +162,30 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
     node = stack.node
     automine(node, False)
     cap = 150 * GWEI
-    stack.start_worker(HYBRIDEX_BATCH_MAX_FILLS="10", HYBRIDEX_MAX_FEE_PER_GAS_WEI=str(cap))
+    port = free_port()
+    stack.start_worker(
+        HYBRIDEX_BATCH_MAX_FILLS="10",
+        HYBRIDEX_MAX_FEE_PER_GAS_WEI=str(cap),
+        HYBRIDEX_SETTLEMENT_METRICS_PORT=str(port),
+    )
     stack.wait(
         "the batch broadcast",
         lambda: stack.query("SELECT status FROM settlement_transactions") == [("broadcast",)],
     )
+    # Not mined: the operators' gauges see the three fills (2 + 3 + 1 lots) waiting.
+    lots = sum(n for _, _, n in TEN_TRADES[:3])
+    h = stack.h
+    weth = ("hybridex_settlement_unsettled_exposure", frozenset({("token", h.weth.address)}))
+    usdc = ("hybridex_settlement_unsettled_exposure", frozenset({("token", h.usdc.address)}))
+    oldest: tuple[str, frozenset[tuple[str, str]]] = (
+        "hybridex_settlement_oldest_unsettled_seconds",
+        frozenset(),
+    )
+    stack.wait("a tick's backlog gauges", lambda: scrape(port).get(oldest, 0) > 0.5)
+    seen = scrape(port)
+    assert seen[weth] == lots * LOT
+    assert seen[usdc] == lots * LOT * PRICE // PRICE_SCALE
+    assert seen[oldest] < WAIT_S + 10
     ((first_hash, first_fee),) = stack.query(
         "SELECT tx_hash, max_fee_per_gas FROM settlement_transactions"
     )
@@ -184,8 +222,26 @@ def test_fill_of_an_exited_trader_is_bisected_out_and_the_rest_settle(stack: Sta
     exited = h.traders[2]
     h.send(h.contract.functions.requestExit(), exited)
     h.mine(h.exit_delay + 1)
-    stack.start_worker(HYBRIDEX_BATCH_MAX_FILLS="10")
+    port = free_port()
+    stack.start_worker(HYBRIDEX_BATCH_MAX_FILLS="10", HYBRIDEX_SETTLEMENT_METRICS_PORT=str(port))
     stack.wait("four settled, one failed", lambda: stack.all_settled(failed=1))
+    # the alert metric, scraped from the worker process
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b'hybridex_settlement_fills_failed_total{reason="TraderExited"} 1.0' in metrics
+    assert b"hybridex_settlement_fills_settled_total 4.0" in metrics
+    # the next tick sees nothing left (the failed fill is no longer exposure)
+    oldest: tuple[str, frozenset[tuple[str, str]]] = (
+        "hybridex_settlement_oldest_unsettled_seconds",
+        frozenset(),
+    )
+    stack.wait("the backlog gauges at 0", lambda: scrape(port).get(oldest) == 0)
+    seen = scrape(port)
+    for token in (h.weth, h.usdc):
+        key = ("hybridex_settlement_unsettled_exposure", frozenset({("token", token.address)}))
+        assert seen[key] == 0
+    ((gas_used,),) = stack.query("SELECT gas_used FROM settlement_batches")
+    assert seen[("hybridex_settlement_batch_gas_count", frozenset())] == 1
+    assert seen[("hybridex_settlement_batch_gas_sum", frozenset())] == gas_used
     ((maker, reason, batch_id),) = stack.query(
         "SELECT f.maker_trader, fs.failure_reason, fs.batch_id FROM fill_settlements fs "
         "JOIN fills f ON f.id = fs.fill_id WHERE fs.status = 'failed'"

@@ -32,7 +32,7 @@ def test_batch_id_mismatch_is_global_and_unknown_selectors_too() -> None:
 
 
 def test_celery_is_json_only_late_acking_and_prefixed() -> None:
-    conf = celery_config(Settings(mode="dev", redis_key_prefix="pfx:"))  # type: ignore[arg-type]
+    conf = celery_config(Settings(mode="dev", redis_key_prefix="pfx:"))
     assert conf["accept_content"] == ["json"]
     assert conf["task_serializer"] == "json"
     assert conf["task_acks_late"] is True

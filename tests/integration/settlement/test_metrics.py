@@ -1,0 +1,113 @@
+"""The backlog gauges, from real fills in a real database (the worker's /metrics, batch gas
+included, is scraped in test_settlement_worker.py).
+
+`observe_backlog` runs once per tick in the worker; here it is called directly after each step
+(PostgreSQL sums in SQL, SQLite adds in Python: both are checked against the trades).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from backend.config import Settings
+from backend.db.migrate import upgrade
+from backend.db.models import Fill
+from backend.db.session import make_engine, session_factory
+from backend.domain.types import PRICE_SCALE
+from backend.settlement.batcher import form_batch
+from backend.settlement.context import SettlementContext
+from backend.settlement.tick import observe_backlog
+from tests.integration.settlement.conftest import OPERATOR_KEY, Stack
+from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
+
+pytestmark = pytest.mark.integration
+
+TRADES = [(0, 1, 2), (2, 3, 3), (0, 3, 1), (2, 1, 4)]  # (maker, taker, lots)
+
+
+def _exposure(token: str) -> float | None:
+    return REGISTRY.get_sample_value("hybridex_settlement_unsettled_exposure", {"token": token})
+
+
+def _oldest() -> float | None:
+    return REGISTRY.get_sample_value("hybridex_settlement_oldest_unsettled_seconds")
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_backlog_counts_fills_until_they_settle_or_fail(
+    stack: Stack, dialect: str, tmp_path: Path
+) -> None:
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'backlog.db'}"
+        upgrade(url)
+        stack = replace(stack, db_url=url, factory=session_factory(make_engine(url)))
+    h = stack.h
+    commands = stack.listing()
+    for t in h.traders[:4]:
+        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
+    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
+    assert stack.engine(commands) == len(TRADES)
+    ctx = SettlementContext.from_settings(
+        Settings(
+            mode="dev",
+            database_url=stack.db_url,
+            rpc_url=stack.node.url,
+            exchange_address=h.exchange.address,
+            operator_key=OPERATOR_KEY,
+            batch_max_fills=2,
+        ),
+        w3=h.w3,
+        factory=stack.factory,
+    )
+    weth, usdc = h.weth.address, h.usdc.address
+
+    def expected(lots: list[int]) -> tuple[int, int]:
+        base = [n * LOT for n in lots]
+        return sum(base), sum(a * PRICE // PRICE_SCALE for a in base)
+
+    # Nothing claimed yet: every fill counts; the age runs from the oldest fill.
+    with stack.factory() as session:
+        created = list(session.scalars(select(Fill.created_at).order_by(Fill.id)))
+    backlog = observe_backlog(ctx, now=created[0] + timedelta(seconds=42))
+    all_base, all_quote = expected([lots for _, _, lots in TRADES])
+    assert backlog.exposure == {weth: all_base, usdc: all_quote}
+    assert _exposure(weth) == all_base
+    assert _exposure(usdc) == all_quote
+    assert _oldest() == pytest.approx(42.0)
+
+    # Claimed (`matched`) and `submitted` fills still count; settled and failed ones do not.
+    assert form_batch(ctx, force=True) == 1  # fills 1 and 2
+    stack.execute(
+        "UPDATE fill_settlements SET status = 'submitted' WHERE fill_id = "
+        "(SELECT min(fill_id) FROM fill_settlements)"
+    )
+    observe_backlog(ctx, now=created[0] + timedelta(seconds=43))
+    assert _exposure(weth) == all_base
+    assert _oldest() == pytest.approx(43.0)
+    stack.execute("UPDATE fill_settlements SET status = 'settled'")  # fills 1 and 2
+    stack.execute("UPDATE settlement_batches SET status = 'settled'")
+    assert form_batch(ctx, force=True) == 2  # fills 3 and 4
+    stack.execute(
+        "UPDATE fill_settlements SET status = 'failed', failure_reason = 'TraderExited(…)' "
+        "WHERE fill_id = (SELECT max(fill_id) FROM fill_settlements)"
+    )
+    backlog = observe_backlog(ctx, now=created[2] + timedelta(seconds=5))
+    third_base, third_quote = expected([TRADES[2][2]])
+    assert backlog.exposure == {weth: third_base, usdc: third_quote}
+    assert _exposure(weth) == third_base
+    assert _oldest() == pytest.approx(5.0)
+
+    # All done: 0, not a stale value.
+    stack.execute("UPDATE fill_settlements SET status = 'settled' WHERE status = 'matched'")
+    backlog = observe_backlog(ctx)
+    assert backlog.exposure == {}
+    assert backlog.oldest is None
+    assert _exposure(weth) == 0
+    assert _exposure(usdc) == 0
+    assert _oldest() == 0
