@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     )
     indexer_start_block: int = Field(default=0, ge=0)
     indexer_poll_interval_s: float = Field(default=1.0, gt=0)
+    indexer_max_log_range: int = Field(
+        default=100_000, ge=1, description="Widest eth_getLogs block range the indexer asks for."
+    )
+    indexer_stale_head_s: float = Field(
+        default=300.0, gt=0, description="Warn when the followed head is older than this."
+    )
+    indexer_metrics_host: str = Field(default="127.0.0.1")
+    indexer_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the indexer's Prometheus metrics."
+    )
 
     # Operator key: exactly one source. Never logged (SecretStr).
     operator_key: SecretStr | None = Field(default=None, description="Hex private key (secret).")
@@ -104,6 +114,10 @@ class Settings(BaseSettings):
     settlement_tick_s: float = Field(
         default=0.5, gt=0, description="Beat period of the settlement tick (batch, send, follow)."
     )
+    settlement_metrics_host: str = Field(default="127.0.0.1")
+    settlement_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Prometheus port of `hybridex worker`."
+    )
 
     # Engine and API
     engine_journal_dir: Path = Field(default=Path("var/journal"))
@@ -113,6 +127,10 @@ class Settings(BaseSettings):
     engine_group_max: int = Field(default=1_000, ge=1, description="Commands per group commit.")
     engine_feed_retention: int = Field(default=10_000, ge=100, description="Messages per feed.")
     engine_sweep_interval_s: float = Field(default=1.0, gt=0)
+    engine_metrics_host: str = Field(default="127.0.0.1")
+    engine_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve the engine's Prometheus metrics."
+    )
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1)

@@ -47,6 +47,25 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def db_url(pg_url: str) -> Iterator[str]:
+    """A fresh, migrated database next to the session's `pg_url`, dropped after the test."""
+    from backend.db.migrate import upgrade
+
+    name = f"{make_url(pg_url).database}_t{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
 def redis_prefix() -> Iterator[tuple[str, str]]:
     """(url, key prefix) on a shared Redis; every key under the prefix is deleted afterwards."""
     import redis

@@ -60,6 +60,7 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
 
     from backend.config import get_settings
     from backend.engine.feed_redis import RedisFeedStore
+    from backend.engine.runtime import tune_gc
     from backend.engine.server import EngineServer
     from backend.engine.service import EngineService
 
@@ -86,8 +87,17 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
         sweep_interval=settings.engine_sweep_interval_s,
         fee_recipient=settings.fee_recipient,
     )
+    tune_gc()  # after start-up: freeze the books replay built (backend/engine/runtime.py)
     server = EngineServer(service)
     await server.start(settings.engine_host, port)
+    sampler = None
+    if settings.engine_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from backend.engine.metrics import sample_forever
+
+        start_http_server(settings.engine_metrics_port, addr=settings.engine_metrics_host)
+        sampler = asyncio.create_task(sample_forever(service))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,6 +107,8 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
     log.info("engine_shutting_down", failed=service.failed is not None)
     await server.stop()
     await service.close()
+    if sampler is not None:
+        sampler.cancel()
     if store is not None:
         await store.close()
     if service.failed is not None:

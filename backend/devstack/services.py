@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -149,7 +149,8 @@ async def start_services(
         factory,
         outbox,
     )
-    ctx = SettlementContext.from_settings(settings, factory=factory)
+    # Fill settlement states go to the same in-process feeds the API serves.
+    ctx = replace(SettlementContext.from_settings(settings, factory=factory), fill_feed=feeds)
     set_context(ctx)
     services = Services(settings, factory, service, client, server, indexer, SettlementLoop(ctx))
 

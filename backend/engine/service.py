@@ -37,7 +37,13 @@ import structlog
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import Side
-from backend.engine.client import BookSnapshot, EngineUnavailableError, Intake, Outcome
+from backend.engine.client import (
+    BookSnapshot,
+    EngineOutcomeUnknownError,
+    EngineUnavailableError,
+    Intake,
+    Outcome,
+)
 from backend.engine.feeds import FeedMessage, FeedStore
 from backend.engine.journal import DEFAULT_SEGMENT_BYTES, Journal
 from backend.engine.publisher import FeedPublisher
@@ -246,6 +252,16 @@ class EngineService:
             asks=market.book.depth(Side.SELL, depth),
         )
 
+    @property
+    def queue_depth(self) -> int:
+        """Commands enqueued but not yet journaled (metrics)."""
+        return self._queue.qsize()
+
+    @property
+    def feed_backlog(self) -> int:
+        """Applied groups whose feed messages are not yet written (metrics)."""
+        return self._feed_queue.qsize()
+
     def state(self) -> tuple[int, str]:
         """(last applied seq, `state_hash()`) — what the crash test compares."""
         return self.engine.last_seq, self.engine.state_hash()
@@ -310,7 +326,7 @@ class EngineService:
         except BaseException:
             for fut in futures:
                 if fut is not None and not fut.done():
-                    fut.set_exception(EngineUnavailableError("journal write failed"))
+                    fut.set_exception(EngineOutcomeUnknownError("journal write failed"))
             raise
         engine, publisher = self.engine, self.publisher
         applied: list[Applied] = []
@@ -329,7 +345,7 @@ class EngineService:
             # Stop (the loop fails) rather than guess; nobody is left waiting forever.
             for fut in futures:
                 if fut is not None and not fut.done():
-                    fut.set_exception(EngineUnavailableError("engine stopped"))
+                    fut.set_exception(EngineOutcomeUnknownError("engine stopped"))
             raise
         if self.sink is not None:
             self.sink.push(applied)
