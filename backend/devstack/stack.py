@@ -28,6 +28,7 @@ from backend.devstack.chain import (
     deploy_dev_exchange,
     dev_accounts,
 )
+from backend.devstack.evm_rpc import EthTesterNode
 from backend.devstack.markets import DemoMarket, demo_markets
 from backend.devstack.services import Services, serve_until, start_services
 
@@ -69,7 +70,7 @@ def _clear_previous_run(settings: Settings) -> None:
         shutil.rmtree(DEV_JOURNAL_DIR, ignore_errors=True)
 
 
-def start(resources: ExitStack, port: int = DEV_RPC_PORT) -> DevStack:
+def start(resources: ExitStack, port: int = DEV_RPC_PORT, chain: str = "anvil") -> DevStack:
     """Database, chain, Exchange and demo tokens (the services start in `run_until_interrupted`)."""
     settings = dev_settings()
     started = []
@@ -84,6 +85,10 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT) -> DevStack:
     if "HYBRIDEX_RPC_URL" in os.environ:
         rpc_url = settings.rpc_url
         started.append(f"chain      {rpc_url} (external)")
+    elif chain == "eth-tester":
+        tester = resources.enter_context(EthTesterNode(port=port))
+        rpc_url = tester.url
+        started.append(f"chain      eth-tester (py-evm, in this process) at {rpc_url}")
     else:
         node = resources.enter_context(Anvil(port=port))
         rpc_url = node.url
@@ -153,9 +158,11 @@ def describe(stack: DevStack) -> str:
     return "\n".join(lines)
 
 
-def run_until_interrupted(echo: Callable[[str], None], port: int = DEV_RPC_PORT) -> None:
+def run_until_interrupted(
+    echo: Callable[[str], None], port: int = DEV_RPC_PORT, chain: str = "anvil"
+) -> None:
     with ExitStack() as resources:
-        stack = start(resources, port=port)
+        stack = start(resources, port=port, chain=chain)
         asyncio.run(_run_services(stack, echo))
     echo("Stopped.")
 

@@ -41,11 +41,20 @@ def _env(tmp_path: Path, api_port: int, **extra: str) -> dict[str, str]:
 
 
 class DevStack:
-    def __init__(self, tmp_path: Path, rpc_port: int, **env: str) -> None:
+    def __init__(self, tmp_path: Path, rpc_port: int, chain: str = "anvil", **env: str) -> None:
         self.api_port = free_port()
         self.rpc_port = rpc_port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli.main", "dev", "--port", str(rpc_port)],
+            [
+                sys.executable,
+                "-m",
+                "backend.cli.main",
+                "dev",
+                "--port",
+                str(rpc_port),
+                "--chain",
+                chain,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -82,8 +91,9 @@ def external_anvil() -> Iterator[Anvil]:
         yield node
 
 
-def test_dev_stack_runs_the_demo_round_trip_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    stack = DevStack(tmp_path, free_port())
+@pytest.mark.parametrize("chain", ["anvil", "eth-tester"])
+def test_dev_stack_runs_the_demo_round_trip_and_stops_on_ctrl_c(tmp_path: Path, chain: str) -> None:
+    stack = DevStack(tmp_path, free_port(), chain)
     try:
         assert f"API       {stack.api}/v1" in stack.banner
         assert re.search(r"WETH-USDC\s+tick 10000\s+lot 100000000000000", stack.banner)
@@ -98,7 +108,7 @@ def test_dev_stack_runs_the_demo_round_trip_and_stops_on_ctrl_c(tmp_path: Path) 
         assert stack.proc.returncode == 0, rest
         assert "Stopped." in rest
         with pytest.raises(OSError, match="refused"):
-            rpc_call(stack.rpc, "eth_chainId", timeout=0.5)  # its anvil is gone too
+            rpc_call(stack.rpc, "eth_chainId", timeout=0.5)  # its chain is gone too
     finally:
         stack.stop()
 
