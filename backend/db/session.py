@@ -102,8 +102,17 @@ def insert_ignore(
     if not rows:
         return 0
     table = _table(target)
-    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = insert_ignore_statement(session=session, target=table, conflict=conflict)
     return _count(session, stmt.returning(*table.primary_key.columns), rows)
+
+
+def insert_ignore_statement(
+    *, session: Session, target: Target, conflict: Sequence[str]
+) -> postgresql.Insert | sqlite.Insert:
+    """The statement of `insert_ignore`, without RETURNING: `session.execute(stmt, rows)` then
+    runs as the driver's executemany (pipelined on psycopg), cheaper than counting when the
+    caller does not need to know which rows were new (bulk writers such as the persister)."""
+    return _insert(session, _table(target)).on_conflict_do_nothing(index_elements=list(conflict))
 
 
 def upsert(
@@ -126,21 +135,37 @@ def upsert(
     if not rows:
         return 0
     table = _table(target)
-    stmt = _insert(session, table)
     columns = update if update is not None else [c for c in rows[0] if c not in conflict]
     if not columns:
         return insert_ignore(session=session, target=table, rows=rows, conflict=conflict)
-    set_: dict[str, Any] = {name: stmt.excluded[name] for name in columns}
+    stmt = upsert_statement(
+        session=session, target=table, conflict=conflict, update=columns, where=where
+    )
+    return _count(session, stmt.returning(*table.primary_key.columns), rows)
+
+
+def upsert_statement(
+    *,
+    session: Session,
+    target: Target,
+    conflict: Sequence[str],
+    update: Sequence[str],
+    where: Callable[[ReadOnlyColumnCollection[str, Any]], ColumnElement[bool]] | None = None,
+) -> postgresql.Insert | sqlite.Insert:
+    """The statement of `upsert` updating the columns `update` (non-empty), without RETURNING
+    (see `insert_ignore_statement`)."""
+    table = _table(target)
+    stmt = _insert(session, table)
+    set_: dict[str, Any] = {name: stmt.excluded[name] for name in update}
     for column in table.columns:
         onupdate = column.onupdate
         if column.name not in set_ and isinstance(onupdate, ColumnElementColumnDefault):
             set_[column.name] = onupdate.arg
-    stmt_update = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(conflict),
         set_=set_,
         where=where(stmt.excluded) if where is not None else None,
     )
-    return _count(session, stmt_update.returning(*table.primary_key.columns), rows)
 
 
 def _count(session: Session, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> int:

@@ -22,9 +22,10 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum, IntEnum, StrEnum
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from eth_utils.address import is_checksum_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 from sqlalchemy import CheckConstraint, Dialect
 from sqlalchemy.types import (
     NUMERIC,
@@ -39,6 +40,22 @@ from sqlalchemy.types import (
 UINT256_MAX = 2**256 - 1
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 U256_DIGITS = 78  # len(str(2**256 - 1))
+ADDRESS_CACHE_SIZE = 1 << 15  # ~8 MB at most
+
+
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def checksum_address(value: str) -> str:
+    """`value` EIP-55 checksummed, or ValueError: 0x + 40 hex digits, any single case or a
+    correct checksum. Cached by the string: the persister binds the same few thousand traders
+    and tokens in every group, and keccak per bind was most of its CPU (exceptions are not
+    cached, so a bad value is refused every time)."""
+    if not _ADDRESS.fullmatch(value):
+        raise ValueError(f"not a 0x-hex address: {value!r}")
+    checksummed = str(to_checksum_address(value))
+    digits = value[2:]
+    if value != checksummed and digits not in (digits.lower(), digits.upper()):
+        raise ValueError(f"address with a bad EIP-55 checksum: {value!r}")
+    return checksummed
 
 
 def check_u256(value: object) -> int:
@@ -97,12 +114,9 @@ class Address(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        if not isinstance(value, str):
             raise ValueError(f"not a 0x-hex address: {value!r}")
-        digits = value[2:]
-        if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
-            raise ValueError(f"address with a bad EIP-55 checksum: {value!r}")
-        return str(to_checksum_address(value))
+        return checksum_address(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         return value

@@ -17,6 +17,9 @@ Decisions:
   persister on a foreign key.
 - A command without a signature in its intake (tests, operator commands) stores a zero
   signature.
+- Cost: each table is one executemany per transaction (no RETURNING), statements built once per
+  dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
+  placeholder insert and the amount read-back of most groups.
 """
 
 from __future__ import annotations
@@ -43,7 +46,13 @@ from backend.db.models import (
     TraderExit,
     Withdrawal,
 )
-from backend.db.session import insert_ignore, unit_of_work, upsert
+from backend.db.session import (
+    insert_ignore,
+    insert_ignore_statement,
+    unit_of_work,
+    upsert,
+    upsert_statement,
+)
 from backend.domain.types import ZERO_ADDRESS, OrderStatus, WithdrawalStatus
 from backend.engine.client import Intake
 from backend.engine.records import Applied
@@ -218,89 +227,71 @@ class _Rows:
         }  # fmt: skip
 
 
-def _ignore(session: Session, target: Any, rows: dict[Any, dict[str, Any]], key: str) -> None:
-    insert_ignore(session=session, target=target, rows=list(rows.values()), conflict=[key])
+AMOUNT_CACHE_SIZE = 200_000
 
 
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
+class WriteCache:
+    """What one persister remembers between transactions to skip reads; never needed for
+    correctness (a cold cache costs a query, not a wrong row).
+
+    - `tokens`: addresses known to have a row (committed), so a group does not re-insert
+      placeholders for tokens it merely touches. Added by `committed()` only.
+    - `amounts`: order hash → signed amount (immutable: the hash commits to it), for `filled`
+      of orders accepted in an earlier group; bounded, oldest first out, terminal ones dropped.
+    """
+
+    def __init__(self, max_amounts: int = AMOUNT_CACHE_SIZE) -> None:
+        self.tokens: set[str] = set()
+        self.amounts: dict[bytes, int] = {}
+        self.max_amounts = max_amounts
+        self._pending_tokens: set[str] = set()
+
+    def remember(self, order_hash: bytes, amount: int) -> None:
+        self.amounts[order_hash] = amount
+        while len(self.amounts) > self.max_amounts:
+            del self.amounts[next(iter(self.amounts))]
+
+    def written_tokens(self, tokens: set[str]) -> None:
+        """Tokens the current transaction makes sure exist (known once it commits)."""
+        self._pending_tokens = tokens
+
+    def committed(self) -> None:
+        self.tokens |= self._pending_tokens
+        self._pending_tokens = set()
 
 
-def write_batch(session: Session, items: Sequence[Applied], *, cursor_name: str) -> int:
-    """Write the rows of `items` (already filtered to seq > cursor) and advance the cursor."""
-    rows = _Rows()
-    for item in items:
-        rows.add(item)
-    if rows.tokens:
-        upsert(session=session, target=Token, rows=list(rows.tokens.values()), conflict=["address"])
-    missing = rows.placeholder_tokens - set(rows.tokens)
-    if missing:
-        placeholders = [{"address": a, "symbol": "UNKNOWN", "decimals": 18} for a in missing]
-        if insert_ignore(session=session, target=Token, rows=placeholders, conflict=["address"]):
-            log.warning("persister_placeholder_tokens", tokens=sorted(missing))
-    if rows.markets:
-        _ignore(session, Market, rows.markets, "id")
-    market = _table(Market)
-    for market_id, state in rows.market_states.items():
-        session.execute(market.update().where(market.c.id == market_id).values(state=state))
-    _write_orders(session, rows)
-    if rows.fills:
-        insert_ignore(session=session, target=Fill, rows=rows.fills, conflict=["seq", "fill_index"])
-    if rows.balances:
-        upsert(
+_TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED))
+
+
+class _Statements:
+    """The persister's statements for one dialect, built once (no RETURNING: executemany)."""
+
+    def __init__(self, session: Session) -> None:
+        def ignore(target: Any, *key: str) -> Any:
+            return insert_ignore_statement(session=session, target=target, conflict=key)
+
+        self.markets = ignore(Market, "id")
+        self.orders = ignore(Order, "order_hash")
+        self.fills = ignore(Fill, "seq", "fill_index")
+        self.cancels = ignore(SignedCancel, "cancel_hash")
+        self.withdrawals = ignore(Withdrawal, "withdrawal_hash")
+        self.exits = ignore(TraderExit, "trader")
+        self.balances = upsert_statement(
             session=session,
             target=Balance,
-            rows=list(rows.balances.values()),
             conflict=["trader", "token"],
+            update=["total", "locked", "updated_seq"],
             where=lambda new: Balance.updated_seq < new.updated_seq,
         )
-    if rows.cancels:
-        _ignore(session, SignedCancel, rows.cancels, "cancel_hash")
-    if rows.withdrawals:
-        _ignore(session, Withdrawal, rows.withdrawals, "withdrawal_hash")
-    if rows.exits:
-        _ignore(session, TraderExit, rows.exits, "trader")
-    last = items[-1].command.seq
-    upsert(
-        session=session,
-        target=EngineCursor,
-        rows=[{"name": cursor_name, "seq": last}],
-        conflict=["name"],
-        where=lambda new: EngineCursor.seq < new.seq,
-    )
-    return last
-
-
-def _write_orders(session: Session, rows: _Rows) -> None:
-    # Fold updates of orders accepted in this batch into their insert rows.
-    updates: list[tuple[bytes, OrderStatus, int, int]] = []
-    for h, (status, remaining, seq) in rows.order_updates.items():
-        row = rows.orders.get(h)
-        if row is not None:
-            row.update(status=status, filled=row["amount"] - remaining, updated_seq=seq)
-        else:
-            updates.append((h, status, remaining, seq))
-    if rows.orders:
-        _ignore(session, Order, rows.orders, "order_hash")
-    if not updates:
-        return
-    # Amounts are read back and `filled` computed in Python: U256 arithmetic in SQL is not
-    # portable (SQLite stores it as text).
-    hashes = [u[0] for u in updates]
-    query = select(Order.order_hash, Order.amount).where(Order.order_hash.in_(hashes))
-    amounts: dict[bytes, int] = {row[0]: row[1] for row in session.execute(query)}
-    params = [
-        {"b_hash": h, "b_status": status, "b_filled": amounts[h] - remaining, "b_seq": seq}
-        for h, status, remaining, seq in updates
-        if h in amounts
-    ]
-    if len(params) < len(updates):
-        log.error("persister_order_missing", missing=len(updates) - len(params))
-    if params:
+        self.cursor = upsert_statement(
+            session=session,
+            target=EngineCursor,
+            conflict=["name"],
+            update=["seq"],
+            where=lambda new: EngineCursor.seq < new.seq,
+        )
         table = _table(Order)
-        stmt = (
+        self.order_update = (
             table.update()
             .where(table.c.order_hash == bindparam("b_hash"))
             .where(table.c.updated_seq < bindparam("b_seq"))
@@ -310,7 +301,114 @@ def _write_orders(session: Session, rows: _Rows) -> None:
                 updated_seq=bindparam("b_seq"),
             )
         )
-        session.execute(stmt, params)
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect.name
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _Statements(session)
+    return found
+
+
+def _many(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(stmt, rows)
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def write_batch(
+    session: Session,
+    items: Sequence[Applied],
+    *,
+    cursor_name: str,
+    cache: WriteCache | None = None,
+) -> int:
+    """Write the rows of `items` (already filtered to seq > cursor) and advance the cursor.
+
+    Rows are folded per key first (one row per order, balance, cancel… per transaction), then
+    every table is one executemany of plain dicts (the driver's batch path; psycopg pipelines
+    it). Call `cache.committed()` once the transaction has committed.
+    """
+    cache = cache if cache is not None else WriteCache()
+    stmts = _statements(session)
+    rows = _Rows()
+    for item in items:
+        rows.add(item)
+    if rows.tokens:
+        upsert(session=session, target=Token, rows=list(rows.tokens.values()), conflict=["address"])
+    missing = rows.placeholder_tokens - cache.tokens - set(rows.tokens)
+    if missing:
+        placeholders = [{"address": a, "symbol": "UNKNOWN", "decimals": 18} for a in missing]
+        if insert_ignore(session=session, target=Token, rows=placeholders, conflict=["address"]):
+            log.warning("persister_placeholder_tokens", tokens=sorted(missing))
+    cache.written_tokens(rows.placeholder_tokens | set(rows.tokens))
+    _many(session, stmts.markets, list(rows.markets.values()))
+    market = _table(Market)
+    for market_id, state in rows.market_states.items():
+        session.execute(market.update().where(market.c.id == market_id).values(state=state))
+    _write_orders(session, rows, stmts, cache)
+    _many(session, stmts.fills, rows.fills)
+    _many(session, stmts.balances, list(rows.balances.values()))
+    _many(session, stmts.cancels, list(rows.cancels.values()))
+    _many(session, stmts.withdrawals, list(rows.withdrawals.values()))
+    _many(session, stmts.exits, list(rows.exits.values()))
+    last = items[-1].command.seq
+    session.execute(stmts.cursor, [{"name": cursor_name, "seq": last}])
+    return last
+
+
+def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: WriteCache) -> None:
+    # Fold updates of orders accepted in this batch into their insert rows.
+    updates: list[tuple[bytes, OrderStatus, int, int]] = []
+    for h, (status, remaining, seq) in rows.order_updates.items():
+        row = rows.orders.get(h)
+        if row is not None:
+            row.update(status=status, filled=row["amount"] - remaining, updated_seq=seq)
+        else:
+            updates.append((h, status, remaining, seq))
+    for h, row in rows.orders.items():
+        if row["status"] not in _TERMINAL:
+            cache.remember(h, row["amount"])
+    _many(session, stmts.orders, list(rows.orders.values()))
+    if not updates:
+        return
+    # `filled` is computed in Python from the signed amount (cached, else read back): U256
+    # arithmetic in SQL is not portable (SQLite stores it as text).
+    amounts: dict[bytes, int] = {}
+    unknown: list[bytes] = []
+    for u in updates:
+        known = cache.amounts.get(u[0])
+        if known is None:
+            unknown.append(u[0])
+        else:
+            amounts[u[0]] = known
+    if unknown:
+        query = select(Order.order_hash, Order.amount).where(Order.order_hash.in_(unknown))
+        for order_hash, signed_amount in session.execute(query):
+            amounts[order_hash] = signed_amount
+            cache.remember(order_hash, signed_amount)
+    params: list[dict[str, Any]] = []
+    for h, status, remaining, seq in updates:
+        amount = amounts.get(h)
+        if amount is None:
+            continue
+        params.append(
+            {"b_hash": h, "b_status": status, "b_filled": amount - remaining, "b_seq": seq}
+        )
+        if status in _TERMINAL:
+            cache.amounts.pop(h, None)
+    if len(params) < len(updates):
+        log.error("persister_order_missing", missing=len(updates) - len(params))
+    _many(session, stmts.order_update, params)
 
 
 class DbPersister:
@@ -320,6 +418,7 @@ class DbPersister:
         self.factory = factory
         self.cursor_name = cursor_name
         self.persisted = read_cursor(factory, cursor_name)
+        self._cache = WriteCache()
         self.pushed = self.persisted
         self._queue: queue.Queue[list[Applied] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="engine-persister", daemon=True)
@@ -374,13 +473,16 @@ class DbPersister:
             start = time.perf_counter()
             try:
                 with unit_of_work(self.factory) as session:
-                    last = write_batch(session, items, cursor_name=self.cursor_name)
+                    last = write_batch(
+                        session, items, cursor_name=self.cursor_name, cache=self._cache
+                    )
             except Exception:
                 # Retry the same batch forever: skipping it would lose fills.
                 log.exception("persister_write_failed", seq=items[-1].command.seq, retry_in_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self._cache.committed()
             self.persisted = last
             lag = self.lag
             log.debug(

@@ -109,6 +109,17 @@ def test_address_is_stored_checksummed() -> None:
     assert Address().process_bind_param(checksummed, SQLITE) == checksummed
 
 
+def test_address_checks_stay_strict_once_cached() -> None:
+    checksummed = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    wrong = "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    for _ in range(2):  # the second round is served by the cache; refusals are never cached
+        assert Address().process_bind_param(checksummed.upper().replace("0X", "0x"), SQLITE) == (
+            checksummed
+        )
+        with pytest.raises(ValueError, match="checksum"):
+            Address().process_bind_param(wrong, SQLITE)
+
+
 @pytest.mark.parametrize(
     "value",
     [
