@@ -3,7 +3,9 @@
 The projection only knows `CommandSink` (synchronous; the indexer loop is synchronous).
 `EngineClientSink` adapts any async `EngineClient` (TCP or in-process) by running it on an event
 loop the caller owns; its `submit_many` puts a whole window of commands in flight at once (in
-order), so the engine journals them in a few group commits instead of one fsync each. Every
+order; through the client's own `submit_many` when it is a `BatchEngineClient`: one call and
+one timeout for the window), so the engine journals them in a few group commits instead of one
+fsync each. Every
 command carries `Intake(signed_hash=ref)`: the engine journals the intake beside the command,
 so after a crash a command whose answer was lost can be found in the journal by its ref
 (`JournalDirLookup`) instead of being sent a second time.
@@ -110,15 +112,17 @@ class EngineClientSink:
     async def _submit_many(
         self, commands: Sequence[tuple[Command, bytes]]
     ) -> list[Outcome | BaseException]:
+        batch = [(command, Intake(signed_hash=ref)) for command, ref in commands]
+        many = getattr(self.client, "submit_many", None)
+        if many is not None:  # a BatchEngineClient: one call, one timeout for the window
+            results: list[Outcome | BaseException] = await many(batch, timeout=self.timeout_s)
+            return results
         # gather wraps each coroutine in a task, in list order; each task hands its command to
         # the client in its first step (the in-process queue, the TCP connection's writer), so
         # the engine sequences them in list order and group-commits them together.
         submit, timeout = self.client.submit, self.timeout_s
         return await asyncio.gather(
-            *(
-                submit(command, timeout=timeout, intake=Intake(signed_hash=ref))
-                for command, ref in commands
-            ),
+            *(submit(command, timeout=timeout, intake=intake) for command, intake in batch),
             return_exceptions=True,
         )
 

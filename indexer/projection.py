@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
-from eth_utils.crypto import keccak
-from sqlalchemy import bindparam, func, select, update
+from eth_hash.auto import keccak
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.models.indexer import Deposit, IndexerCommand
+from backend.db.models.indexer import IndexerCommand
 from backend.db.models.reference import Market
 from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import ZERO_ADDRESS, DepositStatus
+from backend.domain.types import ZERO_ADDRESS
 from backend.engine.client import Outcome
 from backend.matching.commands import (
     CancelAll,
@@ -313,32 +313,10 @@ def _record(session: Session, results: Sequence[tuple[int, int, str]]) -> None:
     applied credits credited — three statements for the whole list."""
     if not results:
         return
-    session.execute(
-        update(_COMMANDS)
-        .where(_COMMANDS.c.id == bindparam("row_id"))
-        .values(
-            status=DONE,
-            engine_seq=bindparam("seq"),
-            outcome=bindparam("code"),
-            updated_at=func.now(),
-        ),
-        [{"row_id": i, "seq": seq, "code": code} for i, seq, code in results],
+    store.mark_commands_done(session=session, results=results)
+    store.credit_deposits(
+        session=session, command_ids=[i for i, _, code in results if code == "applied"]
     )
-    applied = [i for i, _, code in results if code == "applied"]
-    for part in range(0, len(applied), 500):  # bounded IN lists (SQLite's variable limit)
-        ids = applied[part : part + 500]
-        session.execute(
-            update(Deposit)
-            .where(
-                Deposit.block_hash == IndexerCommand.block_hash,
-                Deposit.log_index == IndexerCommand.log_index,
-                IndexerCommand.id.in_(ids),
-                IndexerCommand.kind == "credit",
-                Deposit.status == DepositStatus.SEEN,
-            )
-            .values(status=DepositStatus.CREDITED, credited_seq=IndexerCommand.engine_seq)
-            .execution_options(synchronize_session=False)
-        )
     refused = {i: (seq, code) for i, seq, code in results if code != "applied"}
     if refused:
         for row in session.execute(
@@ -409,13 +387,9 @@ class Outbox:
                 if not batch:
                     return sent
                 commands = [(build_command(r.kind, dict(r.command)), r.ref) for r in batch]
-                ids = [r.id for r in batch]
-                for part in range(0, len(ids), 500):
-                    session.execute(
-                        update(IndexerCommand)
-                        .where(IndexerCommand.id.in_(ids[part : part + 500]))
-                        .values(status=SUBMITTED)
-                    )
+                store.set_command_status(
+                    session=session, ids=[r.id for r in batch], status=SUBMITTED
+                )
             # Committed: every row of the window is `submitted` before any is sent.
             results = submit_all(self.sink, commands)
             done: list[tuple[int, int, str]] = []
@@ -441,15 +415,7 @@ class Outbox:
 
     @staticmethod
     def _unsubmit(session: Session, ids: list[int]) -> None:
-        for part in range(0, len(ids), 500):
-            session.execute(
-                update(IndexerCommand)
-                .where(
-                    IndexerCommand.id.in_(ids[part : part + 500]),
-                    IndexerCommand.status == SUBMITTED,
-                )
-                .values(status=PENDING)
-            )
+        store.set_command_status(session=session, ids=ids, status=PENDING, where_status=SUBMITTED)
 
     def resolve_in_doubt(self) -> int:
         """Settles `submitted` rows (sent, answer not recorded); returns how many."""

@@ -11,7 +11,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Row, Table, column, delete, func, insert, select, table, update
+from sqlalchemy import (
+    Dialect,
+    Row,
+    Table,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
@@ -252,27 +264,48 @@ def insert_new(
     rows: Sequence[Mapping[str, Any]],
     key: str | tuple[str, ...],
 ) -> set[Any]:
-    """`INSERT … ON CONFLICT (key) DO NOTHING` of every row in one statement (executemany,
-    sent as multi-row VALUES by SQLAlchemy's insertmanyvalues); returns the keys actually
-    inserted (a value, or a tuple for a composite key), so that the caller applies side
-    effects — balance deltas — for new rows only."""
+    """`INSERT … ON CONFLICT (key) DO NOTHING` of every row in one statement; returns the keys
+    actually inserted (a value, or a tuple for a composite key), so that the caller applies
+    side effects — balance deltas — for new rows only.
+
+    PostgreSQL: one array per column through `unnest` (`_unnest`), a statement of a few
+    parameters whatever the number of rows; elsewhere an executemany, sent as multi-row VALUES
+    by SQLAlchemy's insertmanyvalues.
+    """
     if not rows:
         return set()
     names = (key,) if isinstance(key, str) else key
-    stmt = (
-        _dialect_insert(session, table)
-        .on_conflict_do_nothing(index_elements=list(names))
-        .returning(*(table.c[n] for n in names))
-    )
-    result = session.execute(stmt, list(rows)).all()
+    if session.get_bind().dialect.name == "postgresql":
+        sql, params = _unnest(session, table, rows)
+        keys = ", ".join(names)
+        result = session.connection().exec_driver_sql(
+            f"{sql} ON CONFLICT ({keys}) DO NOTHING RETURNING {keys}", params
+        )
+        found = result.all()
+    else:
+        stmt = (
+            _dialect_insert(session, table)
+            .on_conflict_do_nothing(index_elements=list(names))
+            .returning(*(table.c[n] for n in names))
+        )
+        found = session.execute(stmt, list(rows)).all()
     if isinstance(key, str):
-        return {r[0] for r in result}
-    return {tuple(r) for r in result}
+        return {r[0] for r in found}
+    return {tuple(r) for r in found}
 
 
 def upsert_balances(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`chain_balances` rows (trader, token, amount, block_number) written as given."""
+    """`chain_balances` rows (trader, token, amount, block_number) written as given (one row
+    per (trader, token))."""
     if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        sql, params = _unnest(session, BALANCES, rows)
+        session.connection().exec_driver_sql(
+            f"{sql} ON CONFLICT (trader, token) DO UPDATE SET amount = excluded.amount, "
+            "block_number = excluded.block_number",
+            params,
+        )
         return
     stmt = _dialect_insert(session, BALANCES)
     session.execute(
@@ -282,3 +315,128 @@ def upsert_balances(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> N
         ),
         list(rows),
     )
+
+
+def mark_commands_done(*, session: Session, results: Sequence[tuple[int, int, str]]) -> None:
+    """`indexer_commands` rows `(id, engine seq, outcome)` → `done` with that seq and outcome:
+    one `UPDATE … FROM unnest(…)` on PostgreSQL, an executemany elsewhere."""
+    if not results:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            "UPDATE indexer_commands AS c SET status = 'done', engine_seq = v.seq, "
+            "outcome = v.code, updated_at = now() "
+            "FROM unnest(%(ids)b::bigint[], %(seqs)b::bigint[], %(codes)b::text[]) "
+            "AS v(id, seq, code) WHERE c.id = v.id",
+            {
+                "ids": [i for i, _, _ in results],
+                "seqs": [seq for _, seq, _ in results],
+                "codes": [code for _, _, code in results],
+            },
+        )
+        return
+    session.execute(
+        update(COMMANDS)
+        .where(COMMANDS.c.id == bindparam("row_id"))
+        .values(
+            status="done",
+            engine_seq=bindparam("seq"),
+            outcome=bindparam("code"),
+            updated_at=func.now(),
+        ),
+        [{"row_id": i, "seq": seq, "code": code} for i, seq, code in results],
+    )
+
+
+def set_command_status(
+    *, session: Session, ids: Sequence[int], status: str, where_status: str | None = None
+) -> None:
+    """`indexer_commands` rows `ids` → `status` (only those in `where_status`, if given):
+    one `id = ANY(array)` statement on PostgreSQL, bounded IN lists elsewhere."""
+    if not ids:
+        return
+    c = COMMANDS.c
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            "UPDATE indexer_commands SET status = %(new)s, updated_at = now() "
+            "WHERE id = ANY(%(ids)b::bigint[]) "
+            "AND (%(old)s::text IS NULL OR status = %(old)s::text)",
+            {"new": status, "old": where_status, "ids": list(ids)},
+        )
+        return
+    for part in range(0, len(ids), 500):  # bounded IN lists (SQLite's variable limit)
+        stmt = update(COMMANDS).where(c.id.in_(list(ids[part : part + 500])))
+        if where_status is not None:
+            stmt = stmt.where(c.status == where_status)
+        session.execute(stmt.values(status=status, updated_at=func.now()))
+
+
+def credit_deposits(*, session: Session, command_ids: Sequence[int]) -> None:
+    """The `seen` deposits of the `credit` commands `command_ids` (recorded `done` with their
+    seq) → `credited` with that seq: one join on PostgreSQL, bounded IN lists elsewhere."""
+    if not command_ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(
+            "UPDATE deposits AS d SET status = %(credited)s, credited_seq = c.engine_seq, "
+            "updated_at = now() FROM indexer_commands AS c "
+            "WHERE c.id = ANY(%(ids)b::bigint[]) AND c.kind = 'credit' "
+            "AND d.block_hash = c.block_hash AND d.log_index = c.log_index "
+            "AND d.status = %(seen)s",
+            {
+                "credited": DepositStatus.CREDITED.value,
+                "seen": DepositStatus.SEEN.value,
+                "ids": list(command_ids),
+            },
+        )
+        return
+    for part in range(0, len(command_ids), 500):
+        ids = list(command_ids[part : part + 500])
+        session.execute(
+            update(Deposit)
+            .where(
+                Deposit.block_hash == IndexerCommand.block_hash,
+                Deposit.log_index == IndexerCommand.log_index,
+                IndexerCommand.id.in_(ids),
+                IndexerCommand.kind == "credit",
+                Deposit.status == DepositStatus.SEEN,
+            )
+            .values(status=DepositStatus.CREDITED, credited_seq=IndexerCommand.engine_seq)
+            .execution_options(synchronize_session=False)
+        )
+
+
+_ARRAY_TYPES: dict[tuple[str, str], tuple[str, Any]] = {}
+
+
+def _unnest(
+    session: Session, table: TableClause, rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, dict[str, list[Any]]]:
+    """`INSERT INTO table (cols) SELECT * FROM unnest(%(c0)b::type[], …)` and its parameters:
+    one list per column of `rows[0]`, every value through the column type's bind processor
+    (the same validation — EIP-55, exact byte lengths, uint256 range — as a Core insert)."""
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    params: dict[str, list[Any]] = {}
+    casts: list[str] = []
+    for n, name in enumerate(names):
+        sql_type, process = _array_type(table, name, dialect)
+        values = [row[name] for row in rows]
+        params[f"c{n}"] = values if process is None else [process(v) for v in values]
+        casts.append(f"%(c{n})b::{sql_type}[]")  # binary: no text escaping
+    quote = dialect.identifier_preparer.quote  # names are the table's columns (_array_type)
+    columns = ", ".join(quote(name) for name in names)
+    into = f"INSERT INTO {quote(table.name)} ({columns})"
+    sql = f"{into} SELECT * FROM unnest({', '.join(casts)})"  # noqa: S608 (quoted identifiers)
+    return sql, params
+
+
+def _array_type(table: TableClause, name: str, dialect: Dialect) -> tuple[str, Any]:
+    """(SQL element type, bind processor or None) of `table.name` — cached per column."""
+    cache_key = (table.name, name)
+    hit = _ARRAY_TYPES.get(cache_key)
+    if hit is None:
+        typ = table.c[name].type
+        hit = (typ.compile(dialect=dialect), typ.dialect_impl(dialect).bind_processor(dialect))
+        _ARRAY_TYPES[cache_key] = hit
+    return hit

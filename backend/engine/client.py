@@ -7,10 +7,13 @@ so an `Outcome` is an acknowledgement: the command survives any crash after it.
 
 Implementations: `TcpEngineClient` (the `hybridex engine` process, production) and
 `InProcessEngineClient` (the same service inside one process, for `hybridex dev` and tests).
+Both are also `BatchEngineClient`s: `submit_many` puts a whole batch in flight with one
+timeout (the indexer's outbox window) instead of a task, a future and a timer per command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -96,3 +99,16 @@ class EngineClient(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class BatchEngineClient(EngineClient, Protocol):
+    async def submit_many(
+        self, commands: Sequence[tuple[Command, Intake | None]], *, timeout: float
+    ) -> list[Outcome | BaseException]:
+        """`submit` of every command, handed to the engine at once and **in list order** (so
+        their seqs follow the list and the engine group-commits them), awaited with one
+        `timeout` for all. One result per command, in order: its `Outcome`, or the exception
+        `submit` would have raised — `EngineOutcomeUnknownError` for a command that went out
+        but got no answer in time (it may be journaled), `EngineUnavailableError` for one
+        that was never sent, a `DexError` for one the engine refused to take."""
+        ...

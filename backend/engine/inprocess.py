@@ -23,6 +23,7 @@ The service must be opened and used on one event loop (it runs a task there).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from backend.engine.client import BookSnapshot, EngineOutcomeUnknownError, Intake, Outcome
 from backend.engine.service import EngineService
@@ -46,6 +47,29 @@ class InProcessEngineClient:
                 f"no answer from the engine within {timeout}s"
             ) from None
 
+    async def submit_many(
+        self, commands: Sequence[tuple[Command, Intake | None]], *, timeout: float
+    ) -> list[Outcome | BaseException]:
+        """Enqueues every command (in order: the engine sequences them so), then waits for all
+        with one timeout. `asyncio.wait` never cancels what it waits for, so a command still
+        unanswered at the timeout stays in the engine's queue: outcome unknown, not refused."""
+        enqueue = self.service.enqueue
+        futures = [enqueue(command, intake) for command, intake in commands]
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        out: list[Outcome | BaseException] = []
+        for fut in futures:
+            if not fut.done():
+                fut.add_done_callback(_discard)
+                out.append(EngineOutcomeUnknownError(f"no answer from the engine in {timeout}s"))
+            elif fut.cancelled():
+                out.append(EngineOutcomeUnknownError("the engine dropped the command's answer"))
+            else:
+                exc = fut.exception()
+                out.append(fut.result() if exc is None else exc)
+        return out
+
     async def book(self, market_id: str, depth: int) -> BookSnapshot:
         return self.service.book(market_id, depth)
 
@@ -55,3 +79,9 @@ class InProcessEngineClient:
     async def close(self) -> None:
         if self.owns_service:
             await self.service.close()
+
+
+def _discard(fut: asyncio.Future[Outcome]) -> None:
+    """Retrieves a late answer nobody waits for any more (no "exception never retrieved")."""
+    if not fut.cancelled():
+        fut.exception()

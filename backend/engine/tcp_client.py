@@ -124,6 +124,55 @@ class TcpEngineClient:
         (seq,) = p.U64.unpack_from(body)
         return Outcome(seq, decode_events(body[p.U64.size :]))
 
+    async def submit_many(
+        self, commands: Sequence[tuple[Command, Intake | None]], *, timeout: float
+    ) -> list[Outcome | BaseException]:
+        """Every command as its own SUBMIT frame, all queued in list order so they leave in one
+        write (the server enqueues them in that order), awaited with one timeout; answers are
+        matched by request id. Nothing sent (no connection) → `EngineUnavailableError` for
+        each; sent, no answer (timeout, connection lost) → `EngineOutcomeUnknownError`."""
+        if not commands:
+            return []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        out: list[Outcome | BaseException | None] = [None] * len(commands)
+        bodies: list[tuple[int, bytes]] = []
+        for i, (command, intake) in enumerate(commands):
+            try:
+                bodies.append((i, encode_record(command, intake)))
+            except Exception as exc:  # the caller's error, like `submit`: nothing sent
+                out[i] = exc
+        try:
+            async with asyncio.timeout(timeout):
+                writer = await self._connection()
+        except TimeoutError:
+            writer = None
+        except EngineUnavailableError as exc:
+            return [exc if o is None else o for o in out]
+        if writer is None:
+            gone = EngineUnavailableError(f"no connection to the engine within {timeout}s")
+            return [gone if o is None else o for o in out]
+        sent: list[tuple[int, int, asyncio.Future[tuple[int, bytes]]]] = []
+        try:
+            for i, body in bodies:
+                request_id = next(self._ids) & 0xFFFFFFFF
+                fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+                self._pending[request_id] = fut
+                self._send(writer, p.frame(p.SUBMIT, request_id, body))
+                sent.append((i, request_id, fut))
+            waiting = [f for _, _, f in sent]
+            await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
+        finally:
+            for _, request_id, _ in sent:
+                self._pending.pop(request_id, None)
+        for i, _, fut in sent:
+            out[i] = _answer(fut, timeout)
+        results: list[Outcome | BaseException] = []
+        for o in out:
+            assert o is not None  # each command was either refused before sending, or sent
+            results.append(o)
+        return results
+
     async def book(self, market_id: str, depth: int, *, timeout: float = 2.0) -> BookSnapshot:
         body = p.U16.pack(min(depth, 0xFFFF)) + market_id.encode()
         _, answer = await self._request(p.BOOK, body, timeout)
@@ -160,3 +209,20 @@ class TcpEngineClient:
             writer.close()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+def _answer(fut: asyncio.Future[tuple[int, bytes]], timeout: float) -> Outcome | BaseException:
+    """A sent SUBMIT's result: its Outcome, the engine's refusal, or outcome unknown."""
+    if not fut.done() or fut.cancelled():
+        if not fut.done():
+            fut.cancel()  # nobody resolves it any more: its request id is forgotten
+        return EngineOutcomeUnknownError(f"no answer from the engine within {timeout}s")
+    exc = fut.exception()
+    if exc is not None:
+        return exc
+    kind, body = fut.result()
+    if kind == p.ERROR:
+        (code,) = p.U16.unpack_from(body)
+        return DexError(ErrorCode(code), body[2:].decode(errors="replace"))
+    (seq,) = p.U64.unpack_from(body)
+    return Outcome(seq, decode_events(body[p.U64.size :]))

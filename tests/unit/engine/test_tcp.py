@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.engine import protocol as p
-from backend.engine.client import EngineOutcomeUnknownError, EngineUnavailableError, Intake
+from backend.engine.client import (
+    EngineOutcomeUnknownError,
+    EngineUnavailableError,
+    Intake,
+    Outcome,
+)
+from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.server import EngineServer
 from backend.engine.service import EngineService
 from backend.engine.tcp_client import TcpEngineClient
@@ -104,5 +111,93 @@ def test_find_refs_tells_which_commands_were_journaled(tmp_path: Path) -> None:
             await client.close()
             await server.stop()
             await service.close()
+
+    asyncio.run(main())
+
+
+def test_submit_many_answers_in_order_with_the_engines_refusals(tmp_path: Path) -> None:
+    """One call puts a batch in flight: seqs follow the list, a refused command is its
+    DexError in its slot, and both clients give the same answers."""
+
+    async def main() -> None:
+        service = await EngineService.open(journal_dir=tmp_path)
+        server = EngineServer(service)
+        port = await server.start("127.0.0.1", 0)
+        client = TcpEngineClient("127.0.0.1", port)
+        inproc = InProcessEngineClient(service, owns_service=False)
+        first = await client.submit_many(setup(3), timeout=5)
+        assert [o.seq for o in first if isinstance(o, Outcome)] == list(range(1, 8))
+        batch = workload(200, 3)
+        for c in (client, inproc):
+            results = await c.submit_many(batch, timeout=5)
+            assert len(results) == len(batch)
+            assert all(isinstance(r, Outcome) for r in results)
+            seqs = [r.seq for r in results if isinstance(r, Outcome)]
+            assert seqs == list(range(seqs[0], seqs[0] + len(batch)))
+        assert await client.submit_many([], timeout=5) == []
+        await client.close()
+        await server.stop()
+        await service.close()
+
+    asyncio.run(main())
+
+
+def test_submit_many_without_answer_is_outcome_unknown_and_without_engine_unavailable() -> None:
+    """A batch that went out but got no answer may be journaled: every command is
+    `EngineOutcomeUnknownError`, never a refusal; no engine at all: nothing was sent."""
+
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await p.read_frame(reader)
+
+        async def dies_after_reading(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            await p.read_frame(reader)
+            writer.close()
+
+        batch = setup(2)
+        for handler in (silent, dies_after_reading):
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            client = TcpEngineClient("127.0.0.1", port)
+            results = await client.submit_many(batch, timeout=0.5)
+            assert len(results) == len(batch)
+            assert all(isinstance(r, EngineOutcomeUnknownError) for r in results)
+            assert not client._pending  # nothing left waiting for an answer
+            await client.close()
+            server.close()
+            await server.wait_closed()
+        results = await TcpEngineClient("127.0.0.1", port).submit_many(batch, timeout=0.5)
+        assert all(
+            isinstance(r, EngineUnavailableError) and not isinstance(r, EngineOutcomeUnknownError)
+            for r in results
+        )
+
+    asyncio.run(main())
+
+
+def test_in_process_submit_many_timeout_is_outcome_unknown_and_the_command_still_applies(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        service = await EngineService.open(journal_dir=tmp_path)
+        client = InProcessEngineClient(service)
+        await client.submit_many(setup(1), timeout=5)
+        slow = service.journal.append_group
+
+        def append_slowly(payloads: list[bytes]) -> None:
+            time.sleep(0.3)
+            slow(payloads)
+
+        service.journal.append_group = append_slowly  # type: ignore[method-assign,assignment]
+        batch = setup(1)[1:]
+        results = await client.submit_many(batch, timeout=0.05)
+        assert all(isinstance(r, EngineOutcomeUnknownError) for r in results)
+        await asyncio.sleep(0.5)
+        seq, _ = service.state()
+        assert seq == 3 + len(batch)  # journaled and applied all the same (not cancelled)
+        await client.close()
 
     asyncio.run(main())
