@@ -35,11 +35,13 @@ from eth_hash.auto import keccak
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.models import Fill, FillSettlement, SettlementBatch
 from backend.db.models.indexer import IndexerCommand
 from backend.db.models.reference import Market
 from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import ZERO_ADDRESS
+from backend.domain.fills import fill_deltas
+from backend.domain.types import ZERO_ADDRESS, FillStatus
 from backend.engine.client import Outcome
 from backend.matching.commands import (
     CancelAll,
@@ -63,9 +65,11 @@ from indexer.events import ChainLog
 log = structlog.get_logger("indexer.projection")
 
 IMMEDIATE = ("ExitRequested", "OrderCancelled", "NoncesInvalidated")
-CONFIRMED = ("Deposited", "Withdrawn", "ExitWithdrawn")
-# kind → sign of its on-chain balance delta, for the confirmed kinds.
-BALANCE_SIGN = {"credit": 1, "debit": -1, "exit_debit": -1}
+CONFIRMED = ("Deposited", "Withdrawn", "ExitWithdrawn", "BatchSettled")
+# kind → sign of its on-chain balance delta, for the confirmed kinds. A `settle` row is the
+# signed net change a settled batch made to one (trader, token): ledger only, no engine command
+# (the engine applied the fills when it matched them), so it is written `done`.
+BALANCE_SIGN = {"credit": 1, "debit": -1, "exit_debit": -1, "settle": 1}
 REVERSE = {"credit": "reverse_credit", "debit": "reverse_debit", "exit_debit": "reverse_debit"}
 PENDING, SUBMITTED, DONE, CANCELLED = "pending", "submitted", "done", "cancelled"
 _COMMANDS = store.COMMANDS
@@ -94,6 +98,7 @@ def _row(kind: str, e: ChainLog | Any, command: dict[str, Any]) -> dict[str, Any
         "block_number": e.block_number,
         "command": command,
         "status": PENDING,
+        "outcome": None,
     }
 
 
@@ -199,6 +204,14 @@ def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> 
     deltas: list[tuple[bytes, str, str, int, int]] = []
     for ev in store.events_between(session=session, after=after, upto=upto, names=CONFIRMED):
         a = ev.args
+        if ev.event == "BatchSettled":
+            for row in _settle_rows(session, ev):
+                c = row["command"]
+                rows.append(row)
+                deltas.append(
+                    (row["ref"], c["trader"], c["token"], int(c["amount"]), ev.block_number)
+                )
+            continue
         trader, token, amount = a["trader"], a["token"], int(a["amount"])
         command: dict[str, Any] = {"trader": trader, "token": token, "amount": str(amount)}
         if ev.event == "Deposited":
@@ -222,6 +235,48 @@ def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> 
     )
 
 
+def _settle_rows(session: Session, ev: Any) -> list[dict[str, Any]]:
+    """`settle` ledger rows for a confirmed `BatchSettled`: the batch's fills as the settlement
+    worker recorded them, netted per (trader, token) — only when they are the batch the chain
+    applied (same fill count and `fillsHash`); otherwise nothing is guessed, loudly."""
+    batch_id, count = int(ev.args["batchId"]), int(ev.args["fillCount"])
+    on_chain_hash = bytes.fromhex(str(ev.args["fillsHash"]).removeprefix("0x"))
+    batch = session.get(SettlementBatch, batch_id)
+    fills = session.execute(
+        select(Fill, Market.base_token, Market.quote_token)
+        .join(FillSettlement, FillSettlement.fill_id == Fill.id)
+        .join(Market, Market.id == Fill.market_id)
+        .where(FillSettlement.batch_id == batch_id, FillSettlement.status != FillStatus.FAILED)
+    ).all()
+    recorded_hash = None if batch is None or batch.fills_hash is None else bytes(batch.fills_hash)
+    if len(fills) != count or recorded_hash != on_chain_hash:
+        log.error(
+            "settled batch does not match the recorded one; on-chain balances not updated",
+            batch_id=batch_id,
+            fill_count=count,
+            recorded_fills=len(fills),
+            fills_hash_matches=recorded_hash == on_chain_hash,
+        )
+        return []
+    net: dict[tuple[str, str], int] = {}
+    for fill, base, quote in fills:
+        for trader, token, delta in fill_deltas(
+            maker=fill.maker_trader, taker=fill.taker_trader, taker_side=fill.taker_side,
+            base=base, quote=quote, amount=fill.amount, quote_amount=fill.quote_amount,
+            maker_fee=fill.maker_fee, taker_fee=fill.taker_fee,
+        ):  # fmt: skip
+            net[(trader, token)] = net.get((trader, token), 0) + delta
+    rows = []
+    for (trader, token), delta in sorted(net.items()):
+        if delta == 0:
+            continue
+        row = _row("settle", ev, {"trader": trader, "token": token, "amount": str(delta)})
+        row["ref"] = keccak(row["ref"] + bytes.fromhex(trader[2:]) + bytes.fromhex(token[2:]))
+        row["status"], row["outcome"] = DONE, "ledger"
+        rows.append(row)
+    return rows
+
+
 def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]) -> None:
     """Undo what blocks above `ancestor` owed or did, then forget them (store.delete_above)."""
     rows = session.scalars(
@@ -241,6 +296,8 @@ def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]
         if row.status == PENDING:
             row.status = CANCELLED
             row.outcome = "orphaned"
+        elif row.kind == "settle":
+            row.outcome = "orphaned:ledger"  # its balance delta is reversed above
         elif row.status == DONE and row.kind in REVERSE:
             kind = REVERSE[row.kind]
             reverses.append(_row(kind, row, {k: c[k] for k in ("trader", "token", "amount")}))

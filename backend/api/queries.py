@@ -10,7 +10,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from backend.db import models
-from backend.domain.types import FillStatus, OrderStatus, Side
+from backend.domain.fills import fill_deltas
+from backend.domain.types import FillStatus, OrderStatus
 from backend.settlement.reads import latest_batch_transactions
 
 MAX_WINDOW_FILLS = 100_000
@@ -144,18 +145,13 @@ def pending_settlement(session: Session, trader: str) -> dict[str, int]:
     )
     out: dict[str, int] = {}
     for fill, base, quote in session.execute(q):
-        for is_maker in (True, False):
-            who = fill.maker_trader if is_maker else fill.taker_trader
-            if who != trader:
-                continue
-            side = fill.taker_side.opposite if is_maker else fill.taker_side
-            fee = fill.maker_fee if is_maker else fill.taker_fee
-            if side is Side.BUY:  # receives base (fee in base), gives quote
-                out[base] = out.get(base, 0) + fill.amount - fee
-                out[quote] = out.get(quote, 0) - fill.quote_amount
-            else:
-                out[quote] = out.get(quote, 0) + fill.quote_amount - fee
-                out[base] = out.get(base, 0) - fill.amount
+        for who, token, delta in fill_deltas(
+            maker=fill.maker_trader, taker=fill.taker_trader, taker_side=fill.taker_side,
+            base=base, quote=quote, amount=fill.amount, quote_amount=fill.quote_amount,
+            maker_fee=fill.maker_fee, taker_fee=fill.taker_fee,
+        ):  # fmt: skip
+            if who == trader:
+                out[token] = out.get(token, 0) + delta
     return out
 
 

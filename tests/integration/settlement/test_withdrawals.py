@@ -202,3 +202,29 @@ def test_withdrawal_over_http_is_reserved_sent_confirmed_and_debited(stack: Stac
         assert exiting.json()["error"]["code"] == "ACCOUNT_EXITING"
         assert s.withdrawals(mallory) == []
     assert OPERATOR_KEY[2:].lower() not in stack.worker_log().lower()
+
+
+def test_settled_trades_move_on_chain_balances_to_what_the_contract_holds(stack: Stack) -> None:
+    """BatchSettled, confirmed: `onChain` follows the fills (not only deposits/withdrawals),
+    so `total = onChain + pendingSettlement` holds once nothing is left to settle."""
+    h = stack.h
+    seller, buyer = h.traders[2], h.traders[3]
+    tokens = (h.weth.address, h.usdc.address)
+    with live(stack) as s:
+        h.fund(seller, h.weth, 10 * UNIT)
+        h.fund(buyer, h.usdc, 10**13)
+        s.sync()
+        for cmd, intake in stack.trades([(seller, buyer, 3), (seller, buyer, 2)]):
+            s.http.portal.call(functools.partial(s.service.submit, cmd, intake))  # type: ignore[union-attr]
+        s.flush()
+        pending = s.balance(buyer, h.weth.address)["pendingSettlement"]
+        assert int(pending) > 0  # matched, not settled yet
+        stack.start_worker()
+        stack.wait("fills settled", stack.all_settled)
+        s.sync()  # BatchSettled confirmed: the ledger takes the batch's fills
+        for trader in (seller, buyer):
+            for token in tokens:
+                row = s.balance(trader, token)
+                assert int(row["onChain"]) == h.exchange.balance_of(trader.address, token)
+                assert row["pendingSettlement"] == "0"
+                assert row["total"] == row["onChain"]
