@@ -40,7 +40,6 @@ from backend.db.models.indexer import IndexerCommand
 from backend.db.models.reference import Market
 from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.fills import fill_deltas
 from backend.domain.types import ZERO_ADDRESS, FillStatus
 from backend.engine.client import Outcome
 from backend.matching.commands import (
@@ -260,11 +259,7 @@ def _settle_rows(session: Session, ev: Any) -> list[dict[str, Any]]:
         return []
     net: dict[tuple[str, str], int] = {}
     for fill, base, quote in fills:
-        for trader, token, delta in fill_deltas(
-            maker=fill.maker_trader, taker=fill.taker_trader, taker_side=fill.taker_side,
-            base=base, quote=quote, amount=fill.amount, quote_amount=fill.quote_amount,
-            maker_fee=fill.maker_fee, taker_fee=fill.taker_fee,
-        ):  # fmt: skip
+        for trader, token, delta in fill.balance_deltas(base, quote):
             net[(trader, token)] = net.get((trader, token), 0) + delta
     rows = []
     for (trader, token), delta in sorted(net.items()):

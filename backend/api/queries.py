@@ -10,7 +10,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from backend.db import models
-from backend.domain.fills import fill_deltas
 from backend.domain.types import FillStatus, OrderStatus
 from backend.settlement.reads import latest_batch_transactions
 
@@ -145,11 +144,7 @@ def pending_settlement(session: Session, trader: str) -> dict[str, int]:
     )
     out: dict[str, int] = {}
     for fill, base, quote in session.execute(q):
-        for who, token, delta in fill_deltas(
-            maker=fill.maker_trader, taker=fill.taker_trader, taker_side=fill.taker_side,
-            base=base, quote=quote, amount=fill.amount, quote_amount=fill.quote_amount,
-            maker_fee=fill.maker_fee, taker_fee=fill.taker_fee,
-        ):  # fmt: skip
+        for who, token, delta in fill.balance_deltas(base, quote):
             if who == trader:
                 out[token] = out.get(token, 0) + delta
     return out

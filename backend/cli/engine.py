@@ -60,7 +60,7 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
 
     from backend.config import get_settings
     from backend.engine.feed_redis import RedisFeedStore
-    from backend.engine.runtime import tune_gc
+    from backend.engine.runtime import service_options, tune_gc
     from backend.engine.server import EngineServer
     from backend.engine.service import EngineService
 
@@ -82,10 +82,7 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
         journal_dir=journal_dir,
         session_factory=factory,
         feeds=store,
-        snapshot_every=settings.engine_snapshot_every,
-        group_max=settings.engine_group_max,
-        sweep_interval=settings.engine_sweep_interval_s,
-        fee_recipient=settings.fee_recipient,
+        **service_options(settings),
     )
     tune_gc()  # after start-up: freeze the books replay built (backend/engine/runtime.py)
     server = EngineServer(service)

@@ -32,6 +32,7 @@ from backend.domain.errors import DexError
 from backend.engine.client import EngineClient, Intake, Outcome
 from backend.engine.feed_memory import MemoryFeedStore
 from backend.engine.inprocess import InProcessEngineClient
+from backend.engine.runtime import service_options
 from backend.engine.service import EngineService
 from backend.matching.commands import Command
 from backend.settlement.context import SettlementContext, set_context
@@ -94,10 +95,7 @@ async def start_services(
         journal_dir=journal_dir,
         session_factory=factory,
         feeds=feeds,
-        snapshot_every=settings.engine_snapshot_every,
-        group_max=settings.engine_group_max,
-        sweep_interval=settings.engine_sweep_interval_s,
-        fee_recipient=settings.fee_recipient,
+        **service_options(settings),
     )
     client = InProcessEngineClient(service)
     for command, intake in listing_commands(markets):

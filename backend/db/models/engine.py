@@ -30,6 +30,7 @@ from backend.db.types import (
     StrEnumType,
     enum_check,
 )
+from backend.domain.fills import fill_deltas
 from backend.domain.types import OrderStatus, Side, TimeInForce, WithdrawalStatus
 
 REJECT_CODE_LENGTH = 48  # an `ErrorCode` name, e.g. "INSUFFICIENT_BALANCE"
@@ -162,6 +163,14 @@ class Fill(Base):
     maker_fee: Mapped[int] = mapped_column(U256())
     taker_fee: Mapped[int] = mapped_column(U256())
     created_at: Mapped[datetime] = created_at()
+
+    def balance_deltas(self, base: str, quote: str) -> list[tuple[str, str, int]]:
+        """`(trader, token, signed change)` this fill makes once settled (`fill_deltas`)."""
+        return fill_deltas(
+            maker=self.maker_trader, taker=self.taker_trader, taker_side=self.taker_side,
+            base=base, quote=quote, amount=self.amount, quote_amount=self.quote_amount,
+            maker_fee=self.maker_fee, taker_fee=self.taker_fee,
+        )  # fmt: skip
 
 
 class SignedCancel(Base):
