@@ -12,6 +12,7 @@ Only the wiring differs from production; no module has a dev branch of its own.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from backend.config import Settings
 from backend.db.session import make_engine, session_factory
 from backend.devstack.markets import DemoMarket, listing_commands
 from backend.domain.errors import DexError
-from backend.engine.client import EngineClient, Intake, Outcome
+from backend.engine.client import EngineClient, EngineOutcomeUnknownError, Intake, Outcome
 from backend.engine.feed_memory import MemoryFeedStore
 from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.runtime import service_options
@@ -57,7 +58,11 @@ class LoopEngineSink:
 
     def submit(self, command: Command, *, ref: bytes) -> Outcome:
         coro = self.client.submit(command, timeout=self.timeout_s, intake=Intake(signed_hash=ref))
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout_s + 5)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(self.timeout_s + 5)
+        except concurrent.futures.TimeoutError:  # the client's own timeout should come first
+            raise EngineOutcomeUnknownError("no answer from the in-process engine") from None
 
 
 class _Server(uvicorn.Server):

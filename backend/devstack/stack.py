@@ -1,8 +1,9 @@
 """`hybridex dev`: chain, contracts, demo markets and every process's modules; Ctrl-C stops all.
 
-With its own anvil the chain is new on every start, so the dev database and journal of an
+With its own chain, the chain is new on every start, so the dev database and journal of an
 earlier run (which describe another chain) are cleared first. With `HYBRIDEX_RPC_URL` /
-`HYBRIDEX_DATABASE_URL` set, it uses those and clears nothing.
+`HYBRIDEX_DATABASE_URL` / `HYBRIDEX_ENGINE_JOURNAL_DIR` set, it uses those and clears
+nothing: give it a fresh database and journal when it starts its own chain.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def dev_settings() -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def _clear_previous_run(settings: Settings) -> None:
+def _clear_previous_run() -> None:
     """A new anvil chain makes an earlier run's database and journal meaningless."""
     if "HYBRIDEX_DATABASE_URL" not in os.environ:
         for suffix in ("", "-wal", "-shm"):
@@ -75,7 +76,7 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT, chain: str = "anvil") 
     settings = dev_settings()
     started = []
     if "HYBRIDEX_RPC_URL" not in os.environ:
-        _clear_previous_run(settings)
+        _clear_previous_run()
 
     migrate.upgrade(settings.database_url)
     started.append(
