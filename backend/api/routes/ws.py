@@ -244,7 +244,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(code=1011)
     finally:
-        await session.stop_pump()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancel the session's tasks without awaiting them: this task may itself be being
+        # cancelled (server shutdown, client gone), and every await here would be one more
+        # cancellation point inside its cancel scope; they end on their own next iteration.
+        for t in [*tasks, session.pump_task]:
+            if t is not None:
+                t.cancel()
+        session.pump_task = None
