@@ -32,6 +32,7 @@ from backend.devstack.chain import (
 from backend.devstack.evm_rpc import EthTesterNode
 from backend.devstack.markets import DemoMarket, demo_markets
 from backend.devstack.services import Services, serve_until, start_services
+from backend.logging import configure_logging
 
 DEV_DB_PATH = Path("var/hybridex-dev.db")
 DEV_JOURNAL_DIR = Path("var/dev-journal")
@@ -162,6 +163,8 @@ def describe(stack: DevStack) -> str:
 def run_until_interrupted(
     echo: Callable[[str], None], port: int = DEV_RPC_PORT, chain: str = "anvil"
 ) -> None:
+    # The terminal is the newcomer's: warnings and errors only, readable, unless asked for.
+    configure_logging(os.environ.get("HYBRIDEX_LOG_LEVEL", "WARNING"), json=False)
     with ExitStack() as resources:
         stack = start(resources, port=port, chain=chain)
         asyncio.run(_run_services(stack, echo))
