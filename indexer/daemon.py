@@ -24,7 +24,7 @@ from indexer import metrics, projection, store
 from indexer.events import ChainLog, EventCodec
 from indexer.projection import Outbox
 from indexer.rpc import BlockHeader, RpcClient
-from indexer.sync.historical import AdaptiveRange, backfill
+from indexer.sync.historical import AdaptiveRange, Prefetched, backfill
 from indexer.sync.realtime import Block, Finalize, RealtimeSync, Reorg
 from indexer.sync.reorg import BlockWindow
 
@@ -75,6 +75,8 @@ class Indexer:
         self.ranges = AdaptiveRange(
             size=min(2_000, config.max_log_range), max_size=config.max_log_range
         )
+        self.carry = Prefetched(0, -1, [])
+        """Final logs fetched past a dense chunk's cut, for the next chunk (historical.py)."""
         self.chain_id = 0
         self._realtime: RealtimeSync | None = None
         self.stop_event = threading.Event()
@@ -124,6 +126,7 @@ class Indexer:
                     )
             store.save_blocks(session=session, headers=[parent])
         self._realtime = None
+        self.carry = Prefetched(0, -1, [])
         log.info("re-sync requested", from_block=number)
 
     def _parent_of(self, number: int) -> BlockHeader:
@@ -224,6 +227,7 @@ class Indexer:
                 start=start,
                 end=end,
                 ranges=self.ranges,
+                carry=self.carry,
             )
         )
         with unit_of_work(self.factory) as session:
@@ -240,7 +244,11 @@ class Indexer:
                 hash_=chunk.end.hash,
             )
             projection.confirm(
-                session=session, chain_id=self.chain_id, upto=chunk.end.number, tokens=tokens
+                session=session,
+                chain_id=self.chain_id,
+                upto=chunk.end.number,
+                tokens=tokens,
+                known=(chunk.from_block, chunk.logs),
             )
         self._indexed = (chunk.end.number, chunk.end.timestamp)
         metrics.EVENTS.inc(len(chunk.logs))

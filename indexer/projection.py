@@ -188,12 +188,21 @@ def apply_balances(
     )
 
 
-def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> None:
+def confirm(
+    *,
+    session: Session,
+    chain_id: int,
+    upto: int,
+    tokens: set[str],
+    known: tuple[int, Sequence[ChainLog]] | None = None,
+) -> None:
     """Owes the engine the confirmed effects of blocks (confirmed cursor, upto].
 
     Set-based, whatever the number of events: one read of the events, one insert of their
     outbox rows (`ON CONFLICT (ref) DO NOTHING`, so an event confirmed before — a restart, a
-    re-sync — owes nothing new), one balance update for the new rows only.
+    re-sync — owes nothing new), one balance update for the new rows only. `known`:
+    `(first block, every event of blocks [first block, upto])` already in hand (a backfill
+    chunk, just stored) — used instead of reading them back when they cover the range.
     """
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     after = cursor.number if cursor is not None else -1
@@ -201,7 +210,13 @@ def confirm(*, session: Session, chain_id: int, upto: int, tokens: set[str]) -> 
         return
     rows: list[dict[str, Any]] = []
     deltas: list[tuple[bytes, str, str, int, int]] = []
-    for ev in store.events_between(session=session, after=after, upto=upto, names=CONFIRMED):
+    if known is not None and known[0] <= after + 1:
+        events: Sequence[Any] = store.as_stored(
+            e for e in known[1] if after < e.block_number <= upto and e.name in CONFIRMED
+        )
+    else:
+        events = store.events_between(session=session, after=after, upto=upto, names=CONFIRMED)
+    for ev in events:
         a = ev.args
         if ev.event == "BatchSettled":
             for row in _settle_rows(session, ev):

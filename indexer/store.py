@@ -7,9 +7,9 @@ Writes are idempotent per `(block_hash, log_index)` (`INSERT … ON CONFLICT DO 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Dialect,
@@ -233,6 +233,24 @@ def seen_deposits(*, session: Session) -> int:
     """Deposits seen and not yet credited."""
     q = select(func.count()).select_from(Deposit).where(Deposit.status == DepositStatus.SEEN)
     return int(session.scalar(q) or 0)
+
+
+class StoredEvent(NamedTuple):
+    """An event as `events_between` reads it back: `args` in their stored JSON form."""
+
+    block_hash: bytes
+    log_index: int
+    block_number: int
+    event: str
+    args: dict[str, Any]
+
+
+def as_stored(logs: Iterable[ChainLog]) -> list[StoredEvent]:
+    """`logs` as `events_between` would return them once stored (same order given)."""
+    return [
+        StoredEvent(e.block_hash, e.log_index, e.block_number, e.name, args_to_json(e.args))
+        for e in logs
+    ]
 
 
 def events_between(

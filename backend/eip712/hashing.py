@@ -8,6 +8,7 @@ by `typed_data` consumers (wallets, tests), never on the hot path.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Final
 
 from eth_hash.auto import keccak
@@ -33,7 +34,9 @@ WITHDRAWAL_TYPEHASH: Final = keccak(encode_type("Withdrawal").encode())
 _ZERO12: Final = b"\0" * 12
 
 
+@lru_cache(maxsize=1 << 16)
 def _address(value: str) -> bytes:
+    # eth_utils' validating conversion costs ~5 µs; traders and tokens repeat (cf. parsing).
     return _ZERO12 + to_canonical_address(value)
 
 

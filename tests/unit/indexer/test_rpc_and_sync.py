@@ -12,7 +12,7 @@ import pytest
 from backend.domain.errors import ErrorCode
 from indexer.events import EventCodec
 from indexer.rpc import Backoff, BlockHeader, Log, LogRangeError, RpcClient, RpcError
-from indexer.sync.historical import AdaptiveRange, backfill
+from indexer.sync.historical import AdaptiveRange, Prefetched, backfill
 from indexer.sync.reorg import BlockWindow, ReorgTooDeepError, common_ancestor
 
 
@@ -88,12 +88,16 @@ def test_backfill_shrinks_on_range_errors_and_grows_when_sparse() -> None:
     assert max(t - f + 1 for f, t in node.ranges) > 50  # recovered towards the limit
 
 
-def test_adaptive_range_shrinks_when_dense() -> None:
+def test_adaptive_range_shrinks_to_the_density_seen_and_grows_when_sparse() -> None:
     r = AdaptiveRange(size=1000, target_logs=100)
-    r.observe(500)
-    assert r.size == 500
+    r.observe(500)  # 1000 blocks held 500 logs: 200 blocks hold about 100
+    assert r.size == 200
+    r.observe(150, blocks=50)  # denser still, over fewer blocks than the range
+    assert r.size == 33
+    r.observe(120)  # just above the target: at least halves
+    assert r.size == 16
     r.observe(0)
-    assert r.size == 1000
+    assert r.size == 32
 
 
 def _chain(n: int, salt: bytes = b"a") -> list[BlockHeader]:
@@ -142,6 +146,81 @@ class DenseNode:
 
     def header(self, number: int) -> BlockHeader:
         return BlockHeader(number, number.to_bytes(32, "big"), b"\x00" * 32, 0)
+
+
+class CountingDenseNode(DenseNode):
+    """A DenseNode whose logs decode (Deposited of one trader), counting its answers."""
+
+    def __init__(self, per_block: int) -> None:
+        super().__init__(per_block)
+        codec = EventCodec.exchange()
+        self.topic = next(s.topic for s in codec.by_topic.values() if s.name == "Deposited")
+        self.calls: list[tuple[int, int]] = []
+
+    def get_logs(self, *, from_block: int, to_block: int, **_: Any) -> list[Log]:
+        self.calls.append((from_block, to_block))
+        word = b"\x00" * 12 + b"\x11" * 20
+        return [
+            Log(
+                n,
+                n.to_bytes(32, "big"),
+                b"\x01" * 32,
+                i,
+                "0x" + "22" * 20,
+                (self.topic, word, word),
+                (7).to_bytes(32, "big") + word,
+            )
+            for n in range(from_block, to_block + 1)
+            for i in range(self.per_block)
+        ]
+
+
+def test_logs_past_a_dense_cut_are_served_from_the_carry_not_fetched_again() -> None:
+    node = CountingDenseNode(10)
+    ranges = AdaptiveRange(size=100, target_logs=25)
+    carry = Prefetched(0, -1, [])
+    codec = EventCodec.exchange()
+    chunks = list(
+        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
+    )
+    assert node.calls[0] == (0, 99)
+    fetched = sum(t - f + 1 for f, t in node.calls)
+    assert fetched == 100  # every block fetched once
+    covered = [(c.from_block, c.to_block) for c in chunks]
+    assert covered[0] == (0, 2)
+    assert covered[-1][1] == 99
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(covered))
+    logs = [e for c in chunks for e in c.logs]
+    assert [(e.block_number, e.log_index) for e in logs] == [
+        (n, i) for n in range(100) for i in range(10)
+    ]
+    assert all(len(c.logs) <= 30 for c in chunks)  # whole blocks, about target_logs each
+    assert all(c.end.number == c.to_block for c in chunks)
+
+
+def test_a_carry_that_does_not_start_at_the_cursor_is_not_used() -> None:
+    node = CountingDenseNode(10)
+    ranges = AdaptiveRange(size=100, target_logs=25)
+    carry = Prefetched(0, -1, [])
+    codec = EventCodec.exchange()
+    first = next(
+        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
+    )
+    assert (first.from_block, first.to_block) == (0, 2)
+    assert carry.from_block == 3
+    # The chunk was not committed: the next step starts from block 0 again, and fetches.
+    again = next(
+        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
+    )
+    assert again.from_block == 0
+    assert len(node.calls) == 2
+    # A carry that reaches past the final block (the node's head went back) is not used.
+    stale = Prefetched(3, 99, carry.logs)
+    short = next(
+        backfill(node, codec, "0x" + "22" * 20, start=3, end=50, ranges=ranges, carry=stale)  # type: ignore[arg-type]
+    )
+    assert len(node.calls) == 3
+    assert short.to_block <= 50
 
 
 def test_a_too_dense_chunk_is_cut_at_a_block_boundary() -> None:
