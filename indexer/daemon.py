@@ -232,7 +232,9 @@ class Indexer:
         )
         with unit_of_work(self.factory) as session:
             tokens = store.known_tokens(session=session)
-            store.save_events(session=session, logs=chunk.logs, tokens=tokens)
+            store.save_events(
+                session=session, logs=chunk.logs, tokens=tokens, above=chunk.from_block - 1
+            )
             projection.on_events(session=session, logs=chunk.logs)
             store.save_blocks(session=session, headers=[chunk.end])
             store.prune_blocks(session=session, below=chunk.end.number)

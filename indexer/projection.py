@@ -238,7 +238,10 @@ def confirm(
         row = _row(kind, ev, command)
         rows.append(row)
         deltas.append((row["ref"], trader, token, BALANCE_SIGN[kind] * amount, ev.block_number))
-    new = store.insert_new(session=session, table=_COMMANDS, rows=rows, key="ref")
+    fresh = bool(rows) and store.nothing_above(
+        session=session, table=_COMMANDS, number=after, where={"kind": list(BALANCE_SIGN)}
+    )
+    new = store.insert_new(session=session, table=_COMMANDS, rows=rows, key="ref", fresh=fresh)
     apply_balances(session, tokens, [(t, k, d, b) for ref, t, k, d, b in deltas if ref in new])
     store.set_cursor(
         session=session,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Dialect,
     Row,
@@ -167,13 +168,29 @@ def prune_blocks(*, session: Session, below: int) -> None:
     session.execute(delete(ChainBlock).where(ChainBlock.number < below))
 
 
-def save_events(*, session: Session, logs: Sequence[ChainLog], tokens: set[str]) -> int:
-    """Stores the events and the deposits among them; returns how many events were new."""
+def save_events(
+    *, session: Session, logs: Sequence[ChainLog], tokens: set[str], above: int | None = None
+) -> int:
+    """Stores the events and the deposits among them; returns how many events were new.
+
+    `above`: every log is in a block above this one (a backfill chunk after its cursor) —
+    tables holding nothing above it are written by COPY (`insert_new(fresh=True)`).
+    """
     if not logs:
         return 0
+    events_fresh = deposits_fresh = False
+    if above is not None and session.get_bind().dialect.name == "postgresql":
+        events_fresh = nothing_above(session=session, table=EVENTS, number=above, where={})
+        deposits_fresh = nothing_above(
+            session=session,
+            table=DEPOSITS,
+            number=above,
+            where={"status": [s.value for s in DepositStatus]},
+        )
     new = insert_new(
         session=session,
         table=EVENTS,
+        fresh=events_fresh,
         key=("block_hash", "log_index"),
         rows=[
             {
@@ -202,7 +219,13 @@ def save_events(*, session: Session, logs: Sequence[ChainLog], tokens: set[str])
         for e in logs
         if e.name == "Deposited" and e.args["token"] in tokens
     ]
-    insert_new(session=session, table=DEPOSITS, rows=deposits, key=("block_hash", "log_index"))
+    insert_new(
+        session=session,
+        table=DEPOSITS,
+        rows=deposits,
+        key=("block_hash", "log_index"),
+        fresh=deposits_fresh,
+    )
     return len(new)
 
 
@@ -281,6 +304,7 @@ def insert_new(
     table: TableClause,
     rows: Sequence[Mapping[str, Any]],
     key: str | tuple[str, ...],
+    fresh: bool = False,
 ) -> set[Any]:
     """`INSERT … ON CONFLICT (key) DO NOTHING` of every row in one statement; returns the keys
     actually inserted (a value, or a tuple for a composite key), so that the caller applies
@@ -288,12 +312,19 @@ def insert_new(
 
     PostgreSQL: one array per column through `unnest` (`_unnest`), a statement of a few
     parameters whatever the number of rows; elsewhere an executemany, sent as multi-row VALUES
-    by SQLAlchemy's insertmanyvalues.
+    by SQLAlchemy's insertmanyvalues. `fresh`: the caller has checked that no row of these
+    can exist yet (`nothing_above`), so PostgreSQL gets a binary COPY instead — about a third
+    of the cost per row, and every row is new.
     """
     if not rows:
         return set()
     names = (key,) if isinstance(key, str) else key
     if session.get_bind().dialect.name == "postgresql":
+        if fresh:
+            _copy(session, table, rows)
+            if isinstance(key, str):
+                return {r[key] for r in rows}
+            return {tuple(r[n] for n in names) for r in rows}
         sql, params = _unnest(session, table, rows)
         keys = ", ".join(names)
         result = session.connection().exec_driver_sql(
@@ -310,6 +341,52 @@ def insert_new(
     if isinstance(key, str):
         return {r[0] for r in found}
     return {tuple(r) for r in found}
+
+
+def nothing_above(
+    *, session: Session, table: TableClause, number: int, where: Mapping[str, Sequence[str]]
+) -> bool:
+    """No row of `table` has `block_number > number` (among rows whose `where` columns hold
+    one of the listed values). An index probe: `block_number` is indexed in chain_events and
+    indexer_commands, and leads after `status` in deposits (list every status).
+
+    Rows above the head cursor exist only after a re-sync or a reorg (credited and orphaned
+    deposits are kept as history); a backfill chunk above an empty range can be COPYed.
+    """
+    c = table.c
+    q = select(c.block_number).where(c.block_number > number)
+    for name, values in where.items():
+        q = q.where(c[name].in_(list(values)))
+    return session.execute(q.limit(1)).first() is None
+
+
+def _copy(session: Session, table: TableClause, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Binary `COPY table FROM STDIN` of `rows` (PostgreSQL), every value through its column
+    type's bind processor, as `_unnest` does."""
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    types = [_array_type(table, name, dialect) for name in names]
+    columns = [[row[name] for row in rows] for name in names]
+    for n, (sql_type, process) in enumerate(types):
+        if process is not None:
+            columns[n] = [process(v) for v in columns[n]]
+        if sql_type == "JSONB":  # a str (already serialised) is sent as is, not re-encoded
+            columns[n] = [Jsonb(v, dumps=str) if isinstance(v, str) else v for v in columns[n]]
+    quote = dialect.identifier_preparer.quote
+    columns_sql = ", ".join(quote(n) for n in names)
+    sql = f"COPY {quote(table.name)} ({columns_sql}) FROM STDIN (FORMAT BINARY)"
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types([_copy_type(sql_type) for sql_type, _ in types])
+        for values in zip(*columns, strict=True):
+            copy.write_row(values)
+
+
+def _copy_type(sql_type: str) -> str:
+    """psycopg's name of a compiled column type: `VARCHAR(42)` → `varchar`, `NUMERIC(78, 0)` →
+    `numeric`."""
+    return sql_type.split("(", 1)[0].strip().lower()
 
 
 def upsert_balances(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -143,3 +143,55 @@ def test_bulk_inserts_validate_like_the_column_types(
         store.insert_new(
             session=session, table=store.DEPOSITS, rows=[row], key=("block_hash", "log_index")
         )
+
+
+def test_fresh_inserts_write_the_same_rows_and_nothing_above_sees_every_row(
+    factory: sessionmaker[Session],
+) -> None:
+    """`fresh=True` (binary COPY on PostgreSQL) stores what the ON CONFLICT path stores —
+    JSON objects, EIP-55 addresses, 256-bit amounts — and `nothing_above` is what makes it
+    safe: it sees a row above the block, of any listed status or kind."""
+    statuses = {"status": [s.value for s in DepositStatus]}
+    with unit_of_work(factory) as session:
+        assert store.nothing_above(session=session, table=store.DEPOSITS, number=6, where=statuses)
+        new = store.insert_new(
+            session=session,
+            table=store.COMMANDS,
+            rows=[_command(i) for i in range(3)],
+            key="ref",
+            fresh=True,
+        )
+        assert new == {bytes([i]) * 32 for i in range(3)}
+        keys = store.insert_new(
+            session=session,
+            table=store.DEPOSITS,
+            rows=[_deposit(i) for i in range(3)],
+            key=("block_hash", "log_index"),
+            fresh=True,
+        )
+        assert keys == {(b"\x01" * 32, i) for i in range(3)}
+    with unit_of_work(factory) as session:
+        commands = session.scalars(select(IndexerCommand).order_by(IndexerCommand.id)).all()
+        deposits = session.scalars(select(Deposit).order_by(Deposit.log_index)).all()
+        assert [c.command for c in commands] == [_command(i)["command"] for i in range(3)]
+        assert isinstance(commands[0].command, dict)
+        assert [(d.trader, d.amount, d.status) for d in deposits] == [
+            (TRADERS[i], 2**255 + i, DepositStatus.SEEN) for i in range(3)
+        ]
+        assert not store.nothing_above(
+            session=session, table=store.DEPOSITS, number=6, where=statuses
+        )
+        assert store.nothing_above(session=session, table=store.DEPOSITS, number=7, where=statuses)
+        credit = {"kind": ["credit"]}
+        assert not store.nothing_above(
+            session=session, table=store.COMMANDS, number=6, where=credit
+        )
+        assert store.nothing_above(
+            session=session, table=store.COMMANDS, number=6, where={"kind": ["freeze"]}
+        )
+        # A fresh insert is only ever made after that check: a duplicate is refused loudly.
+    if factory.kw["bind"].dialect.name == "postgresql":
+        with pytest.raises(Exception, match="duplicate key"), unit_of_work(factory) as session:
+            store.insert_new(
+                session=session, table=store.COMMANDS, rows=[_command(0)], key="ref", fresh=True
+            )
