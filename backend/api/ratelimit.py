@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from backend.api.redis_pipeline import PipelinedRedis, RedisReplyError
+from backend.redis_pipeline import PipelinedRedis, RedisReplyError
 
 
 @dataclass(frozen=True, slots=True)

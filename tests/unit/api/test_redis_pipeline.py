@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backend.api.ratelimit import RateRule, RedisRateLimiter
-from backend.api.redis_pipeline import (
+from backend.redis_pipeline import (
     PipelinedRedis,
     RedisReplyError,
     _IncompleteError,

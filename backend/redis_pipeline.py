@@ -1,8 +1,9 @@
-"""`PipelinedRedis`: one Redis connection per worker that pipelines every concurrent command.
+"""`PipelinedRedis`: one Redis connection per process that pipelines every concurrent command.
 
-The rate limiter calls Redis once or twice per request. redis-py checks a connection out of its
-pool, writes and waits for each command on its own; under load that is a syscall pair and most
-of a pure-Python reply parser per call. Here commands issued during one event-loop pass are
+Used on the hot paths: the API's rate limiter (once or twice per request) and the engine's feed
+writer (one script call per command group). redis-py checks a connection out of its pool,
+writes and waits for each command on its own; under load that is a syscall pair and most of a
+pure-Python reply parser per call. Here commands issued during one event-loop pass are
 written in one `write`, and the replies (which Redis sends in order) resolve their futures
 first-in first-out. RESP2 only; enough for EVALSHA/EVAL/SELECT/AUTH/PING.
 
