@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from backend.domain.errors import ErrorCode
 from indexer.events import EventCodec
 from indexer.rpc import Backoff, BlockHeader, Log, LogRangeError, RpcClient, RpcError
-from indexer.sync.historical import AdaptiveRange, Prefetched, backfill
+from indexer.sync.historical import AdaptiveRange, Chunk, Prefetched, backfill
 from indexer.sync.reorg import BlockWindow, ReorgTooDeepError, common_ancestor
 
 
@@ -175,14 +176,25 @@ class CountingDenseNode(DenseNode):
         ]
 
 
+def _dense_backfill(
+    node: CountingDenseNode, carry: Prefetched, *, start: int, end: int
+) -> Iterator[Chunk]:
+    """Backfill of `node` in chunks of about 25 logs (10 a block), with `carry`."""
+    ranges = AdaptiveRange(size=100, target_logs=25)
+    return backfill(
+        node,  # type: ignore[arg-type]
+        EventCodec.exchange(),
+        "0x" + "22" * 20,
+        start=start,
+        end=end,
+        ranges=ranges,
+        carry=carry,
+    )
+
+
 def test_logs_past_a_dense_cut_are_served_from_the_carry_not_fetched_again() -> None:
     node = CountingDenseNode(10)
-    ranges = AdaptiveRange(size=100, target_logs=25)
-    carry = Prefetched(0, -1, [])
-    codec = EventCodec.exchange()
-    chunks = list(
-        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
-    )
+    chunks = list(_dense_backfill(node, Prefetched(0, -1, []), start=0, end=99))
     assert node.calls[0] == (0, 99)
     fetched = sum(t - f + 1 for f, t in node.calls)
     assert fetched == 100  # every block fetched once
@@ -200,25 +212,17 @@ def test_logs_past_a_dense_cut_are_served_from_the_carry_not_fetched_again() -> 
 
 def test_a_carry_that_does_not_start_at_the_cursor_is_not_used() -> None:
     node = CountingDenseNode(10)
-    ranges = AdaptiveRange(size=100, target_logs=25)
     carry = Prefetched(0, -1, [])
-    codec = EventCodec.exchange()
-    first = next(
-        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
-    )
+    first = next(_dense_backfill(node, carry, start=0, end=99))
     assert (first.from_block, first.to_block) == (0, 2)
     assert carry.from_block == 3
     # The chunk was not committed: the next step starts from block 0 again, and fetches.
-    again = next(
-        backfill(node, codec, "0x" + "22" * 20, start=0, end=99, ranges=ranges, carry=carry)  # type: ignore[arg-type]
-    )
+    again = next(_dense_backfill(node, carry, start=0, end=99))
     assert again.from_block == 0
     assert len(node.calls) == 2
     # A carry that reaches past the final block (the node's head went back) is not used.
     stale = Prefetched(3, 99, carry.logs)
-    short = next(
-        backfill(node, codec, "0x" + "22" * 20, start=3, end=50, ranges=ranges, carry=stale)  # type: ignore[arg-type]
-    )
+    short = next(_dense_backfill(node, stale, start=3, end=50))
     assert len(node.calls) == 3
     assert short.to_block <= 50
 
