@@ -49,6 +49,10 @@ class EventSpec:
     """One decoder per 32-byte data word when every data input is a static elementary type
     (address, uintN, bytesN, bool); None → eth_abi. Indexed inputs are decoded alike."""
     topic_words: tuple[Callable[[bytes], Any], ...] | None = None
+    plan: tuple[tuple[str, int, Callable[[bytes], Any]], ...] | None = None
+    """(name, word, decoder) in declaration order, `word` indexing topics[1:] + data words,
+    each decoder giving the final value (addresses checksummed); None when `words` or
+    `topic_words` is None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +100,17 @@ class EventCodec:
             data = tuple(
                 (i["name"], _canonical_type(i)) for i in entry["inputs"] if not i["indexed"]
             )
+            words = _word_decoders([t for _, t in data])
+            topic_words = _word_decoders([t for _, t in indexed])
             spec = EventSpec(
                 name=entry["name"],
                 topic=keccak(text=_signature(entry)),
                 indexed=indexed,
                 data=data,
                 order=tuple(i["name"] for i in entry["inputs"]),
-                words=_word_decoders([t for _, t in data]),
-                topic_words=_word_decoders([t for _, t in indexed]),
+                words=words,
+                topic_words=topic_words,
+                plan=_plan(entry, indexed, data),
             )
             self.by_topic[spec.topic] = spec
         missing = set(names) - {s.name for s in self.by_topic.values()}
@@ -125,6 +132,33 @@ class EventCodec:
         spec = self.by_topic.get(raw.topics[0])
         if spec is None:
             return None
+        plan, data = spec.plan, raw.data
+        if (
+            plan is not None
+            and len(raw.topics) == 1 + len(spec.indexed)
+            and len(data) == 32 * len(spec.data)
+            and all(len(t) == 32 for t in raw.topics)
+        ):
+            # The hot path: every input a static word, read straight from topics and data.
+            words = raw.topics[1:] + tuple([data[i : i + 32] for i in range(0, len(data), 32)])
+            try:
+                fast_args = {name: dec(words[i]) for name, i, dec in plan}
+            except _NotCanonicalError:
+                pass  # a word eth_abi must judge (dirty padding): the general path below
+            else:
+                return ChainLog(
+                    spec.name,
+                    raw.block_number,
+                    raw.block_hash,
+                    raw.log_index,
+                    raw.tx_hash,
+                    checksum(raw.address),
+                    fast_args,
+                )
+        return self._decode_general(spec, raw)
+
+    @staticmethod
+    def _decode_general(spec: EventSpec, raw: Log) -> ChainLog:
         args: dict[str, Any] = {}
         topics = raw.topics[1:]
         if len(topics) != len(spec.indexed):
@@ -179,6 +213,12 @@ def _address_word(word: bytes) -> str:
     return "0x" + word[12:].hex()
 
 
+@lru_cache(maxsize=65_536)
+def _checksummed_word(word: bytes) -> str:
+    # Cached by the word itself: the same traders and tokens recur (exceptions are not cached).
+    return checksum(_address_word(word))
+
+
 def _uint_word(bits: int) -> Callable[[bytes], int]:
     limit = 1 << bits
 
@@ -217,6 +257,24 @@ def _word_decoder(typ: str) -> Callable[[bytes], Any] | None:
     if (m := _BYTES_N.fullmatch(typ)) and 1 <= int(m.group(1)) <= 32:
         return _bytes_word(int(m.group(1)))
     return None
+
+
+def _plan(
+    entry: Mapping[str, Any],
+    indexed: Sequence[tuple[str, str]],
+    data: Sequence[tuple[str, str]],
+) -> tuple[tuple[str, int, Callable[[bytes], Any]], ...] | None:
+    position = {name: i for i, (name, _) in enumerate([*indexed, *data])}
+    types = dict([*indexed, *data])
+    plan = []
+    for inp in entry["inputs"]:
+        name = inp["name"]
+        typ = types[name]
+        decoder = _checksummed_word if typ == "address" else _word_decoder(typ)
+        if decoder is None:
+            return None
+        plan.append((name, position[name], decoder))
+    return tuple(plan)
 
 
 def _word_decoders(types: Sequence[str]) -> tuple[Callable[[bytes], Any], ...] | None:
