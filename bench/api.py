@@ -20,6 +20,10 @@ Phases (fixed duration each, ≤ 60 s):
    scheduled send time (no coordinated omission).
 Latency is from the first byte written to the last byte read. Targets: ≥ 8k orders/s and
 p99 ≤ 20 ms at half load on 2 cores.
+
+`--floor` drives the same requests, the same way, at `bench/_floor_app.py` instead: uvicorn
+workers and FastAPI with nothing behind the route (no signature check, rate limit, engine or
+database). Its rate bounds what the real intake can reach on the machine.
 """
 
 from __future__ import annotations
@@ -256,6 +260,51 @@ class Stack:
             client.delete(*keys)
         client.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class FloorStack:
+    """`bench/_floor_app.py` under uvicorn with the stack's worker count, nothing else."""
+
+    workers: int = 2
+    api_port: int = field(default_factory=free_port)
+    api: subprocess.Popen[bytes] | None = None
+    engine: None = None
+
+    def start(self, timeout: float = 60) -> None:
+        import httpx
+
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "_floor_app:app", "--host", "127.0.0.1",
+             "--port", str(self.api_port), "--workers", str(self.workers),
+             "--no-access-log", "--log-level", "warning"],
+            cwd=Path(__file__).resolve().parent, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                up = httpx.get(f"http://127.0.0.1:{self.api_port}/ready", timeout=2).is_success
+                if up and len(self.api_worker_pids()) >= self.workers:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("the floor app did not start in time")
+
+    api_worker_pids = Stack.api_worker_pids
+
+    def close(self) -> None:
+        if self.api is not None and self.api.poll() is None:
+            self.api.send_signal(signal.SIGTERM)
+            self.api.wait(30)
+
+
+@contextlib.contextmanager
+def floor_stack(workers: int = 2) -> Iterator[FloorStack]:
+    stack = FloorStack(workers=workers)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
 
 
 @contextlib.contextmanager
@@ -584,6 +633,9 @@ def main() -> None:
         "--rate", type=float, help="open-loop rate of the second phase (default: half the max)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s phases")
+    parser.add_argument(
+        "--floor", action="store_true", help="drive the bare HTTP stack (bench/_floor_app.py)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--loadgen-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -593,7 +645,8 @@ def main() -> None:
     duration = 3.0 if args.quick else min(60.0, args.duration)
     max_orders = 20_000 if args.quick else args.max_orders
 
-    with running_stack(workers=args.workers) as stack:
+    stacks = floor_stack if args.floor else running_stack
+    with stacks(workers=args.workers) as stack:
         config = {
             "port": stack.api_port,
             "duration": duration,
@@ -601,8 +654,9 @@ def main() -> None:
             "max_orders": max_orders,
             "rate": args.rate,
         }
-        assert stack.engine is not None
-        pids = {"engine": [stack.engine.pid], "api_workers": stack.api_worker_pids()}
+        pids = {"api_workers": stack.api_worker_pids()}
+        if stack.engine is not None:
+            pids["engine"] = [stack.engine.pid]
         with CpuSampler(pids) as sampler:
             child = subprocess.run(
                 [sys.executable, __file__, "--loadgen-child", json.dumps(config)],
@@ -611,11 +665,12 @@ def main() -> None:
         phases = json.loads(child.stdout.strip().splitlines()[-1])
         for name in ("max", "half"):
             phases[name].update(cpu_breakdown(phases[name], sampler))
-        assert stack.engine is not None
-        assert stack.engine.poll() is None, "the engine died under load"
+        if stack.engine is not None:
+            assert stack.engine.poll() is None, "the engine died under load"
 
     result = {
         "machine": machine(),
+        "floor": args.floor,
         "workers": args.workers,
         "connections": args.connections,
         "duration_s": duration,
@@ -634,7 +689,10 @@ def main() -> None:
         "cpu_share_max_load": phases["max"]["cpu_share_of_machine"],
         "targets": TARGETS,
     }
-    print("Signed orders through HTTP (engine + API workers + PostgreSQL + Redis, loopback)")
+    if args.floor:
+        print("Floor: the same requests at a bare FastAPI route (uvicorn workers only, loopback)")
+    else:
+        print("Signed orders through HTTP (engine + API workers + PostgreSQL + Redis, loopback)")
     print_machine()
     print(f"{args.workers} API workers, {args.connections} connections, {duration:g} s a phase")
     print()

@@ -14,7 +14,11 @@ cancels name orders that are really open), then replayed on fresh engines:
 2. full: `encode_command` into a journal buffer, `apply`, `encode_events` into an outbox buffer,
    and every `--group` commands the journal is appended to a temp file and fsynced
    (group commit);
-3. memory: a child process holds 1M resting orders and reports its RSS.
+3. memory: a child process holds 1M resting orders and reports its RSS;
+4. floor: the same commands on `SkeletonBook`, the least a price-time book on sortedcontainers
+   can do in CPython (levels in a `SortedDict`, FIFO queues, an order index; no balances,
+   checks, events or journal). What it reaches bounds what any engine built on that design
+   can reach on the machine.
 
 Garbage collector (`--gc`): `tuned` (default) is what the engine process should do once its
 state is loaded (snapshot + replay): `gc.collect(); gc.freeze()` so the collector never again
@@ -39,8 +43,11 @@ import sys
 import tempfile
 import time
 from array import array
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+
+from sortedcontainers import SortedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -146,6 +153,76 @@ def generate(n: int, seed: int = 7, n_traders: int = 200) -> list[Command]:
         shadow.apply(cmd)
         commands.append(cmd)
     return commands
+
+
+class SkeletonBook:
+    """Price-time matching with nothing else: the floor of the design on this machine.
+
+    Levels are `SortedDict` price → FIFO of `[remaining, hash]`; a cancel zeroes its entry
+    (lazy removal: skipped when it reaches the front). Not an engine: no balances, no
+    validation, no events, no self-trade or expiry rules.
+    """
+
+    def __init__(self) -> None:
+        self.bids: SortedDict = SortedDict()  # keys negated: the best bid is the first key
+        self.asks: SortedDict = SortedDict()
+        self.orders: dict[bytes, tuple[SortedDict, int, list[int | bytes]]] = {}
+
+    def place(self, h: bytes, side: Side, price: int, amount: int, rest: bool) -> None:
+        own, other, key = (
+            (self.bids, self.asks, -price) if side is Side.BUY else (self.asks, self.bids, price)
+        )
+        while amount and other:
+            best, queue = other.peekitem(0)
+            if (best > price) if side is Side.BUY else (-best < price):
+                break
+            entry = queue[0]
+            take = min(amount, entry[0])  # type: ignore[type-var]
+            amount -= take
+            entry[0] -= take  # type: ignore[operator]
+            if not entry[0]:
+                queue.popleft()
+                self.orders.pop(entry[1], None)  # type: ignore[call-overload]
+                while queue and not queue[0][0]:
+                    queue.popleft()
+                if not queue:
+                    del other[best]
+        if amount and rest:
+            entry = [amount, h]
+            queue = own.get(key)
+            if queue is None:
+                queue = own[key] = deque()
+            queue.append(entry)
+            self.orders[h] = (own, key, entry)
+
+    def cancel(self, h: bytes) -> None:
+        found = self.orders.pop(h, None)
+        if found is None:
+            return
+        levels, key, entry = found
+        entry[0] = 0
+        queue = levels[key]
+        while queue and not queue[0][0]:
+            queue.popleft()
+        if not queue:
+            del levels[key]
+
+    def apply(self, cmd: Command) -> None:
+        if type(cmd) is PlaceOrder:
+            rest = cmd.time_in_force is not TimeInForce.IOC
+            self.place(cmd.order_hash, cmd.side, cmd.price, cmd.amount, rest)
+        elif type(cmd) is CancelOrder:
+            self.cancel(cmd.order_hash)
+
+
+def run_floor(commands: list[Command], warm: int, gc_mode: str) -> float:
+    book = SkeletonBook()
+    apply = book.apply
+    with collector(gc_mode):
+        t0 = time.perf_counter()
+        for cmd in commands[warm:]:
+            apply(cmd)
+        return time.perf_counter() - t0
 
 
 def run_alone(commands: list[Command], warm: int, gc_mode: str) -> float:
@@ -311,6 +388,7 @@ def main() -> None:
     lat = sorted(run_latency(commands, warm, args.gc))
     full_s, fsyncs, sync_s, journal_bytes = run_full(commands, warm, args.group, args.gc)
     fsync_ms = 1000 * sync_s / max(fsyncs, 1)
+    floor_s = run_floor(commands, warm, args.gc)
     del commands
     gc.collect()
     rss_mb = measure_rss(args.resting)
@@ -333,6 +411,8 @@ def main() -> None:
         "gc": args.gc,
         "rss_mb_1m_resting": round(rss_mb, 1),
         "rss_resting_orders": args.resting,
+        # SkeletonBook: price-time matching on sortedcontainers and nothing else
+        "floor_commands_per_s": round(n / floor_s),
         "targets": {
             "commands_per_s": 500_000,
             "p99_us": 10,
@@ -358,6 +438,7 @@ def main() -> None:
         ("  without write + fdatasync", f"{result['full_cpu_commands_per_s']:,} commands/s", ""),
         ("  group commit", f"{args.group} commands/fsync, {fsync_ms:.3f} ms/fsync", ""),
         ("  journal", f"{result['journal_bytes_per_command']} bytes/command", ""),
+        ("floor: skeleton book", f"{result['floor_commands_per_s']:,} commands/s", ""),
         (f"RSS, {args.resting:,} resting", f"{result['rss_mb_1m_resting']} MB", "≤ 512"),
     ]
     print(f"{'measure':<28}{'result':<42}{'target':>10}")

@@ -15,6 +15,10 @@ cursor per chunk, confirmations, and the outbox drain that credits the engine (s
 Each scenario's indexing is bounded by --budget-s (default 30 s); the figures are then rates
 over the blocks and events indexed within it.
 
+Floor (dense only, after the indexing): the same chain fetched with the indexer's own
+`RpcClient.get_logs` and decoded with its `EventCodec`, in ranges of FLOOR_RANGE blocks, with
+nothing stored or credited. No indexer on that node can go faster than this.
+
     .venv/bin/python bench/indexer.py            # table
     .venv/bin/python bench/indexer.py --json     # table, then one JSON object on the last line
     .venv/bin/python bench/indexer.py --quick    # smoke run: 5k/1k sparse, 200/10k dense
@@ -58,8 +62,9 @@ from backend.engine.service import EngineService
 from bench._machine import machine
 from indexer.daemon import Indexer, IndexerConfig
 from indexer.engine_sink import EngineClientSink, JournalDirLookup
+from indexer.events import EventCodec
 from indexer.projection import Outbox
-from indexer.rpc import RpcClient
+from indexer.rpc import RpcClient, parse_log
 
 PG_ADMIN_URL = os.environ.get(
     "HYBRIDEX_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -67,6 +72,7 @@ PG_ADMIN_URL = os.environ.get(
 TARGETS = {"sparse_blocks_per_s": 5_000, "dense_events_per_s": 20_000}
 CONFIRMATIONS, REORG_WINDOW = 12, 64
 TRADERS = 1_000
+FLOOR_RANGE = 100  # blocks per eth_getLogs in the floor pass (5,000 dense logs)
 DEPOSIT_FOR_ALL = keccak(text="depositForAll(address,address,address[],uint256)")[:4]
 
 
@@ -261,7 +267,32 @@ def index(chain: ChainBuilder, db_url: str, journal: Path, budget_s: float) -> d
         engine.dispose()
 
 
-def run(s: Scenario, budget_s: float) -> dict[str, Any]:
+def fetch_and_decode(chain: ChainBuilder, head: int) -> tuple[int, float, float]:
+    """(logs, fetch seconds, parse + decode seconds) for every followed log up to `head`, with
+    the indexer's own RPC client and codec; nothing stored."""
+    rpc = RpcClient(chain.url, timeout_s=60)
+    codec = EventCodec.exchange()
+    topics = [["0x" + t.hex() for t in codec.topics]]
+    n, fetch_s, decode_s = 0, 0.0, 0.0
+    try:
+        for start in range(0, head + 1, FLOOR_RANGE):
+            flt = {
+                "address": chain.exchange.address,
+                "topics": topics,
+                "fromBlock": hex(start),
+                "toBlock": hex(min(head, start + FLOOR_RANGE - 1)),
+            }
+            t0 = time.perf_counter()
+            raws = rpc.call("eth_getLogs", [flt])  # the node, HTTP, JSON
+            t1 = time.perf_counter()
+            n += sum(1 for raw in raws if codec.decode(parse_log(raw)) is not None)
+            fetch_s, decode_s = fetch_s + t1 - t0, decode_s + time.perf_counter() - t1
+        return n, fetch_s, decode_s
+    finally:
+        rpc.close()
+
+
+def run(s: Scenario, budget_s: float, floor: bool = False) -> dict[str, Any]:
     with Anvil() as node:
         chain = ChainBuilder(node)
         t = time.perf_counter()
@@ -269,6 +300,7 @@ def run(s: Scenario, budget_s: float) -> dict[str, Any]:
         build_s = time.perf_counter() - t
         with fresh_database() as url, tempfile.TemporaryDirectory() as tmp:
             r = index(chain, url, Path(tmp) / "journal", budget_s)
+        floor_logs, fetch_s, decode_s = fetch_and_decode(chain, head) if floor else (0, 0.0, 0.0)
     if r["complete"] and r["events"] != s.deposits:
         raise RuntimeError(f"{s.name}: indexed {r['events']} events, expected {s.deposits}")
     blocks, events = int(r["indexed_blocks"]), int(r["events"])
@@ -286,6 +318,15 @@ def run(s: Scenario, budget_s: float) -> dict[str, Any]:
         "blocks_per_s": round(blocks / r["seconds"]),
         "events_per_s": round(events / r["seconds"]),
         "events_per_s_without_drain": round(events / max(1e-9, r["seconds"] - r["drain_seconds"])),
+        **(
+            {
+                "floor_fetch_decode_events_per_s": round(floor_logs / (fetch_s + decode_s)),
+                "floor_fetch_us_per_event": round(1e6 * fetch_s / floor_logs, 1),
+                "floor_decode_us_per_event": round(1e6 * decode_s / floor_logs, 1),
+            }
+            if floor and floor_logs
+            else {}
+        ),
     }
 
 
@@ -311,7 +352,7 @@ def main() -> None:
         Scenario("sparse", 50_000 // k, 10_000 // k, 25, traders=100),
         Scenario("dense", 2_000 // k, 100_000 // k, 50),
     ]
-    results = {s.name: run(s, args.budget_s) for s in scenarios}
+    results = {s.name: run(s, args.budget_s, floor=s.name == "dense") for s in scenarios}
     m = machine()
     print(f"Hybridex indexer backfill benchmark — {m['date']}")
     print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
@@ -333,6 +374,15 @@ def main() -> None:
             f"{r['drain_s']:>9}{r['blocks_per_s']:>10,}{r['events_per_s']:>10,}"
             f"{r['events_per_s_without_drain']:>15,}  {target}"
         )
+    dense = results["dense"]
+    floor_rate = dense.get("floor_fetch_decode_events_per_s")
+    if floor_rate:
+        print(
+            f"floor: the dense chain fetched ({FLOOR_RANGE} blocks per eth_getLogs) and decoded, "
+            f"nothing stored: {floor_rate:,} events/s "
+            f"(node + HTTP + JSON {dense['floor_fetch_us_per_event']} µs/event, "
+            f"parse + decode {dense['floor_decode_us_per_event']} µs/event)"
+        )
     print()
     print("blocks, events: indexed / on the chain (less when the --budget-s ran out first).")
     print("drain = the outbox sending every credit to the engine (windows of journaled commands).")
@@ -342,6 +392,7 @@ def main() -> None:
         "quick": bool(args.quick),
         "sparse_blocks_per_s": results["sparse"]["blocks_per_s"],
         "dense_events_per_s": results["dense"]["events_per_s"],
+        "floor_dense_fetch_decode_events_per_s": floor_rate,
         "targets": TARGETS,
         "scenarios": results,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def last_json(*args: str) -> dict[str, object]:
 def test_engine_bench_reports_throughput_latency_and_memory() -> None:
     r = last_json(str(BENCH / "engine.py"), "--commands", "5000", "--resting", "5000")
     for key in ("commands_per_s", "p50_us", "p99_us", "p999_us", "full_commands_per_s",
-                "rss_mb_1m_resting"):  # fmt: skip
+                "rss_mb_1m_resting", "floor_commands_per_s"):  # fmt: skip
         value = r[key]
         assert isinstance(value, int | float)
         assert value > 0, key
@@ -39,3 +40,24 @@ def test_replay_bench_replays_every_journaled_command() -> None:
     value = r["replay_commands_per_s"]
     assert isinstance(value, int)
     assert value > 0
+
+
+def test_the_floor_book_really_matches() -> None:
+    """The engine benchmark's floor (`SkeletonBook`) does price-time matching, not less: on the
+    benchmark's workload it never crosses and ends with the engine's best bid and ask."""
+    spec = importlib.util.spec_from_file_location("bench_engine", BENCH / "engine.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench_engine = importlib.util.module_from_spec(spec)
+    sys.modules["bench_engine"] = bench_engine  # dataclasses resolve their module while built
+    spec.loader.exec_module(bench_engine)
+    commands = bench_engine.generate(3_000, seed=11)
+    floor, engine = bench_engine.SkeletonBook(), bench_engine.Engine()
+    for cmd in commands:
+        floor.apply(cmd)
+        engine.apply(cmd)
+        if floor.bids and floor.asks:
+            assert -floor.bids.peekitem(0)[0] < floor.asks.peekitem(0)[0]
+    book = engine.markets[bench_engine.MARKET].book
+    assert -floor.bids.peekitem(0)[0] == book.best_bid()
+    assert floor.asks.peekitem(0)[0] == book.best_ask()

@@ -1,0 +1,24 @@
+"""The floor of `bench/api.py --floor`: the same HTTP stack (uvicorn workers, FastAPI routing,
+JSON in and out) with no work behind it — no signature check, rate limit, engine or database.
+
+Whatever rate this reaches on a machine bounds what the real intake can reach there.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+
+app = FastAPI()
+
+
+@app.get("/ready")
+async def ready() -> ORJSONResponse:
+    return ORJSONResponse({"status": "ok"})
+
+
+@app.post("/v1/orders")
+async def place(request: Request) -> ORJSONResponse:
+    body = orjson.loads(await request.body())
+    return ORJSONResponse({"status": "accepted", "signature": body["signature"]})
