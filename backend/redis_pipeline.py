@@ -7,6 +7,11 @@ pure-Python reply parser per call. Here commands issued during one event-loop pa
 written in one `write`, and the replies (which Redis sends in order) resolve their futures
 first-in first-out. RESP2 only; enough for EVALSHA/EVAL/SELECT/AUTH/PING.
 
+URLs are read by redis-py's own parser, so one `HYBRIDEX_REDIS_URL` means the same to both
+clients: `redis://`, `rediss://` (TLS: `ssl_cert_reqs` required|optional|none, `ssl_ca_certs`,
+`ssl_certfile`, `ssl_keyfile`, `ssl_check_hostname`, with redis-py's defaults: the server's
+certificate and name are checked) and `unix://` (a socket path, `?db=N`).
+
     redis = PipelinedRedis.from_url("redis://127.0.0.1:6379/0")
     reply = await redis.call(b"EVALSHA", sha, b"1", key, b"10", b"1.5")
 """
@@ -14,9 +19,12 @@ first-in first-out. RESP2 only; enough for EVALSHA/EVAL/SELECT/AUTH/PING.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+
+from redis.connection import UnixDomainSocketConnection, parse_url
 
 Arg = bytes | str | int | float
 
@@ -145,25 +153,29 @@ class PipelinedRedis:
         username: str | None = None,
         password: str | None = None,
         connect_timeout: float = 2.0,
+        tls: ssl.SSLContext | None = None,
+        unix_path: str | None = None,
     ) -> None:
         self.host, self.port, self.db = host, port, db
         self.username, self.password = username, password
         self.connect_timeout = connect_timeout
+        self.tls, self.unix_path = tls, unix_path
         self._proto: _Protocol | None = None
         self._lock: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str) -> PipelinedRedis:
-        parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} (redis:// only)")
-        path = parts.path.lstrip("/")
+        """A client for a `redis://`, `rediss://` or `unix://` URL (ValueError otherwise)."""
+        kw = parse_url(url)
+        connection = kw.get("connection_class")
         return cls(
-            parts.hostname or "127.0.0.1",
-            parts.port or 6379,
-            int(path) if path else 0,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
+            str(kw.get("host", "127.0.0.1")),
+            int(kw.get("port", 6379)),
+            int(kw.get("db", 0)),
+            username=kw.get("username"),
+            password=kw.get("password"),
+            tls=tls_context(kw) if url.startswith("rediss://") else None,
+            unix_path=kw.get("path") if connection is UnixDomainSocketConnection else None,
         )
 
     async def _connection(self) -> _Protocol:
@@ -177,9 +189,11 @@ class PipelinedRedis:
             if proto is not None and proto.lost is None:
                 return proto
             loop = asyncio.get_running_loop()
-            _, fresh = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port), self.connect_timeout
-            )
+            if self.unix_path is not None:
+                opening = loop.create_unix_connection(_Protocol, self.unix_path)
+            else:
+                opening = loop.create_connection(_Protocol, self.host, self.port, ssl=self.tls)
+            _, fresh = await asyncio.wait_for(opening, self.connect_timeout)
             setup: list[asyncio.Future[Any]] = []
             if self.password is not None:
                 auth = (self.username, self.password) if self.username else (self.password,)
@@ -201,3 +215,19 @@ class PipelinedRedis:
         proto, self._proto = self._proto, None
         if proto is not None and proto.transport is not None:
             proto.transport.close()
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py would build from a `rediss://` URL's options (`parse_url`)."""
+    reqs = str(options.get("ssl_cert_reqs", "required")).lower()
+    if reqs not in _CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {reqs!r}")
+    ctx = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        ctx.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    ctx.check_hostname = bool(options.get("ssl_check_hostname", True)) and reqs != "none"
+    ctx.verify_mode = _CERT_REQS[reqs]
+    return ctx

@@ -10,7 +10,7 @@ Keys (all under the deployment's prefix):
 A group is ONE `EVALSHA` (`_APPEND`): messages grouped per channel, payloads encoded with orjson.
 Per-command MULTI/EXEC cost more in redis-py's packing and reply parsing than everything else
 the feed writer does, and even one script call through redis-py costs ~200 µs more than through
-`PipelinedRedis` (a `redis://` URL; other schemes, e.g. TLS, keep redis-py for writes too).
+`PipelinedRedis`, which writes (any URL redis-py takes: TLS and unix sockets too); redis-py reads.
 """
 
 from __future__ import annotations
@@ -63,10 +63,7 @@ class RedisFeedStore:
         self.prefix = prefix
         self.retention = retention
         self._state = f"{prefix}feed-state"
-        self._append = self.redis.register_script(_APPEND)
-        self._writer: PipelinedRedis | None = None
-        if url.startswith("redis://"):
-            self._writer = PipelinedRedis.from_url(url)
+        self._writer = PipelinedRedis.from_url(url)
 
     def _key(self, channel: str) -> str:
         return f"{self.prefix}feed:{channel}"
@@ -95,9 +92,6 @@ class RedisFeedStore:
             keys.append(self._key(channel))
             args += (channel, len(entries) // 2)
             args += entries
-        if self._writer is None:
-            await self._append(keys=keys, args=args)
-            return
         try:
             await self._writer.call(b"EVALSHA", _APPEND_SHA, len(keys), *keys, *args)
         except RedisReplyError as exc:
@@ -106,8 +100,7 @@ class RedisFeedStore:
             await self._writer.call(b"EVAL", _APPEND, len(keys), *keys, *args)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.aclose()
+        await self._writer.aclose()
         await self.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
     # ------------------------------------------------------------------ reader
