@@ -149,6 +149,7 @@ class Settings(BaseSettings):
     api_rate_cancel_burst: int = Field(default=200, ge=1)
     api_ws_heartbeat_s: float = Field(default=15.0, gt=0)
     api_ws_send_queue: int = Field(default=1000, ge=1)
+    api_ws_ticker_interval_s: float = Field(default=1.0, gt=0)
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)

@@ -22,6 +22,7 @@ from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, info, markets, orders, ws
+from backend.api.tickers import TickerCache
 from backend.config import Settings
 from backend.domain.errors import ConfigurationError
 from backend.eip712.domain import Domain
@@ -65,6 +66,7 @@ def create_app(
         rules=RateRules.from_settings(settings),
         markets=MarketCatalog(sessions),
         metrics=ApiMetrics(),
+        tickers=TickerCache(settings.api_ws_ticker_interval_s),
         readiness=dict(readiness or {}),
     )
 

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from backend.api.catalog import MarketCatalog
 from backend.api.metrics import ApiMetrics
 from backend.api.ratelimit import Decision, RateLimiter, RateRule
+from backend.api.tickers import TickerCache
 from backend.config import Settings
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.domain import Domain
@@ -52,6 +53,7 @@ class ApiContext:
     rules: RateRules
     markets: MarketCatalog
     metrics: ApiMetrics
+    tickers: TickerCache
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
 
     async def db(self, fn: Callable[[Session], T]) -> T:

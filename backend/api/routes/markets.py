@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from backend.api import queries
-from backend.api.catalog import MarketView
-from backend.api.deps import ApiContext, ctx
+from backend.api.deps import ctx
 from backend.api.responses import Json
 from backend.api.serializers import levels, trade_row
+from backend.api.tickers import BOOK_TIMEOUT_S, compute_ticker
 from backend.domain.errors import DexError, ErrorCode
 
 router = APIRouter(prefix="/v1", tags=["markets"])
 
 INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 MAX_CANDLES = 1000
-BOOK_TIMEOUT_S = 2.0
 
 
 @router.get("/markets", summary="Listed markets with sizes, fees and state")
@@ -68,61 +67,19 @@ async def trades(
     return Json({"market": market_id, "trades": [trade_row(r) for r in rows]})
 
 
-async def _ticker(c: ApiContext, market: MarketView) -> dict[str, Any]:
-    end = datetime.now(UTC)
-    start = end - timedelta(hours=24)
-    mid = market.market_id
-
-    def read(s: Any) -> tuple[Any, Any]:
-        return queries.last_trade(s, mid), queries.trades_between(s, mid, start, end)
-
-    last, window = await c.db(read)
-    try:
-        snap = await asyncio.wait_for(c.engine.book(mid, 1), BOOK_TIMEOUT_S)
-        bid = str(snap.bids[0][0]) if snap.bids else None
-        ask = str(snap.asks[0][0]) if snap.asks else None
-    except (DexError, TimeoutError):
-        bid = ask = None
-    out: dict[str, Any] = {
-        "market": mid,
-        "lastPrice": None if last is None else str(last.price),
-        "bestBid": bid,
-        "bestAsk": ask,
-        "open24h": None,
-        "high24h": None,
-        "low24h": None,
-        "volume24h": "0",
-        "quoteVolume24h": "0",
-        "change24h": None,
-        "changeBps24h": None,
-        "trades24h": len(window),
-    }
-    if window:
-        prices = [p for p, _a, _t in window]
-        open_, close = prices[0], prices[-1]
-        out.update(
-            open24h=str(open_),
-            high24h=str(max(prices)),
-            low24h=str(min(prices)),
-            volume24h=str(sum(a for _p, a, _t in window)),
-            quoteVolume24h=str(sum(p * a // 10**18 for p, a, _t in window)),
-            change24h=str(close - open_),
-            changeBps24h=(close - open_) * 10_000 // open_,
-        )
-    return out
-
-
 @router.get("/markets/{market_id}/ticker", summary="Last price, best bid/ask, 24 h statistics")
 async def ticker(request: Request, market_id: str) -> Response:
     c = ctx(request)
     market = await c.markets.by_id(market_id)
-    return Json(await _ticker(c, market))
+    return Json(await compute_ticker(c.db, c.engine, market))
 
 
 @router.get("/tickers", summary="The ticker of every market")
 async def tickers(request: Request) -> Response:
     c = ctx(request)
-    return Json({"tickers": [await _ticker(c, m) for m in await c.markets.all()]})
+    return Json(
+        {"tickers": [await compute_ticker(c.db, c.engine, m) for m in await c.markets.all()]}
+    )
 
 
 @router.get("/markets/{market_id}/candles", summary="OHLCV candles from trades")

@@ -6,6 +6,11 @@ Server → client: `subscribed`, `snapshot` (book), `update` (`seq` = the channe
 consecutive), `resync` (the requested seq left the retention window), `heartbeat` (with the
 last seq of every subscribed channel, so a quiet gap is detectable), `pong`, `error`.
 
+`ticker:{market}` is a state channel, not a sequenced one: each `ticker` message is the whole
+ticker (as `GET /v1/markets/{id}/ticker`), sent on subscribing and then whenever it changed,
+checked every `HYBRIDEX_API_WS_TICKER_INTERVAL_S` (the worker's `TickerCache` computes it once
+per interval for all its clients). Nothing to resume: the next message is complete.
+
 Each client has a bounded send queue; a client that does not read fast enough is closed with
 code 1013 rather than buffered without end.
 """
@@ -23,6 +28,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from backend.api.deps import ApiContext, ctx
+from backend.api.tickers import compute_ticker
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.parsing import parse_address
 from backend.engine.feeds import FeedMessage
@@ -45,6 +51,8 @@ class WsSession:
         self.ws = websocket
         self.ctx = context
         self.subs: dict[str, int] = {}
+        self.tickers: dict[str, dict[str, Any] | None] = {}
+        """ticker channel → the ticker last sent (None: none yet)."""
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(context.settings.api_ws_send_queue)
         self.last_sent = time.monotonic()
         self.pump_task: asyncio.Task[None] | None = None
@@ -73,7 +81,7 @@ class WsSession:
         if not isinstance(channel, str) or ":" not in channel:
             raise DexError(ErrorCode.INVALID_REQUEST, "channel: expected e.g. book:WETH-USDC")
         kind, _, key = channel.partition(":")
-        if kind in ("book", "trades"):
+        if kind in ("book", "trades", "ticker"):
             await self.ctx.markets.by_id(key)
             return channel
         if kind in ("orders", "balances", "fills"):
@@ -83,7 +91,7 @@ class WsSession:
                 raise DexError(ErrorCode.INVALID_REQUEST, exc.message) from None
         raise DexError(
             ErrorCode.INVALID_REQUEST,
-            "channel: one of book:, trades:, orders:, balances:, fills:",
+            "channel: one of book:, trades:, ticker:, orders:, balances:, fills:",
         )
 
     async def snapshot(self, channel: str, *, resync: bool) -> None:
@@ -118,8 +126,14 @@ class WsSession:
                 return
 
     async def subscribe(self, channel: str, from_seq: int | None) -> None:
-        if channel not in self.subs and len(self.subs) >= MAX_SUBSCRIPTIONS:
+        known = channel in self.subs or channel in self.tickers
+        if not known and len(self.subs) + len(self.tickers) >= MAX_SUBSCRIPTIONS:
             raise DexError(ErrorCode.INVALID_REQUEST, f"at most {MAX_SUBSCRIPTIONS} channels")
+        if channel.startswith("ticker:"):
+            self.emit({"type": "subscribed", "channel": channel, "seq": None})
+            self.tickers[channel] = None
+            await self.refresh_ticker(channel)
+            return
         latest = await self.ctx.feeds.latest_seq(channel)
         self.emit({"type": "subscribed", "channel": channel, "seq": latest})
         if from_seq is None:
@@ -156,6 +170,31 @@ class WsSession:
             if time.monotonic() - self.last_sent >= heartbeat:
                 self.heartbeat()
 
+    # ------------------------------------------------------------------ tickers
+
+    async def refresh_ticker(self, channel: str) -> None:
+        """Send the channel's ticker if it differs from the one last sent."""
+        market = await self.ctx.markets.by_id(channel.partition(":")[2])
+        c = self.ctx
+        ticker = await c.tickers.get(
+            market.market_id, lambda: compute_ticker(c.db, c.engine, market)
+        )
+        if channel in self.tickers and ticker != self.tickers[channel]:
+            self.tickers[channel] = ticker
+            self.emit({"type": "ticker", "channel": channel, "data": ticker})
+
+    async def ticker_loop(self) -> None:
+        interval = self.ctx.settings.api_ws_ticker_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for channel in list(self.tickers):
+                try:
+                    await self.refresh_ticker(channel)
+                except SlowClientError:
+                    raise
+                except Exception as exc:  # the database or engine briefly away: next interval
+                    log.warning("ws_ticker_failed", channel=channel, error=repr(exc))
+
     def heartbeat(self) -> None:
         self.emit({"type": "heartbeat", "time": int(time.time()), "seqs": dict(self.subs)})
 
@@ -191,6 +230,7 @@ class WsSession:
                         await self.subscribe(channel, _from_seq(msg.get("fromSeq")))
                     else:
                         self.subs.pop(channel, None)
+                        self.tickers.pop(channel, None)
                         self.emit({"type": "unsubscribed", "channel": channel})
                 finally:
                     await self.restart_pump()
@@ -219,7 +259,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     context.metrics.ws_clients.inc()
     session = WsSession(websocket, context)
     await session.restart_pump()
-    tasks = [asyncio.create_task(session.sender()), asyncio.create_task(session.receiver())]
+    tasks = [
+        asyncio.create_task(session.sender()),
+        asyncio.create_task(session.receiver()),
+        asyncio.create_task(session.ticker_loop()),
+    ]
     try:
         while True:
             watched = [*tasks, session.pump_task] if session.pump_task else tasks

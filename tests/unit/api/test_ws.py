@@ -3,6 +3,7 @@ heartbeats; a client that does not read is dropped."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,51 @@ def test_a_client_that_does_not_read_is_dropped(api: Harness) -> None:
             sender.cancel()
 
     api.run(run)
+
+
+@pytest.fixture
+def fast_tickers(tmp_path: Path) -> Iterator[Harness]:
+    with running_api(tmp_path, api_ws_ticker_interval_s=0.05) as h:
+        yield h
+
+
+def test_ticker_channel_sends_the_ticker_then_each_change(fast_tickers: Harness) -> None:
+    h = fast_tickers
+    h.place(h.order(0, Side.SELL, PRICE, ONE))
+    h.flush()
+    with h.client.websocket_connect("/v1/ws") as ws:
+        ws.send_json({"op": "subscribe", "channel": f"ticker:{MARKET}"})
+        sub = ws.receive_json()
+        assert (sub["type"], sub["channel"]) == ("subscribed", f"ticker:{MARKET}")
+        first = ws.receive_json()
+        assert first["type"] == "ticker"
+        assert first["data"] == h.client.get(f"/v1/markets/{MARKET}/ticker").json()
+        assert (first["data"]["bestAsk"], first["data"]["lastPrice"]) == (str(PRICE), None)
+        # Nothing changes: no ticker message, only the answer to a ping after a few intervals.
+        time.sleep(0.3)
+        ws.send_json({"op": "ping"})
+        assert [m["type"] for m in recv_until(ws, "pong")] == ["pong"]
+        h.place(h.order(1, Side.BUY, PRICE, ONE // 4))  # a trade
+        h.flush()
+        nxt = recv_until(ws, "ticker")[-1]["data"]
+        assert (nxt["lastPrice"], nxt["trades24h"], nxt["volume24h"]) == (
+            str(PRICE),
+            1,
+            str(ONE // 4),
+        )
+        assert nxt == h.client.get(f"/v1/markets/{MARKET}/ticker").json()
+        ws.send_json({"op": "unsubscribe", "channel": f"ticker:{MARKET}"})
+        assert recv_until(ws, "unsubscribed")[-1]["channel"] == f"ticker:{MARKET}"
+        h.place(h.order(1, Side.BUY, PRICE, ONE // 4))
+        h.flush()
+        time.sleep(0.3)
+        ws.send_json({"op": "ping"})
+        assert [m["type"] for m in recv_until(ws, "pong")] == ["pong"]
+
+
+def test_ticker_of_an_unknown_market_is_refused(api: Harness) -> None:
+    with api.client.websocket_connect("/v1/ws") as ws:
+        ws.send_json({"op": "subscribe", "channel": "ticker:NOPE-USDC"})
+        err = ws.receive_json()
+        assert err["type"] == "error"
+        assert err["code"] == "UNKNOWN_MARKET"
