@@ -14,7 +14,8 @@ cancels name orders that are really open), then replayed on fresh engines:
 2. full: `encode_command` into a journal buffer, `apply`, `encode_events` into an outbox buffer,
    and every `--group` commands the journal is appended to a temp file and fsynced
    (group commit);
-3. memory: a child process holds 1M resting orders and reports its RSS;
+3. memory: a child process that imports what `hybridex engine` imports holds 1M resting
+   orders and reports its RSS (and its RSS before the orders);
 4. floor: the same commands on `SkeletonBook`, the least a price-time book on sortedcontainers
    can do in CPython (levels in a `SortedDict`, FIFO queues, an order index; no balances,
    checks, events or journal). What it reaches bounds what any engine built on that design
@@ -298,8 +299,39 @@ def run_full(
     return elapsed, fsyncs, fsync_s, written
 
 
+# What `hybridex engine` imports (backend/cli/engine.py), so the RSS child's baseline is the
+# engine process's own and not a bare interpreter's.
+ENGINE_PROCESS_MODULES = (
+    "backend.cli.main",
+    "backend.config",
+    "backend.logging",
+    "backend.db.session",
+    "backend.engine.feed_redis",
+    "backend.engine.metrics",
+    "backend.engine.runtime",
+    "backend.engine.server",
+    "backend.engine.service",
+    "prometheus_client",
+    "structlog",
+)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def rss_child(n: int) -> None:
-    """Hold `n` resting orders and print this process's RSS (MB) as JSON."""
+    """Hold `n` resting orders, as the engine process would, and print its RSS (MB) as JSON:
+    the process's modules first, then orders placed through `apply` from freshly built
+    commands (each with its own strings, as a decoded command has)."""
+    import importlib
+
+    for name in ENGINE_PROCESS_MODULES:
+        importlib.import_module(name)
+    baseline = rss_mb()
     n_traders = 1_000
     engine = Engine()
     for cmd in setup_commands(n_traders):
@@ -317,14 +349,10 @@ def rss_child(n: int) -> None:
                        TimeInForce.GTC, i + 1, 0)
         )  # fmt: skip
     resting = sum(len(d) for d in engine.open_orders.values())
-    rss_kb = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-    print(json.dumps({"resting": resting, "rss_mb": rss_kb / 1024}))
+    print(json.dumps({"resting": resting, "rss_mb": rss_mb(), "baseline_mb": baseline}))
 
 
-def measure_rss(n: int) -> float:
+def measure_rss(n: int) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(n)],
         check=True,
@@ -334,7 +362,7 @@ def measure_rss(n: int) -> float:
     data = json.loads(out.strip().splitlines()[-1])
     if data["resting"] != n:
         raise RuntimeError(f"child rested {data['resting']} orders, expected {n}")
-    return float(data["rss_mb"])
+    return float(data["rss_mb"]), float(data["baseline_mb"])
 
 
 def machine() -> dict[str, object]:
@@ -391,7 +419,7 @@ def main() -> None:
     floor_s = run_floor(commands, warm, args.gc)
     del commands
     gc.collect()
-    rss_mb = measure_rss(args.resting)
+    rss_total_mb, rss_baseline_mb = measure_rss(args.resting)
 
     result = {
         "machine": machine(),
@@ -409,7 +437,12 @@ def main() -> None:
         "full_fsync_mean_ms": round(fsync_ms, 3),
         "journal_bytes_per_command": round(journal_bytes / n, 1),
         "gc": args.gc,
-        "rss_mb_1m_resting": round(rss_mb, 1),
+        "rss_mb_1m_resting": round(rss_total_mb, 1),
+        # the same process before any order: interpreter + the engine process's modules
+        "rss_baseline_mb": round(rss_baseline_mb, 1),
+        "rss_bytes_per_resting_order": round(
+            (rss_total_mb - rss_baseline_mb) * 2**20 / max(args.resting, 1)
+        ),
         "rss_resting_orders": args.resting,
         # SkeletonBook: price-time matching on sortedcontainers and nothing else
         "floor_commands_per_s": round(n / floor_s),
@@ -440,6 +473,8 @@ def main() -> None:
         ("  journal", f"{result['journal_bytes_per_command']} bytes/command", ""),
         ("floor: skeleton book", f"{result['floor_commands_per_s']:,} commands/s", ""),
         (f"RSS, {args.resting:,} resting", f"{result['rss_mb_1m_resting']} MB", "≤ 512"),
+        ("  process before any order", f"{result['rss_baseline_mb']} MB", ""),
+        ("  per resting order", f"{result['rss_bytes_per_resting_order']} bytes", ""),
     ]
     print(f"{'measure':<28}{'result':<42}{'target':>10}")
     for name, value, target in rows:

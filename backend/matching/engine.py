@@ -212,6 +212,9 @@ class Engine:
         bal = None if cells is None else cells.get(spec.quote_token if is_buy else spec.base_token)
         if bal is None or bal.total - bal.locked < need:
             return self._reject(c, ErrorCode.INSUFFICIENT_BALANCE, f"needs {need} available")
+        # What rests keeps the ledger's and the market's own strings, not the command's: every
+        # decoded command carries fresh copies (~90 bytes per resting order for the trader).
+        trader = bal.trader
         tif = c.time_in_force
         book = market.book
         opposite = book.asks if is_buy else book.bids
@@ -235,7 +238,7 @@ class Engine:
             used = self.nonces[trader] = {}
         used[nonce] = h
         bal.locked += need
-        market_id = c.market_id
+        market_id = spec.market_id
         accepted = OrderAccepted(
             seq, h, trader, market_id, side, price, amount, tif, nonce, expiry, coid
         )

@@ -87,6 +87,10 @@ def from_snapshot(data: bytes) -> Engine:
         raise ValueError(f"unsupported snapshot version {state['version']}")
     engine = Engine(fee_recipient=state["fee_recipient"])
     engine.last_seq = state["last_seq"]
+    # One object per trader string and per order hash, as a live engine holds them (the JSON
+    # gives each occurrence its own copy).
+    strings: dict[str, str] = {}
+    hashes: dict[bytes, bytes] = {}
     for spec_row, market_state, last_price, highs, lows, bids, asks in state["markets"]:
         spec_fields = dict(zip(_SPEC_FIELDS, spec_row, strict=True))
         spec_fields["state"] = MarketState(spec_fields["state"])
@@ -99,15 +103,20 @@ def from_snapshot(data: bytes) -> Engine:
         engine.markets[spec.market_id] = market
         for row in (*bids, *asks):
             h, trader, side, price, amount, remaining, tif, nonce, expiry, coid = row
+            order_hash = bytes.fromhex(h)
+            hashes[order_hash] = order_hash
             engine._rest(
-                Order(bytes.fromhex(h), trader, spec.market_id, Side(side), price, amount,
-                      remaining, TimeInForce(tif), nonce, expiry, coid)
+                Order(order_hash, strings.setdefault(trader, trader), spec.market_id, Side(side),
+                      price, amount, remaining, TimeInForce(tif), nonce, expiry, coid)
             )  # fmt: skip
     for trader, token, total, locked in state["balances"]:
-        cell = engine.balances.cell(trader, token)
+        cell = engine.balances.cell(strings.setdefault(trader, trader), token)
         cell.total, cell.locked = total, locked
     for trader, rows in state["nonces"]:
-        engine.nonces[trader] = {n: bytes.fromhex(h) for n, h in rows}
+        used = engine.nonces[strings.setdefault(trader, trader)] = {}
+        for n, h in rows:
+            order_hash = bytes.fromhex(h)
+            used[n] = hashes.get(order_hash, order_hash)
     for trader, rows in state["cancel_bars"]:
         engine.cancel_bars[trader] = dict(rows)
     engine.frozen = set(state["frozen"])
