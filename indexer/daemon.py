@@ -50,6 +50,9 @@ class IndexerConfig:
     """Widest `eth_getLogs` range of the backfill (a hosted provider's limit)."""
     stale_head_s: float | None = 300.0
     """While following, warn when the newest block is older than this (node behind / stalled)."""
+    fee_recipient: str | None = None
+    """Who receives the trading fees when no `FeeRecipientSet` was indexed before a settled
+    batch (indexing started after the deployment): `HYBRIDEX_FEE_RECIPIENT`."""
 
 
 class Indexer:
@@ -251,6 +254,7 @@ class Indexer:
                 upto=chunk.end.number,
                 tokens=tokens,
                 known=(chunk.from_block, chunk.logs),
+                fee_recipient=self.config.fee_recipient,
             )
         self._indexed = (chunk.end.number, chunk.end.timestamp)
         metrics.EVENTS.inc(len(chunk.logs))
@@ -330,6 +334,7 @@ class Indexer:
                     chain_id=self.chain_id,
                     upto=tip.number - self.config.confirmations,
                     tokens=tokens,
+                    fee_recipient=self.config.fee_recipient,
                 )
         except BaseException:
             self._realtime = None  # the in-memory window may be ahead of the database

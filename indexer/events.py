@@ -28,6 +28,7 @@ FOLLOWED = (
     "BatchSettled",
     "OrderCancelled",
     "NoncesInvalidated",
+    "FeeRecipientSet",
 )
 JSON_SAFE_INT = 2**53 - 1
 _UINT = re.compile(r"uint(\d+)")

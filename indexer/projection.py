@@ -35,6 +35,7 @@ from eth_hash.auto import keccak
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db import chain_facts
 from backend.db.models import Fill, FillSettlement, SettlementBatch
 from backend.db.models.indexer import IndexerCommand
 from backend.db.models.reference import Market
@@ -195,6 +196,7 @@ def confirm(
     upto: int,
     tokens: set[str],
     known: tuple[int, Sequence[ChainLog]] | None = None,
+    fee_recipient: str | None = None,
 ) -> None:
     """Owes the engine the confirmed effects of blocks (confirmed cursor, upto].
 
@@ -203,6 +205,8 @@ def confirm(
     re-sync — owes nothing new), one balance update for the new rows only. `known`:
     `(first block, every event of blocks [first block, upto])` already in hand (a backfill
     chunk, just stored) — used instead of reading them back when they cover the range.
+    `fee_recipient`: who gets a settled batch's fees when no `FeeRecipientSet` precedes it in
+    `chain_events`.
     """
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     after = cursor.number if cursor is not None else -1
@@ -219,7 +223,7 @@ def confirm(
     for ev in events:
         a = ev.args
         if ev.event == "BatchSettled":
-            for row in _settle_rows(session, ev):
+            for row in _settle_rows(session, ev, fee_recipient):
                 c = row["command"]
                 rows.append(row)
                 deltas.append(
@@ -252,10 +256,11 @@ def confirm(
     )
 
 
-def _settle_rows(session: Session, ev: Any) -> list[dict[str, Any]]:
+def _settle_rows(session: Session, ev: Any, fallback_recipient: str | None) -> list[dict[str, Any]]:
     """`settle` ledger rows for a confirmed `BatchSettled`: the batch's fills as the settlement
-    worker recorded them, netted per (trader, token) — only when they are the batch the chain
-    applied (same fill count and `fillsHash`); otherwise nothing is guessed, loudly."""
+    worker recorded them, netted per (trader, token), the fees to the contract's fee recipient
+    at that point of the chain — only when they are the batch the chain applied (same fill
+    count and `fillsHash`); otherwise nothing is guessed, loudly."""
     batch_id, count = int(ev.args["batchId"]), int(ev.args["fillCount"])
     on_chain_hash = bytes.fromhex(str(ev.args["fillsHash"]).removeprefix("0x"))
     batch = session.get(SettlementBatch, batch_id)
@@ -275,9 +280,19 @@ def _settle_rows(session: Session, ev: Any) -> list[dict[str, Any]]:
             fills_hash_matches=recorded_hash == on_chain_hash,
         )
         return []
+    recipient = (
+        chain_facts.fee_recipient(session, before=(ev.block_number, ev.log_index))
+        or fallback_recipient
+    )
+    if recipient is None and any(f.maker_fee or f.taker_fee for f, _b, _q in fills):
+        log.warning(
+            "fee recipient unknown (no FeeRecipientSet indexed, HYBRIDEX_FEE_RECIPIENT unset); "
+            "its on-chain balance misses this batch's fees",
+            batch_id=batch_id,
+        )
     net: dict[tuple[str, str], int] = {}
     for fill, base, quote in fills:
-        for trader, token, delta in fill.balance_deltas(base, quote):
+        for trader, token, delta in fill.balance_deltas(base, quote, recipient):
             net[(trader, token)] = net.get((trader, token), 0) + delta
     rows = []
     for (trader, token), delta in sorted(net.items()):

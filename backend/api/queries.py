@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from backend.db import models
+from backend.db import chain_facts, models
 from backend.domain.types import FillStatus, OrderStatus
 from backend.settlement.reads import latest_batch_transactions
 
@@ -127,24 +127,30 @@ def indexed_head(session: Session) -> int | None:
     return None if row is None else row.block_number
 
 
-def pending_settlement(session: Session, trader: str) -> dict[str, int]:
+def pending_settlement(
+    session: Session, trader: str, *, fee_recipient: str | None = None
+) -> dict[str, int]:
     """Per token, the net change that the trader's fills not yet settled on chain will make to
-    their on-chain balance: what they receive (minus fees) less what they give. Signed."""
+    their on-chain balance: what they receive (minus fees) less what they give. Signed. For
+    the fee recipient (the contract's, as last indexed, else `fee_recipient`) the fees of
+    every fill not yet settled count too."""
+    recipient = chain_facts.fee_recipient(session) or fee_recipient
     q = (
         select(models.Fill, models.Market.base_token, models.Market.quote_token)
         .join(models.Market, models.Market.id == models.Fill.market_id)
         .outerjoin(models.FillSettlement, models.FillSettlement.fill_id == models.Fill.id)
         .where(
-            or_(models.Fill.maker_trader == trader, models.Fill.taker_trader == trader),
             or_(
                 models.FillSettlement.status.is_(None),
                 models.FillSettlement.status != FillStatus.SETTLED,
             ),
         )
     )
+    if trader != recipient:
+        q = q.where(or_(models.Fill.maker_trader == trader, models.Fill.taker_trader == trader))
     out: dict[str, int] = {}
     for fill, base, quote in session.execute(q):
-        for who, token, delta in fill.balance_deltas(base, quote):
+        for who, token, delta in fill.balance_deltas(base, quote, recipient):
             if who == trader:
                 out[token] = out.get(token, 0) + delta
     return out

@@ -56,6 +56,7 @@ def indexer(
         poll_interval_s=settings.indexer_poll_interval_s,
         stale_head_s=settings.indexer_stale_head_s,
         max_log_range=settings.indexer_max_log_range,
+        fee_recipient=settings.fee_recipient,
     )
     if settings.indexer_metrics_port is not None:
         from prometheus_client import start_http_server

@@ -21,16 +21,21 @@ def fill_deltas(
     quote_amount: int,
     maker_fee: int,
     taker_fee: int,
+    fee_recipient: str | None = None,
 ) -> list[tuple[str, str, int]]:
-    """`(trader, token, signed change)` for both traders (the fee recipient's gain is the sum
-    of the two fees, each in its own token)."""
+    """`(trader, token, signed change)` for both traders and, given `fee_recipient`, its gain:
+    each fee, in the token its payer receives (the contract credits the recipient's internal
+    balance in the same batch)."""
     out: list[tuple[str, str, int]] = []
     for trader, side, fee in (
         (maker, taker_side.opposite, maker_fee),
         (taker, taker_side, taker_fee),
     ):
+        received = base if side is Side.BUY else quote
         if side is Side.BUY:
             out += [(trader, base, amount - fee), (trader, quote, -quote_amount)]
         else:
             out += [(trader, quote, quote_amount - fee), (trader, base, -amount)]
+        if fee_recipient is not None and fee:
+            out.append((fee_recipient, received, fee))
     return out

@@ -16,9 +16,9 @@ from backend.api.serializers import account_fill, deposit_row
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-def _balances(session: Session, trader: str) -> list[dict[str, Any]]:
+def _balances(session: Session, trader: str, fee_recipient: str | None) -> list[dict[str, Any]]:
     engine_rows, chain_rows = queries.balances(session, trader)
-    pending = queries.pending_settlement(session, trader)
+    pending = queries.pending_settlement(session, trader, fee_recipient=fee_recipient)
     tokens = queries.tokens(session)
     held = {b.token: b for b in engine_rows}
     on_chain = {c.token: c for c in chain_rows}
@@ -61,7 +61,7 @@ def _balances(session: Session, trader: str) -> list[dict[str, Any]]:
 async def balances(request: Request, address: str) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
-    rows = await c.db(lambda s: _balances(s, trader))
+    rows = await c.db(lambda s: _balances(s, trader, c.settings.fee_recipient))
     return Json({"address": trader, "balances": rows})
 
 

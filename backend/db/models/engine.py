@@ -164,12 +164,14 @@ class Fill(Base):
     taker_fee: Mapped[int] = mapped_column(U256())
     created_at: Mapped[datetime] = created_at()
 
-    def balance_deltas(self, base: str, quote: str) -> list[tuple[str, str, int]]:
+    def balance_deltas(
+        self, base: str, quote: str, fee_recipient: str | None = None
+    ) -> list[tuple[str, str, int]]:
         """`(trader, token, signed change)` this fill makes once settled (`fill_deltas`)."""
         return fill_deltas(
             maker=self.maker_trader, taker=self.taker_trader, taker_side=self.taker_side,
             base=base, quote=quote, amount=self.amount, quote_amount=self.quote_amount,
-            maker_fee=self.maker_fee, taker_fee=self.taker_fee,
+            maker_fee=self.maker_fee, taker_fee=self.taker_fee, fee_recipient=fee_recipient,
         )  # fmt: skip
 
 

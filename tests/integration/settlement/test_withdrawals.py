@@ -205,8 +205,9 @@ def test_withdrawal_over_http_is_reserved_sent_confirmed_and_debited(stack: Stac
 
 
 def test_settled_trades_move_on_chain_balances_to_what_the_contract_holds(stack: Stack) -> None:
-    """BatchSettled, confirmed: `onChain` follows the fills (not only deposits/withdrawals),
-    so `total = onChain + pendingSettlement` holds once nothing is left to settle."""
+    """BatchSettled, confirmed: `onChain` follows the fills (not only deposits/withdrawals) and
+    the fees, so `total = onChain + pendingSettlement` holds once nothing is left to settle,
+    for the traders and for the fee recipient (found from the indexed `FeeRecipientSet`)."""
     h = stack.h
     seller, buyer = h.traders[2], h.traders[3]
     tokens = (h.weth.address, h.usdc.address)
@@ -219,10 +220,12 @@ def test_settled_trades_move_on_chain_balances_to_what_the_contract_holds(stack:
         s.flush()
         pending = s.balance(buyer, h.weth.address)["pendingSettlement"]
         assert int(pending) > 0  # matched, not settled yet
+        for token in tokens:  # maker and taker fees, each in the token its payer receives
+            assert int(s.balance(h.fee_recipient, token)["pendingSettlement"]) > 0
         stack.start_worker()
         stack.wait("fills settled", stack.all_settled)
-        s.sync()  # BatchSettled confirmed: the ledger takes the batch's fills
-        for trader in (seller, buyer):
+        s.sync()  # BatchSettled confirmed: the ledger takes the batch's fills and fees
+        for trader in (seller, buyer, h.fee_recipient):
             for token in tokens:
                 row = s.balance(trader, token)
                 assert int(row["onChain"]) == h.exchange.balance_of(trader.address, token)
