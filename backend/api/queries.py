@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from backend.db import chain_facts, models
 from backend.domain.types import FillStatus, OrderStatus
-from backend.settlement.reads import latest_batch_transactions
+from backend.settlement.reads import claimed_floor, latest_batch_transactions, unclaimed
 
+NOT_SETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED, FillStatus.FAILED)
+"""Claimed fills whose effect is not on chain (failed ones never will be: the ledgers differ)."""
 MAX_WINDOW_FILLS = 100_000
 """Fills read to compute one ticker / candle range (a bound on work per request)."""
 
@@ -133,26 +135,31 @@ def pending_settlement(
     """Per token, the net change that the trader's fills not yet settled on chain will make to
     their on-chain balance: what they receive (minus fees) less what they give. Signed. For
     the fee recipient (the contract's, as last indexed, else `fee_recipient`) the fees of
-    every fill not yet settled count too."""
+    every fill not yet settled count too.
+
+    Two bounded reads, not a walk over every fill the trader ever made: the unclaimed fills
+    (above the settlement's `claimed_floor`) and the claimed ones not `settled` (by status)."""
     recipient = chain_facts.fee_recipient(session) or fee_recipient
-    q = (
-        select(models.Fill, models.Market.base_token, models.Market.quote_token)
-        .join(models.Market, models.Market.id == models.Fill.market_id)
-        .outerjoin(models.FillSettlement, models.FillSettlement.fill_id == models.Fill.id)
-        .where(
-            or_(
-                models.FillSettlement.status.is_(None),
-                models.FillSettlement.status != FillStatus.SETTLED,
-            ),
-        )
+    f, fs = models.Fill, models.FillSettlement
+    on_claim = fs.fill_id == f.id
+    base = select(f, models.Market.base_token, models.Market.quote_token).join(
+        models.Market, models.Market.id == f.market_id
     )
-    if trader != recipient:
-        q = q.where(or_(models.Fill.maker_trader == trader, models.Fill.taker_trader == trader))
+    reads = [
+        base.outerjoin(fs, on_claim).where(*unclaimed(claimed_floor(session))),
+        base.join(fs, on_claim).where(fs.status.in_(NOT_SETTLED)),
+    ]
     out: dict[str, int] = {}
-    for fill, base, quote in session.execute(q):
-        for who, token, delta in fill.balance_deltas(base, quote, recipient):
-            if who == trader:
-                out[token] = out.get(token, 0) + delta
+    for read in reads:
+        q = (
+            read
+            if trader == recipient
+            else read.where(or_(f.maker_trader == trader, f.taker_trader == trader))
+        )
+        for fill, base_token, quote_token in session.execute(q):
+            for who, token, delta in fill.balance_deltas(base_token, quote_token, recipient):
+                if who == trader:
+                    out[token] = out.get(token, 0) + delta
     return out
 
 

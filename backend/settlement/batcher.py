@@ -45,6 +45,7 @@ from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.signing import Signature
 from backend.settlement.context import SettlementContext
 from backend.settlement.nonces import sender_lock
+from backend.settlement.reads import claimed_floor, unclaimed
 from backend.settlement.revert import rpc_guard
 
 log = structlog.get_logger(__name__)
@@ -171,7 +172,7 @@ def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime]]
     rows = session.execute(
         select(Fill.id, Fill.created_at)
         .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
-        .where(FillSettlement.fill_id.is_(None))
+        .where(*unclaimed(claimed_floor(session)))
         .order_by(Fill.seq, Fill.fill_index)
         .limit(limit)
     ).all()

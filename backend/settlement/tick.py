@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import (
@@ -30,6 +30,7 @@ from backend.settlement import metrics
 from backend.settlement.batcher import form_batch
 from backend.settlement.context import SettlementContext
 from backend.settlement.monitor import follow_up
+from backend.settlement.reads import claimed_floor, unclaimed
 
 MAX_WITHDRAWALS_PER_TICK = 50
 UNSETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED)
@@ -54,42 +55,39 @@ class Backlog:
 
 
 def unsettled_backlog(session: Session) -> Backlog:
-    unsettled = or_(FillSettlement.fill_id.is_(None), FillSettlement.status.in_(UNSETTLED))
+    """Two bounded reads instead of one over every fill ever matched: the unclaimed fills
+    (above `claimed_floor`) and the claimed ones still `matched` / `submitted` (by status)."""
+    parts: list[tuple[bool, list[ColumnElement[bool]]]] = [
+        (False, unclaimed(claimed_floor(session))),
+        (True, [FillSettlement.status.in_(UNSETTLED)]),
+    ]
     exposure: dict[str, int] = defaultdict(int)
     oldest: datetime | None = None
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(
-            select(
+    for claimed, where in parts:
+        if session.get_bind().dialect.name == "postgresql":
+            q = select(
                 Market.base_token,
                 Market.quote_token,
                 func.min(Fill.created_at),
                 func.sum(Fill.amount),
                 func.sum(Fill.quote_amount),
-            )
-            .select_from(Fill)
-            .join(Market, Market.id == Fill.market_id)
-            .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
-            .where(unsettled)
-            .group_by(Market.base_token, Market.quote_token)
-        ).all()
-    else:  # SQLite keeps U256 as text: its sum() would go through floats, so add exactly here
-        rows = session.execute(
-            select(
+            ).group_by(Market.base_token, Market.quote_token)
+        else:  # SQLite keeps U256 as text: its sum() would go through floats, so add exactly here
+            q = select(
                 Market.base_token,
                 Market.quote_token,
                 Fill.created_at,
                 Fill.amount,
                 Fill.quote_amount,
             )
-            .select_from(Fill)
-            .join(Market, Market.id == Fill.market_id)
-            .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
-            .where(unsettled)
-        ).all()
-    for base, quote, first, amount, quote_amount in rows:
-        exposure[base] += int(amount)
-        exposure[quote] += int(quote_amount)
-        oldest = first if oldest is None else min(oldest, first)
+        q = q.select_from(Fill).join(Market, Market.id == Fill.market_id)
+        on_claim = FillSettlement.fill_id == Fill.id
+        q = q.join(FillSettlement, on_claim) if claimed else q.outerjoin(FillSettlement, on_claim)
+        q = q.where(*where)
+        for base, quote, first, amount, quote_amount in session.execute(q).all():
+            exposure[base] += int(amount)
+            exposure[quote] += int(quote_amount)
+            oldest = first if oldest is None else min(oldest, first)
     return Backlog(oldest=oldest, exposure=dict(exposure))
 
 

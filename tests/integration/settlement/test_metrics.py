@@ -7,6 +7,7 @@ included, is scraped in test_settlement_worker.py).
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -14,15 +15,18 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from backend.config import Settings
 from backend.db.migrate import upgrade
-from backend.db.models import Fill
+from backend.db.models import Fill, FillSettlement
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import PRICE_SCALE
+from backend.settlement import batcher
 from backend.settlement.batcher import form_batch
 from backend.settlement.context import SettlementContext
-from backend.settlement.tick import observe_backlog
+from backend.settlement.reads import claimed_floor
+from backend.settlement.tick import observe_backlog, unsettled_backlog
 from tests.integration.settlement.conftest import OPERATOR_KEY, Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
@@ -111,3 +115,88 @@ def test_backlog_counts_fills_until_they_settle_or_fail(
     assert _exposure(weth) == 0
     assert _exposure(usdc) == 0
     assert _oldest() == 0
+
+
+def _reference_unclaimed(session: Session) -> list[int]:
+    """Every unclaimed fill, by walking every fill (what the batcher did before its floor)."""
+    return [
+        int(i)
+        for i in session.scalars(
+            select(Fill.id)
+            .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
+            .where(FillSettlement.fill_id.is_(None))
+            .order_by(Fill.seq, Fill.fill_index)
+        )
+    ]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_the_claimed_floor_never_hides_an_unclaimed_fill(
+    stack: Stack, dialect: str, tmp_path: Path
+) -> None:
+    """Batches of random sizes, a cancel-only batch among them, more fills matched between
+    them: the bounded search finds exactly the unclaimed fills the full walk finds, and the
+    backlog is what the fills say."""
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'floor.db'}"
+        upgrade(url)
+        stack = replace(stack, db_url=url, factory=session_factory(make_engine(url)))
+    h = stack.h
+    rng = random.Random(3)
+    commands = stack.listing()
+    for t in h.traders[:4]:
+        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
+    stack.engine(commands)
+    trades = [(h.traders[m], h.traders[(m + 1) % 4], 1) for m in range(4)]
+    ctx = SettlementContext.from_settings(
+        Settings(
+            mode="dev",
+            database_url=stack.db_url,
+            rpc_url=stack.node.url,
+            exchange_address=h.exchange.address,
+            operator_key=OPERATOR_KEY,
+        ),
+        w3=h.w3,
+        factory=stack.factory,
+    )
+    with stack.factory() as session:
+        assert claimed_floor(session) is None
+    formed = 0
+    for step in range(8):
+        stack.engine(stack.trades(rng.sample(trades, rng.randint(0, 3))))
+        size = rng.randint(1, 3)
+        ctx = replace(ctx, settings=ctx.settings.model_copy(update={"batch_max_fills": size}))
+        with stack.factory() as session:
+            waiting = _reference_unclaimed(session)
+        batch = form_batch(ctx, force=True)
+        assert (batch is not None) == bool(waiting)
+        if batch is not None:
+            formed += 1
+            stack.execute("UPDATE settlement_batches SET status = 'settled'")
+            stack.execute("UPDATE fill_settlements SET status = 'settled'")
+        if step == 3:  # a batch of cancels only: the floor looks past it
+            stack.execute(
+                "INSERT INTO settlement_batches (batch_id, status, fill_count, cancel_count, "
+                "created_at, updated_at) SELECT max(batch_id) + 1, 'settled', 0, 1, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM settlement_batches"
+            )
+        with stack.factory() as session:
+            left = _reference_unclaimed(session)
+            assert left == waiting[size:] if batch is not None else left == waiting
+            assert [i for i, _ in batcher._unclaimed_fills(session, 1000)] == left
+            floor = claimed_floor(session)
+            if formed:
+                assert floor is not None
+                first_left = session.get(Fill, left[0]) if left else None
+                if first_left is not None:
+                    assert (first_left.seq, first_left.fill_index) >= floor
+            fills = [session.get(Fill, i) for i in left]
+            assert unsettled_backlog(session).exposure == (
+                {
+                    h.weth.address: sum(f.amount for f in fills if f),
+                    h.usdc.address: sum(f.quote_amount for f in fills if f),
+                }
+                if fills
+                else {}
+            )
+    assert formed >= 3
