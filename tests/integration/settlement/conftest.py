@@ -23,7 +23,7 @@ from web3 import Web3
 
 from backend.chain.anvil import Anvil, rpc_call
 from backend.chain.exchange import SignedOrder
-from backend.config import DEV_PRIVATE_KEYS
+from backend.config import DEV_PRIVATE_KEYS, Settings
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import PRICE_SCALE, Side, TimeInForce
 from backend.engine.client import Intake, TokenInfo
@@ -32,6 +32,7 @@ from backend.engine.feeds import FeedMessage
 from backend.engine.service import EngineService
 from backend.matching.commands import AddMarket, Command, Credit, MarketSpec, PlaceOrder
 from backend.matching.events import Fill
+from backend.settlement.context import SettlementContext
 from tests.integration.contracts.conftest import anvil_accounts
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC, Account, Harness
 
@@ -172,6 +173,21 @@ class Stack:
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         with self.factory() as session:
             return [tuple(r) for r in session.execute(text(sql), params)]
+
+    def context(self, w3: Web3 | None = None, **settings: Any) -> SettlementContext:
+        """The worker's context over this stack (dev mode, the harness's operator key)."""
+        return SettlementContext.from_settings(
+            Settings(
+                mode="dev",
+                database_url=self.db_url,
+                rpc_url=self.node.url,
+                exchange_address=self.h.exchange.address,
+                operator_key=OPERATOR_KEY,
+                **settings,
+            ),
+            w3=w3 or self.h.w3,
+            factory=self.factory,
+        )
 
     def execute(self, sql: str, **params: Any) -> None:
         """A write standing in for a state another component would reach (committed)."""

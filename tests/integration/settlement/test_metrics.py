@@ -17,17 +17,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.config import Settings
 from backend.db.migrate import upgrade
 from backend.db.models import Fill, FillSettlement
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import PRICE_SCALE
 from backend.settlement import batcher
 from backend.settlement.batcher import form_batch
-from backend.settlement.context import SettlementContext
 from backend.settlement.reads import claimed_floor
 from backend.settlement.tick import observe_backlog, unsettled_backlog
-from tests.integration.settlement.conftest import OPERATOR_KEY, Stack
+from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
 pytestmark = pytest.mark.integration
@@ -57,18 +55,7 @@ def test_backlog_counts_fills_until_they_settle_or_fail(
         commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
     commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
     assert stack.engine(commands) == len(TRADES)
-    ctx = SettlementContext.from_settings(
-        Settings(
-            mode="dev",
-            database_url=stack.db_url,
-            rpc_url=stack.node.url,
-            exchange_address=h.exchange.address,
-            operator_key=OPERATOR_KEY,
-            batch_max_fills=2,
-        ),
-        w3=h.w3,
-        factory=stack.factory,
-    )
+    ctx = stack.context(batch_max_fills=2)
     weth, usdc = h.weth.address, h.usdc.address
 
     def expected(lots: list[int]) -> tuple[int, int]:
@@ -148,17 +135,7 @@ def test_the_claimed_floor_never_hides_an_unclaimed_fill(
         commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
     stack.engine(commands)
     trades = [(h.traders[m], h.traders[(m + 1) % 4], 1) for m in range(4)]
-    ctx = SettlementContext.from_settings(
-        Settings(
-            mode="dev",
-            database_url=stack.db_url,
-            rpc_url=stack.node.url,
-            exchange_address=h.exchange.address,
-            operator_key=OPERATOR_KEY,
-        ),
-        w3=h.w3,
-        factory=stack.factory,
-    )
+    ctx = stack.context()
     with stack.factory() as session:
         assert claimed_floor(session) is None
     formed = 0

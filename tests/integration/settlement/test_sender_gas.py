@@ -18,9 +18,7 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 
-from backend.config import Settings
 from backend.settlement.batcher import form_batch
-from backend.settlement.context import SettlementContext
 from backend.settlement.monitor import follow_up
 from backend.settlement.sender import (
     GAS_BUDGET_FIXED,
@@ -28,7 +26,7 @@ from backend.settlement.sender import (
     GAS_MODEL_MIN_ITEMS,
     send_batch,
 )
-from tests.integration.settlement.conftest import OPERATOR_KEY, Stack
+from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import UNIT, USDC
 
 pytestmark = pytest.mark.integration
@@ -72,19 +70,7 @@ def test_one_call_simulates_and_prices_and_a_short_budget_falls_back(stack: Stac
     pairs = [(traders[i % 2], traders[2 + i % 2], 1 + i % 3) for i in range(4 * per_batch)]
     assert stack.engine(commands + stack.trades(pairs)) == 4 * per_batch
     provider = CountingProvider(stack.node.url)
-    ctx = SettlementContext.from_settings(
-        Settings(
-            mode="dev",
-            database_url=stack.db_url,
-            rpc_url=stack.node.url,
-            exchange_address=h.exchange.address,
-            operator_key=OPERATOR_KEY,
-            batch_max_fills=per_batch,
-            confirmations=1,
-        ),
-        w3=Web3(provider),
-        factory=stack.factory,
-    )
+    ctx = stack.context(Web3(provider), batch_max_fills=per_batch, confirmations=1)
 
     def send(batch_id: int) -> Counter[str]:
         assert form_batch(ctx) == batch_id
