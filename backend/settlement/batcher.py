@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from backend.chain.exchange import (
@@ -39,7 +39,7 @@ from backend.db.models import (
 from backend.db.models import SignedCancel as SignedCancelRow
 from backend.db.session import insert_ignore, unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import BatchStatus, FillStatus, Side, TimeInForce
+from backend.domain.types import BatchStatus, FillStatus, OrderStatus, Side, TimeInForce
 from backend.eip712.messages import CancelAll
 from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.signing import Signature
@@ -168,20 +168,32 @@ def load_batch(session: Session, batch_id: int) -> BatchContent:
     return BatchContent(batch_id=batch_id, fills=fills, cancels=tuple(cancels))
 
 
-def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime]]:
+def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime, int]]:
+    """(id, created_at, seq) of the first `limit` unclaimed fills in engine order."""
     rows = session.execute(
-        select(Fill.id, Fill.created_at)
+        select(Fill.id, Fill.created_at, Fill.seq)
         .outerjoin(FillSettlement, FillSettlement.fill_id == Fill.id)
         .where(*unclaimed(claimed_floor(session)))
         .order_by(Fill.seq, Fill.fill_index)
         .limit(limit)
     ).all()
-    return [(int(i), c) for i, c in rows]
+    return [(int(i), c, int(q)) for i, c, q in rows]
 
 
-def _pending_cancels(session: Session) -> list[tuple[bytes, datetime]]:
-    """Signed cancels never committed by a batch that has not failed, whose preimage is known
-    (a `Cancel` of an order the engine never saw cannot be committed: no preimage)."""
+def _pending_cancels(session: Session, before_seq: int | None) -> list[tuple[bytes, datetime]]:
+    """Signed cancels never committed by a batch that has not failed and that took effect in
+    the engine before `before_seq` (None: no bound).
+
+    On chain a cancel voids its order's fills in every later batch, so committing one is only
+    safe once the engine's own view agrees and its earlier fills are in this batch or before:
+    - a `Cancel` counts only once its order is `cancelled` in the engine, as of its
+      `updated_seq`. The engine refuses a cancel of an order it has not seen (or has closed),
+      and the order may come (or have come) and trade: committing that signed cancel would
+      make the chain refuse fills the engine applied — a trader could do so on purpose, by
+      signing the cancel of an order before sending the order;
+    - `before_seq` is the seq of the first unclaimed fill left out of this batch: a cancel
+      (or a `CancelAll`) that took effect after it waits for the batch that takes that fill.
+    """
     committed = exists().where(
         and_(
             BatchCancel.cancel_hash == SignedCancelRow.cancel_hash,
@@ -189,12 +201,19 @@ def _pending_cancels(session: Session) -> list[tuple[bytes, datetime]]:
             SettlementBatch.status != BatchStatus.FAILED,
         )
     )
-    has_preimage = exists().where(Order.order_hash == SignedCancelRow.order_hash)
+    order_cancelled = [
+        Order.order_hash == SignedCancelRow.order_hash,
+        Order.status == OrderStatus.CANCELLED,
+    ]
+    cancel_all: ColumnElement[bool] = SignedCancelRow.kind == "cancel_all"
+    if before_seq is not None:
+        order_cancelled.append(Order.updated_seq < before_seq)
+        cancel_all = and_(cancel_all, SignedCancelRow.accepted_seq < before_seq)
     rows = session.execute(
         select(SignedCancelRow.cancel_hash, SignedCancelRow.created_at)
         .where(~committed)
         .where(SignedCancelRow.signature != NO_SIGNATURE)
-        .where((SignedCancelRow.kind == "cancel_all") | has_preimage)
+        .where(cancel_all | exists().where(*order_cancelled))
         .order_by(SignedCancelRow.accepted_seq)
         .limit(MAX_CANCELS_PER_BATCH)
     ).all()
@@ -231,11 +250,13 @@ def form_batch(
         )
         if pending:
             return None
-        fills = _unclaimed_fills(session, settings.batch_max_fills)
-        cancels = _pending_cancels(session)
+        found = _unclaimed_fills(session, settings.batch_max_fills + 1)
+        fills = found[: settings.batch_max_fills]
+        left_out = found[settings.batch_max_fills :]
+        cancels = _pending_cancels(session, left_out[0][2] if left_out else None)
         if not fills and not cancels:
             return None
-        oldest = min([c for _, c in fills] + [c for _, c in cancels])
+        oldest = min([c for _, c, _ in fills] + [c for _, c in cancels])
         if len(fills) < settings.batch_max_fills and oldest > cutoff and not force:
             return None
         batch_id = next_batch_id(session, ctx)
@@ -249,7 +270,8 @@ def form_batch(
         )
         session.flush()
         claims = [
-            {"fill_id": fid, "status": FillStatus.MATCHED, "batch_id": batch_id} for fid, _ in fills
+            {"fill_id": fid, "status": FillStatus.MATCHED, "batch_id": batch_id}
+            for fid, _, _ in fills
         ]
         claimed = insert_ignore(
             session=session, target=FillSettlement, rows=claims, conflict=["fill_id"]

@@ -26,11 +26,20 @@ from backend.chain.exchange import SignedOrder
 from backend.config import DEV_PRIVATE_KEYS, Settings
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import PRICE_SCALE, Side, TimeInForce
+from backend.eip712.hashing import digest
+from backend.eip712.messages import Cancel as CancelMessage
 from backend.engine.client import Intake, TokenInfo
 from backend.engine.feed_redis import RedisFeedStore
 from backend.engine.feeds import FeedMessage
 from backend.engine.service import EngineService
-from backend.matching.commands import AddMarket, Command, Credit, MarketSpec, PlaceOrder
+from backend.matching.commands import (
+    AddMarket,
+    CancelOrder,
+    Command,
+    Credit,
+    MarketSpec,
+    PlaceOrder,
+)
 from backend.matching.events import Fill
 from backend.settlement.context import SettlementContext
 from tests.integration.contracts.conftest import anvil_accounts
@@ -100,13 +109,23 @@ class Stack:
         return out
 
     def place(self, trader: Account, side: Side, lots: int) -> tuple[Command, Intake | None]:
-        signed: SignedOrder = self.h.order(trader, side, lots * LOT, PRICE)
+        return self.place_signed(self.h.order(trader, side, lots * LOT, PRICE))
+
+    def place_signed(self, signed: SignedOrder) -> tuple[Command, Intake | None]:
         o = signed.order
+        side = Side(o.side)
         cmd = PlaceOrder(
             0, 0, self.h.order_hash(signed), o.trader, MARKET, side, o.price, o.amount,
             TimeInForce.GTC, o.nonce, 0,
         )  # fmt: skip
         return cmd, Intake(signature=signed.signature.to_bytes())
+
+    def cancel(self, signed: SignedOrder) -> tuple[Command, Intake | None]:
+        """The trader's signed `Cancel` of `signed`, as the API hands it to the engine."""
+        o, h = signed.order, self.h.order_hash(signed)
+        signature = self.h.cancel(signed).signature.to_bytes()
+        cancel_hash = digest(CancelMessage(trader=o.trader, orderHash=h), self.h.domain)
+        return CancelOrder(0, 0, h, o.trader), Intake(signature=signature, signed_hash=cancel_hash)
 
     def trades(
         self, pairs: list[tuple[Account, Account, int]]

@@ -160,7 +160,7 @@ def test_the_claimed_floor_never_hides_an_unclaimed_fill(
         with stack.factory() as session:
             left = _reference_unclaimed(session)
             assert left == waiting[size:] if batch is not None else left == waiting
-            assert [i for i, _ in batcher._unclaimed_fills(session, 1000)] == left
+            assert [i for i, _, _ in batcher._unclaimed_fills(session, 1000)] == left
             floor = claimed_floor(session)
             if formed:
                 assert floor is not None
