@@ -220,14 +220,29 @@ class PipelinedRedis:
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
-def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
-    """The TLS context redis-py would build from a `rediss://` URL's options (`parse_url`)."""
+def tls_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The TLS settings of a `rediss://` URL's options (`parse_url`), with redis-py's defaults
+    (certificate and host name checked): `ssl_cert_reqs` (an `ssl.VerifyMode`),
+    `ssl_check_hostname`, and `ssl_ca_certs` / `ssl_certfile` / `ssl_keyfile` when given."""
     reqs = str(options.get("ssl_cert_reqs", "required")).lower()
     if reqs not in _CERT_REQS:
         raise ValueError(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {reqs!r}")
-    ctx = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-    if options.get("ssl_certfile"):
-        ctx.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
-    ctx.check_hostname = bool(options.get("ssl_check_hostname", True)) and reqs != "none"
-    ctx.verify_mode = _CERT_REQS[reqs]
+    out: dict[str, Any] = {
+        "ssl_cert_reqs": _CERT_REQS[reqs],
+        "ssl_check_hostname": bool(options.get("ssl_check_hostname", True)) and reqs != "none",
+    }
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if options.get(key):
+            out[key] = options[key]
+    return out
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py would build from a `rediss://` URL's options (`parse_url`)."""
+    tls = tls_options(options)
+    ctx = ssl.create_default_context(cafile=tls.get("ssl_ca_certs"))
+    if "ssl_certfile" in tls:
+        ctx.load_cert_chain(tls["ssl_certfile"], tls.get("ssl_keyfile"))
+    ctx.check_hostname = tls["ssl_check_hostname"]
+    ctx.verify_mode = tls["ssl_cert_reqs"]
     return ctx

@@ -8,7 +8,6 @@ result backend — tasks return nothing anyone waits for, and the database is th
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from celery import Celery
@@ -16,6 +15,7 @@ from celery.signals import worker_init
 from redis.connection import parse_url
 
 from backend.config import Settings, get_settings
+from backend.redis_pipeline import tls_options
 
 BROKER_VISIBILITY_TIMEOUT_S = 300
 TASK_TIME_LIMIT_S = 120
@@ -60,20 +60,7 @@ def broker_tls(url: str) -> dict[str, Any] | None:
     """`broker_use_ssl` for a `rediss://` broker URL: its own TLS options, with the defaults
     every other Redis client of the stack applies (certificate and host name checked). Without
     it kombu hands redis-py no `ssl_cert_reqs`, which redis-py reads as "verify nothing"."""
-    if not url.startswith("rediss://"):
-        return None
-    options = parse_url(url)
-    reqs = str(options.get("ssl_cert_reqs", "required")).lower()
-    tls: dict[str, Any] = {
-        "ssl_cert_reqs": {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(
-            reqs, ssl.CERT_REQUIRED
-        ),
-        "ssl_check_hostname": bool(options.get("ssl_check_hostname", True)) and reqs != "none",
-    }
-    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-        if options.get(key):
-            tls[key] = options[key]
-    return tls
+    return tls_options(parse_url(url)) if url.startswith("rediss://") else None
 
 
 def make_app(settings: Settings | None = None, *, eager: bool = False) -> Celery:
