@@ -54,6 +54,7 @@ integration: setup
 ## bench: run every benchmark in bench/
 bench: setup
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
+	@echo "== bench/api.py --floor"; $(PY) bench/api.py --floor
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .mypy_cache .ruff_cache .pytest_cache var
