@@ -16,19 +16,21 @@ import time
 from dataclasses import dataclass
 
 import structlog
+from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.session import unit_of_work
 from backend.domain.errors import ConfigurationError, DexError, ErrorCode, FatalError
 from indexer import metrics, projection, store
-from indexer.events import ChainLog, EventCodec
+from indexer.events import ChainLog, EventCodec, checksum
 from indexer.projection import Outbox
-from indexer.rpc import BlockHeader, RpcClient
+from indexer.rpc import BlockHeader, RpcClient, RpcError
 from indexer.sync.historical import AdaptiveRange, Prefetched, backfill
 from indexer.sync.realtime import Block, Finalize, RealtimeSync, Reorg
 from indexer.sync.reorg import BlockWindow
 
 log = structlog.get_logger("indexer.daemon")
+FEE_RECIPIENT_CALL = keccak(text="feeRecipient()")[:4]
 ZERO_HASH = b"\x00" * 32
 
 
@@ -104,11 +106,34 @@ class Indexer:
                 "no contract code at HYBRIDEX_EXCHANGE_ADDRESS on this chain",
                 exchange_address=self.config.exchange_address,
             )
+        self._check_fee_recipient()
         with unit_of_work(self.factory) as session:
             stored = store.cursor_chain_id(session=session)
         if stored is not None and stored != self.chain_id:
             raise ChainMismatchError(
                 "the database was indexed from another chain", db_chain_id=stored
+            )
+
+    def _check_fee_recipient(self) -> None:
+        """Warn when the engine's fee account (`HYBRIDEX_FEE_RECIPIENT`) is not the contract's
+        `feeRecipient()`: the engine would credit fees to one account and the chain to another,
+        and neither account's balances would agree. Not fatal: an admin may be changing it."""
+        call = {"to": self.config.exchange_address, "data": "0x" + FEE_RECIPIENT_CALL.hex()}
+        try:
+            word = bytes.fromhex(str(self.rpc.call("eth_call", [call, "latest"]))[2:])
+        except (RpcError, ValueError) as exc:
+            log.warning("could not read the contract's feeRecipient()", error=str(exc))
+            return
+        if len(word) != 32:
+            log.warning("unexpected feeRecipient() answer", answer="0x" + word.hex())
+            return
+        on_chain = checksum("0x" + word[12:].hex())
+        if self.config.fee_recipient != on_chain:
+            log.warning(
+                "HYBRIDEX_FEE_RECIPIENT is not the contract's feeRecipient(): the engine "
+                "credits fees to another account than the chain",
+                configured=self.config.fee_recipient or "unset (the engine's placeholder)",
+                on_chain=on_chain,
             )
 
     def resync_from(self, number: int) -> None:

@@ -147,6 +147,7 @@ async def start_services(
             reorg_window=settings.reorg_window,
             start_block=settings.indexer_start_block,
             poll_interval_s=settings.indexer_poll_interval_s,
+            fee_recipient=settings.fee_recipient,
         ),
         rpc,
         factory,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import select
 
 from backend.chain.anvil import Anvil
@@ -108,5 +110,29 @@ def test_in_doubt_credit_found_in_the_journal_is_not_sent_again(
         with unit_of_work(rig.factory) as session:
             statuses = [r.status for r in session.scalars(select(IndexerCommand))]
         assert statuses == ["done", "done"]
+    finally:
+        rig.close()
+
+
+def test_start_up_reports_a_fee_recipient_other_than_the_contracts(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """The engine credits fees to HYBRIDEX_FEE_RECIPIENT; the chain to `feeRecipient()`. If they
+    differ (or the setting is unset) the indexer says so at start-up, naming both."""
+    rig = Rig(chain, tmp_path / "fees")
+    on_chain = chain.h.fee_recipient.address
+    try:
+        for configured, warned in (
+            (None, True),
+            (chain.h.traders[0].address, True),
+            (on_chain, False),
+        ):
+            rig.indexer.config = dataclasses.replace(rig.indexer.config, fee_recipient=configured)
+            with structlog.testing.capture_logs() as logs:
+                rig.indexer.check_chain()
+            found = [e for e in logs if "feeRecipient()" in e["event"]]
+            assert bool(found) == warned, (configured, logs)
+            if warned:
+                assert found[0]["on_chain"] == on_chain
     finally:
         rig.close()
