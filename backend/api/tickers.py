@@ -17,6 +17,7 @@ from typing import Any
 from backend.api import queries
 from backend.api.catalog import MarketView
 from backend.domain.errors import DexError
+from backend.domain.types import PRICE_SCALE
 from backend.engine.client import EngineClient
 
 BOOK_TIMEOUT_S = 2.0
@@ -62,7 +63,7 @@ async def compute_ticker(db: Reader, engine: EngineClient, market: MarketView) -
             high24h=str(max(prices)),
             low24h=str(min(prices)),
             volume24h=str(sum(a for _p, a, _t in window)),
-            quoteVolume24h=str(sum(p * a // 10**18 for p, a, _t in window)),
+            quoteVolume24h=str(sum(p * a // PRICE_SCALE for p, a, _t in window)),
             change24h=str(close - open_),
             changeBps24h=(close - open_) * 10_000 // open_,
         )
