@@ -12,6 +12,7 @@ from backend.cli import dev as dev_commands
 from backend.cli import engine as engine_commands
 from backend.cli import indexer as indexer_commands
 from backend.cli import markets as markets_commands
+from backend.cli import reconcile as reconcile_commands
 from backend.cli import worker as worker_commands
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(markets_commands.app, name="markets")
 app.command("worker")(worker_commands.worker)
 app.command("beat")(worker_commands.beat)
 app.command("indexer")(indexer_commands.indexer)
+app.command("reconcile")(reconcile_commands.reconcile)
 
 
 @app.command("contracts-build")

@@ -35,8 +35,8 @@ def _env(tmp_path: Path, api_port: int, **extra: str) -> dict[str, str]:
         HYBRIDEX_DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
         HYBRIDEX_API_PORT=str(api_port),
         HYBRIDEX_LOG_LEVEL="WARNING",
-        **extra,
     )
+    env.update(extra)  # may override the database
     return env
 
 

@@ -1,0 +1,66 @@
+"""One reconciliation: a database snapshot, the chain at its confirmed block, the comparison.
+
+Each discrepancy is also a structured log event and a Prometheus gauge (for a process that
+runs reconciliation periodically and serves `/metrics`).
+"""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Gauge
+from sqlalchemy import Engine
+
+from backend.domain.errors import ConfigurationError
+from backend.reconcile.chain import ChainReader
+from backend.reconcile.compare import Report, compare, pairs_to_read
+from backend.reconcile.reads import confirmed_block, read_ledger, snapshot
+
+log = structlog.get_logger("hybridex.reconcile")
+
+DISCREPANCIES = Gauge(
+    "hybridex_reconcile_discrepancies", "Discrepancies found by the last reconciliation", ["kind"]
+)
+ACCOUNTS = Gauge("hybridex_reconcile_accounts", "Accounts checked by the last reconciliation")
+UNATTRIBUTED = Gauge(
+    "hybridex_reconcile_unattributed",
+    "Tokens the Exchange holds beyond its internal balances (base units, as a float gauge)",
+    ["token"],
+)
+BLOCK = Gauge("hybridex_reconcile_block", "Block the last reconciliation read the chain at")
+KINDS = ("balance_mismatch", "failed_fill", "refused_chain_effect", "token_deficit")
+
+
+def reconcile(engine: Engine, reader: ChainReader, *, fallback_fee_recipient: str | None) -> Report:
+    with snapshot(engine) as session:
+        block = confirmed_block(session)
+        if block is None:
+            raise ConfigurationError("the indexer has confirmed no block yet: nothing to reconcile")
+        view = read_ledger(
+            session,
+            block=block,
+            last_batch_at=reader.last_batch_id,
+            fallback_fee_recipient=fallback_fee_recipient,
+        )
+    chain = reader.internal_balances(pairs_to_read(view), block)
+    report = compare(view, chain, reader.held(view.tokens, block))
+    _publish(report)
+    return report
+
+
+def _publish(report: Report) -> None:
+    for kind in KINDS:
+        DISCREPANCIES.labels(kind=kind).set(sum(d.kind == kind for d in report.discrepancies))
+    ACCOUNTS.set(report.accounts)
+    BLOCK.set(report.block)
+    for token, sides in report.tokens.items():
+        UNATTRIBUTED.labels(token=token).set(sides["unattributed"])
+    for d in report.discrepancies:
+        log.error("reconciliation_discrepancy", **d.as_json(report.block))
+    log.info(
+        "reconciled",
+        block=report.block,
+        accounts=report.accounts,
+        discrepancies=len(report.discrepancies),
+        in_flight_fills=report.in_flight_fills,
+        in_flight_chain_effects=report.in_flight_chain_effects,
+    )
