@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     settlement_tick_s: float = Field(
         default=0.5, gt=0, description="Beat period of the settlement tick (batch, send, follow)."
     )
+    reconcile_interval_s: float = Field(
+        default=300.0, gt=0, description="Period of the reconciliation task (beat, `hybridex dev`)."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the operator endpoints (`/v1/admin/*`); unset: refused.",
+    )
     settlement_metrics_host: str = Field(default="127.0.0.1")
     settlement_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Prometheus port of `hybridex worker`."

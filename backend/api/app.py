@@ -21,7 +21,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.ratelimit import RateLimiter
-from backend.api.routes import accounts, info, markets, orders, ws
+from backend.api.routes import accounts, admin, info, markets, orders, ws
 from backend.api.tickers import TickerCache
 from backend.config import Settings
 from backend.domain.errors import ConfigurationError
@@ -84,7 +84,7 @@ def create_app(
     )
     app.state.ctx = context
     install_error_handlers(app)
-    for module in (info, markets, orders, accounts, withdrawals, ws):
+    for module in (info, markets, orders, accounts, withdrawals, ws, admin):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, context=context, direct=_direct_routes())
     return app

@@ -30,9 +30,11 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.EXPIRED: 400,
     # the signature does not prove the trader's consent
     ErrorCode.INVALID_SIGNATURE: 401,
+    ErrorCode.ADMIN_UNAUTHORIZED: 401,
     ErrorCode.ACCOUNT_EXITING: 403,
     ErrorCode.UNKNOWN_MARKET: 404,
     ErrorCode.ORDER_NOT_FOUND: 404,
+    ErrorCode.RECONCILIATION_NOT_RUN: 404,
     # conflicts with the trader's earlier messages
     ErrorCode.NONCE_REUSED: 409,
     ErrorCode.ORDER_CANCELLED: 409,

@@ -36,6 +36,7 @@ from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.runtime import service_options
 from backend.engine.service import EngineService
 from backend.matching.commands import Command
+from backend.reconcile.tasks import ReconcileLoop
 from backend.settlement.context import SettlementContext, set_context
 from backend.settlement.inprocess import SettlementLoop
 from indexer.daemon import Indexer, IndexerConfig
@@ -82,6 +83,7 @@ class Services:
     server: _Server
     indexer: Indexer
     settlement: SettlementLoop
+    reconcile: ReconcileLoop
     threads: list[threading.Thread] = field(default_factory=list)
     indexer_error: BaseException | None = None
 
@@ -156,7 +158,16 @@ async def start_services(
     # Fill settlement states go to the same in-process feeds the API serves.
     ctx = replace(SettlementContext.from_settings(settings, factory=factory), fill_feed=feeds)
     set_context(ctx)
-    services = Services(settings, factory, service, client, server, indexer, SettlementLoop(ctx))
+    services = Services(
+        settings,
+        factory,
+        service,
+        client,
+        server,
+        indexer,
+        SettlementLoop(ctx),
+        ReconcileLoop(factory, settings, settings.exchange_address),
+    )
 
     def run_indexer() -> None:
         try:
@@ -171,6 +182,7 @@ async def start_services(
     for thread in services.threads:
         thread.start()
     services.settlement.start()
+    services.reconcile.start()
     return services
 
 
@@ -191,6 +203,7 @@ async def serve_until(services: Services, stop: asyncio.Event) -> None:
 async def stop_services(services: Services) -> None:
     services.indexer.stop_event.set()
     services.settlement.stop()
+    services.reconcile.stop()
     for thread in services.threads:
         await asyncio.to_thread(thread.join, 15)
     set_context(None)

@@ -24,6 +24,8 @@ class ErrorCode(Enum):
     ORDER_NOT_FOUND = 1008
     PAYLOAD_TOO_LARGE = 1009
     ORDER_CANCELLED = 1010  # nonce below the trader's CancelAll bar: cancelled before it arrived
+    ADMIN_UNAUTHORIZED = 1011  # an operator endpoint without the operator's bearer token
+    RECONCILIATION_NOT_RUN = 1012  # no reconciliation has been stored yet
     # 2xxx risk
     INSUFFICIENT_BALANCE = 2000
     PRICE_OUT_OF_BAND = 2001

@@ -51,7 +51,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": tick,
                 # a tick nobody ran in time is superseded by the next one
                 "options": {"expires": max(2 * tick, 1.0)},
-            }
+            },
+            "reconcile": {
+                "task": "reconcile.run",
+                "schedule": settings.reconcile_interval_s,
+                "options": {"expires": settings.reconcile_interval_s},
+            },
         },
     }
 
@@ -65,7 +70,9 @@ def broker_tls(url: str) -> dict[str, Any] | None:
 
 def make_app(settings: Settings | None = None, *, eager: bool = False) -> Celery:
     settings = settings or get_settings()
-    celery = Celery("hybridex-settlement", include=["backend.settlement.tasks"])
+    celery = Celery(
+        "hybridex-settlement", include=["backend.settlement.tasks", "backend.reconcile.tasks"]
+    )
     celery.conf.update(celery_config(settings))
     if eager:  # `hybridex dev`: the same task code, run inline
         celery.conf.update(task_always_eager=True, task_eager_propagates=True)

@@ -15,6 +15,7 @@ from backend.db.models.engine import (
     Withdrawal,
 )
 from backend.db.models.indexer import ChainBalance, ChainBlock, ChainEvent, Deposit, IndexerCursor
+from backend.db.models.reconcile import ReconciliationRun
 from backend.db.models.reference import Market, Token
 from backend.db.models.settlement import (
     BatchCancel,
@@ -39,6 +40,7 @@ __all__ = [
     "IndexerCursor",
     "Market",
     "Order",
+    "ReconciliationRun",
     "SettlementBatch",
     "SettlementTransaction",
     "SignedCancel",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from web3 import Web3
 
@@ -27,6 +28,22 @@ from tests.integration.e2e.test_round_trip import DevStack, _env
 pytestmark = pytest.mark.integration
 
 SELLER_KEY = DEV_PRIVATE_KEYS[1]  # the demo's seller: ends with USDC inside the Exchange
+ADMIN_TOKEN = "operator-only-" + "x" * 24
+
+
+def _admin_report(stack: DevStack, after_id: int = 0) -> dict[str, Any]:
+    """The stack's own periodic reconciliation, as the operator endpoint serves it: the first
+    one that ran after `after_id` (its `runAt` order)."""
+    url = f"{stack.api}/v1/admin/reconciliation"
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        if answer.status_code == 200 and answer.json()["runId"] > after_id:
+            body: dict[str, Any] = answer.json()
+            return body
+        assert answer.status_code in (200, 404), answer.text
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -82,6 +99,8 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         external_anvil.port,
         HYBRIDEX_RPC_URL=external_anvil.url,
         HYBRIDEX_DATABASE_URL=database_url,
+        HYBRIDEX_RECONCILE_INTERVAL_S="0.5",
+        HYBRIDEX_ADMIN_TOKEN=ADMIN_TOKEN,
     )
     try:
         demo = stack.demo(tmp_path)
@@ -100,6 +119,15 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         held = {t: int(v["held"]) for t, v in report["tokens"].items()}
         assert held[usdc_address] > 0
         assert all(v["unattributed"] == "0" for v in report["tokens"].values())
+
+        # The stack's periodic run agrees, behind the operator's token only.
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            refused = httpx.get(f"{stack.api}/v1/admin/reconciliation", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "ADMIN_UNAUTHORIZED"
+        periodic = _admin_report(stack)
+        assert periodic["clean"] is True
+        assert periodic["discrepancies"] == []
 
         # Tokens sent to the contract without a deposit: unattributed, not a ledger error.
         w3 = Web3(Web3.HTTPProvider(stack.rpc))
@@ -127,5 +155,10 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         assert int(d["ledger"]) == int(total) + 7
         assert int(d["difference"]) == 7
         assert int(d["expected"]) == int(total)
+        periodic = _admin_report(stack, after_id=periodic["runId"])
+        while periodic["block"] < report["block"]:
+            periodic = _admin_report(stack, after_id=periodic["runId"])
+        assert periodic["clean"] is False
+        assert [x["kind"] for x in periodic["discrepancies"]] == ["balance_mismatch"]
     finally:
         stack.stop()

@@ -31,6 +31,7 @@ from backend.db.models import (
     IndexerCursor,
     Market,
     Order,
+    ReconciliationRun,
     SettlementBatch,
     SettlementTransaction,
     SignedCancel,
@@ -199,6 +200,14 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
             EngineJournal(seq=BIG, kind="place", payload=b"\x00\xff" * 100),
             EngineSnapshot(seq=BIG, state_hash=h(30), payload=b"\x00" * 1000),
             EngineCursor(name="persister", seq=BIG),
+            ReconciliationRun(
+                block_number=BIG,
+                accounts=2**31 - 1,
+                discrepancies=0,
+                clean=True,
+                report='{"discrepancies": []}' * 1000,
+                duration_ms=2**31 - 1,
+            ),
             SettlementBatch(
                 batch_id=BIG,
                 status=BatchStatus.SETTLED,
