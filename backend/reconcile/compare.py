@@ -18,7 +18,9 @@ from backend.reconcile.reads import LedgerView, Pair
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
     kind: str
-    """`balance_mismatch`, `failed_fill`, `refused_chain_effect` or `token_deficit`."""
+    """`balance_mismatch`, `failed_fill`, `refused_chain_effect`, `batch_mismatch` (a settled
+    batch on chain that is not the one the worker signed, or one it never signed) or
+    `token_deficit`."""
     trader: str | None
     token: str | None
     amounts: dict[str, int]
@@ -123,6 +125,32 @@ def compare(view: LedgerView, chain: dict[Pair, int], held: dict[str, int]) -> R
                 detail={"commandKind": e.kind, "outcome": e.outcome, "eventBlock": e.block_number},
             )
         )
+    for b in view.batches:
+        if (b.recorded_fill_count, b.recorded_fills_hash) != (
+            b.chain_fill_count,
+            b.chain_fills_hash,
+        ):
+            out.append(
+                Discrepancy(
+                    "batch_mismatch",
+                    None,
+                    None,
+                    amounts={
+                        "chainFills": b.chain_fill_count,
+                        "recordedFills": -1
+                        if b.recorded_fill_count is None
+                        else b.recorded_fill_count,
+                    },
+                    detail={
+                        "batchId": b.batch_id,
+                        "eventBlock": b.block_number,
+                        "chainFillsHash": "0x" + b.chain_fills_hash.hex(),
+                        "recordedFillsHash": None
+                        if b.recorded_fills_hash is None
+                        else "0x" + b.recorded_fills_hash.hex(),
+                    },
+                )
+            )
     tokens: dict[str, dict[str, int]] = {}
     for token, amount in held.items():
         internal = sum(v for (_, k), v in chain.items() if k == token)

@@ -12,18 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.db import chain_facts
 from backend.db.models import (
     Balance,
     ChainBalance,
+    ChainEvent,
     EngineCursor,
     Fill,
     FillSettlement,
     IndexerCursor,
     Market,
+    SettlementBatch,
 )
 from backend.db.models.indexer import IndexerCommand
 from backend.domain.types import FillStatus
@@ -63,6 +65,19 @@ class UnsettledFill:
     deltas: list[tuple[str, str, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCheck:
+    """A `BatchSettled` event at or below the block, beside what the worker recorded."""
+
+    batch_id: int
+    block_number: int
+    chain_fill_count: int
+    chain_fills_hash: bytes
+    recorded_fill_count: int | None
+    """Fills the worker's batch holds that did not fail; None: no such batch recorded."""
+    recorded_fills_hash: bytes | None
+
+
 @dataclass
 class LedgerView:
     block: int
@@ -80,6 +95,7 @@ class LedgerView:
     failed: list[UnsettledFill] = field(default_factory=list)
     """Fills the ledger holds that the chain refused, with nothing compensating them."""
     tokens: set[str] = field(default_factory=set)
+    batches: list[BatchCheck] = field(default_factory=list)
 
 
 @contextmanager
@@ -128,7 +144,45 @@ def read_ledger(
     }
     _read_outbox(session, view)
     _read_fills(session, view, last_batch_at(block))
+    _read_batches(session, view)
     return view
+
+
+def _read_batches(session: Session, view: LedgerView) -> None:
+    """Every settled batch on chain up to the block: its fill count and `fillsHash` against
+    the batch the worker signed (only those the worker has not yet reconciled would be cheap
+    to read, but a mismatch must never hide behind an earlier "settled")."""
+    events = session.execute(
+        select(ChainEvent.block_number, ChainEvent.args)
+        .where(ChainEvent.event == "BatchSettled", ChainEvent.block_number <= view.block)
+        .order_by(ChainEvent.block_number, ChainEvent.log_index)
+    ).all()
+    ids = [int(args["batchId"]) for _, args in events]
+    recorded = {
+        b.batch_id: b.fills_hash
+        for b in session.scalars(select(SettlementBatch).where(SettlementBatch.batch_id.in_(ids)))
+    }
+    counts = dict(
+        session.execute(
+            select(FillSettlement.batch_id, func.count())
+            .where(FillSettlement.batch_id.in_(ids), FillSettlement.status != FillStatus.FAILED)
+            .group_by(FillSettlement.batch_id)
+        ).all()
+    )
+    for block_number, args in events:
+        batch_id = int(args["batchId"])
+        known = batch_id in recorded
+        fills_hash = recorded.get(batch_id)
+        view.batches.append(
+            BatchCheck(
+                batch_id=batch_id,
+                block_number=block_number,
+                chain_fill_count=int(args["fillCount"]),
+                chain_fills_hash=bytes.fromhex(str(args["fillsHash"]).removeprefix("0x")),
+                recorded_fill_count=int(counts.get(batch_id, 0)) if known else None,
+                recorded_fills_hash=None if fills_hash is None else bytes(fills_hash),
+            )
+        )
 
 
 def _read_outbox(session: Session, view: LedgerView) -> None:

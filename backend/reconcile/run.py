@@ -27,7 +27,13 @@ UNATTRIBUTED = Gauge(
     ["token"],
 )
 BLOCK = Gauge("hybridex_reconcile_block", "Block the last reconciliation read the chain at")
-KINDS = ("balance_mismatch", "failed_fill", "refused_chain_effect", "token_deficit")
+KINDS = (
+    "balance_mismatch",
+    "failed_fill",
+    "refused_chain_effect",
+    "batch_mismatch",
+    "token_deficit",
+)
 
 
 def reconcile(engine: Engine, reader: ChainReader, *, fallback_fee_recipient: str | None) -> Report:

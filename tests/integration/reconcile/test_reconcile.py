@@ -20,7 +20,7 @@ from backend.chain.anvil import Anvil
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
 from backend.config import DEV_PRIVATE_KEYS
-from backend.db.models import Balance
+from backend.db.models import Balance, SettlementBatch
 from backend.db.session import make_engine, session_factory, unit_of_work
 from backend.devstack.chain import dev_accounts
 from tests.integration.e2e.test_round_trip import DevStack, _env
@@ -160,6 +160,22 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
             periodic = _admin_report(stack, after_id=periodic["runId"])
         assert periodic["clean"] is False
         assert [x["kind"] for x in periodic["discrepancies"]] == ["balance_mismatch"]
+
+        # The worker's record of the settled batch no longer matches what the chain applied.
+        engine = make_engine(database_url)
+        with unit_of_work(session_factory(engine)) as session:
+            batch = session.get(SettlementBatch, 1)
+            assert batch is not None
+            assert batch.fills_hash is not None
+            batch.fills_hash = bytes(32)
+        engine.dispose()
+        code, report = _reconcile(tmp_path, stack, exchange, database_url)
+        assert code == 1
+        kinds = sorted(x["kind"] for x in report["discrepancies"])
+        assert kinds == ["balance_mismatch", "batch_mismatch"]
+        (b,) = [x for x in report["discrepancies"] if x["kind"] == "batch_mismatch"]
+        assert b["batchId"] == 1
+        assert b["recordedFillsHash"] == "0x" + "00" * 32
     finally:
         stack.stop()
 

@@ -6,7 +6,7 @@ import pytest
 
 from backend.domain.types import FillStatus
 from backend.reconcile.compare import compare, pairs_to_read
-from backend.reconcile.reads import ChainEffect, LedgerView, UnsettledFill
+from backend.reconcile.reads import BatchCheck, ChainEffect, LedgerView, UnsettledFill
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +96,17 @@ def test_tokens_held_beyond_balances_are_unattributed_and_below_them_a_deficit()
     assert report.tokens[USDC] == {"held": 1500, "internal": 1000, "unattributed": 500}
     (d,) = report.discrepancies
     assert (d.kind, d.token, d.amounts) == ("token_deficit", WETH, {"held": 4, "internal": 5})
+
+
+def test_a_settled_batch_that_is_not_the_signed_one_is_a_batch_mismatch() -> None:
+    same = BatchCheck(1, 90, 2, b"\x01" * 32, 2, b"\x01" * 32)
+    other = BatchCheck(2, 95, 2, b"\x02" * 32, 2, b"\x03" * 32)
+    unknown = BatchCheck(3, 96, 1, b"\x04" * 32, None, None)
+    view = _view(batches=[same, other, unknown])
+    found = compare(view, _chain(view), {USDC: 0, WETH: 0}).discrepancies
+    assert [(d.kind, d.detail["batchId"]) for d in found] == [
+        ("batch_mismatch", 2),
+        ("batch_mismatch", 3),
+    ]
+    assert found[1].as_json(100)["recordedFills"] == "-1"
+    assert found[0].detail["recordedFillsHash"] == "0x" + "03" * 32
