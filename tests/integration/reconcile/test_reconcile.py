@@ -71,6 +71,12 @@ def _reconcile(
     return result.returncode, json.loads(result.stdout)
 
 
+def _exchange_of(stack: DevStack) -> str:
+    found = re.search(r"Exchange  (0x[0-9a-fA-F]{40})", stack.banner)
+    assert found
+    return found.group(1)
+
+
 def _until_block(
     tmp_path: Path, stack: DevStack, exchange: str, database_url: str, block: int
 ) -> dict[str, Any]:
