@@ -4,6 +4,7 @@ demo trades and withdraws: nothing is lost, nothing settles twice, and the books
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from web3 import Web3
 
 from backend.chain.anvil import Anvil
 from backend.chain.artifacts import load
-from backend.db.models import Fill, FillSettlement, SettlementBatch, WithdrawalSettlement
+from backend.db.models import (
+    Fill,
+    FillSettlement,
+    ReconciliationRun,
+    SettlementBatch,
+    WithdrawalSettlement,
+)
 from backend.db.session import make_engine
 from backend.domain.types import BatchStatus, FillStatus, WithdrawalStatus
 from tests.integration.e2e.test_round_trip import DevStack
@@ -40,6 +47,7 @@ def test_rpc_faults_lose_nothing_double_nothing_and_reconcile_clean(
             HYBRIDEX_RPC_URL=proxy.url,
             HYBRIDEX_RPC_TIMEOUT_S="1.0",
             HYBRIDEX_DATABASE_URL=database_url,
+            HYBRIDEX_RECONCILE_INTERVAL_S="0.2",  # the stack reconciles all along the demo
         )
         try:
             proxy.fault_rate = 0.2  # deployed cleanly; from here on, one request in five fails
@@ -66,7 +74,15 @@ def test_rpc_faults_lose_nothing_double_nothing_and_reconcile_clean(
             select(func.count()).where(FillSettlement.status == FillStatus.SETTLED)
         )
         withdrawals = db.execute(select(WithdrawalSettlement.status)).scalars().all()
+        runs = db.execute(
+            select(ReconciliationRun.clean, ReconciliationRun.report).order_by(ReconciliationRun.id)
+        ).all()
     engine.dispose()
+    # While deposits, fills and the withdrawal were in flight, no run raised a false alarm.
+    assert len(runs) >= 5
+    assert [r.report for r in runs if not r.clean] == []
+    in_flight = [json.loads(r.report)["inFlight"] for r in runs]
+    assert any(f["fills"] or f["chainEffects"] for f in in_flight), in_flight
     # Every batch applied exactly once (batch ids are sequential on chain), every fill settled.
     assert on_chain.functions.lastBatchId().call() == settled >= 1
     assert fills_settled == fills >= 1
