@@ -39,6 +39,7 @@ from backend.matching.commands import Command
 from backend.reconcile.tasks import ReconcileLoop
 from backend.settlement.context import SettlementContext, set_context
 from backend.settlement.inprocess import SettlementLoop
+from backend.settlement.releases import EngineSubmit
 from indexer.daemon import Indexer, IndexerConfig
 from indexer.engine_sink import JournalDirLookup
 from indexer.projection import Outbox
@@ -64,6 +65,21 @@ class LoopEngineSink:
             return future.result(self.timeout_s + 5)
         except concurrent.futures.TimeoutError:  # the client's own timeout should come first
             raise EngineOutcomeUnknownError("no answer from the in-process engine") from None
+
+
+def loop_submitter(
+    client: EngineClient, loop: asyncio.AbstractEventLoop, *, timeout_s: float
+) -> EngineSubmit:
+    """Settlement's way to the engine (`ReleaseWithdrawal`) from its thread onto the loop."""
+
+    def submit(command: Command) -> Outcome:
+        future = asyncio.run_coroutine_threadsafe(client.submit(command, timeout=timeout_s), loop)
+        try:
+            return future.result(timeout_s + 5)
+        except concurrent.futures.TimeoutError:
+            raise EngineOutcomeUnknownError("no answer from the in-process engine") from None
+
+    return submit
 
 
 class _Server(uvicorn.Server):
@@ -156,7 +172,11 @@ async def start_services(
         outbox,
     )
     # Fill settlement states go to the same in-process feeds the API serves.
-    ctx = replace(SettlementContext.from_settings(settings, factory=factory), fill_feed=feeds)
+    ctx = replace(
+        SettlementContext.from_settings(settings, factory=factory),
+        fill_feed=feeds,
+        engine=loop_submitter(client, loop, timeout_s=settings.rpc_timeout_s),
+    )
     set_context(ctx)
     services = Services(
         settings,

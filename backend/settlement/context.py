@@ -22,6 +22,7 @@ from backend.db.session import make_engine, session_factory
 from backend.domain.errors import ConfigurationError
 from backend.eip712.domain import Domain
 from backend.settlement.fill_feed import FillFeed, RedisFillFeed
+from backend.settlement.releases import EngineSubmit, tcp_submitter
 
 
 @dataclass
@@ -38,6 +39,9 @@ class SettlementContext:
     model until the database holds settled batches (a fresh start). A hint, never a truth."""
     fill_feed: FillFeed | None = None
     """Where fill settlement states are published (`fills:{address}`); None: nowhere."""
+    engine: EngineSubmit | None = field(default=None, repr=False)
+    """How the worker hands the engine a `ReleaseWithdrawal` (`releases.py`); None: it cannot,
+    and failed withdrawals stay owed (a gauge and an error log say so)."""
 
     @property
     def sender(self) -> ChecksumAddress:
@@ -82,6 +86,7 @@ class SettlementContext:
             exchange=to_checksum_address(settings.exchange_address),
             chain_id=chain_id,
             account=Account.from_key(settings.operator_private_key()),
+            engine=tcp_submitter(settings),
             fill_feed=RedisFillFeed(
                 settings.redis_url,
                 prefix=settings.redis_key_prefix,

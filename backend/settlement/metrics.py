@@ -23,6 +23,10 @@ TX_REPLACED = Counter(
 )
 TX_REVERTED = Counter("hybridex_settlement_tx_reverted_total", "Mined transactions that reverted.")
 REORGED = Counter("hybridex_settlement_tx_reorged_total", "Mined transactions a reorg removed.")
+RELEASES_OWED = Gauge(
+    "hybridex_settlement_withdrawal_releases_owed",
+    "Failed withdrawals whose funds the engine has not released yet (sent each tick).",
+)
 OLDEST_UNSETTLED = Gauge(
     "hybridex_settlement_oldest_unsettled_seconds",
     "Age of the oldest fill neither settled nor failed (0 when none); from the database, per tick.",

@@ -37,6 +37,7 @@ from backend.settlement.context import SettlementContext
 from backend.settlement.fees import Fees, bumped_fees
 from backend.settlement.fill_feed import publish_fill_states
 from backend.settlement.nonces import sender_lock
+from backend.settlement.releases import owe_release
 from backend.settlement.revert import rpc_guard
 from backend.settlement.sender import (
     ACTIVE_TX,
@@ -229,7 +230,7 @@ def _mined(
             _finish_batch(ctx, session, tx, receipt, success)
         else:
             assert tx.withdrawal_id is not None
-            session.execute(
+            changed = session.execute(
                 update(WithdrawalSettlement)
                 .where(
                     WithdrawalSettlement.withdrawal_id == tx.withdrawal_id,
@@ -242,6 +243,8 @@ def _mined(
                     failure_reason=None if success else "withdraw reverted on chain",
                 )
             )
+            if not success and rowcount(changed):
+                owe_release(session, tx.withdrawal_id)
             log.info(
                 "withdrawal_confirmed" if success else "withdrawal_reverted",
                 withdrawal_id=tx.withdrawal_id,
@@ -364,7 +367,7 @@ def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction
                 .values(status=FillStatus.MATCHED)
             )
         else:
-            session.execute(
+            changed = session.execute(
                 update(WithdrawalSettlement)
                 .where(
                     WithdrawalSettlement.withdrawal_id == target.withdrawal_id,
@@ -375,6 +378,8 @@ def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction
                     failure_reason="nonce consumed by another transaction of the operator key",
                 )
             )
+            if rowcount(changed) and target.withdrawal_id is not None:
+                owe_release(session, target.withdrawal_id)
     log.error(
         "tx_nonce_taken",
         nonce=nonce,

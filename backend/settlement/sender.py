@@ -50,6 +50,7 @@ from backend.settlement.crashpoints import crash_point
 from backend.settlement.fees import Fees, initial_fees
 from backend.settlement.fill_feed import publish_fill_states
 from backend.settlement.nonces import next_nonce, sender_lock
+from backend.settlement.releases import owe_release
 from backend.settlement.revert import Revert, estimate, rpc_guard, simulate
 
 log = structlog.get_logger(__name__)
@@ -531,6 +532,8 @@ def send_withdrawal(ctx: SettlementContext, withdrawal_id: int) -> str:
                         failure_reason=revert.reason,
                     )
                 )
+                session.flush()
+                owe_release(session, withdrawal_id)
             log.warning("withdrawal_failed", withdrawal_id=withdrawal_id, reason=revert.reason)
             return "failed"
         gas = with_margin(outcome)

@@ -31,6 +31,7 @@ from backend.settlement.batcher import form_batch
 from backend.settlement.context import SettlementContext
 from backend.settlement.monitor import follow_up
 from backend.settlement.reads import claimed_floor, unclaimed
+from backend.settlement.releases import send_releases
 
 MAX_WITHDRAWALS_PER_TICK = 50
 UNSETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED)
@@ -43,6 +44,8 @@ class TickResult:
     formed: list[int] = field(default_factory=list)
     sent_batches: list[int] = field(default_factory=list)
     send_withdrawals: list[int] = field(default_factory=list)
+    released: int = 0
+    """Failed withdrawals whose funds the engine released this tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,4 +162,5 @@ def run_tick(
     result.send_withdrawals = due_withdrawals(ctx)
     for wid in result.send_withdrawals:
         send_withdrawal(wid)
+    result.released = send_releases(ctx.factory, ctx.engine)
     return result

@@ -22,6 +22,7 @@ from backend.db.models.settlement import (
     FillSettlement,
     SettlementBatch,
     SettlementTransaction,
+    WithdrawalRelease,
     WithdrawalSettlement,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "Token",
     "TraderExit",
     "Withdrawal",
+    "WithdrawalRelease",
     "WithdrawalSettlement",
 ]

@@ -104,6 +104,29 @@ class WithdrawalSettlement(Base):
     updated_at: Mapped[datetime] = updated_at()
 
 
+class WithdrawalRelease(Base):
+    """The engine's `ReleaseWithdrawal` owed for a withdrawal that failed for good. Writer: worker.
+
+    Written in the unit of work that marks the withdrawal `failed`, sent by the next tick, so a
+    crash in between can neither lose the release nor leave the funds locked; a re-send is
+    harmless (the engine answers "no reservation" once it is released).
+    """
+
+    __tablename__ = "withdrawal_releases"
+    __table_args__ = (
+        Index(None, "status"),
+        CheckConstraint("status IN ('pending', 'done')", name="status"),
+    )
+
+    withdrawal_id: Mapped[int] = mapped_column(ForeignKey("withdrawals.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))
+    engine_seq: Mapped[int | None] = mapped_column(BigInteger())
+    outcome: Mapped[str | None] = mapped_column(String(48))
+    """`applied`, or the engine's refusal code (`INVALID_REQUEST`: nothing was reserved)."""
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+
 class SettlementTransaction(Base):
     """A signed transaction of the operator key, stored *before* broadcast. Writer: worker.
 

@@ -38,6 +38,7 @@ from backend.db.models import (
     Token,
     TraderExit,
     Withdrawal,
+    WithdrawalRelease,
     WithdrawalSettlement,
 )
 from backend.db.models.indexer import IndexerCommand
@@ -280,6 +281,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 tx_hash=h(42),
                 block_number=BIG,
             ),
+            WithdrawalRelease(withdrawal_id=1, status="done", engine_seq=BIG, outcome="applied"),
             SettlementTransaction(
                 kind="withdrawal",
                 withdrawal_id=1,
