@@ -113,3 +113,30 @@ def test_test_and_bench_variables_are_not_settings(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HYBRIDEX_TEST_SOMETHING", "1")
     monkeypatch.setenv("HYBRIDEX_BENCH_PG_ADMIN_URL", "postgresql://x@h/db")
     Settings()
+
+
+def test_every_variable_the_tree_names_is_a_setting() -> None:
+    """Code, docker/ and docs name only real settings (or the test/bench variables)."""
+    import re
+    from pathlib import Path
+
+    from backend.config import RESERVED_PREFIXES
+
+    repo = Path(__file__).resolve().parents[3]
+    known = {"HYBRIDEX_" + name.upper() for name in Settings.model_fields}
+    found: dict[str, Path] = {}
+    for top in ("backend", "indexer", "docker", "docs", "bench", "tests", "README.md", "Makefile"):
+        root = repo / top
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path == Path(__file__).resolve():
+                continue  # this file misspells names on purpose
+            if path.is_file() and path.suffix in {"", ".py", ".md", ".yaml", ".yml", ".env"}:
+                for name in re.findall(r"\bHYBRIDEX_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
+                    found.setdefault(name, path)
+    unknown = {
+        name: str(path.relative_to(repo))
+        for name, path in found.items()
+        if name not in known and not name.startswith(RESERVED_PREFIXES)
+    }
+    assert len(found) > 40
+    assert unknown == {}
