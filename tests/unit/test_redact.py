@@ -83,3 +83,20 @@ def test_indexer_start_up_and_failure_logs_carry_no_key() -> None:
     for entry in logs:
         assert INFURA_KEY not in repr(entry)
         assert "QUERYSECRET" not in repr(entry)
+
+
+def test_configured_logging_redacts_urls_in_any_field(capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    from backend.logging import configure_logging
+
+    configure_logging("INFO", json=True)
+    try:
+        structlog.get_logger("t").error(
+            "send failed", error=f"401 Unauthorized for url: https://x.io/v3/{INFURA_KEY}"
+        )
+        err = capsys.readouterr().err
+    finally:
+        structlog.reset_defaults()
+    assert "https://x.io/v3/***" in err
+    assert INFURA_KEY not in err
