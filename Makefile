@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench clean
 
-## setup: create .venv, install the package with its extras, install the pinned npm toolchain
+## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
 setup: $(VENV)/.installed contracts/node_modules/.installed
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
