@@ -6,16 +6,26 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup dev test lint typecheck unit integration contracts contracts-check bench clean
+.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench clean
 
-## setup: create .venv, install the package with its extras, install the pinned npm toolchain
+## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
 setup: $(VENV)/.installed contracts/node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
+# the project itself is installed apart, without dependencies, whatever its build backend.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+## lock: re-resolve pyproject.toml into the hashed lock files (python 3.11, linux x86_64);
+## the image installs requirements.lock, `make setup` requirements-dev.lock
+LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--custom-compile-command 'make lock' --quiet $(LOCK_UPGRADE)
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error

@@ -5,11 +5,15 @@ Production defaults are explicit; secrets are `SecretStr` so they never reach a 
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import AfterValidator, Field, SecretStr, model_validator
@@ -33,6 +37,23 @@ DEV_PRIVATE_KEYS: tuple[str, ...] = (
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 )
 DEFAULT_OPERATOR_KEY = DEV_PRIVATE_KEYS[0]
+DEV_ADDRESSES: frozenset[str] = frozenset(Account.from_key(k).address for k in DEV_PRIVATE_KEYS)
+ZERO_ADDRESS = "0x" + "00" * 20
+
+# Production floors (docs/configuration.md). Fewer confirmations let a reorg undo a credited
+# deposit; a shorter window turns an ordinary reorg into one the indexer cannot undo.
+PROD_MIN_CONFIRMATIONS = 3
+PROD_MIN_REORG_WINDOW = 32
+# Placeholders from docker/ and common defaults; a password equal to one is no secret.
+PLACEHOLDER_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "password", "secret", "hybridex", "postgres", "admin",
+     "guest", "redis", "example", "xxx", "todo"}
+)  # fmt: skip
+# Variables with this prefix belong to the test suite and benchmarks, not to a process.
+RESERVED_PREFIXES = ("HYBRIDEX_TEST_", "HYBRIDEX_BENCH_")
+_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+log = structlog.get_logger(__name__)
 
 
 class Mode(StrEnum):
@@ -162,6 +183,76 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=True)
 
     @model_validator(mode="after")
+    def _check_environment_names(self) -> Settings:
+        """A misspelt variable would silently leave its setting at the default."""
+        known = sorted("HYBRIDEX_" + name.upper() for name in type(self).model_fields)
+        problems = []
+        for name in sorted(os.environ):
+            if not name.startswith("HYBRIDEX_") or name in known:
+                continue
+            if name.startswith(RESERVED_PREFIXES):
+                continue
+            # Compared without the shared prefix, which would make every name look close.
+            close = [
+                "HYBRIDEX_" + m
+                for m in difflib.get_close_matches(
+                    name.removeprefix("HYBRIDEX_"),
+                    [k.removeprefix("HYBRIDEX_") for k in known],
+                    n=1,
+                )
+            ]
+            problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+            if self.mode is not Mode.PRODUCTION:
+                log.warning("unknown_setting", name=name, suggestion=close[0] if close else None)
+        if problems and self.mode is Mode.PRODUCTION:
+            raise ValueError("unknown setting " + ", ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_production_safety(self) -> Settings:
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        if not PROD_MIN_CONFIRMATIONS <= self.confirmations <= self.reorg_window:
+            raise ValueError(
+                f"HYBRIDEX_CONFIRMATIONS={self.confirmations} is unsafe in production: use "
+                f"{PROD_MIN_CONFIRMATIONS} to HYBRIDEX_REORG_WINDOW ({self.reorg_window}); "
+                "fewer lets a reorg undo credited deposits (HYBRIDEX_MODE=dev allows 0)"
+            )
+        if self.reorg_window < PROD_MIN_REORG_WINDOW:
+            raise ValueError(
+                f"HYBRIDEX_REORG_WINDOW={self.reorg_window} is unsafe in production: use at "
+                f"least {PROD_MIN_REORG_WINDOW} blocks, so that an ordinary reorg can be undone"
+            )
+        if self.fee_recipient is not None:
+            if self.fee_recipient == ZERO_ADDRESS:
+                raise ValueError(
+                    "HYBRIDEX_FEE_RECIPIENT is the zero address (a placeholder): set the "
+                    "operator's fee account or leave it unset"
+                )
+            if self.fee_recipient in DEV_ADDRESSES:
+                raise ValueError(
+                    f"HYBRIDEX_FEE_RECIPIENT {self.fee_recipient} is a publicly known "
+                    "development account; refused outside HYBRIDEX_MODE=dev"
+                )
+        if self.operator_key is not None and not _HEX_KEY.match(
+            self.operator_key.get_secret_value()
+        ):
+            raise ValueError(
+                "HYBRIDEX_OPERATOR_KEY is not a 32-byte hex private key (a placeholder?)"
+            )
+        password = self.operator_keystore_password
+        if password is not None and _is_placeholder(password.get_secret_value()):
+            raise ValueError("HYBRIDEX_OPERATOR_KEYSTORE_PASSWORD is a placeholder or default")
+        for name, url in (("HYBRIDEX_DATABASE_URL", self.database_url),
+                          ("HYBRIDEX_REDIS_URL", self.redis_url)):  # fmt: skip
+            secret = _url_password(url)
+            if secret is not None and _is_placeholder(secret):
+                raise ValueError(
+                    f"{name} carries a placeholder or default password; set a real secret"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_operator_key(self) -> Settings:
         if self.operator_key is not None and self.operator_keystore is not None:
             raise ValueError("set only one of HYBRIDEX_OPERATOR_KEY and HYBRIDEX_OPERATOR_KEYSTORE")
@@ -191,6 +282,20 @@ class Settings(BaseSettings):
         raise ConfigurationError(
             "no operator key: set HYBRIDEX_OPERATOR_KEY or HYBRIDEX_OPERATOR_KEYSTORE"
         )
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return None if password is None else unquote(password)
 
 
 @cache

@@ -1,5 +1,5 @@
 # A development chain for the compose stack: anvil from the project's pinned npm toolchain.
-FROM node:20-slim
+FROM node:20.18.1-bookworm-slim
 WORKDIR /opt/contracts
 COPY contracts/package.json contracts/package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error \

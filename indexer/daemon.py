@@ -209,14 +209,14 @@ class Indexer:
         metrics.NODE_UP.set(1)
         if self._node_down:
             self._node_down = False
-            log.info("rpc node reachable again", rpc_url=self.rpc.url)
+            log.info("rpc node reachable again", rpc_url=self.rpc.display_url)
 
     def _node_unreachable(self, exc: DexError) -> None:
         metrics.NODE_UP.set(0)
         self._node_down = True
         log.error(
             "rpc node unreachable, indexer waiting",
-            rpc_url=self.rpc.url,
+            rpc_url=self.rpc.display_url,
             error=exc.message,
             rpc_failures=self.rpc.failures,
         )
@@ -388,6 +388,14 @@ class Indexer:
         """Poll until `stop_event` is set; transient errors back off, fatal ones raise."""
         checked = False  # a node that is down at start-up is waited for, like later
         failures = 0
+        log.info(
+            "indexer starting",
+            rpc_url=self.rpc.display_url,
+            exchange_address=self.config.exchange_address,
+            chain_id=self.config.chain_id,
+            confirmations=self.config.confirmations,
+            reorg_window=self.config.reorg_window,
+        )
         while not self.stop_event.is_set():
             try:
                 if not checked:

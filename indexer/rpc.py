@@ -23,6 +23,7 @@ import httpx
 import structlog
 
 from backend.domain.errors import ErrorCode, RetryableError
+from backend.redact import redact_text, redact_url
 from indexer import metrics
 
 log = structlog.get_logger("indexer.rpc")
@@ -142,6 +143,8 @@ class RpcClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
+        self.display_url = redact_url(url)
+        """`url` without its credentials: the only form that is logged."""
         self.timeout_s = timeout_s
         self.backoff = backoff or Backoff()
         self._sleep = sleep
@@ -190,19 +193,21 @@ class RpcClient:
                     "rpc call failed, retrying",
                     method=method,
                     attempt=attempt + 1,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact_text(f"{type(exc).__name__}: {exc}"),
                     retry_in_ms=round(delay * 1000),
-                    rpc_url=self.url,
+                    rpc_url=self.display_url,
                 )
                 self._sleep(delay)
         log.error(
             "rpc node unreachable",
             method=method,
             attempts=self.backoff.max_attempts,
-            error=f"{type(last).__name__}: {last}",
-            rpc_url=self.url,
+            error=redact_text(f"{type(last).__name__}: {last}"),
+            rpc_url=self.display_url,
         )
-        raise RpcError(f"{method} failed after {self.backoff.max_attempts} attempts: {last}")
+        raise RpcError(
+            redact_text(f"{method} failed after {self.backoff.max_attempts} attempts: {last}")
+        )
 
     def call(self, method: str, params: Sequence[Any] = (), *, range_errors: bool = False) -> Any:
         """One JSON-RPC call; `range_errors` turns range-limit errors into `LogRangeError`."""

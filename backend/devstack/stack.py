@@ -33,6 +33,7 @@ from backend.devstack.evm_rpc import EthTesterNode
 from backend.devstack.markets import DemoMarket, demo_markets
 from backend.devstack.services import Services, serve_until, start_services
 from backend.logging import configure_logging
+from backend.redact import redact_url
 
 DEV_DB_PATH = Path("var/hybridex-dev.db")
 DEV_JOURNAL_DIR = Path("var/dev-journal")
@@ -81,12 +82,13 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT, chain: str = "anvil") 
 
     migrate.upgrade(settings.database_url)
     started.append(
-        f"database   {settings.database_url} (migrated to {migrate.current(settings.database_url)})"
+        f"database   {redact_url(settings.database_url)} "
+        f"(migrated to {migrate.current(settings.database_url)})"
     )
 
     if "HYBRIDEX_RPC_URL" in os.environ:
         rpc_url = settings.rpc_url
-        started.append(f"chain      {rpc_url} (external)")
+        started.append(f"chain      {redact_url(rpc_url)} (external)")
     elif chain == "eth-tester":
         tester = resources.enter_context(EthTesterNode(port=port))
         rpc_url = tester.url
@@ -123,7 +125,7 @@ def service_settings(stack: DevStack) -> Settings:
 def describe(stack: DevStack) -> str:
     lines = ["Hybridex dev stack is up.", "", "Started:"]
     lines += [f"  {s}" for s in stack.started]
-    lines += ["", f"RPC URL   {stack.rpc_url}", f"Chain id  {stack.chain_id}"]
+    lines += ["", f"RPC URL   {redact_url(stack.rpc_url)}", f"Chain id  {stack.chain_id}"]
     if stack.chain_id == ANVIL_CHAIN_ID:
         lines.append("          (MetaMask: add a network with this RPC URL and chain id)")
     lines += [

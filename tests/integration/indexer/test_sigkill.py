@@ -49,6 +49,7 @@ class Daemon:
                 session.add(Token(address=token.address, symbol=f"T{i}", decimals=18))
         self.env = {
             **os.environ,
+            "HYBRIDEX_MODE": "dev",  # a development chain: 2 confirmations
             "HYBRIDEX_DATABASE_URL": self.url,
             "HYBRIDEX_RPC_URL": chain.node.url,
             "HYBRIDEX_CHAIN_ID": "31337",

@@ -23,7 +23,7 @@ from tests.unit.docker.deployfiles import (
 )
 
 COMPOSE = DOCKER / "compose.yaml"
-OUR_IMAGE = "hybridex:latest"
+OUR_IMAGE = "hybridex:0.1.0"
 EXPECTED = {"postgres", "redis", "anvil", "setup", "api", "engine", "worker", "beat", "indexer"}
 
 

@@ -111,7 +111,18 @@ def test_containers_run_cli_commands_with_valid_settings(
                     env.update(secrets[source["secretRef"]["name"]])
             env.update({e["name"]: e["value"] for e in c.get("env", [])})
             assert set(env) <= known, set(env) - known
-            env.pop("HYBRIDEX_OPERATOR_KEY", None)  # a placeholder in the example
+            # The example Secret's placeholders are refused in production, so it cannot be
+            # applied unedited; with real values the rest of the settings must be valid.
+            if env.pop("HYBRIDEX_OPERATOR_KEY", None) is not None:
+                with pytest.raises(ValueError, match="HYBRIDEX_OPERATOR_KEY"):
+                    settings_from({**env, "HYBRIDEX_OPERATOR_KEY": secrets["hybridex-operator"][
+                        "HYBRIDEX_OPERATOR_KEY"]})  # fmt: skip
+            if "CHANGE-ME" in env.get("HYBRIDEX_DATABASE_URL", ""):
+                with pytest.raises(ValueError, match="HYBRIDEX_DATABASE_URL"):
+                    settings_from(env)
+                env["HYBRIDEX_DATABASE_URL"] = env["HYBRIDEX_DATABASE_URL"].replace(
+                    "CHANGE-ME", "k8s-secret-value"
+                )
             settings_from(env)
             assert "requests" in c.get("resources", {}), c["name"]
     for _, doc in docs:
