@@ -62,12 +62,14 @@ def _reconcile(
         HYBRIDEX_RPC_URL=stack.rpc,
         HYBRIDEX_EXCHANGE_ADDRESS=exchange,
         HYBRIDEX_FEE_RECIPIENT=dev_accounts(1)[0],
+        HYBRIDEX_MODE="dev",  # the dev stack's well-known accounts
     )
     result = subprocess.run(
         [sys.executable, "-m", "backend.cli.main", "reconcile", "--json"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert result.stdout.startswith("{"), result.stdout + result.stderr
     return result.returncode, json.loads(result.stdout)
 
 
