@@ -41,6 +41,7 @@ class ErrorCode(Enum):
     SETTLEMENT_REVERTED = 4000
     SETTLEMENT_BUSY = 4001  # another worker holds the sender / batcher lock: retry
     SETTLEMENT_INCONSISTENT = 4002  # database and chain disagree on batches: stop, do not guess
+    FILL_ALREADY_REVERTED = 4003  # a RevertFill for a fill the engine already undid
     # 5xxx indexer
     REORG_TOO_DEEP = 5000
     CHAIN_MISMATCH = 5001

@@ -118,6 +118,8 @@ class _Rows:
         self.market_states: dict[str, Any] = {}
         self.orders: dict[bytes, dict[str, Any]] = {}
         self.order_updates: dict[bytes, tuple[OrderStatus, int, int]] = {}  # status, remaining
+        self.closed_reverts: list[tuple[bytes, int, int]] = []  # hash, reverted amount, seq
+        self.reopened: set[bytes] = set()  # orders a revert made whole again may read `open`
         self.fills: list[dict[str, Any]] = []
         self.balances: dict[tuple[str, str], dict[str, Any]] = {}
         self.cancels: dict[bytes, dict[str, Any]] = {}
@@ -160,6 +162,16 @@ class _Rows:
                 ):
                     status = OrderStatus.PARTIALLY_FILLED if remaining else OrderStatus.FILLED
                     self.order_updates[h] = (status, remaining, seq)
+            elif isinstance(e, ev.FillReverted):
+                for h, left in (
+                    (e.maker_hash, e.maker_remaining),
+                    (e.taker_hash, e.taker_remaining),
+                ):
+                    if left is None:  # closed: its filled amount drops, read back later
+                        self.closed_reverts.append((h, e.amount, seq))
+                    else:  # open again for the reverted amount: filled = amount - remaining
+                        self.order_updates[h] = (OrderStatus.PARTIALLY_FILLED, left, seq)
+                        self.reopened.add(h)
             elif isinstance(e, ev.OrderCancelled):
                 expired = e.reason is ev.CancelReason.EXPIRED
                 status = OrderStatus.EXPIRED if expired else OrderStatus.CANCELLED
@@ -356,6 +368,7 @@ def write_batch(
     for market_id, state in rows.market_states.items():
         session.execute(market.update().where(market.c.id == market_id).values(state=state))
     _write_orders(session, rows, stmts, cache)
+    _write_closed_reverts(session, rows)
     _many(session, stmts.fills, rows.fills)
     _many(session, stmts.balances, list(rows.balances.values()))
     _many(session, stmts.cancels, list(rows.cancels.values()))
@@ -372,6 +385,8 @@ def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: Writ
     for h, (status, remaining, seq) in rows.order_updates.items():
         row = rows.orders.get(h)
         if row is not None:
+            if h in rows.reopened and remaining == row["amount"]:
+                status = OrderStatus.OPEN
             row.update(status=status, filled=row["amount"] - remaining, updated_seq=seq)
         else:
             updates.append((h, status, remaining, seq))
@@ -401,6 +416,8 @@ def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: Writ
         amount = amounts.get(h)
         if amount is None:
             continue
+        if h in rows.reopened and remaining == amount:
+            status = OrderStatus.OPEN  # a revert made it whole again
         params.append(
             {"b_hash": h, "b_status": status, "b_filled": amount - remaining, "b_seq": seq}
         )
@@ -409,6 +426,31 @@ def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: Writ
     if len(params) < len(updates):
         log.error("persister_order_missing", missing=len(updates) - len(params))
     _many(session, stmts.order_update, params)
+
+
+def _write_closed_reverts(session: Session, rows: _Rows) -> None:
+    """A reverted fill of a closed order: its `filled` drops by the reverted amount, and an
+    order that was `filled` is now closed short of its amount: `cancelled`. Rare, so read back."""
+    if not rows.closed_reverts:
+        return
+    table = _table(Order)
+    for h, amount, seq in rows.closed_reverts:
+        row = session.execute(
+            select(Order.filled, Order.status).where(Order.order_hash == h)
+        ).first()
+        if row is None:
+            log.error("persister_order_missing", order_hash=h.hex())
+            continue
+        filled, status = int(row[0]), OrderStatus(row[1])
+        session.execute(
+            table.update()
+            .where(table.c.order_hash == h, table.c.updated_seq < seq)
+            .values(
+                filled=max(filled - amount, 0),
+                status=OrderStatus.CANCELLED if status is OrderStatus.FILLED else status,
+                updated_seq=seq,
+            )
+        )
 
 
 class DbPersister:

@@ -30,6 +30,7 @@ from backend.matching.events import (
     CancelReason,
     Event,
     Fill,
+    FillReverted,
     OrderAccepted,
     OrderCancelled,
     OrderRejected,
@@ -150,6 +151,20 @@ class FeedPublisher:
                         "marketId": e.market_id, "status": "expired" if expired else "cancelled",
                         "reason": str(e.reason), "remaining": str(e.remaining),
                     })  # fmt: skip
+            elif t is FillReverted:
+                assert isinstance(e, FillReverted)
+                full.add(e.market_id)  # orders offered again: their levels grew
+                if publish:
+                    for h, trader, left in (
+                        (e.maker_hash, e.maker_trader, e.maker_remaining),
+                        (e.taker_hash, e.taker_trader, e.taker_remaining),
+                    ):
+                        msg(out, f"orders:{trader}", {
+                            "engineSeq": seq, "event": "fill_reverted", "orderHash": _hex(h),
+                            "marketId": e.market_id, "fillSeq": e.fill_seq,
+                            "fillIndex": e.fill_index, "amount": str(e.amount),
+                            "remaining": None if left is None else str(left),
+                        })  # fmt: skip
             elif t is OrderRejected:
                 assert isinstance(e, OrderRejected)
                 if publish:

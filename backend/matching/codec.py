@@ -119,6 +119,15 @@ def _r_code(buf: bytes, pos: int) -> tuple[ErrorCode, int]:
     return ErrorCode(_U16.unpack_from(buf, pos)[0]), pos + 2
 
 
+def _w_opt_int(out: bytearray, v: int) -> None:
+    _w_bytes(out, b"%x" % v)
+
+
+def _r_opt_int(buf: bytes, pos: int) -> tuple[int, int]:
+    raw, pos = _r_bytes(buf, pos)
+    return int(raw, 16), pos
+
+
 def _parse_ints(raw: bytes) -> list[int]:
     return [int(x, 16) for x in raw.split(b",")] if raw else []
 
@@ -168,6 +177,7 @@ _FIELD_CODECS: dict[str, tuple[Writer, Reader]] = {
     "MarketState": _small_enum(list(MarketState)),
     "CancelReason": _small_enum(list(CancelReason)),
     "ErrorCode": (_w_code, _r_code),
+    "int | None": _optional(_w_opt_int, _r_opt_int),
 }
 _FIELD_CODECS["MarketSpec"] = _record(MarketSpec, nested=True)
 

@@ -146,6 +146,29 @@ class SweepExpired:
     now: int
 
 
+@dataclass(slots=True)
+class RevertFill:
+    """The chain refused fill (`fill_seq`, `fill_index`) for good (settlement marked it
+    `failed`): undo its balance effects on both traders and the fee account. The fields repeat
+    the engine's own `Fill` event, which the settlement worker read back from the database."""
+
+    seq: int
+    now: int
+    fill_seq: int
+    fill_index: int
+    market_id: str
+    maker_hash: bytes
+    maker_trader: str
+    taker_hash: bytes
+    taker_trader: str
+    taker_side: Side
+    price: int
+    amount: int
+    quote_amount: int
+    maker_fee: int
+    taker_fee: int
+
+
 Command = (
     PlaceOrder
     | CancelOrder
@@ -158,6 +181,7 @@ Command = (
     | AddMarket
     | SetMarketState
     | SweepExpired
+    | RevertFill
 )
 
 COMMAND_TYPES: tuple[type[Command], ...] = (
@@ -172,5 +196,6 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     AddMarket,
     SetMarketState,
     SweepExpired,
+    RevertFill,
 )
 """Stable order: the index is the journal tag byte, so only ever append."""

@@ -39,6 +39,7 @@ from backend.matching.commands import (
     PlaceOrder,
     ReleaseWithdrawal,
     ReserveWithdrawal,
+    RevertFill,
     SetMarketState,
     SweepExpired,
 )
@@ -50,6 +51,7 @@ from backend.matching.events import (
     CommandRejected,
     Event,
     Fill,
+    FillReverted,
     MarketAdded,
     MarketStateChanged,
     OrderAccepted,
@@ -102,6 +104,8 @@ class Engine:
         # Min-heap of (expiry, hash, order) for resting orders that expire; stale entries
         # (order already closed) are skipped when popped.
         self.expiries: list[tuple[int, bytes, Order]] = []
+        # (seq, fill_index) of every fill undone by RevertFill: a re-sent revert is refused.
+        self.reverted_fills: set[tuple[int, int]] = set()
         self.last_seq = 0
         self._dirty: dict[Balance, None] = {}
         self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
@@ -116,6 +120,7 @@ class Engine:
             AddMarket: self._add_market,
             SetMarketState: self._set_market_state,
             SweepExpired: self._sweep,
+            RevertFill: self._revert_fill,
         }
 
     # ------------------------------------------------------------------ public interface
@@ -637,6 +642,116 @@ class Engine:
             WithdrawalReleased(c.seq, c.withdrawal_id, trader, token, amount),
             BalanceChanged(c.seq, trader, token, bal.total, bal.locked),
         ]
+
+    def _revert_fill(self, c: RevertFill) -> list[Event]:
+        """Undo a fill the chain refused for good: each side gets back what it gave and gives
+        back what it got, the fee account returns both fees. Orders the fill touched that are
+        still open are offered again for the reverted amount (the signed order still allows
+        it on chain) if the returned funds can back it, else cancelled; closed orders stay
+        closed. If a trader no longer holds what the fill gave them (a later fill or a
+        withdrawal spent it), the revert is refused and changes nothing: it waits until the
+        fills that spent it are reverted too. Orders backed by the funds taken back are
+        cancelled first (`FILL_REVERTED`)."""
+        name = "RevertFill"
+        key = (c.fill_seq, c.fill_index)
+        if key in self.reverted_fills:
+            msg = f"fill {c.fill_seq}/{c.fill_index} already reverted"
+            return [CommandRejected(c.seq, name, ErrorCode.FILL_ALREADY_REVERTED, msg)]
+        market = self.markets.get(c.market_id)
+        if market is None:
+            return [CommandRejected(c.seq, name, ErrorCode.UNKNOWN_MARKET, c.market_id)]
+        if min(c.amount, c.quote_amount, c.maker_fee, c.taker_fee, c.price) < 0 or not c.amount:
+            return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, "bad fill amounts")]
+        spec = market.spec
+        base, quote = spec.base_token, spec.quote_token
+        if c.taker_side is _BUY:
+            buyer, seller, buyer_fee, seller_fee = (
+                c.taker_trader, c.maker_trader, c.taker_fee, c.maker_fee
+            )  # fmt: skip
+        else:
+            buyer, seller, buyer_fee, seller_fee = (
+                c.maker_trader, c.taker_trader, c.maker_fee, c.taker_fee
+            )  # fmt: skip
+        # The fill moved: buyer -quote +(amount - fee in base), seller -base +(quote - fee in
+        # quote), fee account +both fees. Undo it, as one delta per (trader, token).
+        deltas: dict[tuple[str, str], int] = {}
+        for k, d in (
+            ((buyer, quote), c.quote_amount),
+            ((buyer, base), -(c.amount - buyer_fee)),
+            ((seller, base), c.amount),
+            ((seller, quote), -(c.quote_amount - seller_fee)),
+            ((self.fee_recipient, base), -buyer_fee),
+            ((self.fee_recipient, quote), -seller_fee),
+        ):
+            deltas[k] = deltas.get(k, 0) + d
+        for (trader, token), d in deltas.items():
+            if d >= 0:
+                continue
+            bal = self.balances.get(trader, token)
+            total = 0 if bal is None else bal.total
+            # What stays locked whatever orders are cancelled: withdrawal reservations.
+            held = sum(a for t, tok, a in self.withdrawals.values() if t == trader and tok == token)
+            if total + d < held:
+                msg = f"{trader} no longer holds {-d} of {token} (spent since the fill)"
+                return [CommandRejected(c.seq, name, ErrorCode.INSUFFICIENT_BALANCE, msg)]
+        # Accepted: from here on the state changes.
+        self.reverted_fills.add(key)
+        events: list[Event] = []
+        dirty = self._dirty
+        cell = self.balances.cell
+        for (trader, token), d in deltas.items():
+            if d:
+                bal = cell(trader, token)
+                bal.total += d
+                dirty[bal] = None
+        for (trader, token), d in deltas.items():
+            bal = cell(trader, token)
+            if d < 0 and bal.locked > bal.total:
+                self._cancel_backed_by(trader, token, bal, c.seq, events)
+        maker_left = self._offer_again(c.maker_trader, c.maker_hash, c.amount, c.seq, events)
+        taker_left = self._offer_again(c.taker_trader, c.taker_hash, c.amount, c.seq, events)
+        events.insert(
+            0,
+            FillReverted(c.seq, c.fill_seq, c.fill_index, c.market_id, c.maker_hash,
+                         c.maker_trader, c.taker_hash, c.taker_trader, c.amount, maker_left,
+                         taker_left),
+        )  # fmt: skip
+        return self._flush(c.seq, events)
+
+    def _cancel_backed_by(
+        self, trader: str, token: str, bal: Balance, seq: int, events: list[Event]
+    ) -> None:
+        """Cancel the trader's orders that lock `token`, in (nonce, hash) order, until what is
+        locked fits in what the trader still holds."""
+        orders = self.open_orders.get(trader)
+        for order in sorted(orders.values(), key=_cancel_order_key) if orders else ():
+            if bal.locked <= bal.total:
+                return
+            spec = self.markets[order.market_id].spec
+            if (spec.quote_token if order.side is _BUY else spec.base_token) == token:
+                self._cancel_resting(order, CancelReason.FILL_REVERTED, seq, events)
+
+    def _offer_again(
+        self, trader: str, order_hash: bytes, amount: int, seq: int, events: list[Event]
+    ) -> int | None:
+        """Give a still-open order back the reverted amount; its remaining (None: closed)."""
+        order = self.order(trader, order_hash)
+        if order is None:
+            return None
+        spec = self.markets[order.market_id].spec
+        is_buy = order.side is _BUY
+        bal = self.balances.cell(trader, spec.quote_token if is_buy else spec.base_token)
+        need = amount * order.price // PRICE_SCALE if is_buy else amount
+        if order.remaining + amount > order.amount or bal.total - bal.locked < need:
+            self._cancel_resting(order, CancelReason.FILL_REVERTED, seq, events)
+            return None
+        levels = self.markets[order.market_id].book.side(order.side)
+        level = levels[-order.price if is_buy else order.price]
+        order.remaining += amount
+        level.total += amount
+        bal.locked += need
+        self._dirty[bal] = None
+        return order.remaining
 
     # ------------------------------------------------------------------ markets
 

@@ -24,6 +24,7 @@ class CancelReason(StrEnum):
     IOC_REMAINDER = "ioc_remainder"
     FROZEN = "frozen"  # the trader requested an on-chain exit
     CANCEL_ALL = "cancel_all"
+    FILL_REVERTED = "fill_reverted"  # a reverted fill took back the funds the order locked
 
 
 @dataclass(slots=True)
@@ -187,6 +188,25 @@ class CommandRejected:
     message: str
 
 
+@dataclass(slots=True)
+class FillReverted:
+    """A fill the chain refused for good was undone. `maker_remaining` / `taker_remaining`: the
+    order's quantity on the book afterwards, the reverted amount offered again (None: the
+    order is closed and stays closed; only its filled amount drops by `amount`)."""
+
+    seq: int
+    fill_seq: int
+    fill_index: int
+    market_id: str
+    maker_hash: bytes
+    maker_trader: str
+    taker_hash: bytes
+    taker_trader: str
+    amount: int
+    maker_remaining: int | None
+    taker_remaining: int | None
+
+
 Event = (
     OrderAccepted
     | OrderRejected
@@ -203,6 +223,7 @@ Event = (
     | MarketStateChanged
     | RiskEvent
     | CommandRejected
+    | FillReverted
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -221,5 +242,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MarketStateChanged,
     RiskEvent,
     CommandRejected,
+    FillReverted,
 )
 """Stable order: the index is the encoded tag byte, so only ever append."""

@@ -68,6 +68,8 @@ def _canonical(engine: Engine, last_seq: int) -> bytes:
         "frozen": sorted(engine.frozen),
         "withdrawals": [[k, *engine.withdrawals[k]] for k in sorted(engine.withdrawals)],
     }
+    if engine.reverted_fills:  # only when present: states without reverts keep their hash
+        state["reverted_fills"] = [list(k) for k in sorted(engine.reverted_fills)]
     return json.dumps(state, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -122,4 +124,5 @@ def from_snapshot(data: bytes) -> Engine:
     engine.frozen = set(state["frozen"])
     for wid, trader, token, amount in state["withdrawals"]:
         engine.withdrawals[wid] = (trader, token, amount)
+    engine.reverted_fills = {(s, i) for s, i in state.get("reverted_fills", ())}
     return engine

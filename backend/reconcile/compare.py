@@ -48,6 +48,8 @@ class Report:
     in_flight_fills: int
     in_flight_chain_effects: int
     discrepancies: list[Discrepancy]
+    reverted_fills: int = 0
+    """Fills the chain refused that the engine has undone (RevertFill): resolved."""
 
     @property
     def clean(self) -> bool:
@@ -66,6 +68,7 @@ class Report:
                 "fills": self.in_flight_fills,
                 "chainEffects": self.in_flight_chain_effects,
             },
+            "revertedFills": self.reverted_fills,
             "discrepancies": [d.as_json(self.block) for d in self.discrepancies],
         }
 
@@ -174,4 +177,5 @@ def compare(view: LedgerView, chain: dict[Pair, int], held: dict[str, int]) -> R
         in_flight_fills=len(view.unsettled),
         in_flight_chain_effects=len(view.in_flight),
         discrepancies=out,
+        reverted_fills=view.reverted,
     )

@@ -22,6 +22,7 @@ from backend.db.models import (
     ChainEvent,
     EngineCursor,
     Fill,
+    FillRevert,
     FillSettlement,
     IndexerCursor,
     Market,
@@ -94,6 +95,8 @@ class LedgerView:
     """Fills the ledger holds that the chain had not applied at `block` (batch above it)."""
     failed: list[UnsettledFill] = field(default_factory=list)
     """Fills the ledger holds that the chain refused, with nothing compensating them."""
+    reverted: int = 0
+    """Failed fills the ledger no longer holds: their RevertFill is persisted."""
     tokens: set[str] = field(default_factory=set)
     batches: list[BatchCheck] = field(default_factory=list)
 
@@ -232,8 +235,23 @@ def _read_fills(session: Session, view: LedgerView, last_batch: int) -> None:
             or_(fs.batch_id > last_batch, fs.status == FillStatus.FAILED)
         ),
     ]
+    # A failed fill whose revert the engine answered at or below the persister's cursor is
+    # out of the ledger (a refusal as "already reverted" comes after the revert itself).
+    done = {
+        fill_id
+        for fill_id, seq in session.execute(
+            select(FillRevert.fill_id, FillRevert.engine_seq).where(
+                FillRevert.status == "done",
+                FillRevert.outcome.in_(("applied", "FILL_ALREADY_REVERTED")),
+            )
+        )
+        if seq is not None and seq <= view.persister_seq
+    }
     for read in reads:
         for fill, base_token, quote_token, status, reason in session.execute(read):
+            if fill.id in done:
+                view.reverted += 1
+                continue
             item = UnsettledFill(
                 fill_id=fill.id,
                 seq=fill.seq,

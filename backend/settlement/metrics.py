@@ -27,6 +27,14 @@ RELEASES_OWED = Gauge(
     "hybridex_settlement_withdrawal_releases_owed",
     "Failed withdrawals whose funds the engine has not released yet (sent each tick).",
 )
+REVERTS_OWED = Gauge(
+    "hybridex_settlement_fill_reverts_owed",
+    "Failed fills the engine has not reverted yet: not sent, or waiting for later reverts.",
+)
+FILLS_REVERTED = Counter(
+    "hybridex_settlement_fills_reverted_total",
+    "Failed fills undone in the engine by RevertFill.",
+)
 OLDEST_UNSETTLED = Gauge(
     "hybridex_settlement_oldest_unsettled_seconds",
     "Age of the oldest fill neither settled nor failed (0 when none); from the database, per tick.",

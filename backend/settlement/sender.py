@@ -49,6 +49,7 @@ from backend.settlement.context import SettlementContext
 from backend.settlement.crashpoints import crash_point
 from backend.settlement.fees import Fees, initial_fees
 from backend.settlement.fill_feed import publish_fill_states
+from backend.settlement.fill_reverts import owe_reverts
 from backend.settlement.nonces import next_nonce, sender_lock
 from backend.settlement.releases import owe_release
 from backend.settlement.revert import Revert, estimate, rpc_guard, simulate
@@ -313,8 +314,9 @@ def _fail_fills(
     ctx: SettlementContext, batch_id: int, failed: list[tuple[BatchFill, Revert]]
 ) -> None:
     with unit_of_work(ctx.factory) as session:
+        newly_failed: list[int] = []
         for fill, revert in failed:
-            session.execute(
+            changed = session.execute(
                 update(FillSettlement)
                 .where(
                     FillSettlement.fill_id == fill.fill_id,
@@ -322,6 +324,10 @@ def _fail_fills(
                 )
                 .values(status=FillStatus.FAILED, failure_reason=revert.reason)
             )
+            if rowcount(changed):
+                newly_failed.append(fill.fill_id)
+        # The engine's ledger is ahead of the chain by these fills: owe their undoing.
+        owe_reverts(session, newly_failed)
     publish_fill_states(ctx.fill_feed, ctx.factory, fill_ids=[fill.fill_id for fill, _ in failed])
     for fill, revert in failed:
         metrics.FILLS_FAILED.labels(reason=revert.name).inc()

@@ -29,6 +29,7 @@ from backend.domain.types import BatchStatus, FillStatus, WithdrawalStatus
 from backend.settlement import metrics
 from backend.settlement.batcher import form_batch
 from backend.settlement.context import SettlementContext
+from backend.settlement.fill_reverts import send_reverts
 from backend.settlement.monitor import follow_up
 from backend.settlement.reads import claimed_floor, unclaimed
 from backend.settlement.releases import send_releases
@@ -46,6 +47,8 @@ class TickResult:
     send_withdrawals: list[int] = field(default_factory=list)
     released: int = 0
     """Failed withdrawals whose funds the engine released this tick."""
+    reverted: int = 0
+    """Failed fills the engine undid this tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,4 +166,5 @@ def run_tick(
     for wid in result.send_withdrawals:
         send_withdrawal(wid)
     result.released = send_releases(ctx.factory, ctx.engine)
+    result.reverted = send_reverts(ctx.factory, ctx.engine)
     return result

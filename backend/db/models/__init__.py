@@ -19,6 +19,7 @@ from backend.db.models.reconcile import ReconciliationRun
 from backend.db.models.reference import Market, Token
 from backend.db.models.settlement import (
     BatchCancel,
+    FillRevert,
     FillSettlement,
     SettlementBatch,
     SettlementTransaction,
@@ -37,6 +38,7 @@ __all__ = [
     "EngineJournal",
     "EngineSnapshot",
     "Fill",
+    "FillRevert",
     "FillSettlement",
     "IndexerCursor",
     "Market",

@@ -127,6 +127,31 @@ class WithdrawalRelease(Base):
     updated_at: Mapped[datetime] = updated_at()
 
 
+class FillRevert(Base):
+    """The engine's `RevertFill` owed for a fill the chain refused for good. Writer: worker.
+
+    Written in the unit of work that marks the fill `failed`, sent by the following ticks (the
+    latest fills first), so a crash in between can neither lose the revert nor apply it twice
+    (the engine refuses a fill it already reverted). `waiting`: the engine refused it for now,
+    because a trader already spent what the fill gave them; tried again every tick.
+    """
+
+    __tablename__ = "fill_reverts"
+    __table_args__ = (
+        Index(None, "status"),
+        CheckConstraint("status IN ('pending', 'waiting', 'done')", name="status"),
+    )
+
+    fill_id: Mapped[int] = mapped_column(ForeignKey("fills.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))
+    engine_seq: Mapped[int | None] = mapped_column(BigInteger())
+    outcome: Mapped[str | None] = mapped_column(String(48))
+    """`applied`, `FILL_ALREADY_REVERTED` (applied before a crash), or the engine's refusal."""
+    attempts: Mapped[int] = mapped_column(BigInteger(), default=0)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+
 class SettlementTransaction(Base):
     """A signed transaction of the operator key, stored *before* broadcast. Writer: worker.
 

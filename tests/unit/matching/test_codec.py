@@ -73,6 +73,21 @@ _ARGS: dict[type[Any], dict[str, Any]] = {
     c.AddMarket: {"spec": specs},
     c.SetMarketState: {"market_id": text, "state": st.sampled_from(MarketState)},
     c.SweepExpired: {},
+    c.RevertFill: {
+        "fill_seq": u64,
+        "fill_index": u64,
+        "market_id": text,
+        "maker_hash": st.binary(max_size=40),
+        "maker_trader": addr,
+        "taker_hash": st.binary(max_size=40),
+        "taker_trader": addr,
+        "taker_side": st.sampled_from(Side),
+        "price": u256,
+        "amount": u256,
+        "quote_amount": u256,
+        "maker_fee": u256,
+        "taker_fee": u256,
+    },  # fmt: skip
 }
 commands = st.one_of([st.builds(cls, seq=u64, now=u64, **args) for cls, args in _ARGS.items()])
 
@@ -158,6 +173,7 @@ _FIELD_VALUES: dict[str, Any] = {
     "MarketState": st.sampled_from(MarketState),
     "CancelReason": st.sampled_from(CancelReason),
     "ErrorCode": st.sampled_from(ErrorCode),
+    "int | None": st.none() | anyint,
 }
 
 
