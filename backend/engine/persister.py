@@ -211,9 +211,14 @@ class _Rows:
             "quote_token": None, "nonce_below": None,
         }  # fmt: skip
         if isinstance(command, CancelOrder):
-            row.update(kind="cancel", trader=command.trader, order_hash=command.order_hash)
+            h = command.order_hash
+            applied = any(
+                isinstance(e, ev.OrderCancelled) and e.order_hash == h for e in item.events
+            )
+            row.update(kind="cancel", trader=command.trader, order_hash=h, effective=applied)
         elif isinstance(command, CancelAll):
             row.update(
+                effective=any(type(e) is ev.CancelAllApplied for e in item.events),
                 kind="cancel_all",
                 trader=command.trader,
                 base_token=intake.base_token or ZERO_ADDRESS,
@@ -385,9 +390,12 @@ def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: Writ
     for h, (status, remaining, seq) in rows.order_updates.items():
         row = rows.orders.get(h)
         if row is not None:
-            if h in rows.reopened and remaining == row["amount"]:
-                status = OrderStatus.OPEN
-            row.update(status=status, filled=row["amount"] - remaining, updated_seq=seq)
+            whole = h in rows.reopened and remaining == row["amount"]  # a revert made it whole
+            row.update(
+                status=OrderStatus.OPEN if whole else status,
+                filled=row["amount"] - remaining,
+                updated_seq=seq,
+            )
         else:
             updates.append((h, status, remaining, seq))
     for h, row in rows.orders.items():
@@ -416,11 +424,11 @@ def _write_orders(session: Session, rows: _Rows, stmts: _Statements, cache: Writ
         amount = amounts.get(h)
         if amount is None:
             continue
-        if h in rows.reopened and remaining == amount:
-            status = OrderStatus.OPEN  # a revert made it whole again
-        params.append(
-            {"b_hash": h, "b_status": status, "b_filled": amount - remaining, "b_seq": seq}
-        )
+        whole = h in rows.reopened and remaining == amount  # a revert made it whole again
+        params.append({
+            "b_hash": h, "b_status": OrderStatus.OPEN if whole else status,
+            "b_filled": amount - remaining, "b_seq": seq,
+        })  # fmt: skip
         if status in _TERMINAL:
             cache.amounts.pop(h, None)
     if len(params) < len(updates):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from backend.chain.exchange import (
@@ -39,7 +39,7 @@ from backend.db.models import (
 from backend.db.models import SignedCancel as SignedCancelRow
 from backend.db.session import insert_ignore, unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import BatchStatus, FillStatus, OrderStatus, Side, TimeInForce
+from backend.domain.types import BatchStatus, FillStatus, Side, TimeInForce
 from backend.eip712.messages import CancelAll
 from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.signing import Signature
@@ -87,8 +87,8 @@ class BatchContent:
     def with_fills(self, fills: Sequence[BatchFill]) -> BatchContent:
         return replace(self, fills=tuple(fills))
 
-    def without_cancels(self) -> BatchContent:
-        return replace(self, cancels=())
+    def with_cancels(self, cancels: Sequence[BatchCancelItem]) -> BatchContent:
+        return replace(self, cancels=tuple(cancels))
 
 
 def _signed_order(row: Order, market: Market) -> SignedOrder:
@@ -146,7 +146,7 @@ def load_batch(session: Session, batch_id: int) -> BatchContent:
         .join(BatchCancel, BatchCancel.cancel_hash == SignedCancelRow.cancel_hash)
         .outerjoin(Order, Order.order_hash == SignedCancelRow.order_hash)
         .outerjoin(Market, Market.id == Order.market_id)
-        .where(BatchCancel.batch_id == batch_id)
+        .where(BatchCancel.batch_id == batch_id, BatchCancel.refused_reason.is_(None))
         .order_by(SignedCancelRow.accepted_seq, SignedCancelRow.cancel_hash)
     ).all()
     cancels: list[BatchCancelItem] = []
@@ -180,40 +180,65 @@ def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime, 
     return [(int(i), c, int(q)) for i, c, q in rows]
 
 
+def cancel_floor(session: Session) -> int:
+    """The `accepted_seq` below which no signed cancel is pending (0: look from the start).
+
+    Each batch takes the pending cancels in `accepted_seq` order from the first one, so when
+    the newest batch with cancels was formed, every effective cancel before its first one was
+    committed (or refused) already; `effective` never changes after the engine wrote it, so it
+    still is. Without it every tick walked every signed cancel ever accepted. A floor too low
+    is only slower, never wrong.
+    """
+    newest = session.scalar(
+        select(SettlementBatch.batch_id)
+        .where(SettlementBatch.cancel_count > 0, SettlementBatch.status != BatchStatus.FAILED)
+        .order_by(SettlementBatch.batch_id.desc())
+        .limit(1)
+    )
+    if newest is None:
+        return 0
+    first = session.scalar(
+        select(func.min(SignedCancelRow.accepted_seq))
+        .join(BatchCancel, BatchCancel.cancel_hash == SignedCancelRow.cancel_hash)
+        .where(BatchCancel.batch_id == newest)
+    )
+    return 0 if first is None else int(first)
+
+
 def _pending_cancels(session: Session, before_seq: int | None) -> list[tuple[bytes, datetime]]:
-    """Signed cancels never committed by a batch that has not failed and that took effect in
-    the engine before `before_seq` (None: no bound).
+    """Signed cancels the engine applied, never committed by a batch that has not failed nor
+    refused by the contract, accepted before `before_seq` (None: no bound), from the floor.
 
     On chain a cancel voids its order's fills in every later batch, so committing one is only
     safe once the engine's own view agrees and its earlier fills are in this batch or before:
-    - a `Cancel` counts only once its order is `cancelled` in the engine, as of its
-      `updated_seq`. The engine refuses a cancel of an order it has not seen (or has closed),
-      and the order may come (or have come) and trade: committing that signed cancel would
-      make the chain refuse fills the engine applied — a trader could do so on purpose, by
-      signing the cancel of an order before sending the order;
+    - only `effective` cancels count. The engine refuses a cancel of an order it has not seen
+      (or has closed), and the order may come (or have come) and trade: committing that signed
+      cancel would make the chain refuse fills the engine applied — a trader could do so on
+      purpose, by signing the cancel of an order before sending the order;
     - `before_seq` is the seq of the first unclaimed fill left out of this batch: a cancel
-      (or a `CancelAll`) that took effect after it waits for the batch that takes that fill.
+      that took effect after it waits for the batch that takes that fill.
     """
     committed = exists().where(
         and_(
             BatchCancel.cancel_hash == SignedCancelRow.cancel_hash,
             SettlementBatch.batch_id == BatchCancel.batch_id,
-            SettlementBatch.status != BatchStatus.FAILED,
+            or_(
+                SettlementBatch.status != BatchStatus.FAILED,
+                BatchCancel.refused_reason.is_not(None),
+            ),
         )
     )
-    order_cancelled = [
-        Order.order_hash == SignedCancelRow.order_hash,
-        Order.status == OrderStatus.CANCELLED,
+    terms: list[ColumnElement[bool]] = [
+        SignedCancelRow.effective.is_(True),
+        SignedCancelRow.signature != NO_SIGNATURE,
+        SignedCancelRow.accepted_seq >= cancel_floor(session),
+        ~committed,
     ]
-    cancel_all: ColumnElement[bool] = SignedCancelRow.kind == "cancel_all"
     if before_seq is not None:
-        order_cancelled.append(Order.updated_seq < before_seq)
-        cancel_all = and_(cancel_all, SignedCancelRow.accepted_seq < before_seq)
+        terms.append(SignedCancelRow.accepted_seq < before_seq)
     rows = session.execute(
         select(SignedCancelRow.cancel_hash, SignedCancelRow.created_at)
-        .where(~committed)
-        .where(SignedCancelRow.signature != NO_SIGNATURE)
-        .where(cancel_all | exists().where(*order_cancelled))
+        .where(*terms)
         .order_by(SignedCancelRow.accepted_seq)
         .limit(MAX_CANCELS_PER_BATCH)
     ).all()

@@ -27,6 +27,10 @@ RELEASES_OWED = Gauge(
     "hybridex_settlement_withdrawal_releases_owed",
     "Failed withdrawals whose funds the engine has not released yet (sent each tick).",
 )
+CANCELS_REFUSED = Counter(
+    "hybridex_settlement_cancels_refused_total",
+    "Signed cancels the contract's simulation refused; kept out of every later batch.",
+)
 REVERTS_OWED = Gauge(
     "hybridex_settlement_fill_reverts_owed",
     "Failed fills the engine has not reverted yet: not sent, or waiting for later reverts.",

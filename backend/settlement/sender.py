@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
@@ -341,6 +341,36 @@ def _fail_fills(
         )
 
 
+def _refuse_cancels(ctx: SettlementContext, content: BatchContent, first: Revert) -> BatchContent:
+    """The batch without the cancels the contract refuses (found by bisection, as fills are).
+    Each keeps its row, marked refused, so no later batch picks it (and is refused) again."""
+    no_fills = content.with_fills([])
+    result = isolate_failures(
+        content.cancels,
+        lambda cancels: _simulate_content(ctx, no_fills.with_cancels(cancels)),
+        first_revert=first,
+    )
+    with unit_of_work(ctx.factory) as session:
+        for cancel, revert in result.failed:
+            session.execute(
+                update(BatchCancel)
+                .where(
+                    BatchCancel.batch_id == content.batch_id,
+                    BatchCancel.cancel_hash == cancel.cancel_hash,
+                )
+                .values(refused_reason=revert.reason)
+            )
+    for cancel, revert in result.failed:
+        metrics.CANCELS_REFUSED.inc()
+        log.error(
+            "batch_cancel_refused",
+            batch_id=content.batch_id,
+            cancel_hash="0x" + cancel.cancel_hash.hex(),
+            reason=revert.reason,
+        )
+    return content.with_cancels(result.good)
+
+
 def _prepared_after_bisection(
     ctx: SettlementContext, content: BatchContent, per_item: int | None, block_gas_limit: int
 ) -> Prepared:
@@ -375,12 +405,7 @@ def simulate_and_bisect(
     if content.cancels:
         cancels_only = _simulate_content(ctx, content.with_fills([]))
         if cancels_only is not None and not cancels_only.is_global:
-            log.error(
-                "batch_cancels_refused", batch_id=content.batch_id, reason=cancels_only.reason
-            )
-            with unit_of_work(ctx.factory) as session:
-                session.execute(delete(BatchCancel).where(BatchCancel.batch_id == content.batch_id))
-            content = content.without_cancels()
+            content = _refuse_cancels(ctx, content, cancels_only)
             fills_revert = _simulate_content(ctx, content)
             if fills_revert is None:
                 return _prepared_after_bisection(ctx, content, per_item, block_gas_limit)

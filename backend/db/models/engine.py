@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -186,6 +187,7 @@ class SignedCancel(Base):
     __tablename__ = "signed_cancels"
     __table_args__ = (
         Index(None, "trader", "accepted_seq"),
+        Index(None, "accepted_seq"),
         CheckConstraint("kind IN ('cancel', 'cancel_all')", name="kind"),
         CheckConstraint(
             "(kind = 'cancel' AND order_hash IS NOT NULL AND base_token IS NULL"
@@ -205,6 +207,9 @@ class SignedCancel(Base):
     nonce_below: Mapped[int | None] = mapped_column(U256())
     signature: Mapped[bytes] = mapped_column(Signature())
     accepted_seq: Mapped[int] = mapped_column(BigInteger())
+    effective: Mapped[bool] = mapped_column(Boolean())
+    """The engine applied it: a Cancel of an order it held open, or a CancelAll. A refused
+    one (the order unknown or closed) is kept as signed but never committed on chain."""
     created_at: Mapped[datetime] = created_at()
 
 

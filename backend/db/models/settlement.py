@@ -76,7 +76,8 @@ class FillSettlement(Base):
 class BatchCancel(Base):
     """A signed cancel committed on chain by a batch (SPEC §6). Writer: worker.
 
-    A cancel whose batch failed is simply included again in a later batch.
+    A cancel whose batch failed is simply included again in a later batch. One the contract's
+    simulation refused keeps its row with `refused_reason`, and is never picked again.
     """
 
     __tablename__ = "batch_cancels"
@@ -88,6 +89,7 @@ class BatchCancel(Base):
     cancel_hash: Mapped[bytes] = mapped_column(
         Bytes32(), ForeignKey("signed_cancels.cancel_hash"), primary_key=True
     )
+    refused_reason: Mapped[str | None] = mapped_column(Text())
 
 
 class WithdrawalSettlement(Base):

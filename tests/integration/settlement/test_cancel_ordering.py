@@ -4,12 +4,15 @@ engine refused must never reach the chain (real engine, real database, `form_bat
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select
 
 from backend.db.models import BatchCancel, Fill, FillSettlement, SignedCancel
 from backend.domain.types import Side
-from backend.settlement.batcher import form_batch
+from backend.settlement.batcher import cancel_floor, form_batch, load_batch
+from backend.settlement.sender import simulate_and_bisect
 from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
@@ -89,3 +92,53 @@ def test_a_cancel_the_engine_refused_never_reaches_the_chain(stack: Stack) -> No
     stack.engine([stack.place(d, Side.BUY, 1)])  # the rest of the order trades too
     assert form_batch(ctx, force=True) == 2
     assert _committed(stack) == {}
+
+
+def test_a_cancel_the_contract_refuses_is_kept_out_of_every_later_batch(stack: Stack) -> None:
+    """A stored cancel whose signature the contract refuses is found by bisection, marked
+    refused, and never picked again; the good cancel beside it is committed. The floor then
+    moves past both, so later batches read pending cancels from there."""
+    h = stack.h
+    c = h.traders[2]
+    _funded(stack)
+    good_order = h.order(c, Side.SELL, 2 * LOT, PRICE)
+    bad_order = h.order(c, Side.SELL, 2 * LOT, PRICE + 10**6)
+    good, good_intake = stack.cancel(good_order)
+    bad, bad_intake = stack.cancel(bad_order)
+    assert good_intake is not None
+    assert bad_intake is not None
+    # signed by someone else: the engine trusts the API's check, the contract does not
+    forged = h.cancel(bad_order, signer=h.traders[3]).signature.to_bytes()
+    bad_intake = replace(bad_intake, signature=forged)
+    stack.engine([
+        stack.place_signed(good_order), stack.place_signed(bad_order),
+        (good, good_intake), (bad, bad_intake),
+    ])  # fmt: skip
+    ctx = stack.context()
+    assert form_batch(ctx, force=True) == 1
+    with stack.factory() as session:
+        content = load_batch(session, 1)
+    assert len(content.cancels) == 2
+    prepared = simulate_and_bisect(ctx, content)
+    assert [x.cancel_hash for x in prepared.content.cancels] == [good_intake.signed_hash]
+    with stack.factory() as session:
+        refused = session.scalars(
+            select(BatchCancel.refused_reason).where(
+                BatchCancel.cancel_hash == bad_intake.signed_hash
+            )
+        ).one()
+        assert refused is not None
+        assert refused.startswith("InvalidSignature(")
+        assert len(load_batch(session, 1).cancels) == 1  # a re-send of batch 1 leaves it out
+    _settle_all(stack)
+    assert form_batch(ctx, force=True) is None  # nothing due: the refused cancel is not
+    later = h.order(c, Side.SELL, 2 * LOT, PRICE + 2 * 10**6)
+    cancel, intake = stack.cancel(later)
+    assert intake is not None
+    stack.engine([stack.place_signed(later), (cancel, intake)])
+    assert form_batch(ctx, force=True) == 2
+    assert _committed(stack)[2] == [intake.signed_hash]
+    with stack.factory() as session:
+        accepted = session.get(SignedCancel, intake.signed_hash)
+        assert accepted is not None
+        assert cancel_floor(session) == accepted.accepted_seq

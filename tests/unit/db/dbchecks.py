@@ -27,6 +27,7 @@ from backend.db.models import (
     EngineJournal,
     EngineSnapshot,
     Fill,
+    FillRevert,
     FillSettlement,
     IndexerCursor,
     Market,
@@ -175,6 +176,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 order_hash=h(99),
                 signature=SIG,
                 accepted_seq=BIG,
+                effective=True,
             ),
             SignedCancel(
                 cancel_hash=h(11),
@@ -185,6 +187,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 nonce_below=MAX,
                 signature=SIG,
                 accepted_seq=BIG,
+                effective=True,
             ),
             Balance(trader=ALICE, token=USDC, total=MAX, locked=MAX, updated_seq=BIG),
             Withdrawal(
@@ -282,6 +285,9 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 block_number=BIG,
             ),
             WithdrawalRelease(withdrawal_id=1, status="done", engine_seq=BIG, outcome="applied"),
+            FillRevert(
+                fill_id=1, status="waiting", engine_seq=BIG, outcome="applied", attempts=BIG
+            ),
             SettlementTransaction(
                 kind="withdrawal",
                 withdrawal_id=1,
@@ -391,7 +397,7 @@ def check_constraints_refuse_bad_rows(url: str) -> None:
         [
             SignedCancel(
                 cancel_hash=h(1), kind="cancel_all", trader=ALICE, order_hash=h(2),
-                signature=SIG, accepted_seq=1,
+                signature=SIG, accepted_seq=1, effective=True,
             )
         ],
         [FillSettlement(fill_id=1, status=FillStatus.SUBMITTED, batch_id=None)],

@@ -87,7 +87,7 @@ _ARGS: dict[type[Any], dict[str, Any]] = {
         "quote_amount": u256,
         "maker_fee": u256,
         "taker_fee": u256,
-    },  # fmt: skip
+    },
 }
 commands = st.one_of([st.builds(cls, seq=u64, now=u64, **args) for cls, args in _ARGS.items()])
 

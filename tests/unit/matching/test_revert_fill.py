@@ -59,7 +59,8 @@ def test_revert_restores_both_sides_and_fees_and_reoffers_the_maker() -> None:
     assert totals(h.engine) == before  # fee account included: it gave both fees back
     assert h.bal(ALICE, BASE) == (10**6, 10 * LOT)
     assert h.levels(SELL) == [(P(100), 10 * LOT)]
-    assert h.bal(FEES, BASE) == (0, 0) and h.bal(FEES, QUOTE) == (0, 0)
+    assert h.bal(FEES, BASE) == (0, 0)
+    assert h.bal(FEES, QUOTE) == (0, 0)
 
 
 def test_revert_is_applied_once() -> None:
@@ -94,8 +95,10 @@ def test_revert_refused_while_the_proceeds_are_spent_then_applied_after_the_late
     assert h.engine.state_hash() == state  # nothing changed
     only(h.do(c.RevertFill, **revert_of(second)), FillReverted)
     only(h.do(c.RevertFill, **revert_of(first)), FillReverted)
-    assert h.bal(BOB, BASE) == (0, 0) and h.bal(BOB, QUOTE) == (10**6, 0)
-    assert h.bal(ALICE, BASE)[0] == 10**6 and h.bal(CAROL, QUOTE)[0] == 10**6
+    assert h.bal(BOB, BASE) == (0, 0)
+    assert h.bal(BOB, QUOTE) == (10**6, 0)
+    assert h.bal(ALICE, BASE)[0] == 10**6
+    assert h.bal(CAROL, QUOTE)[0] == 10**6
 
 
 def test_orders_backed_by_the_taken_back_funds_are_cancelled() -> None:
