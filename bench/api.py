@@ -63,6 +63,8 @@ USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 MARKET = "WETH-USDC"
 TICK = 10_000  # 0.01 USDC per WETH
 LOT = 10**14  # 0.0001 WETH
+# production mode refuses the built-in placeholder fee account
+FEE_RECIPIENT = "0x1000000000000000000000000000000000000001"
 MID = 3_000 * 10**6
 N_TRADERS = 64
 PG_ADMIN_URL = os.environ.get(
@@ -126,6 +128,7 @@ class Stack:
             "HYBRIDEX_ENGINE_HOST": "127.0.0.1",
             "HYBRIDEX_ENGINE_PORT": str(self.engine_port),
             "HYBRIDEX_ENGINE_JOURNAL_DIR": str(self.journal_dir),
+            "HYBRIDEX_FEE_RECIPIENT": FEE_RECIPIENT,
             "HYBRIDEX_API_HOST": "127.0.0.1",
             "HYBRIDEX_API_PORT": str(self.api_port),
             "HYBRIDEX_API_WORKERS": str(self.workers),

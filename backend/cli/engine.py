@@ -14,9 +14,12 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 
 def engine(
@@ -43,6 +46,7 @@ def engine(
         seq, digest = replay_from_scratch(verify_journal, fee_recipient=settings.fee_recipient)
         typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
         return
+    _require_fee_account(settings)
     if feeds not in ("redis", "none"):
         raise typer.BadParameter("--feeds must be redis or none")
     asyncio.run(
@@ -53,6 +57,24 @@ def engine(
             redis_feeds=feeds == "redis",
         )
     )
+
+
+def _require_fee_account(settings: Settings) -> None:
+    """Fees accrue to the engine's fee account; outside dev it must be the operator's own,
+    not the built-in placeholder, or fees accrue to an account nobody controls."""
+    from backend.config import Mode
+    from backend.matching.engine import FEE_ACCOUNT
+
+    if settings.mode is not Mode.PRODUCTION:
+        return
+    if settings.fee_recipient is None or settings.fee_recipient.lower() == FEE_ACCOUNT.lower():
+        typer.echo(
+            "hybridex engine: set HYBRIDEX_FEE_RECIPIENT to the operator's fee account (the "
+            "Exchange contract's feeRecipient()); the built-in placeholder is refused outside "
+            "HYBRIDEX_MODE=dev",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bool) -> None:

@@ -30,6 +30,8 @@ from tests.unit.engine.helpers import setup, workload
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
+# production mode refuses the built-in placeholder fee account; any real-looking one will do
+FEE_RECIPIENT = "0x1000000000000000000000000000000000000001"
 
 
 def free_port() -> int:
@@ -72,6 +74,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
         "HYBRIDEX_ENGINE_JOURNAL_DIR": str(journal_dir),
         "HYBRIDEX_ENGINE_SNAPSHOT_EVERY": "700",
         "HYBRIDEX_ENGINE_GROUP_MAX": "64",
+        "HYBRIDEX_FEE_RECIPIENT": FEE_RECIPIENT,
     }
     log = tmp_path / "engine.log"
     acked: list[Outcome] = []
