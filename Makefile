@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench clean
+.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench soak clean
 
 ## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
 setup: $(VENV)/.installed contracts/node_modules/.installed
@@ -65,6 +65,10 @@ integration: setup
 bench: setup
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 	@echo "== bench/api.py --floor"; $(PY) bench/api.py --floor
+
+## soak: the crash loop, 20 rounds (bench/soak.py; CI runs --quick in the tests)
+soak: setup
+	$(PY) bench/soak.py --rounds 20
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .mypy_cache .ruff_cache .pytest_cache var

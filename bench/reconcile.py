@@ -18,31 +18,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from sqlalchemy import create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select
 from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _db import fresh_database
 from _machine import machine, print_machine
 
 from backend.chain.anvil import Anvil
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
 from backend.config import DEV_PRIVATE_KEYS
-from backend.db.migrate import upgrade
 from backend.db.models import Balance, EngineCursor, IndexerCursor, Market, Token
 from backend.db.session import make_engine
 from backend.devstack.chain import deploy_demo_tokens, deploy_dev_exchange
@@ -51,26 +46,7 @@ from backend.reconcile.reads import CONFIRMED_CURSOR, snapshot
 from backend.reconcile.run import reconcile
 from indexer.rpc import RpcClient
 
-PG_ADMIN_URL = os.environ.get(
-    "HYBRIDEX_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SET_BATCH = 1_000
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"hybridex_bench_reconcile_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _word(value: int | str) -> bytes:
@@ -176,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     accounts = 2_000 if args.quick else args.accounts
     print_machine()
-    with fresh_database() as db_url, Anvil() as node:
+    with fresh_database("reconcile") as db_url, Anvil() as node:
         started = time.perf_counter()
         rpc, exchange, block = setup(node, accounts, db_url)
         print(f"    setup: {accounts:,} accounts in {time.perf_counter() - started:.1f} s")
