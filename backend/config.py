@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     engine_group_max: int = Field(default=1_000, ge=1, description="Commands per group commit.")
     engine_feed_retention: int = Field(default=10_000, ge=100, description="Messages per feed.")
     engine_sweep_interval_s: float = Field(default=1.0, gt=0)
+    engine_persist_lag_max: int = Field(
+        default=50_000,
+        ge=1,
+        description="Applied commands not yet in the database past which new orders and "
+        "withdrawals are refused (PERSISTENCE_LAGGING); cancels pass until twice as many.",
+    )
     engine_metrics_host: str = Field(default="127.0.0.1")
     engine_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve the engine's Prometheus metrics."

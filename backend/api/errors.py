@@ -49,6 +49,7 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.MARKET_NOT_ACCEPTING: 422,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.ENGINE_UNAVAILABLE: 503,
+    ErrorCode.PERSISTENCE_LAGGING: 503,
 }
 """HTTP status of each code; any code not listed is a server fault (500)."""
 

@@ -120,6 +120,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "PAYLOAD_TOO_LARGE"),
         (422, "refused by risk or matching rules"),
         (429, "RATE_LIMITED"),
-        (503, "ENGINE_UNAVAILABLE"),
+        (503, "ENGINE_UNAVAILABLE / PERSISTENCE_LAGGING"),
     )
 }

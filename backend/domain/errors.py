@@ -51,6 +51,7 @@ class ErrorCode(Enum):
     CONFIGURATION = 9000
     ENGINE_UNAVAILABLE = 9001
     INVARIANT_VIOLATION = 9002  # engine state broke a must-hold rule: stop, do not guess
+    PERSISTENCE_LAGGING = 9010  # the database is behind the engine: new orders wait, cancels pass
 
     @property
     def range(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from backend.domain.types import Side
 from backend.engine.service import EngineService
@@ -45,6 +45,12 @@ BEST_PRICE = Gauge(
     ["market", "side"],
 )
 UP = Gauge("hybridex_engine_up", "1 while the command loop runs, 0 once it has failed.")
+REFUSED_FOR_LAG = Counter(
+    "hybridex_engine_refused_persistence_lagging",
+    "Commands refused with PERSISTENCE_LAGGING because the database is behind the engine.",
+    ["command"],
+)
+_refused_seen: dict[str, int] = {}
 
 
 def sample(service: EngineService) -> None:
@@ -55,6 +61,9 @@ def sample(service: EngineService) -> None:
     FEED_BACKLOG.set(service.feed_backlog)
     REPLAYED.set(service.replayed)
     UP.set(0 if service.failed is not None else 1)
+    for kind, count in list(service.refused_for_lag.items()):
+        REFUSED_FOR_LAG.labels(kind).inc(count - _refused_seen.get(kind, 0))
+        _refused_seen[kind] = count
     for market_id, market in list(engine.markets.items()):
         book = market.book
         for side, levels, best in (

@@ -49,7 +49,14 @@ from backend.engine.journal import DEFAULT_SEGMENT_BYTES, Journal
 from backend.engine.publisher import FeedPublisher
 from backend.engine.records import Applied, decode_record, encode_record
 from backend.engine.snapshots import SnapshotStore
-from backend.matching.commands import Command, SweepExpired
+from backend.matching.commands import (
+    CancelAll,
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    ReserveWithdrawal,
+    SweepExpired,
+)
 from backend.matching.engine import Engine
 
 if TYPE_CHECKING:
@@ -59,12 +66,22 @@ log = structlog.get_logger(__name__)
 
 PROGRESS_EVERY = 100_000
 CONSUMER_BATCH = 1_000
+# Backpressure (docs/runbook.md "The database is behind the engine"). Past `persist_lag_max`
+# applied-but-unstored commands, new orders and withdrawals are refused; cancels pass until
+# CANCEL_LAG_FACTOR times that, so the persister's queue stays bounded even under a cancel
+# flood. What the indexer and settlement send (credits, debits, freezes, releases, reverts)
+# always passes: it is paced by the chain, and refusing it would only delay money moves.
+CANCEL_LAG_FACTOR = 2
+_SHED_AT_LAG = (PlaceOrder, ReserveWithdrawal)
+_SHED_AT_CANCEL_LAG = (CancelOrder, CancelAll)
 
 
 class EventSink(Protocol):
     """A consumer of applied commands that stores its own cursor (the DB persister)."""
 
     def cursor(self) -> int: ...
+    @property
+    def lag(self) -> int: ...
     def push(self, batch: list[Applied]) -> None: ...
     def close(self) -> None: ...
 
@@ -87,6 +104,7 @@ class EngineService:
         sweep_interval: float,
         clock: Callable[[], float],
         session_factory: sessionmaker[Session] | None,
+        persist_lag_max: int | None = None,
     ) -> None:
         self.journal = journal
         self.snapshots = snapshots
@@ -99,6 +117,8 @@ class EngineService:
         self.sweep_interval = sweep_interval
         self.clock = clock
         self.session_factory = session_factory
+        self.persist_lag_max = persist_lag_max
+        self.refused_for_lag: dict[str, int] = {}
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._feed_queue: asyncio.Queue[tuple[int, list[FeedMessage]] | None] = asyncio.Queue()
         self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="engine-journal")
@@ -130,6 +150,7 @@ class EngineService:
         keep_snapshots: int = 3,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         fee_recipient: str | None = None,
+        persist_lag_max: int | None = None,
     ) -> EngineService:
         """Load the newest usable snapshot, replay the journal after it, start the loop."""
         journal_dir = Path(journal_dir)
@@ -164,6 +185,7 @@ class EngineService:
             sweep_interval=sweep_interval,
             clock=clock,
             session_factory=session_factory,
+            persist_lag_max=persist_lag_max,
         )
         log.info(
             "engine_starting",
@@ -231,9 +253,36 @@ class EngineService:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         if self._closing or self.failed is not None:
             fut.set_exception(EngineUnavailableError("engine is shutting down"))
+        elif (refusal := self._backpressure(command)) is not None:
+            fut.set_exception(refusal)
         else:
             self._queue.put_nowait((command, intake, fut))
         return fut
+
+    def _backpressure(self, command: Command) -> DexError | None:
+        """A refusal when the database is too far behind for this kind of command: refused
+        before it is journaled, so nothing of it exists anywhere and a retry is safe."""
+        limit, sink = self.persist_lag_max, self.sink
+        if limit is None or sink is None:
+            return None
+        if isinstance(command, _SHED_AT_LAG):
+            pass
+        elif isinstance(command, _SHED_AT_CANCEL_LAG):
+            limit *= CANCEL_LAG_FACTOR
+        else:
+            return None
+        lag = sink.lag
+        if lag < limit:
+            return None
+        kind = type(command).__name__
+        self.refused_for_lag[kind] = self.refused_for_lag.get(kind, 0) + 1
+        return DexError(
+            ErrorCode.PERSISTENCE_LAGGING,
+            f"the exchange's database is {lag} commands behind the engine; new orders and "
+            "withdrawals are refused until it catches up (cancels still pass): retry in a few "
+            "seconds",
+            lag=str(lag),
+        )
 
     async def submit(self, command: Command, intake: Intake | None = None) -> Outcome:
         return await self.enqueue(command, intake)
