@@ -20,7 +20,13 @@ from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.session import unit_of_work
-from backend.domain.errors import ConfigurationError, DexError, ErrorCode, FatalError
+from backend.domain.errors import (
+    ConfigurationError,
+    DexError,
+    ErrorCode,
+    FatalError,
+    HaltError,
+)
 from indexer import metrics, projection, store
 from indexer.events import ChainLog, EventCodec, checksum
 from indexer.projection import Outbox
@@ -404,6 +410,9 @@ class Indexer:
                     checked = True
                 progressed = self.step()
                 failures = 0
+            except HaltError as exc:
+                self._halt(exc)
+                return
             except FatalError:
                 raise
             except DexError as exc:  # RetryableError: RPC down, engine timeout
@@ -424,6 +433,13 @@ class Indexer:
                 continue
             if not progressed:
                 self.stop_event.wait(self.config.poll_interval_s)
+
+    def _halt(self, exc: HaltError) -> None:
+        """Stay up (metrics, probes) doing nothing until stopped: a restart would only stop
+        at the same block again, and a crash loop hides the reason."""
+        metrics.HALTED.set(1)
+        log.critical("indexer halted", code=exc.code.name, error=exc.message, **exc.context)
+        self.stop_event.wait()
 
     def _resolve_after_timeout(self) -> None:
         try:

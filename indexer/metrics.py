@@ -33,4 +33,8 @@ CONFIRMATIONS_BACKLOG = Gauge(
     "hybridex_indexer_confirmations_backlog",
     "Deposits seen on chain and not yet credited (waiting for confirmations or the engine).",
 )
+HALTED = Gauge(
+    "hybridex_indexer_halted",
+    "1 once the indexer stopped on a mismatch between the chain and the recorded settlement.",
+)
 EVENTS = Counter("hybridex_indexer_events_total", "Exchange events indexed.")

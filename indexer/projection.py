@@ -40,7 +40,7 @@ from backend.db.models import Fill, FillSettlement, SettlementBatch
 from backend.db.models.indexer import IndexerCommand
 from backend.db.models.reference import Market
 from backend.db.session import unit_of_work
-from backend.domain.errors import ErrorCode, FatalError
+from backend.domain.errors import ErrorCode, FatalError, HaltError
 from backend.domain.types import ZERO_ADDRESS, FillStatus
 from backend.engine.client import Outcome
 from backend.matching.commands import (
@@ -272,14 +272,20 @@ def _settle_rows(session: Session, ev: Any, fallback_recipient: str | None) -> l
     ).all()
     recorded_hash = None if batch is None or batch.fills_hash is None else bytes(batch.fills_hash)
     if len(fills) != count or recorded_hash != on_chain_hash:
-        log.error(
-            "settled batch does not match the recorded one; on-chain balances not updated",
+        # Skipping the batch would leave the on-chain balance projection wrong from here on,
+        # silently; guessing its fills is worse. Stop the line: the transaction rolls back and
+        # the indexer halts before this block until an operator has looked.
+        raise HaltError(
+            ErrorCode.SETTLEMENT_INCONSISTENT,
+            f"batch {batch_id} settled on chain ({count} fills) does not match the one the "
+            f"settlement worker recorded ({len(fills)} fills, fillsHash "
+            f"{'equal' if recorded_hash == on_chain_hash else 'different'}); the indexer is "
+            "halted (docs/runbook.md)",
             batch_id=batch_id,
+            block_number=ev.block_number,
             fill_count=count,
             recorded_fills=len(fills),
-            fills_hash_matches=recorded_hash == on_chain_hash,
         )
-        return []
     recipient = (
         chain_facts.fee_recipient(session, before=(ev.block_number, ev.log_index))
         or fallback_recipient

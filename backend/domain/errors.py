@@ -86,6 +86,12 @@ class FatalError(DexError):
     """Stop the process: continuing would guess (reorg deeper than the window, wrong chain)."""
 
 
+class HaltError(FatalError):
+    """Stop the line: what this process recorded disagrees with what the chain did. The
+    process stays up (metrics, probes) but does no more of its work until an operator has
+    looked (docs/runbook.md "Settlement or the indexer halted on a mismatch")."""
+
+
 class ConfigurationError(FatalError):
     def __init__(self, message: str, **context: Any) -> None:
         super().__init__(ErrorCode.CONFIGURATION, message, **context)

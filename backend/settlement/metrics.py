@@ -39,6 +39,10 @@ FILLS_REVERTED = Counter(
     "hybridex_settlement_fills_reverted_total",
     "Failed fills undone in the engine by RevertFill.",
 )
+HALTED = Gauge(
+    "hybridex_settlement_halted",
+    "1 while settlement is stopped because a settled batch does not match the recorded one.",
+)
 OLDEST_UNSETTLED = Gauge(
     "hybridex_settlement_oldest_unsettled_seconds",
     "Age of the oldest fill neither settled nor failed (0 when none); from the database, per tick.",

@@ -31,6 +31,7 @@ from backend.db.models import (
     WithdrawalSettlement,
 )
 from backend.db.session import unit_of_work
+from backend.domain.errors import ErrorCode, HaltError
 from backend.domain.types import BatchStatus, FillStatus, TxStatus, WithdrawalStatus
 from backend.settlement import metrics
 from backend.settlement.context import SettlementContext
@@ -85,6 +86,7 @@ def follow_up(ctx: SettlementContext) -> dict[str, int]:
             if outcome != "pending":  # mined, settled, reverted, replaced, dropped, reorged
                 batches = [tx.batch_id for tx in txs if tx.batch_id is not None]
                 publish_fill_states(ctx.fill_feed, ctx.factory, batch_ids=batches)
+    metrics.HALTED.set(0)  # every transaction followed: no mismatch stands in the way
     return dict(counts)
 
 
@@ -291,11 +293,23 @@ def _finish_batch(
         bytes(e["args"]["fillsHash"]) for e in events if int(e["args"]["batchId"]) == batch_id
     ]
     if batch is not None and batch.fills_hash is not None and on_chain != [batch.fills_hash]:
-        log.error(
+        # The chain applied other fills than the ones recorded for this batch: marking them
+        # settled would be a guess. Stop the line (the unit of work rolls back, every later
+        # tick stops here again) until an operator has looked.
+        metrics.HALTED.set(1)
+        log.critical(
             "batch_fills_hash_mismatch",
             batch_id=batch_id,
             expected=_hex(batch.fills_hash),
             on_chain=[_hex(h) for h in on_chain],
+        )
+        raise HaltError(
+            ErrorCode.SETTLEMENT_INCONSISTENT,
+            f"batch {batch_id} settled on chain with other fills than the ones recorded for it; "
+            "settlement is halted (docs/runbook.md)",
+            batch_id=batch_id,
+            recorded_fills_hash=_hex(batch.fills_hash),
+            on_chain_fills_hash=",".join(str(_hex(h)) for h in on_chain),
         )
     gas_used = int(receipt["gasUsed"])
     recorded = rowcount(
