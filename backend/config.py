@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     api_rate_cancel_per_s: float = Field(default=100.0, gt=0)
     api_rate_cancel_burst: int = Field(default=200, ge=1)
     api_ws_heartbeat_s: float = Field(default=15.0, gt=0)
+    api_session_max_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="Longest lifetime of a signed Session (private reads) the API accepts.",
+    )
     api_ws_send_queue: int = Field(default=1000, ge=1)
     api_ws_ticker_interval_s: float = Field(default=1.0, gt=0)
 

@@ -22,6 +22,7 @@ from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, admin, info, markets, orders, ws
+from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
 from backend.config import Settings
 from backend.domain.errors import ConfigurationError
@@ -56,9 +57,10 @@ def create_app(
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
     """The app; it closes nothing it was given except through `on_shutdown`."""
+    domain = domain_from_settings(settings)
     context = ApiContext(
         settings=settings,
-        domain=domain_from_settings(settings),
+        domain=domain,
         engine=engine,
         feeds=feeds,
         sessions=sessions,
@@ -67,6 +69,7 @@ def create_app(
         markets=MarketCatalog(sessions),
         metrics=ApiMetrics(),
         tickers=TickerCache(settings.api_ws_ticker_interval_s),
+        read_sessions=SessionVerifier(domain, max_lifetime_s=settings.api_session_max_s),
         readiness=dict(readiness or {}),
     )
 

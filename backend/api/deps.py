@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from backend.api.catalog import MarketCatalog
 from backend.api.metrics import ApiMetrics
 from backend.api.ratelimit import Decision, RateLimiter, RateRule
+from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
 from backend.config import Settings
 from backend.domain.errors import DexError, ErrorCode
@@ -54,6 +55,7 @@ class ApiContext:
     markets: MarketCatalog
     metrics: ApiMetrics
     tickers: TickerCache
+    read_sessions: SessionVerifier
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
 
     async def db(self, fn: Callable[[Session], T]) -> T:

@@ -31,6 +31,9 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     # the signature does not prove the trader's consent
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.ADMIN_UNAUTHORIZED: 401,
+    ErrorCode.SESSION_REQUIRED: 401,
+    ErrorCode.SESSION_INVALID: 401,
+    ErrorCode.SESSION_FORBIDDEN: 403,
     ErrorCode.ACCOUNT_EXITING: 403,
     ErrorCode.UNKNOWN_MARKET: 404,
     ErrorCode.ORDER_NOT_FOUND: 404,

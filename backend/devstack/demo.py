@@ -20,6 +20,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from backend.api.sessions import HEADER, session_token
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
 from backend.config import DEV_PRIVATE_KEYS
@@ -56,6 +57,7 @@ class Demo:
         self.step_no = 0
         # Per-trader counters as nonces: increasing (CancelAll works) and dense (cheap on chain).
         self._nonce = itertools.count(time.time_ns() // 1_000_000)
+        self._sessions: dict[str, str] = {}  # trader → signed read Session (private reads)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -79,11 +81,29 @@ class Demo:
             time.sleep(0.2)
         raise AssertionError("unreachable")
 
-    def get(self, path: str) -> Any:
-        r = self.http.get(path)
+    def get(self, path: str, *, as_trader: str | None = None) -> Any:
+        """GET `path`; `as_trader`: a private read with that trader's signed read Session."""
+        headers = None if as_trader is None else {HEADER: self._session(as_trader)}
+        r = self.http.get(path, headers=headers)
         if r.status_code != 200:
             raise DemoFailedError(f"GET {path}: {r.status_code} {r.text}")
         return r.json()
+
+    def _session(self, trader: str) -> str:
+        trader = Web3.to_checksum_address(trader)
+        token = self._sessions.get(trader)
+        if token is None:
+            keys = {
+                Account.from_key(k).address: k
+                for k in (self.config.seller_key, self.config.buyer_key)
+            }
+            if trader not in keys:
+                raise DemoFailedError(f"no key for {trader}: its private data cannot be read")
+            info = self.get("/v1/info")
+            domain = Domain(int(info["chainId"]), info["exchangeAddress"])
+            token = session_token(trader, keys[trader], domain)
+            self._sessions[trader] = token
+        return token
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         r = self.http.post(path, json=body)
@@ -207,7 +227,7 @@ class Demo:
         sender.transact(ex.functions.deposit(token, amount))
 
     def available(self, trader: str, token: str) -> int:
-        balances = self.get(f"/v1/accounts/{trader}/balances")["balances"]
+        balances = self.get(f"/v1/accounts/{trader}/balances", as_trader=trader)["balances"]
         for b in balances:
             if b["token"].lower() == token.lower():
                 return int(b["available"])
@@ -217,7 +237,7 @@ class Demo:
         seen: list[str] = []
 
         def probe() -> dict[str, Any] | None:
-            for fill in self.get(f"/v1/accounts/{trader}/fills")["fills"]:
+            for fill in self.get(f"/v1/accounts/{trader}/fills", as_trader=trader)["fills"]:
                 if order_hash not in (fill.get("orderHash"), fill.get("takerOrderHash")):
                     continue
                 status = fill["settlement"]["status"]
@@ -232,7 +252,7 @@ class Demo:
         return self.wait("fill settled on chain", probe)
 
     def withdrawal_done(self, trader: str, withdrawal_hash: str | None) -> dict[str, Any] | None:
-        for w in self.get(f"/v1/accounts/{trader}/withdrawals")["withdrawals"]:
+        for w in self.get(f"/v1/accounts/{trader}/withdrawals", as_trader=trader)["withdrawals"]:
             if withdrawal_hash is not None and w.get("withdrawalHash") != withdrawal_hash:
                 continue
             if w["status"] in ("failed", "rejected"):

@@ -26,6 +26,9 @@ class ErrorCode(Enum):
     ORDER_CANCELLED = 1010  # nonce below the trader's CancelAll bar: cancelled before it arrived
     ADMIN_UNAUTHORIZED = 1011  # an operator endpoint without the operator's bearer token
     RECONCILIATION_NOT_RUN = 1012  # no reconciliation has been stored yet
+    SESSION_REQUIRED = 1013  # a private read without the trader's signed Session
+    SESSION_INVALID = 1014  # a Session that is malformed, badly signed, expired or too long
+    SESSION_FORBIDDEN = 1015  # a valid Session of another trader than the one asked about
     # 2xxx risk
     INSUFFICIENT_BALANCE = 2000
     PRICE_OUT_OF_BAND = 2001

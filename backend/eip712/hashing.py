@@ -21,6 +21,7 @@ from backend.eip712.messages import (
     CancelAll,
     Message,
     Order,
+    Session,
     Withdrawal,
     encode_type,
     message_fields,
@@ -30,6 +31,7 @@ ORDER_TYPEHASH: Final = keccak(encode_type("Order").encode())
 CANCEL_TYPEHASH: Final = keccak(encode_type("Cancel").encode())
 CANCEL_ALL_TYPEHASH: Final = keccak(encode_type("CancelAll").encode())
 WITHDRAWAL_TYPEHASH: Final = keccak(encode_type("Withdrawal").encode())
+SESSION_TYPEHASH: Final = keccak(encode_type("Session").encode())
 
 _ZERO12: Final = b"\0" * 12
 
@@ -82,6 +84,13 @@ def struct_hash(msg: Message) -> bytes:
             + _address(msg.token)
             + _uint(msg.amount)
             + _uint(msg.nonce)
+        )
+    if isinstance(msg, Session):
+        return keccak(
+            SESSION_TYPEHASH
+            + _address(msg.trader)
+            + keccak(msg.scope.encode())  # EIP-712: a string is encoded as its keccak
+            + _uint(msg.expiry)
         )
     raise TypeError(f"not a Hybridex message: {type(msg).__name__}")
 

@@ -46,11 +46,18 @@ WITHDRAWAL_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("nonce", "uint64"),
 )
 
+SESSION_FIELDS: Final[tuple[tuple[str, str], ...]] = (
+    ("trader", "address"),
+    ("scope", "string"),
+    ("expiry", "uint64"),
+)
+
 MESSAGE_FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "Order": ORDER_FIELDS,
     "Cancel": CANCEL_FIELDS,
     "CancelAll": CANCEL_ALL_FIELDS,
     "Withdrawal": WITHDRAWAL_FIELDS,
+    "Session": SESSION_FIELDS,
 }
 
 
@@ -122,7 +129,20 @@ class Withdrawal:
     PRIMARY_TYPE = "Withdrawal"
 
 
-Message = Order | Cancel | CancelAll | Withdrawal
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A trader's consent to read their private data (open orders, fills, balances) until
+    `expiry` (unix seconds); off chain only, never verified by the contract. `scope` names
+    what it grants: "read" is the only scope today."""
+
+    trader: str
+    scope: str
+    expiry: int
+
+    PRIMARY_TYPE = "Session"
+
+
+Message = Order | Cancel | CancelAll | Withdrawal | Session
 
 
 def message_fields(msg: Message) -> dict[str, int | str | bytes]:

@@ -19,7 +19,7 @@ from eth_utils.address import to_checksum_address
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import UINT64_MAX, UINT256_MAX, Side, TimeInForce
-from backend.eip712.messages import Cancel, CancelAll, Message, Order, Withdrawal
+from backend.eip712.messages import Cancel, CancelAll, Message, Order, Session, Withdrawal
 
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,77}")
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -161,6 +161,25 @@ def parse_withdrawal(obj: object, name: str = "withdrawal") -> Withdrawal:
         amount=parse_uint(f["amount"], f"{name}.amount"),
         nonce=parse_uint(f["nonce"], f"{name}.nonce", max_value=UINT64_MAX),
     )
+
+
+SESSION_SCOPES: Final = frozenset({"read"})
+
+
+def parse_session(obj: object, name: str = "session") -> Session:
+    """A `Session`; every refusal is SESSION_INVALID (it is a credential, not an order)."""
+    try:
+        f = _fields(obj, name, tuple(Session.__dataclass_fields__))
+        scope = f["scope"]
+        if not isinstance(scope, str) or scope not in SESSION_SCOPES:
+            raise _fail(f"{name}.scope", f"must be one of {', '.join(sorted(SESSION_SCOPES))}")
+        return Session(
+            trader=parse_address(f["trader"], f"{name}.trader"),
+            scope=scope,
+            expiry=parse_uint(f["expiry"], f"{name}.expiry", max_value=UINT64_MAX),
+        )
+    except DexError as exc:
+        raise DexError(ErrorCode.SESSION_INVALID, exc.message, **exc.context) from None
 
 
 def message_to_json(msg: Message) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from backend.api.deps import ctx, parse_address_param, read_json_object, require_keys
 from backend.api.responses import Json
+from backend.api.sessions import require_trader
 from backend.db.models import ChainEvent, Withdrawal, WithdrawalSettlement
 from backend.db.models.indexer import IndexerCommand
 from backend.eip712.parsing import parse_signature, parse_withdrawal
@@ -164,5 +165,6 @@ async def withdrawals(
 ) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
+    require_trader(request, trader)
     rows = await c.db(lambda s: account_withdrawals(s, trader, limit, before))
     return Json({"address": trader, "withdrawals": [withdrawal_row(*r) for r in rows]})

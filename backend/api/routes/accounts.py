@@ -1,4 +1,5 @@
-"""A trader's account: balances, fills with their settlement state, deposits."""
+"""A trader's account: balances, fills with their settlement state, deposits — private: each
+read needs the trader's signed Session (`backend.api.sessions`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from backend.api import queries
 from backend.api.deps import ctx, parse_address_param
 from backend.api.responses import Json
 from backend.api.serializers import account_fill, deposit_row
+from backend.api.sessions import require_trader
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -61,6 +63,7 @@ def _balances(session: Session, trader: str, fee_recipient: str | None) -> list[
 async def balances(request: Request, address: str) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
+    require_trader(request, trader)
     rows = await c.db(lambda s: _balances(s, trader, c.settings.fee_recipient))
     return Json({"address": trader, "balances": rows})
 
@@ -74,6 +77,7 @@ async def fills(
 ) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
+    require_trader(request, trader)
     rows = await c.db(lambda s: queries.account_fills(s, trader, limit, before))
     return Json({"address": trader, "fills": [account_fill(trader, *row) for row in rows]})
 
@@ -95,6 +99,7 @@ async def deposits(
 ) -> Response:
     c = ctx(request)
     trader = parse_address_param(address)
+    require_trader(request, trader)
     rows, head = await c.db(
         lambda s: (queries.deposits(s, trader, limit, before), queries.indexed_head(s))
     )

@@ -36,6 +36,7 @@ from backend.api.schemas import (
     body_schema,
 )
 from backend.api.serializers import hex0x, order_row
+from backend.api.sessions import require_trader
 from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import OrderStatus
 from backend.eip712.parsing import (
@@ -167,11 +168,18 @@ async def get_order(request: Request, order_hash: str) -> Response:
     row = await c.db(lambda s: queries.order_by_hash(s, h))
     if row is None:
         raise DexError(ErrorCode.ORDER_NOT_FOUND, f"no order {order_hash}")
+    try:
+        require_trader(request, row.trader)
+    except DexError as exc:
+        if exc.code is not ErrorCode.SESSION_FORBIDDEN:
+            raise
+        # another trader's order: answer as for an unknown hash, so existence is not leaked
+        raise DexError(ErrorCode.ORDER_NOT_FOUND, f"no order {order_hash}") from None
     market = await c.markets.by_id(row.market_id)
     return Json(order_row(row, market.base.address, market.quote.address))
 
 
-@router.get("/orders", summary="Orders of a trader and/or a market, newest first")
+@router.get("/orders", summary="A trader's orders (optionally in one market), newest first")
 async def list_orders(
     request: Request,
     *,
@@ -184,9 +192,14 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     c = ctx(request)
-    if trader is None and market is None:
-        raise DexError(ErrorCode.INVALID_REQUEST, "trader or market: at least one is required")
-    who = None if trader is None else parse_address_param(trader, "trader")
+    if trader is None:
+        # a market's orders are every trader's private data: the public view is the book
+        raise DexError(
+            ErrorCode.INVALID_REQUEST,
+            "trader is required (orders are private; a market's public view is its book)",
+        )
+    who = parse_address_param(trader, "trader")
+    require_trader(request, who)
     if market is not None:
         await c.markets.by_id(market)
     rows = await c.db(

@@ -41,7 +41,9 @@ def test_deposits_route_shows_seen_with_confirmations_left_then_credited(tmp_pat
             s.add(
                 IndexerCursor(name="exchange", chain_id=1, block_number=106, block_hash=b"\0" * 32)
             )
-        body = api.client.get(f"/v1/accounts/{TRADERS[0]}/deposits").json()
+        body = api.client.get(
+            f"/v1/accounts/{TRADERS[0]}/deposits", headers=api.as_trader(0)
+        ).json()
         assert body["indexedBlock"] == 106
         assert body["confirmations"] == 5
         rows = {d["blockNumber"]: d for d in body["deposits"]}

@@ -80,7 +80,9 @@ def test_a_fill_the_chain_refuses_ends_failed_and_is_undone(tmp_path: Path, node
         rpc_call(node.url, "anvil_mine", [hex(DEV_EXIT_DELAY_BLOCKS + 1)])
 
         def failed_fill() -> dict[str, Any] | None:
-            for row in demo.get(f"/v1/accounts/{buyer.address}/fills")["fills"]:
+            for row in demo.get(f"/v1/accounts/{buyer.address}/fills", as_trader=buyer.address)[
+                "fills"
+            ]:
                 if row["settlement"]["status"] == "failed":
                     return dict(row)
             return None

@@ -34,7 +34,7 @@ def node() -> Iterator[Anvil]:
 
 
 def _balance(demo: Demo, trader: str, token: str) -> dict[str, Any]:
-    for b in demo.get(f"/v1/accounts/{trader}/balances")["balances"]:
+    for b in demo.get(f"/v1/accounts/{trader}/balances", as_trader=trader)["balances"]:
         if b["token"].lower() == token.lower():
             return dict(b)
     return {"available": "0", "locked": "0"}
@@ -92,7 +92,9 @@ def test_a_withdrawal_the_chain_refuses_releases_its_funds(tmp_path: Path, node:
         assert answer["status"] == "reserved"
 
         def failed() -> dict[str, Any] | None:
-            for row in demo.get(f"/v1/accounts/{buyer.address}/withdrawals")["withdrawals"]:
+            for row in demo.get(
+                f"/v1/accounts/{buyer.address}/withdrawals", as_trader=buyer.address
+            )["withdrawals"]:
                 if row["status"] == "failed":
                     return dict(row)
             return None

@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from backend.api.app import create_app
 from backend.api.ratelimit import MemoryRateLimiter
+from backend.api.sessions import HEADER, session_token
 from backend.config import Settings
 from backend.eip712.messages import Withdrawal
 from backend.eip712.parsing import message_to_json
@@ -73,14 +74,21 @@ class Live:
         body = {"withdrawal": message_to_json(w), "signature": "0x" + sig.hex()}
         return self.http.post("/v1/withdrawals", json=body)
 
+    def as_trader(self, trader: Account) -> dict[str, str]:
+        return {HEADER: session_token(trader.address, trader.key, self.stack.h.domain)}
+
     def withdrawals(self, trader: Account) -> list[dict[str, Any]]:
-        answer = self.http.get(f"/v1/accounts/{trader.address}/withdrawals")
+        answer = self.http.get(
+            f"/v1/accounts/{trader.address}/withdrawals", headers=self.as_trader(trader)
+        )
         assert answer.status_code == 200, answer.text
         rows: list[dict[str, Any]] = answer.json()["withdrawals"]
         return rows
 
     def balance(self, trader: Account, token: str) -> dict[str, Any]:
-        answer = self.http.get(f"/v1/accounts/{trader.address}/balances")
+        answer = self.http.get(
+            f"/v1/accounts/{trader.address}/balances", headers=self.as_trader(trader)
+        )
         assert answer.status_code == 200, answer.text
         (row,) = [b for b in answer.json()["balances"] if b["token"] == token]
         return dict(row)

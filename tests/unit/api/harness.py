@@ -21,6 +21,7 @@ with warnings.catch_warnings():  # starlette suggests httpx2, which is not insta
 
 from backend.api.app import create_app
 from backend.api.ratelimit import MemoryRateLimiter, RateLimiter
+from backend.api.sessions import HEADER, session_token
 from backend.config import Settings
 from backend.db.base import Base
 from backend.db.session import make_engine, session_factory
@@ -147,6 +148,11 @@ class Harness:
     @staticmethod
     def signed(msg: Message, key: str, domain: Domain = DOMAIN) -> str:
         return "0x" + sign(msg, domain, key).to_bytes().hex()
+
+    @staticmethod
+    def as_trader(who: int) -> dict[str, str]:
+        """Headers of a private read as trader `who` (a signed read Session)."""
+        return {HEADER: session_token(TRADERS[who], KEYS[who], DOMAIN)}
 
     def order_body(self, order: Order, key: str | None = None, **extra: Any) -> dict[str, Any]:
         key = key or KEYS[TRADERS.index(order.trader)]

@@ -19,7 +19,9 @@ def _tx(batch_id: int, nonce: int, tx_hash: bytes, status: TxStatus) -> Settleme
 
 
 def settlement(api: Harness, trader: str) -> dict[str, object]:
-    fills = api.client.get(f"/v1/accounts/{trader}/fills").json()["fills"]
+    who = TRADERS.index(trader)
+    answer = api.client.get(f"/v1/accounts/{trader}/fills", headers=api.as_trader(who))
+    fills = answer.json()["fills"]
     assert len(fills) == 1
     state: dict[str, object] = fills[0]["settlement"]
     return state

@@ -78,7 +78,9 @@ def test_balances_show_available_locked_and_pending_settlement(api: Harness) -> 
     api.place(api.order(1, Side.BUY, PRICE, ONE // 2))
     api.place(api.order(1, Side.BUY, PRICE - TICK, ONE))
     api.flush()
-    rows = api.client.get(f"/v1/accounts/{TRADERS[1].lower()}/balances").json()
+    rows = api.client.get(
+        f"/v1/accounts/{TRADERS[1].lower()}/balances", headers=api.as_trader(1)
+    ).json()
     assert rows["address"] == TRADERS[1]
     by_token = {b["token"]: b for b in rows["balances"]}
     usdc, weth = by_token[USDC], by_token[WETH]
@@ -91,11 +93,18 @@ def test_balances_show_available_locked_and_pending_settlement(api: Harness) -> 
     fee = (ONE // 2) * 20 // 10_000  # taker fee in the base received
     assert weth["pendingSettlement"] == str(ONE // 2 - fee)
     assert weth["total"] == str(FUNDS[WETH] + ONE // 2 - fee)
-    fills = api.client.get(f"/v1/accounts/{TRADERS[0]}/fills").json()["fills"]
+    fills = api.client.get(f"/v1/accounts/{TRADERS[0]}/fills", headers=api.as_trader(0)).json()[
+        "fills"
+    ]
     assert [(f["role"], f["side"], f["settlement"]["status"]) for f in fills] == [
         ("maker", 1, "matched")
     ]
-    assert api.client.get(f"/v1/accounts/{TRADERS[0]}/deposits").json()["deposits"] == []
+    assert (
+        api.client.get(f"/v1/accounts/{TRADERS[0]}/deposits", headers=api.as_trader(0)).json()[
+            "deposits"
+        ]
+        == []
+    )
 
 
 def test_health_ready_metrics_and_openapi(api: Harness) -> None:

@@ -32,15 +32,18 @@ def test_resting_order_answers_open_and_shows_in_the_book(api: Harness) -> None:
     assert api.book().bids == [(PRICE, ONE)]
 
     api.flush()
-    got = api.client.get(f"/v1/orders/{body['orderHash']}").json()
+    got = api.client.get(f"/v1/orders/{body['orderHash']}", headers=api.as_trader(0)).json()
     assert got["status"] == "open"
     assert got["clientOrderId"] == "bot-1"
     assert got["price"] == str(PRICE)
     assert got["side"] == 0
     assert got["trader"] == TRADERS[0]
-    listed = api.client.get("/v1/orders", params={"trader": TRADERS[0].lower()}).json()
+    listed = api.client.get(
+        "/v1/orders", params={"trader": TRADERS[0].lower()}, headers=api.as_trader(0)
+    ).json()
     assert [o["orderHash"] for o in listed["orders"]] == [body["orderHash"]]
-    assert api.client.get("/v1/orders", params={"market": MARKET, "status": "filled"}).json() == {
+    filled = {"trader": TRADERS[0], "market": MARKET, "status": "filled"}
+    assert api.client.get("/v1/orders", params=filled, headers=api.as_trader(0)).json() == {
         "orders": []
     }
 
@@ -62,14 +65,18 @@ def test_crossing_order_fills_at_the_makers_price(api: Harness) -> None:
     assert api.book().asks == [(PRICE, ONE // 2)]
 
     api.flush()
-    maker_state = api.client.get(f"/v1/orders/0x{digest(maker, DOMAIN).hex()}").json()
+    maker_state = api.client.get(
+        f"/v1/orders/0x{digest(maker, DOMAIN).hex()}", headers=api.as_trader(0)
+    ).json()
     assert maker_state["status"] == "partially_filled"
     assert maker_state["filled"] == str(ONE // 2)
     trades = api.client.get(f"/v1/markets/{MARKET}/trades").json()["trades"]
     assert [(t["price"], t["amount"], t["takerSide"]) for t in trades] == [
         (str(PRICE), str(ONE // 2), 0)
     ]
-    fills = api.client.get(f"/v1/accounts/{TRADERS[1]}/fills").json()["fills"]
+    fills = api.client.get(f"/v1/accounts/{TRADERS[1]}/fills", headers=api.as_trader(1)).json()[
+        "fills"
+    ]
     assert fills[0]["role"] == "taker"
     assert fills[0]["settlement"] == {
         "status": "matched", "batchId": None, "txHash": None, "block": None,
@@ -207,7 +214,7 @@ def test_slow_engine_answers_202_and_the_outcome_follows(api: Harness) -> None:
     assert r.json() == {"orderHash": "0x" + digest(order, DOMAIN).hex(), "status": "pending"}
     api.run(asyncio.sleep, 0.5)
     api.flush()
-    state = api.client.get(f"/v1/orders/{r.json()['orderHash']}")
+    state = api.client.get(f"/v1/orders/{r.json()['orderHash']}", headers=api.as_trader(0))
     assert state.status_code == 200
     assert state.json()["status"] == "open"
     # posting it again once the engine is back gives the stored answer
@@ -224,7 +231,9 @@ def test_unknown_order_is_404(api: Harness) -> None:
     assert api.client.get("/v1/orders/0x12").json()["error"]["code"] == "INVALID_REQUEST"
     assert api.client.get("/v1/orders").status_code == 400
     assert (
-        api.client.get("/v1/orders", params={"trader": TRADERS[0], "status": "nope"}).status_code
+        api.client.get(
+            "/v1/orders", params={"trader": TRADERS[0], "status": "nope"}, headers=api.as_trader(0)
+        ).status_code
         == 400
     )
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from backend.domain.types import Side, TimeInForce
 from backend.eip712 import Cancel, CancelAll, Domain, Order, Withdrawal
 from backend.eip712.hashing import digest, typed_data
-from backend.eip712.messages import EIP712_TYPES, encode_type
+from backend.eip712.messages import EIP712_TYPES, Session, encode_type
 from backend.eip712.signing import Signature, sign, sign_typed
 
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
@@ -33,6 +33,7 @@ messages = st.one_of(
     st.builds(Cancel, addresses, st.binary(min_size=32, max_size=32)),
     st.builds(CancelAll, addresses, addresses, addresses, u64),
     st.builds(Withdrawal, addresses, addresses, u256, u64),
+    st.builds(Session, addresses, st.text(max_size=40), u64),
 )
 
 
@@ -55,6 +56,7 @@ def test_published_types() -> None:
         "uint256 amount,uint8 timeInForce,uint64 nonce,uint64 expiry)"
     )
     assert encode_type("Cancel") == "Cancel(address trader,bytes32 orderHash)"
+    assert encode_type("Session") == "Session(address trader,string scope,uint64 expiry)"
     assert encode_type("CancelAll") == (
         "CancelAll(address trader,address baseToken,address quoteToken,uint64 nonceBelow)"
     )
