@@ -8,11 +8,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from enum import StrEnum
 from functools import cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from eth_account import Account
@@ -21,6 +22,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.domain.errors import ConfigurationError
+from backend.redact import redact_url
 
 # Private keys of the standard development mnemonic ("test test … junk") that anvil, hardhat
 # and eth-tester print on start-up. Anyone can sign with them, so only dev mode may use them.
@@ -311,6 +313,11 @@ class Settings(BaseSettings):
                     "refused outside HYBRIDEX_MODE=dev"
                 )
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs carry passwords and providers' keys; a repr of the settings may reach a log.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) and "://" in value else value
 
     def operator_private_key(self) -> str:
         """The operator key as 0x-hex, from the env secret, the keystore, or (dev only) anvil's."""

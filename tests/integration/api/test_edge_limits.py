@@ -5,7 +5,8 @@
 - per-IP buckets behind a trusted proxy (the peer is 127.0.0.2, a loopback address that
   uvicorn's default does not trust), and a spoofed X-Forwarded-For from an untrusted peer;
 - the limiter's Redis (a redis-server started here) hung, then down: reads and cancels pass,
-  orders are refused 503 `RATE_LIMITER_UNAVAILABLE`, and nothing hangs.
+  orders are refused 503 `RATE_LIMITER_UNAVAILABLE`, and nothing hangs;
+- the API's log holds no credential of `HYBRIDEX_RPC_URL`, though httpx logs every request.
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ class CountingRelay:
 
 
 @contextlib.contextmanager
-def api_stack(env: dict[str, str], api_env: dict[str, str] | None = None) -> Iterator[Any]:
+def api_stack(
+    env: dict[str, str], api_env: dict[str, str] | None = None, log_level: str = "WARNING"
+) -> Iterator[Any]:
     """Engine + one API worker; the API reaches the engine through a `CountingRelay`
     (`stack.relay`) and gets `api_env` on top of `env`."""
     b = bench_api()
     stack = b.Stack(workers=1, pg_admin_url=PG_ADMIN_URL, redis_url=REDIS_URL,
-                    extra_env=dict(env))  # fmt: skip
+                    extra_env=dict(env), log_level=log_level)  # fmt: skip
     relay: CountingRelay | None = None
     try:
         stack.create_database()
@@ -359,3 +362,53 @@ def test_per_ip_limits_behind_a_proxy_and_with_the_limiter_down() -> None:
             )  # fmt: skip
             assert cancelled.status_code == 200, cancelled.text
             assert cancelled.json()["status"] == "cancelled"
+
+
+# ------------------------------------------------------------------------- redaction
+
+KEY = "9aa3d95b3bc440fa88ea12eaa4456161"
+
+
+class ChainIdNode:
+    """A JSON-RPC node on any path (as hosted providers serve `/v3/<key>`): `eth_chainId`."""
+
+    def __init__(self, chain_id: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = orjson.dumps({"jsonrpc": "2.0", "id": request["id"],
+                                     "result": hex(chain_id)})  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_api_log_carries_no_rpc_credentials() -> None:
+    node = ChainIdNode(31337)
+    rpc_url = f"http://127.0.0.1:{node.port}/v3/{KEY}?apikey=QUERYSECRET"
+    try:
+        with api_stack({}, {"HYBRIDEX_RPC_URL": rpc_url}, log_level="INFO") as stack:
+            ready = httpx.get(f"http://127.0.0.1:{stack.api_port}/ready", timeout=10)
+            assert ready.json()["checks"]["rpc"] == "ok"  # the node was asked
+            log = (stack.workdir / "api.log").read_text(errors="replace")
+    finally:
+        node.close()
+    assert f"127.0.0.1:{node.port}/v3/***?apikey=***" in log  # httpx's request line, redacted
+    assert KEY not in log
+    assert "QUERYSECRET" not in log
