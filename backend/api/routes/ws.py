@@ -49,6 +49,7 @@ SNAPSHOT_DEPTH = 1000
 SLOW_CLIENT_CLOSE = 1013
 POLICY_CLOSE = 1008
 TOO_BIG_CLOSE = 1009
+UNSUPPORTED_CLOSE = 1003
 READ_LIMIT = 1000
 
 
@@ -265,7 +266,14 @@ class WsSession:
         max_bytes = settings.api_ws_max_message_bytes
         bucket = MessageBucket(settings.api_ws_msg_per_s, settings.api_ws_msg_burst)
         while True:
-            raw = await self.ws.receive_text()
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raw = message.get("text")
+            if raw is None:  # a binary frame: the protocol is JSON text
+                raise WsLimitError(
+                    UNSUPPORTED_CLOSE, ErrorCode.INVALID_REQUEST, "binary frames are not supported"
+                )
             if len(raw) > max_bytes or len(raw.encode()) > max_bytes:
                 raise WsLimitError(
                     TOO_BIG_CLOSE, ErrorCode.PAYLOAD_TOO_LARGE,

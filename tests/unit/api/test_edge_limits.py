@@ -81,6 +81,12 @@ def test_websocket_oversized_message_is_closed(tmp_path: Path) -> None:
         assert close_of(ws) == (1009, "PAYLOAD_TOO_LARGE")
 
 
+def test_websocket_binary_frame_is_closed_not_a_server_error(tmp_path: Path) -> None:
+    with running_api(tmp_path) as h, h.client.websocket_connect("/v1/ws") as ws:
+        ws.send_bytes(b'{"op": "ping"}')
+        assert close_of(ws) == (1003, "INVALID_REQUEST")
+
+
 def test_websocket_connections_per_ip_are_limited(tmp_path: Path) -> None:
     with running_api(tmp_path, api_ws_max_connections_per_ip=2) as h:
         with h.client.websocket_connect("/v1/ws"), h.client.websocket_connect("/v1/ws"):
