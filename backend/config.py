@@ -8,18 +8,21 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from enum import StrEnum
 from functools import cache
+from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.domain.errors import ConfigurationError
+from backend.redact import redact_url
 
 # Private keys of the standard development mnemonic ("test test … junk") that anvil, hardhat
 # and eth-tester print on start-up. Anyone can sign with them, so only dev mode may use them.
@@ -189,9 +192,47 @@ class Settings(BaseSettings):
     )
     api_ws_send_queue: int = Field(default=1000, ge=1)
     api_ws_ticker_interval_s: float = Field(default=1.0, gt=0)
+    api_trusted_proxies: str = Field(
+        default="127.0.0.1/32,::1/128",
+        description="CIDR ranges whose X-Forwarded-For is believed (comma-separated; empty: "
+        "none). The client is the right-most hop not in these ranges.",
+    )
+    api_rate_limiter_timeout_s: float = Field(
+        default=0.25, gt=0, description="Longest wait for the limiter's store before failing."
+    )
+    api_ws_max_connections_per_ip: int = Field(
+        default=20, ge=1, description="Open WebSockets per client IP, in each API worker."
+    )
+    api_ws_msg_per_s: float = Field(default=10.0, gt=0, description="Client messages/s.")
+    api_ws_msg_burst: int = Field(default=60, ge=1, description="Client message bucket size.")
+    api_ws_max_message_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest client WebSocket message."
+    )
+    api_ws_book_cache_s: float = Field(
+        default=0.5, gt=0, description="Age limit of a worker's cached book snapshot."
+    )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _check_proxy_ranges(cls, value: str) -> str:
+        # uvicorn would take a malformed range as a literal host name and trust nothing.
+        for item in _split_ranges(value):
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"HYBRIDEX_API_TRUSTED_PROXIES: {item!r} is not an address or CIDR range"
+                ) from None
+        return value
+
+    def trusted_proxies(self) -> list[str]:
+        """The trusted proxy ranges, normalised (`10.0.0.0/8`, `::1/128`)."""
+        return [
+            str(ip_network(item, strict=False)) for item in _split_ranges(self.api_trusted_proxies)
+        ]
 
     @model_validator(mode="after")
     def _check_environment_names(self) -> Settings:
@@ -278,6 +319,11 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs carry passwords and providers' keys; a repr of the settings may reach a log.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) and "://" in value else value
+
     def operator_private_key(self) -> str:
         """The operator key as 0x-hex, from the env secret, the keystore, or (dev only) anvil's."""
         if self.operator_key is not None:
@@ -293,6 +339,10 @@ class Settings(BaseSettings):
         raise ConfigurationError(
             "no operator key: set HYBRIDEX_OPERATOR_KEY or HYBRIDEX_OPERATOR_KEYSTORE"
         )
+
+
+def _split_ranges(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _is_placeholder(secret: str) -> bool:

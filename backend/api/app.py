@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import BaseRoute
 
+from backend.api.cache import SharedCache
 from backend.api.catalog import MarketCatalog
 from backend.api.deps import ApiContext, RateRules, ReadinessCheck
 from backend.api.errors import install_error_handlers
@@ -24,6 +25,7 @@ from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, admin, info, markets, orders, ws
 from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
+from backend.api.ws_limits import ConnectionCounter
 from backend.config import Settings
 from backend.domain.errors import ConfigurationError
 from backend.eip712.domain import Domain
@@ -70,6 +72,8 @@ def create_app(
         metrics=ApiMetrics(),
         tickers=TickerCache(settings.api_ws_ticker_interval_s),
         read_sessions=SessionVerifier(domain, max_lifetime_s=settings.api_session_max_s),
+        books=SharedCache(settings.api_ws_book_cache_s),
+        ws_connections=ConnectionCounter(settings.api_ws_max_connections_per_ip),
         readiness=dict(readiness or {}),
     )
 

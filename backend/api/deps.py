@@ -11,15 +11,17 @@ import orjson
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection, Request
 
+from backend.api.cache import SharedCache
 from backend.api.catalog import MarketCatalog
 from backend.api.metrics import ApiMetrics
 from backend.api.ratelimit import Decision, RateLimiter, RateRule
 from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
+from backend.api.ws_limits import ConnectionCounter
 from backend.config import Settings
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.domain import Domain
-from backend.engine.client import EngineClient
+from backend.engine.client import BookSnapshot, EngineClient
 from backend.engine.feeds import FeedReader
 
 T = TypeVar("T")
@@ -56,6 +58,9 @@ class ApiContext:
     metrics: ApiMetrics
     tickers: TickerCache
     read_sessions: SessionVerifier
+    books: SharedCache[BookSnapshot]
+    """Book snapshots for WebSocket subscribers, one engine request per market and interval."""
+    ws_connections: ConnectionCounter
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
 
     async def db(self, fn: Callable[[Session], T]) -> T:

@@ -51,8 +51,10 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.FOK_NOT_FILLABLE: 422,
     ErrorCode.MARKET_NOT_ACCEPTING: 422,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
     ErrorCode.ENGINE_UNAVAILABLE: 503,
     ErrorCode.PERSISTENCE_LAGGING: 503,
+    ErrorCode.RATE_LIMITER_UNAVAILABLE: 503,
 }
 """HTTP status of each code; any code not listed is a server fault (500)."""
 

@@ -46,6 +46,15 @@ class ApiMetrics:
         self.ws_clients = Counter(
             "hybridex_api_ws_connections", "WebSocket connections opened", registry=self.registry
         )
+        self.limiter_failures = Counter(
+            "hybridex_api_rate_limiter_failures",
+            "Requests the limiter's store did not answer, by what was done (open: admitted, "
+            "closed: refused 503)", ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.ws_refused = Counter(
+            "hybridex_api_ws_refused", "WebSocket connections closed by a limit, by error code",
+            ["code"], registry=self.registry,
+        )  # fmt: skip
         self.ws_dropped = Counter(
             "hybridex_api_ws_dropped", "WebSocket clients closed for being too slow",
             registry=self.registry,

@@ -8,6 +8,21 @@ streamed without a length is counted as it arrives and refused as soon as it pas
 and the same `DexError` handler, without the router's matching, dependency solving and
 exception middleware (about a fifth of a worker's time per order). Any other exception
 propagates as it would from the router (the app's 500 handler answers it).
+
+When the limiter's store (Redis) fails or does not answer within
+`HYBRIDEX_API_RATE_LIMITER_TIMEOUT_S`, each route class decides (docs/api.md "Rate limits"):
+cancels and cancel-all pass (a trader must always be able to pull orders), reads and WebSocket
+handshakes pass (fail open: they change nothing), writes (orders, withdrawals, anything not a
+GET) are refused `503 RATE_LIMITER_UNAVAILABLE` (fail closed: an unlimited write path is what
+the limiter exists to prevent).
+
+A WebSocket handshake takes a token from the per-IP bucket and one of the address's
+connections in this worker (`ws_limits.py`); a refused handshake answers HTTP 429 with the
+usual error body (code `RATE_LIMITED` or `TOO_MANY_CONNECTIONS`).
+
+The client address is the peer's, or, when the peer is in `HYBRIDEX_API_TRUSTED_PROXIES`, the
+right-most X-Forwarded-For hop outside those ranges (uvicorn's proxy headers, configured from
+the setting by `hybridex api`).
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.deps import RATE_LIMIT_SCOPE_KEY, ApiContext
 from backend.api.errors import dex_error_response, error_body
-from backend.api.ratelimit import Decision
+from backend.api.ratelimit import Decision, LimiterUnavailableError, RateRule, hit_within
 from backend.domain.errors import DexError, ErrorCode
 
 log = structlog.get_logger("backend.api")
@@ -32,10 +47,18 @@ log = structlog.get_logger("backend.api")
 _UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def is_cancel(method: str, path: str) -> bool:
     return (method == "DELETE" and path.startswith("/v1/orders/")) or (
         method == "POST" and path == "/v1/orders/cancel-all"
     )
+
+
+def fails_open(method: str, path: str) -> bool:
+    """Whether a request is admitted when the limiter cannot answer (see the module doc)."""
+    return method in _READ_METHODS or is_cancel(method, path)
 
 
 def client_ip(scope: Scope) -> str:
@@ -58,6 +81,9 @@ class EdgeMiddleware:
         self.direct = dict(direct or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -71,10 +97,18 @@ class EdgeMiddleware:
 
         if path not in _UNLIMITED_PATHS:
             rule = ctx.rules.cancel if is_cancel(method, path) else ctx.rules.ip
-            try:
-                holder.append(await ctx.limiter.hit(client_ip(scope), rule))
-            except Exception as exc:  # the limiter's store is down: admit, do not fail reads
-                log.warning("rate_limiter_unavailable", error=repr(exc))
+            decision = await self._hit(client_ip(scope), rule, fails_open(method, path))
+            if decision is None:
+                await self._answer(
+                    send, status=503, code=ErrorCode.RATE_LIMITER_UNAVAILABLE,
+                    message="the rate limiter is unavailable; writes are refused until it "
+                    "returns (cancels still pass): retry shortly",
+                    holder=holder, retry_after=1,
+                )  # fmt: skip
+                self._observe(scope, method, 503, started)
+                return
+            if decision is not _ADMITTED:
+                holder.append(decision)
             if holder and not holder[0].allowed:
                 decision = holder[0]
                 ctx.metrics.rejections.labels(ErrorCode.RATE_LIMITED.name).inc()
@@ -136,6 +170,46 @@ class EdgeMiddleware:
         finally:
             self._observe(scope, method, status_box[0], started)
 
+    async def _hit(self, key: str, rule: RateRule, open_on_failure: bool) -> Decision | None:
+        """The bucket's decision; without an answer from the store, `_ADMITTED` for a route
+        class that fails open and None for one that fails closed."""
+        ctx = self.ctx
+        try:
+            return await hit_within(ctx.limiter, key, rule, ctx.settings.api_rate_limiter_timeout_s)
+        except LimiterUnavailableError as exc:
+            ctx.metrics.limiter_failures.labels("open" if open_on_failure else "closed").inc()
+            log.warning("rate_limiter_unavailable", error=str(exc), admitted=open_on_failure)
+            if not open_on_failure:
+                ctx.metrics.rejections.labels(ErrorCode.RATE_LIMITER_UNAVAILABLE.name).inc()
+                return None
+            return _ADMITTED
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handshake's limits (per-IP bucket, open connections); then the app."""
+        ctx = self.ctx
+        ip = client_ip(scope)
+        decision = await self._hit(ip, ctx.rules.ip, True)
+        if decision is not None and not decision.allowed:
+            await _deny_websocket(
+                scope, receive, send, status=429, code=ErrorCode.RATE_LIMITED,
+                message=f"too many requests from this address; retry in {decision.retry_after_s} s",
+            )  # fmt: skip
+            ctx.metrics.rejections.labels(ErrorCode.RATE_LIMITED.name).inc()
+            return
+        connections = ctx.ws_connections
+        if not connections.acquire(ip):
+            await _deny_websocket(
+                scope, receive, send, status=429, code=ErrorCode.TOO_MANY_CONNECTIONS,
+                message=f"this address already holds {connections.max_per_ip} WebSocket "
+                "connections to this server; close one first",
+            )  # fmt: skip
+            ctx.metrics.rejections.labels(ErrorCode.TOO_MANY_CONNECTIONS.name).inc()
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            connections.release(ip)
+
     @staticmethod
     async def _call_direct(
         direct: tuple[BaseRoute, Endpoint], scope: Scope, receive: Receive, send: Send
@@ -176,6 +250,34 @@ class EdgeMiddleware:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         self.ctx.metrics.observe_request(method, template, status, time.perf_counter() - started)
+
+
+# "Admitted without a decision" (the store failed and the route class fails open).
+_ADMITTED: Decision = Decision(True, 0, 0, 0, 0)
+
+# A WebSocket refused before the handshake, where the server cannot send an HTTP answer.
+WS_POLICY_CLOSE = 1008
+
+
+async def _deny_websocket(
+    scope: Scope, receive: Receive, send: Send, *, status: int, code: ErrorCode, message: str
+) -> None:
+    """Refuse a handshake: an HTTP answer with the error body where the server supports the
+    ASGI denial extension (uvicorn does), else a close with the code as its reason."""
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = error_body(code.name, message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": headers})  # fmt: skip
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": WS_POLICY_CLOSE, "reason": code.name})
 
 
 def _tightest(decisions: list[Decision]) -> Decision:

@@ -5,10 +5,15 @@ cancels keep headroom while orders are limited.
 with Redis's clock), so every API worker shares them; the calls of concurrent requests are
 pipelined on one connection per worker. `MemoryRateLimiter` is the same algorithm in
 one process (`hybridex dev`, tests).
+
+`hit_within` bounds the wait for the store, so a hung Redis delays a request by at most
+`HYBRIDEX_API_RATE_LIMITER_TIMEOUT_S`; what a request does without an answer (admit or refuse)
+is its route class's choice (`middleware.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -63,6 +68,19 @@ class RateLimiter(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class LimiterUnavailableError(Exception):
+    """The limiter's store failed or did not answer in time."""
+
+
+async def hit_within(limiter: RateLimiter, key: str, rule: RateRule, timeout_s: float) -> Decision:
+    """`limiter.hit`, or `LimiterUnavailableError` if it fails or takes over `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await limiter.hit(key, rule)
+    except Exception as exc:  # connection refused, reset, timeout, an error reply
+        raise LimiterUnavailableError(repr(exc)) from exc
 
 
 class MemoryRateLimiter:

@@ -9,12 +9,12 @@ to the engine) at most once per `max_age_s`, however many clients watch it.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend.api import queries
+from backend.api.cache import SharedCache
 from backend.api.catalog import MarketView
 from backend.domain.errors import DexError
 from backend.domain.types import PRICE_SCALE
@@ -70,25 +70,5 @@ async def compute_ticker(db: Reader, engine: EngineClient, market: MarketView) -
     return out
 
 
-class TickerCache:
-    """Per-market tickers no older than `max_age_s`; concurrent readers of a stale entry wait
-    for one recomputation instead of each running their own."""
-
-    def __init__(self, max_age_s: float) -> None:
-        self.max_age_s = max_age_s
-        self._entries: dict[str, tuple[float, Ticker]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def get(self, market_id: str, compute: Callable[[], Awaitable[Ticker]]) -> Ticker:
-        entry = self._entries.get(market_id)
-        if entry is not None and time.monotonic() - entry[0] < self.max_age_s:
-            return entry[1]
-        lock = self._locks.setdefault(market_id, asyncio.Lock())
-        async with lock:
-            entry = self._entries.get(market_id)  # another reader may have just refreshed it
-            if entry is not None and time.monotonic() - entry[0] < self.max_age_s:
-                return entry[1]
-            started = time.monotonic()
-            ticker = await compute()
-            self._entries[market_id] = (started, ticker)
-            return ticker
+class TickerCache(SharedCache[Ticker]):
+    """Per-market tickers no older than `max_age_s` (see `SharedCache`)."""

@@ -41,5 +41,9 @@ def api(
         workers=n,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # The client address of rate limits: X-Forwarded-For is believed only from these
+        # ranges, and the right-most hop outside them is the client (docs/deployment.md).
         proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies(),
+        ws_max_size=settings.api_ws_max_message_bytes,
     )

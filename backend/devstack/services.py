@@ -146,6 +146,8 @@ async def start_services(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        forwarded_allow_ips=settings.trusted_proxies(),
+        ws_max_size=settings.api_ws_max_message_bytes,
     )
     server = _Server(config)
 

@@ -35,6 +35,7 @@ class ErrorCode(Enum):
     ORDER_TOO_LARGE = 2002
     ACCOUNT_EXITING = 2003
     RATE_LIMITED = 2004
+    TOO_MANY_CONNECTIONS = 2010  # open WebSockets per client address
     # 3xxx matching
     POST_ONLY_WOULD_TAKE = 3000
     FOK_NOT_FILLABLE = 3001
@@ -55,6 +56,7 @@ class ErrorCode(Enum):
     ENGINE_UNAVAILABLE = 9001
     INVARIANT_VIOLATION = 9002  # engine state broke a must-hold rule: stop, do not guess
     PERSISTENCE_LAGGING = 9010  # the database is behind the engine: new orders wait, cancels pass
+    RATE_LIMITER_UNAVAILABLE = 9020  # the limiter's store did not answer: writes are refused
 
     @property
     def range(self) -> str:

@@ -100,3 +100,55 @@ def test_configured_logging_redacts_urls_in_any_field(capsys: pytest.CaptureFixt
         structlog.reset_defaults()
     assert "https://x.io/v3/***" in err
     assert INFURA_KEY not in err
+
+
+def test_standard_library_records_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    """httpx logs every request's URL at INFO, urllib3/web3 theirs at DEBUG: after
+    `configure_logging` no record of any library carries a credential, exceptions included."""
+    import logging
+
+    import structlog
+
+    from backend.logging import configure_logging
+
+    url = f"https://mainnet.infura.io/v3/{INFURA_KEY}?apikey=QUERYSECRET"
+    configure_logging("DEBUG", json=True)
+    root = logging.getLogger()
+    level = root.level
+    handler = logging.StreamHandler()  # installed after: a handler of someone else's
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as c:
+            c.post(url, json={})
+        logging.getLogger("web3.providers.HTTPProvider").debug("Making request. URI: %s", url)
+        try:
+            raise ConnectionError(f"cannot reach {url}")
+        except ConnectionError:
+            logging.getLogger("celery").exception("broker down")
+        err = capsys.readouterr().err
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
+    assert "HTTP Request: POST https://mainnet.infura.io/v3/***?apikey=***" in err
+    assert "Making request. URI: https://mainnet.infura.io/v3/***" in err
+    assert "cannot reach https://mainnet.infura.io/v3/***" in err
+    assert INFURA_KEY not in err
+    assert "QUERYSECRET" not in err
+
+
+def test_settings_repr_hides_url_credentials() -> None:
+    from backend.config import Mode, Settings
+
+    s = Settings(
+        mode=Mode.DEV,
+        database_url="postgresql+psycopg://hybridex:s3cretpw@db/hybridex",
+        redis_url="redis://:redispw@redis:6379/0",
+        rpc_url=f"https://mainnet.infura.io/v3/{INFURA_KEY}",
+    )
+    text = repr(s) + str(s)
+    for secret in ("s3cretpw", "redispw", INFURA_KEY):
+        assert secret not in text
+    assert "postgresql+psycopg://hybridex:***@db/hybridex" in text
+    assert s.database_url.endswith("s3cretpw@db/hybridex")  # the value itself is intact

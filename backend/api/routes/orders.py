@@ -26,6 +26,7 @@ from backend.api.deps import (
     require_keys,
 )
 from backend.api.orders_outcome import cancel_answer, place_answer, stored_answer
+from backend.api.ratelimit import LimiterUnavailableError, hit_within
 from backend.api.responses import Json
 from backend.api.schemas import (
     ERRORS,
@@ -118,7 +119,17 @@ async def place_order(request: Request) -> Response:
         client_order_id = _client_order_id(body.get("clientOrderId"))
         market = await c.markets.by_pair(order.baseToken, order.quoteToken)
         order_hash = verify(order, signature, c.domain)
-        decision = await c.limiter.hit(order.trader, c.rules.trader)
+        try:
+            decision = await hit_within(
+                c.limiter, order.trader, c.rules.trader, c.settings.api_rate_limiter_timeout_s
+            )
+        except LimiterUnavailableError:  # orders fail closed (middleware.py)
+            c.metrics.limiter_failures.labels("closed").inc()
+            raise DexError(
+                ErrorCode.RATE_LIMITER_UNAVAILABLE,
+                "the rate limiter is unavailable; orders are refused until it returns "
+                "(cancels still pass): retry shortly",
+            ) from None
         note_rate_decision(request, decision)
         if not decision.allowed:
             raise DexError(

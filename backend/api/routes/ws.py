@@ -13,6 +13,13 @@ per interval for all its clients). Nothing to resume: the next message is comple
 
 Each client has a bounded send queue; a client that does not read fast enough is closed with
 code 1013 rather than buffered without end.
+
+Limits per connection (docs/api.md): a client sending more messages than its bucket allows
+(`HYBRIDEX_API_WS_MSG_PER_S` / `_BURST`) is closed with 1008 and reason `RATE_LIMITED`; a
+message over `HYBRIDEX_API_WS_MAX_MESSAGE_BYTES` closes it with 1009 (uvicorn refuses such a
+frame before it is read whole; the check here covers other servers, with reason
+`PAYLOAD_TOO_LARGE`). Book snapshots come from the worker's `books` cache: a flood of
+subscriptions costs the engine one BOOK request per market per `HYBRIDEX_API_WS_BOOK_CACHE_S`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from backend.api.deps import ApiContext, ctx
 from backend.api.tickers import compute_ticker
+from backend.api.ws_limits import MessageBucket
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.parsing import parse_address
 from backend.engine.feeds import FeedMessage
@@ -39,11 +47,23 @@ log = structlog.get_logger("backend.api")
 MAX_SUBSCRIPTIONS = 50
 SNAPSHOT_DEPTH = 1000
 SLOW_CLIENT_CLOSE = 1013
+POLICY_CLOSE = 1008
+TOO_BIG_CLOSE = 1009
+UNSUPPORTED_CLOSE = 1003
 READ_LIMIT = 1000
 
 
 class SlowClientError(Exception):
     """The client's send queue is full."""
+
+
+class WsLimitError(Exception):
+    """The client broke a per-connection limit: close with `close_code`, reason `code`."""
+
+    def __init__(self, close_code: int, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.code = code
 
 
 class WsSession:
@@ -96,7 +116,9 @@ class WsSession:
 
     async def snapshot(self, channel: str, *, resync: bool) -> None:
         market_id = channel.partition(":")[2]
-        snap = await self.ctx.engine.book(market_id, SNAPSHOT_DEPTH)
+        engine = self.ctx.engine
+        # A cached snapshot may be older than the feed: the client is caught up from its seq.
+        snap = await self.ctx.books.get(market_id, lambda: engine.book(market_id, SNAPSHOT_DEPTH))
         self.subs[channel] = snap.feed_seq
         self.emit({
             "type": "snapshot", "channel": channel, "seq": snap.feed_seq, "resync": resync,
@@ -240,8 +262,29 @@ class WsSession:
             self.emit({"type": "error", "code": exc.code.name, "message": exc.message})
 
     async def receiver(self) -> None:
+        settings = self.ctx.settings
+        max_bytes = settings.api_ws_max_message_bytes
+        bucket = MessageBucket(settings.api_ws_msg_per_s, settings.api_ws_msg_burst)
         while True:
-            await self.handle(await self.ws.receive_text())
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raw = message.get("text")
+            if raw is None:  # a binary frame: the protocol is JSON text
+                raise WsLimitError(
+                    UNSUPPORTED_CLOSE, ErrorCode.INVALID_REQUEST, "binary frames are not supported"
+                )
+            if len(raw) > max_bytes or len(raw.encode()) > max_bytes:
+                raise WsLimitError(
+                    TOO_BIG_CLOSE, ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"message over {max_bytes} bytes",
+                )  # fmt: skip
+            if not bucket.take():
+                raise WsLimitError(
+                    POLICY_CLOSE, ErrorCode.RATE_LIMITED,
+                    f"more than {bucket.burst} messages at once or {bucket.per_s}/s",
+                )  # fmt: skip
+            await self.handle(raw)
 
 
 def _from_seq(value: object) -> int | None:
@@ -281,6 +324,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         log.info("ws_slow_client_closed", queued=session.queue.qsize())
         with contextlib.suppress(Exception):
             await websocket.close(code=SLOW_CLIENT_CLOSE, reason="client too slow")
+    except WsLimitError as exc:
+        context.metrics.ws_refused.labels(exc.code.name).inc()
+        log.info("ws_limit_closed", code=exc.code.name, reason=str(exc))
+        with contextlib.suppress(Exception):
+            await websocket.close(code=exc.close_code, reason=exc.code.name)
     except WebSocketDisconnect:
         pass
     except Exception:
