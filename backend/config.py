@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(
         default=300.0, gt=0, description="Period of the reconciliation task (beat, `hybridex dev`)."
     )
+    beat_schedule: Path = Field(
+        default=Path("var/celerybeat-schedule"),
+        description="File where `hybridex beat` keeps its schedule state (a writable path).",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the operator endpoints (`/v1/admin/*`); unset: refused.",
