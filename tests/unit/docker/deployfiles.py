@@ -165,3 +165,37 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc.get("spec", {})
     template = spec.get("template", {}).get("spec", {})
     return list(template.get("containers", []))
+
+
+def runtime_stage() -> list[str]:
+    """The final stage's instructions, continuation lines joined."""
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text.rsplit("\nFROM ", 1)[1]
+    return [line.strip() for line in final.splitlines() if line.strip() and line[0] != "#"]
+
+
+def created_directories() -> dict[str, tuple[str, str]]:
+    """directory → (owner, mode) of each `install -d` in the runtime stage."""
+    out: dict[str, tuple[str, str]] = {}
+    for line in runtime_stage():
+        if not line.startswith("RUN "):
+            continue
+        for command in line.removeprefix("RUN ").split("&&"):
+            words = shlex.split(command)
+            if words[:2] != ["install", "-d"]:
+                continue
+            owner = words[words.index("-o") + 1]
+            mode = words[words.index("-m") + 1]
+            paths = [w for i, w in enumerate(words[2:], 2) if w[0] == "/" and words[i - 1] != "-m"]
+            out.update(dict.fromkeys(paths, (owner, mode)))
+    return out
+
+
+def image_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in runtime_stage():
+        if line.startswith("ENV "):
+            for word in shlex.split(line.removeprefix("ENV ")):
+                key, _, value = word.partition("=")
+                env[key] = value
+    return env

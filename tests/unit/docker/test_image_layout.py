@@ -3,47 +3,21 @@ compose's volumes and the Kubernetes mounts point at (no Docker engine needed)."
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tests.unit.docker.deployfiles import DOCKER, K8S, containers, load_yaml, render_kustomization
+from tests.unit.docker.deployfiles import (
+    DOCKER,
+    K8S,
+    containers,
+    created_directories,
+    image_env,
+    load_yaml,
+    render_kustomization,
+    runtime_stage,
+)
 
 UID = "10001"
-
-
-def runtime_stage() -> list[str]:
-    """The final stage's instructions, continuation lines joined."""
-    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
-    final = text.rsplit("\nFROM ", 1)[1]
-    return [line.strip() for line in final.splitlines() if line.strip() and line[0] != "#"]
-
-
-def created_directories() -> dict[str, tuple[str, str]]:
-    """directory → (owner, mode) of each `install -d` in the runtime stage."""
-    out: dict[str, tuple[str, str]] = {}
-    for line in runtime_stage():
-        if not line.startswith("RUN "):
-            continue
-        for command in line.removeprefix("RUN ").split("&&"):
-            words = shlex.split(command)
-            if words[:2] != ["install", "-d"]:
-                continue
-            owner = words[words.index("-o") + 1]
-            mode = words[words.index("-m") + 1]
-            paths = [w for i, w in enumerate(words[2:], 2) if w[0] == "/" and words[i - 1] != "-m"]
-            out.update(dict.fromkeys(paths, (owner, mode)))
-    return out
-
-
-def image_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in runtime_stage():
-        if line.startswith("ENV "):
-            for word in shlex.split(line.removeprefix("ENV ")):
-                key, _, value = word.partition("=")
-                env[key] = value
-    return env
 
 
 def writable_dirs(env: dict[str, str]) -> set[str]:
