@@ -363,3 +363,34 @@ def test_network_policies_select_every_pod_and_open_only_its_ports() -> None:
     assert private["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "hybridex"}}}
     ]
+
+
+def service_links(services: list[dict[str, Any]]) -> dict[str, str]:
+    """The variables the kubelet injects for each Service of the namespace (docker links
+    style) into pods that do not set `enableServiceLinks: false`."""
+    env: dict[str, str] = {}
+    for i, svc in enumerate(services):
+        name = svc["metadata"]["name"].upper().replace("-", "_")
+        ip = f"10.0.0.{i + 1}"
+        ports = svc["spec"]["ports"]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+        env[f"{name}_PORT"] = f"tcp://{ip}:{ports[0]['port']}"
+        for p in ports:
+            env[f"{name}_SERVICE_PORT_{p['name'].upper()}"] = str(p["port"])
+            base = f"{name}_PORT_{p['port']}_TCP"
+            env |= {base: f"tcp://{ip}:{p['port']}", f"{base}_PROTO": "tcp",
+                    f"{base}_PORT": str(p["port"]), f"{base}_ADDR": ip}  # fmt: skip
+    return env
+
+
+def test_no_pod_gets_service_variables_that_collide_with_settings() -> None:
+    """Services named hybridex-api / hybridex-engine would inject HYBRIDEX_API_PORT=tcp://…
+    into every pod: an unknown setting, or an invalid port, at start-up in production."""
+    services = [d for d in rendered(APP) if d["kind"] == "Service"]
+    links = service_links(services)
+    known = setting_names()
+    assert "HYBRIDEX_ENGINE_PORT" in links  # the hazard is real for these Service names
+    assert {k for k in links if k.startswith("HYBRIDEX_")} - known
+    for doc in workloads():
+        assert pod_spec(doc)["enableServiceLinks"] is False, doc["metadata"]["name"]
