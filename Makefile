@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench soak clean
 
 ## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
-setup: $(VENV)/.installed contracts/node_modules/.installed
+setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.installed
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
 # the project itself is installed apart, without dependencies, whatever its build backend.
@@ -19,6 +19,13 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
+# checkov, which tests/unit/docker runs over docker/, in a virtualenv of its own: its pins
+# conflict with the runtime's (requirements-checkov.in says which).
+$(VENV)/checkov/.installed: requirements-checkov.lock | $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet --require-hashes -r requirements-checkov.lock
+	touch $@
+
 ## lock: re-resolve pyproject.toml into the hashed lock files (python 3.11, linux x86_64);
 ## the image installs requirements.lock, `make setup` requirements-dev.lock
 LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
@@ -26,6 +33,7 @@ LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-un
 lock: $(VENV)/.installed
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/uv pip compile requirements-checkov.in $(LOCK_ARGS) -o requirements-checkov.lock
 
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error

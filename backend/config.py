@@ -55,6 +55,11 @@ PLACEHOLDER_SECRETS = frozenset(
 # Variables with this prefix belong to the test suite and benchmarks, not to a process.
 RESERVED_PREFIXES = ("HYBRIDEX_TEST_", "HYBRIDEX_BENCH_")
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+# What the kubelet injects for a Service named hybridex-…, unless the pod sets
+# `enableServiceLinks: false` (docker/k8s does).
+_SERVICE_LINK = re.compile(
+    r"^HYBRIDEX_\w+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)\w*)$"
+)
 
 log = structlog.get_logger(__name__)
 
@@ -140,6 +145,10 @@ class Settings(BaseSettings):
     )
     reconcile_interval_s: float = Field(
         default=300.0, gt=0, description="Period of the reconciliation task (beat, `hybridex dev`)."
+    )
+    beat_schedule: Path = Field(
+        default=Path("var/celerybeat-schedule"),
+        description="File where `hybridex beat` keeps its schedule state (a writable path).",
     )
     admin_token: SecretStr | None = Field(
         default=None,
@@ -253,7 +262,11 @@ class Settings(BaseSettings):
                     n=1,
                 )
             ]
-            problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+            if _SERVICE_LINK.match(name):
+                hint = " (a Kubernetes Service variable: set `enableServiceLinks: false`)"
+            else:
+                hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(name + hint)
             if self.mode is not Mode.PRODUCTION:
                 log.warning("unknown_setting", name=name, suggestion=close[0] if close else None)
         if problems and self.mode is Mode.PRODUCTION:

@@ -7,6 +7,8 @@ RUN npm ci --no-audit --no-fund --loglevel=error \
     && useradd --system --uid 10002 anvil
 USER anvil
 EXPOSE 8545
+HEALTHCHECK --interval=5s --timeout=3s --retries=20 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8545"]
 ENTRYPOINT ["anvil"]
 # --prune-history: without it per-block cost grows with height. Chain id 31337.
 CMD ["--host", "0.0.0.0", "--port", "8545", "--hardfork", "cancun", "--prune-history", "64", "--block-time", "2"]

@@ -15,7 +15,11 @@ from backend.domain.types import MarketState
 from backend.engine.client import Intake, Outcome, TokenInfo
 from backend.matching.commands import AddMarket, Command, MarketSpec, SetMarketState
 
-app = typer.Typer(help="List markets and change their state.", no_args_is_help=True)
+app = typer.Typer(
+    help="Add markets and change their state, through the engine (journaled). The listed "
+    "markets: GET /v1/markets.",
+    no_args_is_help=True,
+)
 
 
 def _submit(command: Command, intake: Intake | None = None) -> Outcome:

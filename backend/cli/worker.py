@@ -32,8 +32,8 @@ def worker(
 
 
 def beat(
-    schedule: str = typer.Option(
-        "var/celerybeat-schedule", help="File where beat keeps its schedule state."
+    schedule: str | None = typer.Option(
+        None, help="File where beat keeps its schedule state [default: HYBRIDEX_BEAT_SCHEDULE]."
     ),
     loglevel: str = typer.Option("INFO", help="Celery log level."),
 ) -> None:
@@ -46,5 +46,6 @@ def beat(
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    Path(schedule).parent.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", f"--schedule={schedule}", f"--loglevel={loglevel}"])
+    path = Path(schedule) if schedule is not None else settings.beat_schedule
+    path.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", f"--schedule={path}", f"--loglevel={loglevel}"])

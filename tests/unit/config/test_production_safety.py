@@ -95,6 +95,15 @@ def test_unknown_variable_stops_production_with_the_closest_name(
         Settings()
 
 
+def test_kubernetes_service_variables_are_named_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDEX_ENGINE_SERVICE_HOST", "10.0.0.2")
+    monkeypatch.setenv("HYBRIDEX_ENGINE_PORT_7700_TCP_ADDR", "10.0.0.2")
+    hint = r" \(a Kubernetes Service variable: set `enableServiceLinks: false`\)"
+    expected = f"HYBRIDEX_ENGINE_PORT_7700_TCP_ADDR{hint}, HYBRIDEX_ENGINE_SERVICE_HOST{hint}"
+    with pytest.raises(ValidationError, match=expected):
+        Settings()
+
+
 def test_unknown_variable_only_warns_in_dev(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYBRIDEX_MODE", "dev")
     monkeypatch.setenv("HYBRIDEX_RPC_ULR", "http://127.0.0.1:8545")

@@ -111,14 +111,91 @@ def metric_is_defined(name: str) -> bool:
 
 
 def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
-    for path in sorted(K8S.glob("*.yaml")):
+    """Every object of every manifest under docker/k8s (kustomizations aside)."""
+    for path in sorted(K8S.rglob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in load_all_yaml(path):
             yield path, doc
 
 
+# What of kustomize's Kustomization the sets use; anything else fails the renderer, so that a
+# new feature is not silently ignored here while `kubectl apply -k` honours it.
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "images"}
+
+
+def render_kustomization(root: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k root` sends: resources (files or directories holding a
+    kustomization) in order, then `images` overrides. A pure-Python subset of kustomize."""
+    spec = load_yaml(root / "kustomization.yaml")
+    unknown = set(spec) - KUSTOMIZE_FIELDS
+    assert not unknown, f"{root}: the renderer does not know {sorted(unknown)}"
+    assert spec["kind"] == "Kustomization", root
+    docs: list[dict[str, Any]] = []
+    for entry in spec.get("resources", []):
+        target = (root / entry).resolve()
+        assert target.exists(), f"{root}: {entry} does not exist"
+        if target.is_dir():
+            docs += render_kustomization(target)
+        else:
+            docs += load_all_yaml(target)
+    for image in spec.get("images", []):
+        for doc in docs:
+            for c in pod_containers(doc):
+                name, _, _tag = c["image"].partition(":")
+                if name == image["name"]:
+                    new = image.get("newName", name) + ":" + image.get("newTag", _tag)
+                    c["image"] = new + ("@" + image["digest"] if "digest" in image else "")
+    ids = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
+    assert len(ids) == len(set(ids)), f"{root}: an object is listed twice"
+    return docs
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = doc.get("spec", {}).get("template", {}).get("spec", {})
+    return spec
+
+
+def pod_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(doc)
+    return list(spec.get("containers", [])) + list(spec.get("initContainers", []))
+
+
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc.get("spec", {})
     template = spec.get("template", {}).get("spec", {})
     return list(template.get("containers", []))
+
+
+def runtime_stage() -> list[str]:
+    """The final stage's instructions, continuation lines joined."""
+    text = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text.rsplit("\nFROM ", 1)[1]
+    return [line.strip() for line in final.splitlines() if line.strip() and line[0] != "#"]
+
+
+def created_directories() -> dict[str, tuple[str, str]]:
+    """directory → (owner, mode) of each `install -d` in the runtime stage."""
+    out: dict[str, tuple[str, str]] = {}
+    for line in runtime_stage():
+        if not line.startswith("RUN "):
+            continue
+        for command in line.removeprefix("RUN ").split("&&"):
+            words = shlex.split(command)
+            if words[:2] != ["install", "-d"]:
+                continue
+            owner = words[words.index("-o") + 1]
+            mode = words[words.index("-m") + 1]
+            paths = [w for i, w in enumerate(words[2:], 2) if w[0] == "/" and words[i - 1] != "-m"]
+            out.update(dict.fromkeys(paths, (owner, mode)))
+    return out
+
+
+def image_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in runtime_stage():
+        if line.startswith("ENV "):
+            for word in shlex.split(line.removeprefix("ENV ")):
+                key, _, value = word.partition("=")
+                env[key] = value
+    return env

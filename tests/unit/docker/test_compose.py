@@ -92,9 +92,10 @@ def test_probes_and_ports_match_the_settings(compose: dict[str, Any]) -> None:
     services = compose["services"]
     env = env_file(DOCKER / "hybridex.env")
     settings = settings_from(env)
-    assert str(settings.engine_port) in " ".join(services["engine"]["healthcheck"]["test"])
-    api_probe = " ".join(services["api"]["healthcheck"]["test"])
-    assert f":{settings.api_port}/ready" in api_probe
+    # The image's probe (backend/healthcheck.py) reads the same settings as the process.
+    for name in ("engine", "api"):
+        probe = services[name]["healthcheck"]["test"]
+        assert probe == ["CMD", "python", "-m", "backend.healthcheck", name]
     assert services["api"]["ports"] == [f"127.0.0.1:{settings.api_port}:{settings.api_port}"]
     assert settings.rpc_url == "http://anvil:8545"
     assert services["engine"]["environment"]["HYBRIDEX_ENGINE_HOST"] == "0.0.0.0"
@@ -111,9 +112,33 @@ def test_dockerfiles_build_from_files_that_exist() -> None:
     stages = [ln for ln in text.splitlines() if ln.startswith("FROM ")]
     assert len(stages) >= 2, "multi-stage"
     final = text.rsplit("FROM ", 1)[1]
-    assert "USER hybridex" in final, "the runtime stage runs as non-root"
+    assert "USER 10001:10001" in final, "non-root, numeric (runAsNonRoot can verify it)"
     # The compiled contracts live in the package (backend/chain/artifacts): no Node at run time.
     assert "COPY backend ./backend" in final
     assert any((REPO / "backend/chain/artifacts").glob("Exchange.json"))
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "contracts/node_modules", ".git"} <= set(ignored)
+
+
+def test_containers_run_read_only_without_privileges(compose: dict[str, Any]) -> None:
+    for name, service in ours(compose).items():
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "user" not in service, f"{name}: the image's USER (uid 10001) applies"
+
+
+def test_volumes_mount_where_the_settings_point(compose: dict[str, Any]) -> None:
+    """Writable paths are volumes at the directories the image creates for uid 10001
+    (tests/unit/docker/test_image_layout.py checks the Dockerfile side)."""
+    services = ours(compose)
+    settings = settings_from(env_file(DOCKER / "hybridex.env"))
+    mounts = {
+        name: {v.split(":")[1]: v.split(":")[0] for v in s.get("volumes", [])}
+        for name, s in services.items()
+    }
+    assert mounts["engine"] == {str(settings.engine_journal_dir): "journal"}
+    assert mounts["beat"] == {str(settings.beat_schedule.parent): "beat"}
+    assert {n for n, m in mounts.items() if m} == {"engine", "beat"}
+    assert set(compose["volumes"]) >= {"journal", "beat"}

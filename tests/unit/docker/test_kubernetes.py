@@ -3,9 +3,13 @@ rules a Hybridex deployment must keep (one engine, one indexer, probes, secrets)
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client as k8s
+import kubernetes_validate
 import pytest
 
 from backend.api.routes import info
@@ -15,7 +19,8 @@ from tests.unit.docker.deployfiles import (
     command_path,
     containers,
     k8s_documents,
-    load_yaml,
+    pod_spec,
+    render_kustomization,
     setting_names,
     settings_from,
 )
@@ -28,6 +33,17 @@ MODELS = {
     ("apps/v1", "Deployment"): "V1Deployment",
     ("batch/v1", "Job"): "V1Job",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("v1", "Namespace"): "V1Namespace",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+}
+APP, MIGRATE, CONFIG = K8S, K8S / "migrate", K8S / "config"
+# The oldest Kubernetes release the manifests are meant for, and the newest the schemas know.
+K8S_VERSIONS = ("1.29.0", "1.33.0")
+UID = 10001
+# The set the operator edits before the first apply: refused until set, by every process.
+CHANGE_ME = {
+    "HYBRIDEX_FEE_RECIPIENT": "0x" + "fe" * 20,
+    "HYBRIDEX_INDEXER_START_BLOCK": "21000000",
 }
 SCALARS = {"str": str, "int": int, "bool": bool}
 
@@ -76,10 +92,78 @@ def test_every_manifest_is_a_valid_kubernetes_object(
         k8s.ApiClient()._ApiClient__deserialize(doc, model)  # type: ignore[attr-defined]
 
 
-def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
-    listed = set(load_yaml(K8S / "kustomization.yaml")["resources"])
-    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
-    assert listed == files
+def rendered(root: Path) -> list[dict[str, Any]]:
+    return render_kustomization(root)
+
+
+def test_the_sets_render_every_manifest_but_the_secret_example() -> None:
+    def key(d: dict[str, Any]) -> tuple[str, str]:
+        return (d["kind"], d["metadata"]["name"])
+
+    app, migrate = {key(d) for d in rendered(APP)}, {key(d) for d in rendered(MIGRATE)}
+    files = {key(d) for p, d in k8s_documents() if p.name != "secret.example.yaml"}
+    assert app | migrate == files
+    assert {key(d) for d in rendered(CONFIG)} <= app
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("root", [APP, MIGRATE], ids=["app", "migrate"])
+def test_rendered_objects_validate_against_the_kubernetes_schemas(root: Path, version: str) -> None:
+    docs = rendered(root)
+    assert docs
+    for doc in docs:
+        # strict: an unknown or misspelt field fails, as `kubectl apply --validate=strict`.
+        kubernetes_validate.validate(doc, version, strict=True)
+    for path, doc in k8s_documents():
+        if path.name == "secret.example.yaml":
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_schema_validation_refuses_what_the_api_server_would() -> None:
+    """The validator is strict enough to catch a misplaced securityContext field."""
+    doc = deployments()["hybridex-api"]
+    doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRoot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None,
+    reason="kubectl (its built-in kustomize) is not installed",
+)
+@pytest.mark.parametrize("root", [APP, MIGRATE], ids=["app", "migrate"])
+def test_the_renderer_agrees_with_kustomize(root: Path) -> None:
+    import yaml
+
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(root)], capture_output=True, text=True, check=True
+    ).stdout
+    theirs = sorted(yaml.safe_load_all(out), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    ours = sorted(rendered(root), key=lambda d: (d["kind"], d["metadata"]["name"]))
+    assert ours == theirs
+
+
+def test_migration_is_its_own_set_applied_before_the_app() -> None:
+    """A Job's pod template is immutable: in the app set, the next `apply -k` with a new image
+    would fail. The migration set holds only the Job (deleting it deletes nothing else), at
+    the same image as the app."""
+    app, migrate = rendered(APP), rendered(MIGRATE)
+    assert not [d for d in app if d["kind"] in ("Job", "CronJob")]
+    assert [d["kind"] for d in migrate] == ["Job"]
+    job = migrate[0]
+    assert containers(job)[0]["args"] == ["db", "upgrade"]
+    images = {c["image"] for d in app for c in containers(d)}
+    assert images == {containers(job)[0]["image"]}
+    # It reads the settings the config set creates; that set comes with neither workload.
+    config = {d["kind"] for d in rendered(CONFIG)}
+    assert config == {"Namespace", "ConfigMap", "NetworkPolicy"}
+    refs = {s["configMapRef"]["name"] for s in containers(job)[0]["envFrom"] if "configMapRef" in s}
+    assert refs == {"hybridex-config"}
+    deployment = (K8S.parent.parent / "docs" / "deployment.md").read_text()
+    order = [deployment.index(f"kubectl apply -k docker/k8s{s}") for s in ("/config", "/migrate")]
+    order.append(deployment.index("kubectl apply -k docker/k8s\n"))
+    assert order == sorted(order), "docs/deployment.md: config, then migrate, then the app"
+    assert "kubectl -n hybridex wait --for=condition=complete" in deployment
 
 
 def test_single_writers_run_one_replica_and_never_overlap(
@@ -111,6 +195,12 @@ def test_containers_run_cli_commands_with_valid_settings(
                     env.update(secrets[source["secretRef"]["name"]])
             env.update({e["name"]: e["value"] for e in c.get("env", [])})
             assert set(env) <= known, set(env) - known
+            # The CHANGE-ME settings stop every process until the operator sets them.
+            for name, real in CHANGE_ME.items():
+                assert env[name].startswith("CHANGE-ME"), name
+                with pytest.raises(ValueError, match=name.removeprefix("HYBRIDEX_").lower()):
+                    settings_from({**env, "HYBRIDEX_DATABASE_URL": "postgresql://h/db"})
+                env[name] = real
             # The example Secret's placeholders are refused in production, so it cannot be
             # applied unedited; with real values the rest of the settings must be valid.
             if env.pop("HYBRIDEX_OPERATOR_KEY", None) is not None:
@@ -163,3 +253,144 @@ def test_disruption_budgets_select_existing_deployments(
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert pdb["spec"]["minAvailable"] < deployments[name]["spec"]["replicas"]
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in rendered(APP) if d["kind"] == "Deployment"}
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [d for d in rendered(APP) + rendered(MIGRATE) if d["kind"] in ("Deployment", "Job")]
+
+
+def test_configmap_names_the_fee_account_and_the_indexer_start_block() -> None:
+    from backend.matching.engine import FEE_ACCOUNT
+
+    config = next(d for d in rendered(CONFIG) if d["kind"] == "ConfigMap")["data"]
+    assert {"HYBRIDEX_FEE_RECIPIENT", "HYBRIDEX_INDEXER_START_BLOCK"} <= set(config)
+    # Never the engine's built-in placeholder (refused by `hybridex engine`, or worse, taken).
+    assert config["HYBRIDEX_FEE_RECIPIENT"].lower() != FEE_ACCOUNT.lower()
+    assert config["HYBRIDEX_FEE_RECIPIENT"] != "0x" + "00" * 20
+    assert config["HYBRIDEX_INDEXER_START_BLOCK"] != "0"
+    text = (CONFIG / "configmap.yaml").read_text()
+    for name in CHANGE_ME:
+        comment = text.split(f"  {name}:")[0].rsplit("\n  HYBRIDEX_", 1)[-1]
+        assert "#" in comment, f"{name}: say what to set it to"
+    deployment = (K8S.parent.parent / "docs" / "deployment.md").read_text()
+    assert "HYBRIDEX_FEE_RECIPIENT" in deployment
+    assert "HYBRIDEX_INDEXER_START_BLOCK" in deployment
+
+
+def test_every_container_is_locked_down() -> None:
+    """Non-root uid 10001, read-only root, no privilege escalation, no capabilities, seccomp,
+    no service-account token: what the "restricted" Pod Security Standard asks, and more."""
+    assert len(workloads()) == 6
+    for doc in workloads():
+        name = doc["metadata"]["name"]
+        pod = pod_spec(doc)
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == UID, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in containers(doc):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["runAsUser"] == UID, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+    namespace = next(d for d in rendered(CONFIG) if d["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
+    assert {d["metadata"].get("namespace") for d in rendered(APP) if d["kind"] != "Namespace"} == {
+        namespace["metadata"]["name"]
+    }
+
+
+# What each process writes, besides /tmp (the API's Prometheus multiprocess directory): the
+# settings that name a path, and the volume kind that must back it.
+WRITES = {
+    "hybridex-engine": {"HYBRIDEX_ENGINE_JOURNAL_DIR": "persistentVolumeClaim"},
+    "hybridex-beat": {"HYBRIDEX_BEAT_SCHEDULE": "emptyDir"},
+}
+
+
+def test_writable_paths_are_volumes_where_the_settings_point() -> None:
+    config = next(d for d in rendered(CONFIG) if d["kind"] == "ConfigMap")["data"]
+    for doc in workloads():
+        name = doc["metadata"]["name"]
+        volumes = {v["name"]: v for v in pod_spec(doc)["volumes"]}
+        for c in containers(doc):
+            mounts = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"]}
+            assert "emptyDir" in mounts["/tmp"], f"{name}: /tmp on a read-only root"
+            for setting, kind in WRITES.get(name, {}).items():
+                path = Path(config[setting])
+                directory = path if setting.endswith("_DIR") else path.parent
+                assert kind in mounts.get(str(directory), {}), f"{name}: {setting} {directory}"
+            assert set(mounts) == {"/tmp"} | {
+                str(Path(config[s]) if s.endswith("_DIR") else Path(config[s]).parent)
+                for s in WRITES.get(name, {})
+            }, f"{name}: a mount nothing writes to"
+    engine = pod_spec(deployments()["hybridex-engine"])
+    assert engine["securityContext"]["fsGroup"] == UID, "the journal volume is uid 10001's"
+
+
+def test_every_deployment_has_readiness_and_liveness_probes() -> None:
+    found = deployments()
+    assert set(found) == {
+        "hybridex-api", "hybridex-engine", "hybridex-worker", "hybridex-beat", "hybridex-indexer"
+    }  # fmt: skip
+    for name, doc in found.items():
+        for c in containers(doc):
+            assert "readinessProbe" in c, name
+            assert "livenessProbe" in c, name
+    beat = containers(found["hybridex-beat"])[0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = beat[probe]["exec"]["command"]
+        assert command == ["python", "-m", "backend.healthcheck", "beat"]
+
+
+def test_network_policies_select_every_pod_and_open_only_its_ports() -> None:
+    policies = [d for d in rendered(APP) if d["kind"] == "NetworkPolicy"]
+    deny = next(p for p in policies if p["metadata"]["name"] == "hybridex-deny-ingress")
+    assert "ingress" not in deny["spec"]
+    for doc in workloads():
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert deny["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    engine = next(p for p in policies if p["metadata"]["name"] == "hybridex-engine")
+    private = engine["spec"]["ingress"][0]
+    assert private["ports"] == [{"port": 7700, "protocol": "TCP"}]
+    assert private["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "hybridex"}}}
+    ]
+
+
+def service_links(services: list[dict[str, Any]]) -> dict[str, str]:
+    """The variables the kubelet injects for each Service of the namespace (docker links
+    style) into pods that do not set `enableServiceLinks: false`."""
+    env: dict[str, str] = {}
+    for i, svc in enumerate(services):
+        name = svc["metadata"]["name"].upper().replace("-", "_")
+        ip = f"10.0.0.{i + 1}"
+        ports = svc["spec"]["ports"]
+        env[f"{name}_SERVICE_HOST"] = ip
+        env[f"{name}_SERVICE_PORT"] = str(ports[0]["port"])
+        env[f"{name}_PORT"] = f"tcp://{ip}:{ports[0]['port']}"
+        for p in ports:
+            env[f"{name}_SERVICE_PORT_{p['name'].upper()}"] = str(p["port"])
+            base = f"{name}_PORT_{p['port']}_TCP"
+            env |= {base: f"tcp://{ip}:{p['port']}", f"{base}_PROTO": "tcp",
+                    f"{base}_PORT": str(p["port"]), f"{base}_ADDR": ip}  # fmt: skip
+    return env
+
+
+def test_no_pod_gets_service_variables_that_collide_with_settings() -> None:
+    """Services named hybridex-api / hybridex-engine would inject HYBRIDEX_API_PORT=tcp://…
+    into every pod: an unknown setting, or an invalid port, at start-up in production."""
+    services = [d for d in rendered(APP) if d["kind"] == "Service"]
+    links = service_links(services)
+    known = setting_names()
+    assert "HYBRIDEX_ENGINE_PORT" in links  # the hazard is real for these Service names
+    assert {k for k in links if k.startswith("HYBRIDEX_")} - known
+    for doc in workloads():
+        assert pod_spec(doc)["enableServiceLinks"] is False, doc["metadata"]["name"]

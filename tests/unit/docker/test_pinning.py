@@ -120,5 +120,6 @@ def test_compose_and_kubernetes_run_versioned_images() -> None:
         assert EXACT_TAG.match(image) or DIGEST.match(image), image
         if image.split(":")[0] in ("hybridex", "hybridex-anvil"):
             assert image.split(":")[1] == VERSION, image
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert {"name": "hybridex", "newTag": VERSION} in kustomization["images"]
+    for root in (K8S, K8S / "migrate"):  # the app and its migration: one version
+        kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
+        assert {"name": "hybridex", "newTag": VERSION} in kustomization["images"], root
