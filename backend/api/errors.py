@@ -49,6 +49,9 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.MARKET_NOT_ACCEPTING: 422,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.ENGINE_UNAVAILABLE: 503,
+    # the API's own engine key or allow-list is wrong: a deployment fault, not the caller's
+    ErrorCode.ENGINE_UNAUTHENTICATED: 503,
+    ErrorCode.ENGINE_FORBIDDEN: 503,
 }
 """HTTP status of each code; any code not listed is a server fault (500)."""
 

@@ -51,6 +51,8 @@ class ErrorCode(Enum):
     CONFIGURATION = 9000
     ENGINE_UNAVAILABLE = 9001
     INVARIANT_VIOLATION = 9002  # engine state broke a must-hold rule: stop, do not guess
+    ENGINE_UNAUTHENTICATED = 9003  # engine port: no, a wrong or a forged role key
+    ENGINE_FORBIDDEN = 9004  # engine port: a command outside the client role's allow-list
 
     @property
     def range(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from backend.domain.types import Side
 from backend.engine.service import EngineService
@@ -43,6 +43,12 @@ BEST_PRICE = Gauge(
     "hybridex_engine_best_price",
     "Best bid / ask price (18-decimal fixed point; 0 = empty side). For display only.",
     ["market", "side"],
+)
+REFUSED_FRAMES = Counter(
+    "hybridex_engine_refused_frames",
+    "Frames the engine port refused: reason unauthenticated (no handshake), bad_key (wrong "
+    "role key), bad_tag (forged or replayed frame), forbidden (outside the role's allow-list).",
+    ["reason", "role"],
 )
 UP = Gauge("hybridex_engine_up", "1 while the command loop runs, 0 once it has failed.")
 

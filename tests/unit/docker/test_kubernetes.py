@@ -9,6 +9,7 @@ import kubernetes.client as k8s
 import pytest
 
 from backend.api.routes import info
+from backend.config import ENGINE_ROLES
 from tests.unit.docker.deployfiles import (
     K8S,
     cli_commands,
@@ -28,6 +29,12 @@ MODELS = {
     ("apps/v1", "Deployment"): "V1Deployment",
     ("batch/v1", "Job"): "V1Job",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+}
+ENGINE_CLIENTS = {
+    "hybridex-api": "api",
+    "hybridex-indexer": "indexer",
+    "hybridex-worker": "settlement",
 }
 SCALARS = {"str": str, "int": int, "bool": bool}
 
@@ -117,6 +124,11 @@ def test_containers_run_cli_commands_with_valid_settings(
                 with pytest.raises(ValueError, match="HYBRIDEX_OPERATOR_KEY"):
                     settings_from({**env, "HYBRIDEX_OPERATOR_KEY": secrets["hybridex-operator"][
                         "HYBRIDEX_OPERATOR_KEY"]})  # fmt: skip
+            for role in ENGINE_ROLES:  # checked in this order, before the database URL
+                if (name := f"HYBRIDEX_ENGINE_KEY_{role.upper()}") in env:
+                    with pytest.raises(ValueError, match=name):
+                        settings_from(env)
+                    env[name] = "ab" * 32
             if "CHANGE-ME" in env.get("HYBRIDEX_DATABASE_URL", ""):
                 with pytest.raises(ValueError, match="HYBRIDEX_DATABASE_URL"):
                     settings_from(env)
@@ -163,3 +175,39 @@ def test_disruption_budgets_select_existing_deployments(
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert pdb["spec"]["minAvailable"] < deployments[name]["spec"]["replicas"]
+
+
+def test_only_the_engines_clients_reach_its_port_each_with_its_own_key(
+    docs: list[tuple[str, dict[str, Any]]],
+) -> None:
+    deployments = by_name(docs, "Deployment")
+    (policy,) = by_name(docs, "NetworkPolicy").values()
+    engine_labels = deployments["hybridex-engine"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= engine_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    engine_port = {7700}
+    admitted = set()
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if ports & engine_port:
+            assert "from" in rule, "the engine port open to every pod"
+            for peer in rule["from"]:
+                selector = peer["podSelector"]["matchLabels"].items()
+                admitted |= {
+                    name for name, d in deployments.items()
+                    if selector <= d["spec"]["template"]["metadata"]["labels"].items()
+                }  # fmt: skip
+    assert admitted == set(ENGINE_CLIENTS)
+
+    def key_secrets(name: str) -> set[str]:
+        c = containers(deployments[name])[0]
+        refs = {s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s}
+        return {r for r in refs if r.startswith("hybridex-engine-key-")}
+
+    assert key_secrets("hybridex-engine") == {
+        f"hybridex-engine-key-{r}" for r in ("api", "indexer", "settlement", "operator")
+    }
+    for name, role in ENGINE_CLIENTS.items():
+        assert key_secrets(name) == {f"hybridex-engine-key-{role}"}, name
+    for name in set(deployments) - set(ENGINE_CLIENTS) - {"hybridex-engine"}:
+        assert not key_secrets(name), name
