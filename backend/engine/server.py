@@ -48,6 +48,7 @@ class EngineServer:
         self.service = service
         self.keys = {role: list(keys[role]) for role in Role}
         self._server: asyncio.Server | None = None
+        self._socket: Path | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str, port: int) -> int:
@@ -73,6 +74,7 @@ class EngineServer:
             self._server = await asyncio.start_unix_server(self._serve, path=str(path))
         finally:
             os.umask(old)
+        self._socket = path
         log.info("engine_listening", socket=str(path))
 
     async def stop(self) -> None:
@@ -81,6 +83,9 @@ class EngineServer:
             for writer in list(self._connections):
                 writer.close()
             await self._server.wait_closed()
+        if self._socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._socket.unlink()  # after a crash the next start removes it instead
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from backend.db.session import make_engine
-from backend.domain.errors import DexError, ErrorCode
+from backend.domain.errors import ConfigurationError, DexError, ErrorCode
 from backend.domain.types import MarketState, Side
 from backend.engine import auth
 from backend.engine import protocol as p
@@ -375,3 +375,52 @@ def test_a_replayed_frame_is_refused_on_its_connection_and_on_a_new_one(engine: 
     assert engine.refused("bad_tag", "indexer") == 2
     assert state(engine.address)[0] == before + 1  # applied exactly once
     engine.wait_balance(trader(4), QUOTE, 1_000)
+
+
+def test_the_processes_reach_the_engine_as_their_own_role(engine: Engine, tmp_path: Path) -> None:
+    """The clients as the processes build them from their settings: `hybridex markets` (the
+    operator role, its key only) and the settlement worker's submitter."""
+    assert isinstance(engine.address, Path)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDEX_")}
+    operator_env = base | {
+        "HYBRIDEX_ENGINE_SOCKET": str(engine.address),
+        "HYBRIDEX_ENGINE_KEY_OPERATOR": KEYS[Role.OPERATOR].decode(),
+    }
+    listing, _ = add_market()
+    spec = listing.spec
+    args = [
+        "markets", "add", spec.market_id, "--base", spec.base_token, "--base-symbol", "BASE",
+        "--base-decimals", "18", "--quote", spec.quote_token, "--quote-symbol", "QUOTE",
+        "--quote-decimals", "6", "--tick-size", str(spec.tick_size), "--lot-size",
+        str(spec.lot_size), "--min-amount", str(spec.min_amount),
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.cli.main", *args],
+        cwd=ROOT, env=operator_env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MarketAdded" in done.stdout
+    # the same command with the API's key in the operator's variable is refused
+    wrong = operator_env | {"HYBRIDEX_ENGINE_KEY_OPERATOR": KEYS[Role.API].decode()}
+    refused = subprocess.run(
+        [sys.executable, "-m", "backend.cli.main", "markets", "halt", MARKET],
+        cwd=ROOT, env=wrong, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "ENGINE_UNAUTHENTICATED" in refused.stderr or "refused role operator" in refused.stderr
+
+    from backend.config import Mode, Settings
+    from backend.settlement.releases import tcp_submitter
+
+    settings = Settings(
+        mode=Mode.PRODUCTION,
+        engine_socket=engine.address,
+        engine_key_settlement=KEYS[Role.SETTLEMENT].decode(),  # type: ignore[arg-type]
+    )
+    outcome = tcp_submitter(settings)(ReleaseWithdrawal(0, 0, "never-reserved"))
+    assert outcome.seq > 0
+    with pytest.raises(DexError) as err:
+        tcp_submitter(settings)(Credit(0, 0, ATTACKER_TRADER, QUOTE, FORTUNE))
+    assert err.value.code is ErrorCode.ENGINE_FORBIDDEN
+    with pytest.raises(ConfigurationError, match="HYBRIDEX_ENGINE_KEY_SETTLEMENT is not set"):
+        tcp_submitter(Settings(mode=Mode.PRODUCTION, engine_socket=engine.address))

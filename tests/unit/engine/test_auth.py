@@ -107,6 +107,7 @@ def test_unix_socket_is_private_to_owner_and_group(tmp_path: Path) -> None:
         finally:
             await server.stop()
             await service.close()
+        assert not path.exists()
 
     asyncio.run(main())
 
