@@ -6,6 +6,7 @@ Production defaults are explicit; secrets are `SecretStr` so they never reach a 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from enum import StrEnum
 from functools import cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from eth_account import Account
@@ -60,6 +61,9 @@ _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _SERVICE_LINK = re.compile(
     r"^HYBRIDEX_\w+_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)\w*)$"
 )
+# Clients of the engine port, each with its own key and allow-list (backend/engine/auth.py).
+ENGINE_ROLES = ("api", "indexer", "settlement", "operator")
+ENGINE_KEY_MIN_CHARS = 32  # `openssl rand -hex 32` gives 64
 
 log = structlog.get_logger(__name__)
 
@@ -162,8 +166,23 @@ class Settings(BaseSettings):
     # Engine and API
     engine_journal_dir: Path = Field(default=Path("var/journal"))
     engine_snapshot_every: int = Field(default=100_000, ge=1)
+    engine_transport: Literal["unix", "tcp"] = Field(
+        default="unix",
+        description="`unix`: the engine listens on HYBRIDEX_ENGINE_SOCKET (one host); `tcp`: on "
+        "HYBRIDEX_ENGINE_HOST:HYBRIDEX_ENGINE_PORT (several hosts).",
+    )
+    engine_socket: Path | None = Field(
+        default=None,
+        description="Unix socket of the engine; unset: `engine.sock` in the journal dir.",
+    )
     engine_host: str = Field(default="127.0.0.1", description="Engine TCP listen/connect host.")
     engine_port: int = Field(default=7700, ge=1, le=65535)
+    # One key per client role; "new,old" during a rotation (the engine accepts both, clients
+    # use the first). Dev mode derives them when unset; production refuses to run without.
+    engine_key_api: SecretStr | None = Field(default=None, description="Engine key of the API.")
+    engine_key_indexer: SecretStr | None = Field(default=None)
+    engine_key_settlement: SecretStr | None = Field(default=None)
+    engine_key_operator: SecretStr | None = Field(default=None)
     engine_group_max: int = Field(default=1_000, ge=1, description="Commands per group commit.")
     engine_feed_retention: int = Field(default=10_000, ge=100, description="Messages per feed.")
     engine_sweep_interval_s: float = Field(default=1.0, gt=0)
@@ -305,6 +324,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "HYBRIDEX_OPERATOR_KEY is not a 32-byte hex private key (a placeholder?)"
             )
+        for role in ENGINE_ROLES:
+            for key in self._engine_key_texts(role):
+                if len(key) < ENGINE_KEY_MIN_CHARS or _is_placeholder(key):
+                    raise ValueError(
+                        f"HYBRIDEX_ENGINE_KEY_{role.upper()} is shorter than "
+                        f"{ENGINE_KEY_MIN_CHARS} characters or a placeholder: generate one "
+                        "with `openssl rand -hex 32`"
+                    )
+                if key == dev_engine_key(role):
+                    raise ValueError(
+                        f"HYBRIDEX_ENGINE_KEY_{role.upper()} is the publicly known development "
+                        "key; refused outside HYBRIDEX_MODE=dev"
+                    )
         password = self.operator_keystore_password
         if password is not None and _is_placeholder(password.get_secret_value()):
             raise ValueError("HYBRIDEX_OPERATOR_KEYSTORE_PASSWORD is a placeholder or default")
@@ -352,6 +384,35 @@ class Settings(BaseSettings):
         raise ConfigurationError(
             "no operator key: set HYBRIDEX_OPERATOR_KEY or HYBRIDEX_OPERATOR_KEYSTORE"
         )
+
+    def engine_socket_path(self) -> Path:
+        return self.engine_socket or self.engine_journal_dir / "engine.sock"
+
+    def _engine_key_texts(self, role: str) -> list[str]:
+        secret: SecretStr | None = getattr(self, f"engine_key_{role}")
+        if secret is None:
+            return []
+        return [k.strip() for k in secret.get_secret_value().split(",") if k.strip()]
+
+    def engine_keys(self, role: str) -> list[bytes]:
+        """The keys of an engine client role, current first (then the one being rotated out);
+        dev mode derives a well-known key when none is set."""
+        if role not in ENGINE_ROLES:
+            raise ConfigurationError(f"unknown engine role {role!r}", roles=ENGINE_ROLES)
+        keys = self._engine_key_texts(role)
+        if not keys and self.mode is Mode.DEV:
+            keys = [dev_engine_key(role)]
+        if not keys:
+            raise ConfigurationError(
+                f"HYBRIDEX_ENGINE_KEY_{role.upper()} is not set: the engine refuses clients "
+                'without their role\'s key (docs/deployment.md, "Engine credentials")'
+            )
+        return [k.encode() for k in keys]
+
+
+def dev_engine_key(role: str) -> str:
+    """The development key of an engine role: public, so dev processes agree without setup."""
+    return hashlib.sha256(f"hybridex development engine key: {role}".encode()).hexdigest()
 
 
 def _split_ranges(value: str) -> list[str]:

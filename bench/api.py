@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -47,12 +48,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import machine, print_machine
+
+from backend.config import ENGINE_ROLES
+
+if TYPE_CHECKING:
+    from backend.engine.tcp_client import TcpEngineClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +105,10 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hybridex-api-")))
     engine_port: int = field(default_factory=free_port)
+    # fresh role keys per stack (production mode refuses to run without them)
+    engine_keys: dict[str, str] = field(
+        default_factory=lambda: {role: secrets.token_hex(32) for role in ENGINE_ROLES}
+    )
     api_port: int = field(default_factory=free_port)
     engine: subprocess.Popen[bytes] | None = None
     api: subprocess.Popen[bytes] | None = None
@@ -128,6 +138,7 @@ class Stack:
             "HYBRIDEX_ENGINE_HOST": "127.0.0.1",
             "HYBRIDEX_ENGINE_PORT": str(self.engine_port),
             "HYBRIDEX_ENGINE_JOURNAL_DIR": str(self.journal_dir),
+            **{f"HYBRIDEX_ENGINE_KEY_{r.upper()}": k for r, k in self.engine_keys.items()},
             "HYBRIDEX_FEE_RECIPIENT": FEE_RECIPIENT,
             "HYBRIDEX_API_HOST": "127.0.0.1",
             "HYBRIDEX_API_PORT": str(self.api_port),
@@ -163,11 +174,18 @@ class Stack:
         self.engine = self._spawn("engine", log="engine.log")
         asyncio.run(self._wait_engine(timeout))
 
-    async def _wait_engine(self, timeout: float) -> None:
-        from backend.engine.client import EngineUnavailableError
+    def engine_client(self, role: str) -> TcpEngineClient:
+        """A client of the stack's engine (its unix socket) as `role`."""
+        from backend.engine.auth import Role
         from backend.engine.tcp_client import TcpEngineClient
 
-        client = TcpEngineClient("127.0.0.1", self.engine_port)
+        key = self.engine_keys[role].encode()
+        return TcpEngineClient(self.journal_dir / "engine.sock", role=Role(role), key=key)
+
+    async def _wait_engine(self, timeout: float) -> None:
+        from backend.engine.client import EngineUnavailableError
+
+        client = self.engine_client("operator")
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -317,7 +335,7 @@ def running_stack(workers: int = 2, **kwargs: Any) -> Iterator[Stack]:
     try:
         stack.create_database()
         stack.start_engine()
-        asyncio.run(list_and_fund(stack.engine_port))
+        asyncio.run(list_and_fund(stack))
         stack.start_api()
         wait_market_listed(stack.api_port)
         yield stack
@@ -325,25 +343,26 @@ def running_stack(workers: int = 2, **kwargs: Any) -> Iterator[Stack]:
         stack.close()
 
 
-async def list_and_fund(engine_port: int, n_traders: int = N_TRADERS) -> None:
-    """`AddMarket` and `Credit`s through the engine's command path (as deposits arrive)."""
+async def list_and_fund(stack: Stack, n_traders: int = N_TRADERS) -> None:
+    """`AddMarket` (as the operator) and `Credit`s (as the indexer would, when deposits
+    arrive) through the engine's command path."""
     from eth_account import Account
 
     from backend.engine.client import Intake, TokenInfo
-    from backend.engine.tcp_client import TcpEngineClient
     from backend.matching.commands import AddMarket, Credit, MarketSpec
 
     spec = MarketSpec(MARKET, WETH, USDC, TICK, LOT, LOT, maker_fee_bps=5, taker_fee_bps=20)
     tokens = (TokenInfo(WETH, "WETH", 18), TokenInfo(USDC, "USDC", 6))
-    client = TcpEngineClient("127.0.0.1", engine_port)
+    operator, indexer = stack.engine_client("operator"), stack.engine_client("indexer")
     try:
-        await client.submit(AddMarket(0, 0, spec), timeout=10, intake=Intake(tokens=tokens))
+        await operator.submit(AddMarket(0, 0, spec), timeout=10, intake=Intake(tokens=tokens))
         for i in range(n_traders):
             trader = Account.from_key(trader_key(i)).address
             for token in (WETH, USDC):
-                await client.submit(Credit(0, 0, trader, token, 10**30), timeout=10)
+                await indexer.submit(Credit(0, 0, trader, token, 10**30), timeout=10)
     finally:
-        await client.close()
+        await operator.close()
+        await indexer.close()
 
 
 def wait_market_listed(api_port: int, timeout: float = 30) -> None:

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from eth_account import Account
@@ -61,6 +61,9 @@ from backend.domain.types import PRICE_SCALE, Side
 from backend.eip712.domain import Domain
 from backend.eip712.messages import Cancel, Withdrawal
 from backend.eip712.parsing import message_to_json
+
+if TYPE_CHECKING:
+    from backend.engine.tcp_client import TcpEngineClient
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("HYBRIDEX_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -191,11 +194,18 @@ class Stack:
                 proc.wait()
         self.db.dispose()
 
-    def wait_engine(self) -> None:
+    def engine_client(self, role: str) -> TcpEngineClient:
+        """A client of the engine's unix socket as `role`, with its dev-mode key."""
+        from backend.config import dev_engine_key
+        from backend.engine.auth import Role
         from backend.engine.tcp_client import TcpEngineClient
 
+        socket_path = self.workdir / "journal" / "engine.sock"
+        return TcpEngineClient(socket_path, role=Role(role), key=dev_engine_key(role).encode())
+
+    def wait_engine(self) -> None:
         async def ping() -> None:
-            client = TcpEngineClient("127.0.0.1", self.engine_port)
+            client = self.engine_client("operator")
             try:
                 await client.state(timeout=2)
             finally:
@@ -204,10 +214,8 @@ class Stack:
         until(lambda: _quietly(lambda: asyncio.run(ping()) or True), "engine answers", 60, self)
 
     def list_markets(self) -> None:
-        from backend.engine.tcp_client import TcpEngineClient
-
         async def submit() -> None:
-            client = TcpEngineClient("127.0.0.1", self.engine_port)
+            client = self.engine_client("operator")
             try:
                 for command, intake in listing_commands(self.markets):
                     await client.submit(command, timeout=10, intake=intake)

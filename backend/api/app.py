@@ -117,6 +117,7 @@ def production_app() -> FastAPI:
     from backend.api.readiness import database_check, engine_check, redis_check, rpc_check
     from backend.config import get_settings
     from backend.db.session import make_engine, session_factory
+    from backend.engine.auth import Role
     from backend.engine.feed_redis import RedisFeedStore
     from backend.engine.tcp_client import TcpEngineClient
     from backend.logging import configure_logging
@@ -125,7 +126,7 @@ def production_app() -> FastAPI:
     configure_logging(settings.log_level, json=settings.log_json)
     db = make_engine(settings.database_url)
     sessions = session_factory(db)
-    engine = TcpEngineClient(settings.engine_host, settings.engine_port)
+    engine = TcpEngineClient.from_settings(settings, Role.API)
     feeds = RedisFeedStore(
         settings.redis_url,
         prefix=settings.redis_key_prefix,

@@ -55,6 +55,9 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.ENGINE_UNAVAILABLE: 503,
     ErrorCode.PERSISTENCE_LAGGING: 503,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: 503,
+    # the API's own engine key or allow-list is wrong: a deployment fault, not the caller's
+    ErrorCode.ENGINE_UNAUTHENTICATED: 503,
+    ErrorCode.ENGINE_FORBIDDEN: 503,
 }
 """HTTP status of each code; any code not listed is a server fault (500)."""
 

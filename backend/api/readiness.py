@@ -36,8 +36,8 @@ def engine_check(engine: EngineClient) -> ReadinessCheck:
         try:  # any answer, even "unknown market", proves the engine serves requests
             await engine.book("-ready-", 1)
         except DexError as exc:
-            if exc.code is ErrorCode.ENGINE_UNAVAILABLE:
-                raise
+            if exc.code in (ErrorCode.ENGINE_UNAVAILABLE, ErrorCode.ENGINE_UNAUTHENTICATED):
+                raise  # a refused key: not ready, whatever else works
 
     return check
 

@@ -1,7 +1,8 @@
 """`hybridex engine`: the single-writer engine process (SPEC §5, §11).
 
 Opens the journal (snapshot + replay), persists events to the database, publishes feeds to
-Redis, and serves `TcpEngineClient`s. SIGTERM / SIGINT: stop accepting, finish the current
+Redis, and serves `TcpEngineClient`s on its unix socket (or TCP), each authenticated with its
+role's key. SIGTERM / SIGINT: stop accepting, finish the current
 group, flush consumers, write a snapshot, exit 0.
 
 `hybridex engine --verify-journal DIR` replays DIR from scratch (no snapshot, no consumers)
@@ -30,7 +31,9 @@ def engine(
     journal_dir: Annotated[
         Path | None, typer.Option(help="Override HYBRIDEX_ENGINE_JOURNAL_DIR.")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Override HYBRIDEX_ENGINE_PORT.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Override HYBRIDEX_ENGINE_PORT (TCP transport).")
+    ] = None,
     persist: Annotated[bool, typer.Option(help="Write events to HYBRIDEX_DATABASE_URL.")] = True,
     feeds: Annotated[str, typer.Option(help="Feed store: redis | none.")] = "redis",
 ) -> None:
@@ -47,6 +50,7 @@ def engine(
         typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
         return
     _require_fee_account(settings)
+    _require_engine_keys(settings)
     if feeds not in ("redis", "none"):
         raise typer.BadParameter("--feeds must be redis or none")
     asyncio.run(
@@ -77,10 +81,25 @@ def _require_fee_account(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+def _require_engine_keys(settings: Settings) -> None:
+    """Every client role must have its key, or the engine would serve nobody in that role
+    (production: no key is derived)."""
+    from backend.config import ENGINE_ROLES
+    from backend.domain.errors import ConfigurationError
+
+    try:
+        for role in ENGINE_ROLES:
+            settings.engine_keys(role)
+    except ConfigurationError as exc:
+        typer.echo(f"hybridex engine: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+
 async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bool) -> None:
     import structlog
 
     from backend.config import get_settings
+    from backend.engine.auth import Role
     from backend.engine.feed_redis import RedisFeedStore
     from backend.engine.runtime import service_options, tune_gc
     from backend.engine.server import EngineServer
@@ -107,8 +126,11 @@ async def _serve(*, journal_dir: Path, port: int, persist: bool, redis_feeds: bo
         **service_options(settings),
     )
     tune_gc()  # after start-up: freeze the books replay built (backend/engine/runtime.py)
-    server = EngineServer(service)
-    await server.start(settings.engine_host, port)
+    server = EngineServer(service, {role: settings.engine_keys(role.value) for role in Role})
+    if settings.engine_transport == "tcp":
+        await server.start(settings.engine_host, port)
+    else:
+        await server.start_unix(settings.engine_socket_path())
     sampler = None
     if settings.engine_metrics_port is not None:
         from prometheus_client import start_http_server

@@ -90,10 +90,11 @@ def _engine(
     HYBRIDEX_ENGINE_JOURNAL_DIR (development); and how to look up in-doubt commands."""
     settings = get_settings()
     if not embedded:
+        from backend.engine.auth import Role
         from backend.engine.tcp_client import TcpEngineClient
         from indexer.engine_sink import EngineTcpLookup
 
-        tcp = TcpEngineClient(settings.engine_host, settings.engine_port)
+        tcp = TcpEngineClient.from_settings(settings, Role.INDEXER)
         return tcp, EngineTcpLookup(tcp, loop)
     from backend.engine.inprocess import InProcessEngineClient
     from backend.engine.service import EngineService

@@ -24,12 +24,13 @@ app = typer.Typer(
 
 def _submit(command: Command, intake: Intake | None = None) -> Outcome:
     from backend.config import get_settings
+    from backend.engine.auth import Role
     from backend.engine.tcp_client import TcpEngineClient
 
     settings = get_settings()
 
     async def go() -> Outcome:
-        client = TcpEngineClient(settings.engine_host, settings.engine_port)
+        client = TcpEngineClient.from_settings(settings, Role.OPERATOR)
         try:
             return await client.submit(command, timeout=10.0, intake=intake)
         finally:

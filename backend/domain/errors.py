@@ -57,6 +57,8 @@ class ErrorCode(Enum):
     INVARIANT_VIOLATION = 9002  # engine state broke a must-hold rule: stop, do not guess
     PERSISTENCE_LAGGING = 9010  # the database is behind the engine: new orders wait, cancels pass
     RATE_LIMITER_UNAVAILABLE = 9020  # the limiter's store did not answer: writes are refused
+    ENGINE_UNAUTHENTICATED = 9003  # engine port: no, a wrong or a forged role key
+    ENGINE_FORBIDDEN = 9004  # engine port: a command outside the client role's allow-list
 
     @property
     def range(self) -> str:

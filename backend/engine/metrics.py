@@ -44,6 +44,12 @@ BEST_PRICE = Gauge(
     "Best bid / ask price (18-decimal fixed point; 0 = empty side). For display only.",
     ["market", "side"],
 )
+REFUSED_FRAMES = Counter(
+    "hybridex_engine_refused_frames",
+    "Frames the engine port refused: reason unauthenticated (no handshake), bad_key (wrong "
+    "role key), bad_tag (forged or replayed frame), forbidden (outside the role's allow-list).",
+    ["reason", "role"],
+)
 UP = Gauge("hybridex_engine_up", "1 while the command loop runs, 0 once it has failed.")
 REFUSED_FOR_LAG = Counter(
     "hybridex_engine_refused_persistence_lagging",

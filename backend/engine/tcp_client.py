@@ -1,24 +1,32 @@
-"""`TcpEngineClient`: the API's `EngineClient` for the `hybridex engine` process.
+"""`TcpEngineClient`: the `EngineClient` of the `hybridex engine` process, over its unix
+socket or TCP, authenticated as one role (`backend.engine.auth`).
 
 One connection, requests multiplexed by id (any number in flight), reconnect on the next call
 after a failure. No connection raises `EngineUnavailableError` (nothing was sent; the API
-answers 503); a timeout or a connection lost after the request was written raises
+answers 503), and so does a refused handshake (`EngineAuthError`: wrong or missing key); a
+timeout or a connection lost after the request was written raises
 `EngineOutcomeUnknownError`: the command may have been journaled (the API answers 202 and the
 outcome follows on the feeds).
 
-    client = TcpEngineClient("127.0.0.1", 7700)
+    client = TcpEngineClient.from_settings(settings, Role.API)
     outcome = await client.submit(command, timeout=2.0, intake=Intake(signature=sig))
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.domain.errors import DexError, ErrorCode
+from backend.engine import auth
 from backend.engine import protocol as p
+from backend.engine.auth import FrameMac, Role
 from backend.engine.client import (
     BookSnapshot,
     EngineOutcomeUnknownError,
@@ -30,41 +38,109 @@ from backend.engine.records import encode_record
 from backend.matching.codec import decode_events
 from backend.matching.commands import Command
 
+if TYPE_CHECKING:
+    from backend.config import Settings
+
+Address = Path | tuple[str, int]
+"""A unix socket path, or (host, port)."""
+
+
+class EngineAuthError(EngineUnavailableError):
+    """The engine refused this client's role key (or could not prove its own): nothing was
+    sent. A deployment fault: check HYBRIDEX_ENGINE_KEY_<ROLE> on both ends."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = ErrorCode.ENGINE_UNAUTHENTICATED
+
+
+@dataclass(slots=True)
+class _Link:
+    writer: asyncio.StreamWriter
+    sealer: FrameMac  # client → engine
+
 
 class TcpEngineClient:
-    def __init__(self, host: str, port: int, *, connect_timeout: float = 2.0) -> None:
-        self.host = host
-        self.port = port
+    def __init__(
+        self, address: Address, *, role: Role, key: bytes, connect_timeout: float = 2.0
+    ) -> None:
+        self.address = address
+        self.role = role
+        self._key = key
         self.connect_timeout = connect_timeout
         self._ids = count(1)
         self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: _Link | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._out: list[bytes] = []
-        self._out_writer: asyncio.StreamWriter | None = None
+        self._out_link: _Link | None = None
         self._flush_scheduled = False
 
-    async def _connection(self) -> asyncio.StreamWriter:
-        if self._writer is not None and not self._writer.is_closing():
-            return self._writer
-        async with self._lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.connect_timeout
-                )
-            except (OSError, TimeoutError) as exc:
-                raise EngineUnavailableError(f"cannot reach the engine: {exc!r}") from None
-            self._writer = writer
-            self._reader_task = asyncio.create_task(self._read(reader, writer))
-            return writer
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, role: Role, *, connect_timeout: float = 2.0
+    ) -> TcpEngineClient:
+        """The engine as configured (transport, address) with this role's current key;
+        raises ConfigurationError in production when the key is not set."""
+        address: Address = (
+            settings.engine_socket_path()
+            if settings.engine_transport == "unix"
+            else (settings.engine_host, settings.engine_port)
+        )
+        key = settings.engine_keys(role.value)[0]
+        return cls(address, role=role, key=key, connect_timeout=connect_timeout)
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(self) -> _Link:
+        link = self._link
+        if link is not None and not link.writer.is_closing():
+            return link
+        async with self._lock:
+            link = self._link
+            if link is not None and not link.writer.is_closing():
+                return link
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    if isinstance(self.address, Path):
+                        reader, writer = await asyncio.open_unix_connection(str(self.address))
+                    else:
+                        reader, writer = await asyncio.open_connection(*self.address)
+                    try:
+                        link, opener = await self._handshake(reader, writer)
+                    except BaseException:
+                        writer.close()
+                        raise
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                raise EngineUnavailableError(f"cannot reach the engine: {exc!r}") from None
+            self._link = link
+            self._reader_task = asyncio.create_task(self._read(reader, link, opener))
+            return link
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[_Link, FrameMac]:
+        kind, _, server_nonce = await p.read_frame(reader, max_frame=p.MAX_HANDSHAKE_FRAME)
+        if kind != p.CHALLENGE or len(server_nonce) != auth.NONCE:
+            raise ValueError("the engine did not send a CHALLENGE")
+        client_nonce = auth.new_nonce()
+        hello = auth.hello_body(self._key, self.role, server_nonce, client_nonce)
+        writer.write(p.frame(p.HELLO, 0, hello))
+        kind, _, body = await p.read_frame(reader, max_frame=p.MAX_HANDSHAKE_FRAME)
+        if kind == p.ERROR:
+            raise EngineAuthError(
+                f"the engine refused role {self.role.value}: {body[2:].decode(errors='replace')}"
+            )
+        expected = auth.welcome_proof(self._key, self.role, server_nonce, client_nonce)
+        if kind != p.WELCOME or not hmac.compare_digest(body, expected):
+            raise EngineAuthError("the engine did not prove it holds this role's key")
+        sealer, opener = auth.session_macs(self._key, server_nonce, client_nonce)
+        return _Link(writer, sealer), opener
+
+    async def _read(self, reader: asyncio.StreamReader, link: _Link, opener: FrameMac) -> None:
+        writer = link.writer
         try:
             while True:
-                kind, request_id, body = await p.read_frame(reader)
+                kind, request_id, body = await p.read_frame(reader, opener)
                 fut = self._pending.pop(request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result((kind, body))
@@ -72,8 +148,8 @@ class TcpEngineClient:
             pass
         finally:
             writer.close()
-            if self._writer is writer:
-                self._writer = None
+            if self._link is link:
+                self._link = None
             pending, self._pending = self._pending, {}
             for fut in pending.values():  # every pending request was written: fate unknown
                 if not fut.done():
@@ -85,9 +161,9 @@ class TcpEngineClient:
         sent = False
         try:
             async with asyncio.timeout(timeout):
-                writer = await self._connection()
+                link = await self._connection()
                 self._pending[request_id] = fut
-                self._send(writer, p.frame(kind, request_id, body))
+                self._send(link, kind, request_id, body)
                 sent = True
                 answer_kind, answer = await fut
         except TimeoutError:
@@ -100,12 +176,13 @@ class TcpEngineClient:
             raise DexError(ErrorCode(code), answer[2:].decode(errors="replace"))
         return answer_kind, answer
 
-    def _send(self, writer: asyncio.StreamWriter, frame: bytes) -> None:
-        """Queue a frame; every frame queued during one event-loop pass leaves in one write."""
-        if self._out_writer is not writer:
+    def _send(self, link: _Link, kind: int, request_id: int, body: bytes) -> None:
+        """Queue a frame; every frame queued during one event-loop pass leaves in one write
+        (tagged in the order queued, which is the order written)."""
+        if self._out_link is not link:
             self._flush()  # reconnected meanwhile: what was queued belongs to the old one
-            self._out_writer = writer
-        self._out.append(frame)
+            self._out_link = link
+        self._out.append(p.sealed_frame(link.sealer, kind, request_id, body))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -113,9 +190,9 @@ class TcpEngineClient:
     def _flush(self) -> None:
         self._flush_scheduled = False
         frames, self._out = self._out, []
-        writer = self._out_writer
-        if frames and writer is not None and not writer.is_closing():
-            writer.write(b"".join(frames))
+        link = self._out_link
+        if frames and link is not None and not link.writer.is_closing():
+            link.writer.write(b"".join(frames))
 
     async def submit(
         self, command: Command, *, timeout: float, intake: Intake | None = None
@@ -142,14 +219,15 @@ class TcpEngineClient:
                 bodies.append((i, encode_record(command, intake)))
             except Exception as exc:  # the caller's error, like `submit`: nothing sent
                 out[i] = exc
+        link: _Link | None
         try:
             async with asyncio.timeout(timeout):
-                writer = await self._connection()
+                link = await self._connection()
         except TimeoutError:
-            writer = None
+            link = None
         except EngineUnavailableError as exc:
             return [exc if o is None else o for o in out]
-        if writer is None:
+        if link is None:
             gone = EngineUnavailableError(f"no connection to the engine within {timeout}s")
             return [gone if o is None else o for o in out]
         sent: list[tuple[int, int, asyncio.Future[tuple[int, bytes]]]] = []
@@ -158,7 +236,7 @@ class TcpEngineClient:
                 request_id = next(self._ids) & 0xFFFFFFFF
                 fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
                 self._pending[request_id] = fut
-                self._send(writer, p.frame(p.SUBMIT, request_id, body))
+                self._send(link, p.SUBMIT, request_id, body)
                 sent.append((i, request_id, fut))
             waiting = [f for _, _, f in sent]
             await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
@@ -204,9 +282,9 @@ class TcpEngineClient:
         return {ref: seq for ref, seq in zip(refs, seqs, strict=True) if seq}
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
+        link, self._link = self._link, None
+        if link is not None:
+            link.writer.close()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
 

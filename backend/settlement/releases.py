@@ -97,12 +97,16 @@ def send_releases(factory: sessionmaker[Session], engine: EngineSubmit | None) -
 
 def tcp_submitter(settings: Settings) -> EngineSubmit:
     """`hybridex worker`'s way to the engine process: one short connection per release (they
-    are rare), from the task's thread."""
+    are rare), from the task's thread, as the settlement role (ReleaseWithdrawal, RevertFill).
+    Raises ConfigurationError now when that role's key is not set."""
+    from backend.engine.auth import Role
     from backend.engine.tcp_client import TcpEngineClient
+
+    TcpEngineClient.from_settings(settings, Role.SETTLEMENT)  # refuse to start without a key
 
     def submit(command: Command) -> Outcome:
         async def go() -> Outcome:
-            client = TcpEngineClient(settings.engine_host, settings.engine_port)
+            client = TcpEngineClient.from_settings(settings, Role.SETTLEMENT)
             try:
                 return await client.submit(command, timeout=ENGINE_TIMEOUT_S)
             finally:

@@ -28,7 +28,6 @@ import pytest
 from sqlalchemy import text
 
 from backend.db.session import make_engine
-from backend.engine.tcp_client import TcpEngineClient
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -135,7 +134,7 @@ def test_sigkill_engine_and_api_worker_under_http_load_lose_nothing_acknowledged
         assert retried
 
         async def state() -> tuple[int, str]:
-            client = TcpEngineClient("127.0.0.1", stack.engine_port)
+            client = stack.engine_client("api")
             try:
                 result: tuple[int, str] = await client.state()
                 return result

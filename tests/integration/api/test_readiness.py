@@ -15,6 +15,7 @@ from backend.api.readiness import database_check, engine_check, redis_check, rpc
 from backend.chain.anvil import ANVIL_CHAIN_ID, Anvil, free_port
 from backend.db.session import make_engine
 from backend.domain.errors import DexError
+from backend.engine.auth import Role
 from backend.engine.tcp_client import TcpEngineClient
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def test_redis_check_fails_when_the_server_is_down(redis_prefix: tuple[str, str]
 
 def test_engine_check_fails_without_an_engine() -> None:
     async def run() -> None:
-        client = TcpEngineClient("127.0.0.1", free_port())
+        client = TcpEngineClient(("127.0.0.1", free_port()), role=Role.API, key=b"k" * 32)
         try:
             await engine_check(client)()
         finally:

@@ -1,8 +1,10 @@
-"""`hybridex engine` refuses to start in production without the operator's own fee account."""
+"""`hybridex engine` refuses to start in production without the operator's own fee account
+or without a real key for every client role of its port."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.config import ENGINE_ROLES, dev_engine_key
 from backend.matching.engine import FEE_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,3 +58,22 @@ def test_dev_mode_keeps_the_placeholder(tmp_path: Path) -> None:
             | {"HYBRIDEX_MODE": "dev", "HYBRIDEX_ENGINE_PORT": str(free_port()),
                "HYBRIDEX_ENGINE_JOURNAL_DIR": str(tmp_path / "j")},
         )  # fmt: skip
+
+
+def test_production_refuses_to_start_without_every_role_key(tmp_path: Path) -> None:
+    fee = {"HYBRIDEX_FEE_RECIPIENT": "0x1000000000000000000000000000000000000001"}
+    keys = {f"HYBRIDEX_ENGINE_KEY_{r.upper()}": secrets.token_hex(32) for r in ENGINE_ROLES}
+    for missing in ("HYBRIDEX_ENGINE_KEY_API", "HYBRIDEX_ENGINE_KEY_OPERATOR"):
+        done = run_engine(tmp_path, **fee, **{k: v for k, v in keys.items() if k != missing})
+        assert done.returncode == 2, done.stderr
+        assert f"{missing} is not set" in done.stderr
+        assert not (tmp_path / "j").exists()  # refused before it touched anything
+    placeholder = run_engine(tmp_path, **fee, **keys | {"HYBRIDEX_ENGINE_KEY_INDEXER": "CHANGE-ME"})
+    assert placeholder.returncode != 0
+    assert "HYBRIDEX_ENGINE_KEY_INDEXER" in placeholder.stderr
+    dev_key = run_engine(
+        tmp_path, **fee, **keys | {"HYBRIDEX_ENGINE_KEY_API": dev_engine_key("api")}
+    )
+    assert dev_key.returncode != 0
+    assert "publicly known development key" in dev_key.stderr
+    assert not (tmp_path / "j").exists()

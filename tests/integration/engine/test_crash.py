@@ -1,6 +1,7 @@
 """Crash test (SPEC §5): SIGKILL `hybridex engine` under load, restart it, lose nothing.
 
-Orders and credits go through `TcpEngineClient` at load from several concurrent submitters;
+Orders and credits go through `TcpEngineClient`s (one per role, over TCP) at load from several
+concurrent submitters;
 the engine persists to a real PostgreSQL and publishes to a real Redis. After SIGKILL and a
 restart: every acknowledged order and fill is in the database, and the live state hash equals
 a clean replay of the journal from scratch (`hybridex engine --verify-journal`).
@@ -22,10 +23,11 @@ import pytest
 from sqlalchemy import text
 
 from backend.db.session import make_engine
+from backend.engine.auth import Role
 from backend.engine.client import EngineUnavailableError, Outcome
 from backend.engine.tcp_client import TcpEngineClient
 from backend.matching.events import Fill, OrderAccepted
-from tests.unit.engine.helpers import setup, workload
+from tests.unit.engine.helpers import RoleClients, key_env, setup, workload
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +72,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
         "HYBRIDEX_DATABASE_URL": db_url,
         "HYBRIDEX_REDIS_URL": redis_prefix[0],
         "HYBRIDEX_REDIS_KEY_PREFIX": redis_prefix[1],
+        "HYBRIDEX_ENGINE_TRANSPORT": "tcp",
         "HYBRIDEX_ENGINE_PORT": str(port),
+        **key_env(),
         "HYBRIDEX_ENGINE_JOURNAL_DIR": str(journal_dir),
         "HYBRIDEX_ENGINE_SNAPSHOT_EVERY": "700",
         "HYBRIDEX_ENGINE_GROUP_MAX": "64",
@@ -81,9 +85,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
 
     async def load() -> None:
         proc = start_engine(env, log)
-        client = TcpEngineClient("127.0.0.1", port)
+        client = RoleClients(("127.0.0.1", port))
         try:
-            await wait_ready(client, proc)
+            await wait_ready(client[Role.API], proc)
             for cmd, intake in setup(8):
                 acked.append(await client.submit(cmd, timeout=5, intake=intake))
             commands = workload(200_000, 8, seed=11)
@@ -115,10 +119,10 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
 
     async def restart() -> tuple[int, str]:
         proc = start_engine(env, log)
-        client = TcpEngineClient("127.0.0.1", port)
+        client = RoleClients(("127.0.0.1", port))
         try:
-            await wait_ready(client, proc)
-            state = await client.state()
+            await wait_ready(client[Role.API], proc)
+            state = await client[Role.API].state()
         finally:
             await client.close()
         proc.send_signal(signal.SIGTERM)  # graceful: flush the persister, snapshot

@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 
 from backend.api.routes import info
+from backend.config import ENGINE_ROLES
 from tests.unit.docker.deployfiles import (
     K8S,
     cli_commands,
@@ -40,6 +41,12 @@ APP, MIGRATE, CONFIG = K8S, K8S / "migrate", K8S / "config"
 # The oldest Kubernetes release the manifests are meant for, and the newest the schemas know.
 K8S_VERSIONS = ("1.29.0", "1.33.0")
 UID = 10001
+# The engine port's clients: pod name → role (backend/engine/auth.py).
+ENGINE_CLIENTS = {
+    "hybridex-api": "api",
+    "hybridex-indexer": "indexer",
+    "hybridex-worker": "settlement",
+}
 # The set the operator edits before the first apply: refused until set, by every process.
 CHANGE_ME = {
     "HYBRIDEX_FEE_RECIPIENT": "0x" + "fe" * 20,
@@ -207,6 +214,11 @@ def test_containers_run_cli_commands_with_valid_settings(
                 with pytest.raises(ValueError, match="HYBRIDEX_OPERATOR_KEY"):
                     settings_from({**env, "HYBRIDEX_OPERATOR_KEY": secrets["hybridex-operator"][
                         "HYBRIDEX_OPERATOR_KEY"]})  # fmt: skip
+            for role in ENGINE_ROLES:  # checked in this order, before the database URL
+                if (name := f"HYBRIDEX_ENGINE_KEY_{role.upper()}") in env:
+                    with pytest.raises(ValueError, match=name):
+                        settings_from(env)
+                    env[name] = "ab" * 32
             if "CHANGE-ME" in env.get("HYBRIDEX_DATABASE_URL", ""):
                 with pytest.raises(ValueError, match="HYBRIDEX_DATABASE_URL"):
                     settings_from(env)
@@ -394,3 +406,42 @@ def test_no_pod_gets_service_variables_that_collide_with_settings() -> None:
     assert {k for k in links if k.startswith("HYBRIDEX_")} - known
     for doc in workloads():
         assert pod_spec(doc)["enableServiceLinks"] is False, doc["metadata"]["name"]
+
+
+def test_only_the_engines_clients_reach_its_port_each_with_its_own_key() -> None:
+    docs = rendered(APP)
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (policy,) = [
+        d for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hybridex-engine"
+    ]  # fmt: skip
+    engine_labels = deps["hybridex-engine"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= engine_labels.items()
+    admitted: set[str] = set()
+    for rule in policy["spec"]["ingress"]:
+        if {p["port"] for p in rule["ports"]} & {7700}:
+            assert "from" in rule, "the engine port open to every pod"
+            for peer in rule["from"]:
+                selector = peer["podSelector"]["matchLabels"].items()
+                admitted |= {
+                    name for name, d in deps.items()
+                    if selector <= d["spec"]["template"]["metadata"]["labels"].items()
+                }  # fmt: skip
+    assert admitted == set(ENGINE_CLIENTS)
+
+    def key_secrets(name: str) -> set[str]:
+        refs = {
+            s["secretRef"]["name"]
+            for c in pod_spec(deps[name])["containers"]
+            for s in c.get("envFrom", [])
+            if "secretRef" in s
+        }
+        return {r for r in refs if r.startswith("hybridex-engine-key-")}
+
+    assert key_secrets("hybridex-engine") == {
+        f"hybridex-engine-key-{r}" for r in ("api", "indexer", "settlement", "operator")
+    }
+    for name, role in ENGINE_CLIENTS.items():
+        assert key_secrets(name) == {f"hybridex-engine-key-{role}"}, name
+    for name in set(deps) - set(ENGINE_CLIENTS) - {"hybridex-engine"}:
+        assert not key_secrets(name), name

@@ -53,6 +53,7 @@ def test_the_alerts_the_operators_need_exist() -> None:
         "HybridexIndexerLagging",
         "HybridexDeepReorg",
         "HybridexEngineDown",
+        "HybridexEngineFramesRefused",
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]

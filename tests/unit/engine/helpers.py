@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+import secrets
 
 from eth_utils.address import to_checksum_address
 
 from backend.domain.types import Side, TimeInForce
-from backend.engine.client import Intake, TokenInfo
+from backend.engine import auth
+from backend.engine import protocol as p
+from backend.engine.auth import Role, allowed
+from backend.engine.client import Intake, Outcome, TokenInfo
+from backend.engine.tcp_client import Address, TcpEngineClient
 from backend.matching.commands import (
     AddMarket,
     CancelOrder,
@@ -77,3 +83,55 @@ def workload(n: int, n_traders: int, seed: int = 1) -> list[tuple[Command, Intak
         placed.append((t, cmd.order_hash))
         out.append((cmd, Intake(signature=SIGNATURE)))
     return out
+
+
+# ------------------------------------------------------------- the engine port's roles
+
+# Random per test run: nothing may depend on a well-known key outside dev mode.
+KEYS: dict[Role, bytes] = {role: secrets.token_hex(32).encode() for role in Role}
+SERVER_KEYS: dict[Role, list[bytes]] = {role: [key] for role, key in KEYS.items()}
+
+
+def key_env(keys: dict[Role, bytes] = KEYS) -> dict[str, str]:
+    """The HYBRIDEX_ENGINE_KEY_* variables of an engine process that accepts `keys`."""
+    return {f"HYBRIDEX_ENGINE_KEY_{role.name}": key.decode() for role, key in keys.items()}
+
+
+def role_of(command: Command) -> Role:
+    """The role allowed to send `command` (the API for the cancels both it and the indexer
+    may send)."""
+    for role in Role:
+        if allowed(role, command):
+            return role
+    raise ValueError(f"no role may send {type(command).__name__}")
+
+
+class RoleClients:
+    """One `TcpEngineClient` per role on one engine address; `submit` picks the command's."""
+
+    def __init__(self, address: Address, keys: dict[Role, bytes] = KEYS) -> None:
+        self.clients = {r: TcpEngineClient(address, role=r, key=k) for r, k in keys.items()}
+
+    def __getitem__(self, role: Role) -> TcpEngineClient:
+        return self.clients[role]
+
+    async def submit(
+        self, command: Command, *, timeout: float, intake: Intake | None = None
+    ) -> Outcome:
+        return await self.clients[role_of(command)].submit(command, timeout=timeout, intake=intake)
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+
+async def accept_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes = KEYS[Role.API]
+) -> None:
+    """The engine's side of the handshake, for fake engines that then misbehave."""
+    server_nonce = auth.new_nonce()
+    writer.write(p.frame(p.CHALLENGE, 0, server_nonce))
+    _, request_id, body = await p.read_frame(reader)
+    client_nonce, _, role = auth.parse_hello(body)
+    proof = auth.welcome_proof(key, role, server_nonce, client_nonce)
+    writer.write(p.frame(p.WELCOME, request_id, proof))

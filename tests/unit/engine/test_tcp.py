@@ -1,4 +1,4 @@
-"""TCP client ↔ server round trip against a real service."""
+"""TCP client ↔ server round trip against a real service, authenticated per role."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.engine import protocol as p
+from backend.engine.auth import Role
 from backend.engine.client import (
     EngineOutcomeUnknownError,
     EngineUnavailableError,
@@ -21,16 +22,29 @@ from backend.engine.server import EngineServer
 from backend.engine.service import EngineService
 from backend.engine.tcp_client import TcpEngineClient
 from backend.matching.events import MarketAdded, OrderAccepted
-from tests.unit.engine.helpers import MARKET, setup, workload
+from tests.unit.engine.helpers import (
+    KEYS,
+    MARKET,
+    SERVER_KEYS,
+    RoleClients,
+    accept_handshake,
+    setup,
+    workload,
+)
+
+
+def api_client(port: int) -> TcpEngineClient:
+    return TcpEngineClient(("127.0.0.1", port), role=Role.API, key=KEYS[Role.API])
 
 
 def test_submit_book_and_state_round_trip(tmp_path: Path) -> None:
     async def main() -> None:
         service = await EngineService.open(journal_dir=tmp_path)
-        server = EngineServer(service)
+        server = EngineServer(service, SERVER_KEYS)
         port = await server.start("127.0.0.1", 0)
-        client = TcpEngineClient("127.0.0.1", port)
-        outcomes = [await client.submit(c, timeout=5, intake=i) for c, i in setup(3)]
+        clients = RoleClients(("127.0.0.1", port))
+        client = clients[Role.API]
+        outcomes = [await clients.submit(c, timeout=5, intake=i) for c, i in setup(3)]
         assert isinstance(outcomes[0].events[0], MarketAdded)
         work = await asyncio.gather(
             *(client.submit(c, timeout=5, intake=i) for c, i in workload(300, 3))
@@ -43,13 +57,13 @@ def test_submit_book_and_state_round_trip(tmp_path: Path) -> None:
         with pytest.raises(DexError) as err:
             await client.book("NOPE-NOPE", 3)
         assert err.value.code is ErrorCode.UNKNOWN_MARKET
-        await client.close()
+        await clients.close()
         await server.stop()
         await service.close()
         # The engine is gone: the caller learns it quickly, as a retryable error, and that
         # nothing was sent (not "outcome unknown").
         with pytest.raises(EngineUnavailableError) as gone:
-            await TcpEngineClient("127.0.0.1", port).submit(setup(1)[1][0], timeout=1)
+            await api_client(port).submit(workload(1, 1)[0][0], timeout=1)
         assert not isinstance(gone.value, EngineOutcomeUnknownError)
 
     asyncio.run(main())
@@ -62,18 +76,20 @@ def test_request_sent_without_answer_is_outcome_unknown() -> None:
         async def dies_after_reading(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> None:
+            await accept_handshake(reader, writer)
             await p.read_frame(reader)
             writer.close()
 
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await accept_handshake(reader, writer)
             await p.read_frame(reader)
             await asyncio.sleep(5)
 
-        command, intake = setup(1)[0]
+        command, intake = workload(1, 1)[0]
         for handler in (dies_after_reading, silent):
             server = await asyncio.start_server(handler, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
-            client = TcpEngineClient("127.0.0.1", port)
+            client = api_client(port)
             with pytest.raises(EngineOutcomeUnknownError):
                 await client.submit(command, timeout=0.5, intake=intake)
             await client.close()
@@ -88,18 +104,19 @@ def test_find_refs_tells_which_commands_were_journaled(tmp_path: Path) -> None:
 
     async def main() -> None:
         service = await EngineService.open(journal_dir=tmp_path)
-        server = EngineServer(service)
+        server = EngineServer(service, SERVER_KEYS)
         port = await server.start("127.0.0.1", 0)
-        client = TcpEngineClient("127.0.0.1", port)
+        clients = RoleClients(("127.0.0.1", port))
+        client = clients[Role.INDEXER]
         try:
             commands = setup(2)
             for command, intake in commands[:2]:
-                await client.submit(command, timeout=5, intake=intake)
+                await clients.submit(command, timeout=5, intake=intake)
             ref = b"\x42" * 32
             credit = commands[2][0]
             sent = await client.submit(credit, timeout=5, intake=Intake(signed_hash=ref))
             for command, intake in commands[3:]:
-                await client.submit(command, timeout=5, intake=intake)
+                await clients.submit(command, timeout=5, intake=intake)
             last = service.engine.last_seq
             other = b"\x43" * 32
             find = client.find_refs
@@ -108,7 +125,7 @@ def test_find_refs_tells_which_commands_were_journaled(tmp_path: Path) -> None:
             assert await find([ref], after_seq=0, before_seq=sent.seq) == {}
             assert await find([], after_seq=0, before_seq=last + 1) == {}
         finally:
-            await client.close()
+            await clients.close()
             await server.stop()
             await service.close()
 
@@ -121,11 +138,14 @@ def test_submit_many_answers_in_order_with_the_engines_refusals(tmp_path: Path) 
 
     async def main() -> None:
         service = await EngineService.open(journal_dir=tmp_path)
-        server = EngineServer(service)
+        server = EngineServer(service, SERVER_KEYS)
         port = await server.start("127.0.0.1", 0)
-        client = TcpEngineClient("127.0.0.1", port)
+        clients = RoleClients(("127.0.0.1", port))
+        client = clients[Role.API]
         inproc = InProcessEngineClient(service, owns_service=False)
-        first = await client.submit_many(setup(3), timeout=5)
+        listing, *credits = setup(3)
+        first = await clients[Role.OPERATOR].submit_many([listing], timeout=5)
+        first += await clients[Role.INDEXER].submit_many(credits, timeout=5)
         assert [o.seq for o in first if isinstance(o, Outcome)] == list(range(1, 8))
         batch = workload(200, 3)
         for c in (client, inproc):
@@ -135,7 +155,7 @@ def test_submit_many_answers_in_order_with_the_engines_refusals(tmp_path: Path) 
             seqs = [r.seq for r in results if isinstance(r, Outcome)]
             assert seqs == list(range(seqs[0], seqs[0] + len(batch)))
         assert await client.submit_many([], timeout=5) == []
-        await client.close()
+        await clients.close()
         await server.stop()
         await service.close()
 
@@ -148,20 +168,22 @@ def test_submit_many_without_answer_is_outcome_unknown_and_without_engine_unavai
 
     async def main() -> None:
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await accept_handshake(reader, writer)
             while True:
                 await p.read_frame(reader)
 
         async def dies_after_reading(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> None:
+            await accept_handshake(reader, writer)
             await p.read_frame(reader)
             writer.close()
 
-        batch = setup(2)
+        batch = workload(20, 2)
         for handler in (silent, dies_after_reading):
             server = await asyncio.start_server(handler, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
-            client = TcpEngineClient("127.0.0.1", port)
+            client = api_client(port)
             results = await client.submit_many(batch, timeout=0.5)
             assert len(results) == len(batch)
             assert all(isinstance(r, EngineOutcomeUnknownError) for r in results)
@@ -169,7 +191,7 @@ def test_submit_many_without_answer_is_outcome_unknown_and_without_engine_unavai
             await client.close()
             server.close()
             await server.wait_closed()
-        results = await TcpEngineClient("127.0.0.1", port).submit_many(batch, timeout=0.5)
+        results = await api_client(port).submit_many(batch, timeout=0.5)
         assert all(
             isinstance(r, EngineUnavailableError) and not isinstance(r, EngineOutcomeUnknownError)
             for r in results
