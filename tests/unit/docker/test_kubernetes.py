@@ -373,7 +373,8 @@ def test_network_policies_select_every_pod_and_open_only_its_ports() -> None:
     private = engine["spec"]["ingress"][0]
     assert private["ports"] == [{"port": 7700, "protocol": "TCP"}]
     assert private["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "hybridex"}}}
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+        for name in ENGINE_CLIENTS
     ]
 
 
