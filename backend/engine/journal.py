@@ -229,15 +229,22 @@ def _check(path: Path, first: int, data: bytes, scan: _Scan, *, last: bool) -> b
     if damage is None:
         return False
     seq = first + len(scan.records)
+    # Where the intact prefix ends (a group or record boundary): what a repair keeps.
+    intact = f"; intact up to byte {damage.offset}"
     if not last:
-        raise JournalCorruptError(path, damage.at, seq, damage.reason + " in an older segment")
+        raise JournalCorruptError(
+            path, damage.at, seq, f"{damage.reason} in an older segment{intact}"
+        )
     found = _trailer_after(data, damage.offset)
     if found is not None:
         raise JournalCorruptError(
-            path, damage.at, seq, f"{damage.reason}, followed by a complete group at byte {found}"
+            path,
+            damage.at,
+            seq,
+            f"{damage.reason}, followed by a complete group at byte {found}{intact}",
         )
     if scan.version == 1 and not damage.cut_short:
-        raise JournalCorruptError(path, damage.at, seq, damage.reason + " (format-1 segment)")
+        raise JournalCorruptError(path, damage.at, seq, f"{damage.reason} (format 1){intact}")
     return True
 
 
@@ -381,11 +388,11 @@ class Journal:
         if self._fd is None or self._size >= self.segment_bytes:
             self._roll(self.last_seq + 1)
         assert self._fd is not None
+        if not all(payloads):  # a zero-length record would read like zero-filled blocks
+            raise ValueError("a journal record cannot be empty")
         crc32, pack = zlib.crc32, _RECORD.pack
         buf = bytearray()
         for p in payloads:
-            if not p:
-                raise ValueError("a journal record cannot be empty")
             buf += pack(len(p), crc32(p))
             buf += p
         last = self.last_seq + len(payloads)
