@@ -173,44 +173,42 @@ def _scan_v2(data: bytes, first_seq: int) -> _Scan:
     mv = memoryview(data)
     pos, last = _SEGMENT.size, first_seq - 1
     damage = None
-    while pos < size:
+    while pos < size and damage is None:
         group_start = pos
         group: list[tuple[int, int]] = []
-        reason = "group has no trailer (the segment ends)"
-        while pos + header <= size:
-            length, crc = unpack_from(data, pos)
-            if length == _TAG:
-                trailer = _trailer_at(data, pos)
-                if trailer is None:
-                    reason = "bad group trailer"
-                elif trailer != (len(group), pos - group_start, last + len(group)):
-                    count, nbytes, tlast = trailer
-                    reason = (
-                        f"trailer says {count} records, {nbytes} bytes, last seq {tlast}; "
-                        f"found {len(group)} records, {pos - group_start} bytes, "
-                        f"expected last seq {last + len(group)}"
-                    )
-                elif group:
-                    pos += _TRAILER.size
-                    out += group
-                    last += len(group)
-                    group = []
-                    break
-                else:
-                    reason = "empty group"
-                damage = _Damage(group_start, pos, reason)
+        append = group.append
+        while True:
+            if pos + header > size:
+                damage = _Damage(group_start, pos, "group has no trailer (the segment ends)")
                 break
+            length, crc = unpack_from(data, pos)
             start = pos + header
             end = start + length
-            if length == 0 or end > size or crc32(mv[start:end]) != crc:
-                reason = "record CRC mismatch" if length > 0 and end <= size else "bad record"
+            # The common case first; a trailer's tag as a length always runs past the end.
+            if end <= size and length and crc32(mv[start:end]) == crc:
+                append((start, length))
+                pos = end
+                continue
+            if length != _TAG:
+                reason = "record CRC mismatch" if length and end <= size else "bad record"
                 damage = _Damage(group_start, pos, reason)
                 break
-            group.append((start, length))
-            pos = end
-        else:
-            damage = _Damage(group_start, pos, reason)
-        if damage is not None:
+            trailer = _trailer_at(data, pos)
+            expected = (len(group), pos - group_start, last + len(group))
+            if trailer is None:
+                damage = _Damage(group_start, pos, "bad group trailer")
+            elif trailer != expected or not group:
+                count, nbytes, tlast = trailer
+                damage = _Damage(
+                    group_start,
+                    pos,
+                    f"trailer says {count} records, {nbytes} bytes, last seq {tlast}; found "
+                    f"{expected[0]} records, {expected[1]} bytes, expected last seq {expected[2]}",
+                )
+            else:
+                pos += _TRAILER.size
+                out += group
+                last += len(group)
             break
     mv.release()
     return _Scan(2, out, pos if damage is None else damage.offset, damage)
