@@ -309,7 +309,8 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
 
 
 class Journal:
-    """Single writer; readers open their own `Journal` or call `read_from` before writing."""
+    """The single writer. Opening one repairs a torn tail, so other processes (the indexer,
+    `--verify-journal`) read with `read_journal`, which never writes."""
 
     def __init__(self, directory: Path, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.directory = Path(directory)

@@ -160,5 +160,6 @@ def test_journal_behind_the_persister_cursor_refuses_to_start(
     output = log.read_text()
     assert "JournalBehindError" in output
     assert f"persister cursor is {cursor}" in output
+    assert f"feed store's engine seq is {cursor}" in output  # Redis holds them too
     assert segment.read_bytes() == data[: ends[len(ends) // 2]]  # nothing appended
     assert persister_cursor(db_url) == cursor
