@@ -14,13 +14,12 @@ so after a crash a command whose answer was lost can be found in the journal by 
 from __future__ import annotations
 
 import asyncio
-import struct
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from backend.engine.client import EngineClient, Intake, Outcome
+from backend.engine.journal import read_journal
 from backend.engine.records import find_intake_refs
 from backend.engine.tcp_client import TcpEngineClient
 from backend.matching.commands import CancelAll, Command
@@ -127,41 +126,9 @@ class EngineClientSink:
         )
 
 
-_HEADER = struct.Struct("<II")
-_PREFIX, _SUFFIX = "journal-", ".log"
-
-
-def read_journal(directory: Path, from_seq: int) -> Iterator[tuple[int, bytes]]:
-    """(seq, payload) of the journal's records with seq ≥ from_seq, read-only.
-
-    Follows the engine's documented format (`backend/engine/journal.py`: segment files named by
-    their first seq, records `u32 length, u32 crc32, payload`); stops at a torn tail, which the
-    engine never acknowledged. Never writes: the engine is the journal's only writer.
-    """
-    segments: list[tuple[int, Path]] = []
-    for path in directory.glob(f"{_PREFIX}*{_SUFFIX}"):
-        stem = path.name[len(_PREFIX) : -len(_SUFFIX)]
-        if stem.isdigit():
-            segments.append((int(stem), path))
-    segments.sort()
-    for i, (first, path) in enumerate(segments):
-        nxt = segments[i + 1][0] if i + 1 < len(segments) else None
-        if nxt is not None and nxt <= from_seq:
-            continue
-        data = path.read_bytes()
-        pos, seq = 0, first
-        while pos + _HEADER.size <= len(data):
-            length, crc = _HEADER.unpack_from(data, pos)
-            start, end = pos + _HEADER.size, pos + _HEADER.size + length
-            if end > len(data) or zlib.crc32(data[start:end]) != crc:
-                break
-            if seq >= from_seq:
-                yield seq, data[start:end]
-            pos, seq = end, seq + 1
-
-
 class JournalDirLookup:
-    """Finds a stamped command in the engine's journal directory (same host, read-only)."""
+    """Finds a stamped command in the engine's journal directory (same host, read-only:
+    `read_journal` skips a group the engine is still writing and never touches the files)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

@@ -2,8 +2,9 @@
 
 Opens the journal (snapshot + replay), persists events to the database, publishes feeds to
 Redis, and serves `TcpEngineClient`s on its unix socket (or TCP), each authenticated with its
-role's key. SIGTERM / SIGINT: stop accepting, finish the current
-group, flush consumers, write a snapshot, exit 0.
+role's key. SIGTERM / SIGINT: stop accepting, finish the current group, flush consumers, write
+a snapshot, exit 0. A corrupt journal, or one behind the database's or the feed's cursor,
+exits 3 with the reason on stderr (docs/runbook.md).
 
 `hybridex engine --verify-journal DIR` replays DIR from scratch (no snapshot, no consumers)
 and prints `{"seq", "state_hash"}` — what a restarted engine's state must equal.
@@ -22,6 +23,8 @@ import typer
 if TYPE_CHECKING:
     from backend.config import Settings
 
+JOURNAL_REFUSED = 3  # exit code: the journal is corrupt or behind its consumers (runbook)
+
 
 def engine(
     verify_journal: Annotated[
@@ -39,28 +42,35 @@ def engine(
 ) -> None:
     """Run the matching engine process."""
     from backend.config import get_settings
+    from backend.engine.journal import JournalBehindError, JournalCorruptError
     from backend.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    if verify_journal is not None:
-        from backend.engine.replay import replay_from_scratch
+    try:
+        if verify_journal is not None:
+            from backend.engine.replay import replay_from_scratch
 
-        seq, digest = replay_from_scratch(verify_journal, fee_recipient=settings.fee_recipient)
-        typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
-        return
-    _require_fee_account(settings)
-    _require_engine_keys(settings)
-    if feeds not in ("redis", "none"):
-        raise typer.BadParameter("--feeds must be redis or none")
-    asyncio.run(
-        _serve(
-            journal_dir=journal_dir or settings.engine_journal_dir,
-            port=port if port is not None else settings.engine_port,
-            persist=persist,
-            redis_feeds=feeds == "redis",
+            seq, digest = replay_from_scratch(verify_journal, fee_recipient=settings.fee_recipient)
+            typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
+            return
+        _require_fee_account(settings)
+        _require_engine_keys(settings)
+        if feeds not in ("redis", "none"):
+            raise typer.BadParameter("--feeds must be redis or none")
+        asyncio.run(
+            _serve(
+                journal_dir=journal_dir or settings.engine_journal_dir,
+                port=port if port is not None else settings.engine_port,
+                persist=persist,
+                redis_feeds=feeds == "redis",
+            )
         )
-    )
+    except (JournalCorruptError, JournalBehindError) as exc:
+        # An operator's problem, not a crash: one clear line, and a code a supervisor can tell
+        # from a crash (restarting will not help).
+        typer.echo(f"hybridex engine: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(JOURNAL_REFUSED) from None
 
 
 def _require_fee_account(settings: Settings) -> None:

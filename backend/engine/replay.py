@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.engine.journal import Journal
+from backend.engine.journal import read_journal
 from backend.engine.records import decode_record
 from backend.matching.engine import Engine
 
 
 def replay_from_scratch(journal_dir: Path, *, fee_recipient: str | None = None) -> tuple[int, str]:
-    """(last seq, state_hash) after applying every journaled command to a fresh engine."""
+    """(last seq, state_hash) after applying every journaled command to a fresh engine.
+
+    Read-only (`read_journal`): safe beside a running engine, and on a copy under repair it
+    neither moves a torn tail nor writes anything."""
     engine = Engine() if fee_recipient is None else Engine(fee_recipient=fee_recipient)
-    journal = Journal(journal_dir)
-    try:
-        for _, payload in journal.read_from(1):
-            engine.apply(decode_record(payload)[0])
-    finally:
-        journal.close()
+    for _, payload in read_journal(Path(journal_dir), 1):
+        engine.apply(decode_record(payload)[0])
     return engine.last_seq, engine.state_hash()

@@ -11,6 +11,9 @@ Start-up: the newest snapshot not beyond what every consumer has already stored,
 of the journal after it (consumers skip what they have: they are idempotent by seq), with a
 progress line every 100k commands. Taking an older snapshot when a consumer lags is what lets
 a restart re-persist and republish the events of commands journaled but never consumed.
+A journal that ends before the persister's cursor, the feed store's engine seq or a snapshot
+lost acknowledged commands: start-up refuses it (`JournalBehindError`), as it refuses a
+damaged journal (`JournalCorruptError`); docs/runbook.md says what to do.
 
 Usage (tests, `hybridex dev`)::
 
@@ -45,7 +48,12 @@ from backend.engine.client import (
     Outcome,
 )
 from backend.engine.feeds import FeedMessage, FeedStore
-from backend.engine.journal import DEFAULT_SEGMENT_BYTES, Journal
+from backend.engine.journal import (
+    DEFAULT_SEGMENT_BYTES,
+    Journal,
+    JournalBehindError,
+    JournalCorruptError,
+)
 from backend.engine.publisher import FeedPublisher
 from backend.engine.records import Applied, decode_record, encode_record
 from backend.engine.snapshots import SnapshotStore
@@ -87,6 +95,29 @@ class EventSink(Protocol):
 
 
 _Pending = tuple[Command, Intake | None, asyncio.Future[Outcome] | None]
+
+
+def _check_not_behind(
+    journal: Journal, snapshots: SnapshotStore, sink: EventSink | None, published: int
+) -> None:
+    """Refuse a journal that ends before what the consumers or a snapshot already hold: its
+    tail was lost, and the next commands would reuse those seqs — the persister would skip
+    them as already stored and the feeds would publish under old numbers."""
+    ahead = []
+    if sink is not None and sink.cursor() > journal.last_seq:
+        ahead.append(f"the database's persister cursor is {sink.cursor()}")
+    if published > journal.last_seq:
+        ahead.append(f"the feed store's engine seq is {published}")
+    newest = max(snapshots.seqs(), default=0)
+    if newest > journal.last_seq:
+        ahead.append(f"a snapshot exists at seq {newest}")
+    if ahead:
+        raise JournalBehindError(
+            f"journal {journal.directory} ends at seq {journal.last_seq} but "
+            + ", ".join(ahead)
+            + ": acknowledged commands are missing from the journal; refusing to start — see "
+            "docs/runbook.md, 'Engine journal behind'"
+        )
 
 
 class EngineService:
@@ -160,12 +191,20 @@ class EngineService:
             from backend.engine.persister import DbPersister
 
             sink = DbPersister(session_factory)
+        try:
+            published, channel_seqs = 0, dict[str, int]()
+            if feeds is not None:
+                published, channel_seqs = await feeds.load_state()
+            _check_not_behind(journal, snapshots, sink, published if feeds is not None else 0)
+        except BaseException:
+            journal.close()
+            if sink is not None:
+                sink.close()
+            raise
         floor = journal.last_seq
         if sink is not None:
             floor = min(floor, sink.cursor())
-        published, channel_seqs = 0, dict[str, int]()
         if feeds is not None:
-            published, channel_seqs = await feeds.load_state()
             floor = min(floor, published)
         found = snapshots.latest_at_most(floor)
         if found is not None:
@@ -193,7 +232,13 @@ class EngineService:
             journal_seq=journal.last_seq,
             consumer_floor=floor,
         )
-        await service._replay()
+        try:
+            await service._replay()
+        except BaseException:
+            journal.close()
+            if sink is not None:
+                sink.close()
+            raise
         service._start()
         return service
 
@@ -207,7 +252,9 @@ class EngineService:
         for seq, payload in self.journal.read_from(first):
             command, intake = decode_record(payload)
             if command.seq != seq:
-                raise RuntimeError(f"journal record {seq} holds command seq {command.seq}")
+                raise JournalCorruptError(
+                    self.journal.directory, -1, seq, f"its record holds command seq {command.seq}"
+                )
             level = publisher.before(engine, command) if publisher is not None else None
             events = engine.apply(command)
             self._last_now = max(self._last_now, command.now)

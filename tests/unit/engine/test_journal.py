@@ -1,17 +1,46 @@
-"""The journal: group commit, reopen, segment roll, torn tail, corruption."""
+"""The journal: group commit, reopen, segment roll; torn final group vs corruption; format 1."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from backend.engine.journal import Journal, JournalCorruptError
+from backend.engine.journal import Journal, JournalCorruptError, read_journal
+
+TRAILER = 24  # u32 tag, u32 count, u32 bytes, u64 last seq, u32 crc
+HEADER = 20  # magic, u64 first seq, u32 crc
 
 
 def payloads(start: int, n: int) -> list[bytes]:
     return [f"cmd-{i}".encode() * (i % 7 + 1) for i in range(start, start + n)]
+
+
+def group_bytes(start: int, n: int) -> int:
+    return sum(8 + len(p) for p in payloads(start, n)) + TRAILER
+
+
+def write(tmp_path: Path, groups: list[tuple[int, int]], **kw: int) -> Path:
+    journal = Journal(tmp_path, **kw)
+    for start, n in groups:
+        assert journal.append_group(payloads(start, n)) == start + n - 1
+    journal.close()
+    return journal.segments()[-1][1]
+
+
+def flip(path: Path, offset: int) -> bytes:
+    """Flip one bit at `offset` (negative: from the end); returns the damaged bytes."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def torn_files(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("*.torn-*"))
 
 
 def test_group_commit_fsyncs_once_per_group(tmp_path: Path) -> None:
@@ -37,43 +66,213 @@ def test_reopen_continues_the_sequence_across_segments(tmp_path: Path) -> None:
     assert [s for s, _ in Journal(tmp_path).read_from(59)] == [59, 60, 61, 62, 63]
 
 
-@pytest.mark.parametrize("cut", [1, 5, 9, 12])
-def test_torn_tail_is_truncated_on_open(tmp_path: Path, cut: int) -> None:
-    journal = Journal(tmp_path)
-    journal.append_group(payloads(1, 10))
-    journal.append_group(payloads(11, 1))
-    journal.close()
-    ((_, path),) = journal.segments()
-    size = path.stat().st_size
-    last_record = 8 + len(payloads(11, 1)[0])
-    with path.open("r+b") as f:  # a crash in the middle of the last group's write
-        f.truncate(size - last_record + min(cut, last_record - 1))
+# ---------------------------------------------------------------------- torn final group
+
+
+@pytest.mark.parametrize("keep", [1, 7, 8, 9, 30, -TRAILER, -1])
+def test_torn_final_group_is_moved_aside_and_truncated(tmp_path: Path, keep: int) -> None:
+    """A crash in the middle of the last group's write: any prefix of it, even one ending
+    inside its trailer, is a torn group — cut, saved beside the segment, recovered."""
+    path = write(tmp_path, [(1, 10), (11, 4)])
+    data = path.read_bytes()
+    last_group = group_bytes(11, 4)
+    good = len(data) - last_group
+    cut = good + (keep if keep >= 0 else last_group + keep)
+    path.write_bytes(data[:cut])
+
     again = Journal(tmp_path)
+
     assert again.last_seq == 10
-    assert path.stat().st_size == size - last_record
-    again.append_group(payloads(11, 1))
-    assert list(Journal(tmp_path).read_from(1)) == list(enumerate(payloads(1, 11), start=1))
+    assert path.read_bytes() == data[:good]
+    (aside,) = torn_files(tmp_path)
+    assert aside.name.startswith(path.name + ".torn-")
+    assert aside.read_bytes() == data[good:cut]
+    again.append_group(payloads(11, 4))
+    again.close()
+    assert list(Journal(tmp_path).read_from(1)) == list(enumerate(payloads(1, 14), start=1))
 
 
-def test_corrupted_crc_in_the_last_segment_drops_the_tail(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    journal.append_group(payloads(1, 5))
-    journal.close()
-    ((_, path),) = journal.segments()
+def test_zero_filled_final_group_is_a_torn_tail(tmp_path: Path) -> None:
+    """A crash can leave the file extended over blocks that were never written (zeros)."""
+    path = write(tmp_path, [(1, 10), (11, 4)])
+    data = path.read_bytes()
+    good = len(data) - group_bytes(11, 4)
+    path.write_bytes(data[: good + 20] + b"\x00" * 4096)
+
+    assert Journal(tmp_path).last_seq == 10
+    assert path.read_bytes() == data[:good]
+    assert len(torn_files(tmp_path)[0].read_bytes()) == 20 + 4096
+
+
+def test_flipped_bit_in_the_final_trailer_is_a_torn_tail(tmp_path: Path) -> None:
+    """Decision: a group counts as written only with an intact trailer. A damaged trailer with
+    nothing after it is indistinguishable from a crash mid-write, so the group is moved aside
+    (and start-up then refuses if a consumer had already stored it: see test_service)."""
+    path = write(tmp_path, [(1, 10), (11, 4)])
+    data = path.read_bytes()
+    flip(path, -3)
+
+    assert Journal(tmp_path).last_seq == 10
+    assert path.read_bytes() == data[: len(data) - group_bytes(11, 4)]
+    assert len(torn_files(tmp_path)) == 1
+
+
+def test_torn_segment_header_after_a_roll(tmp_path: Path) -> None:
+    """A crash right after a new segment was created: only part of its header is there."""
+    write(tmp_path, [(1, 5)])
+    roll = tmp_path / f"journal-{6:020d}.log"
+    roll.write_bytes(b"HXJRN")
+
+    again = Journal(tmp_path)
+
+    assert again.last_seq == 5
+    assert torn_files(tmp_path)[0].read_bytes() == b"HXJRN"
+    again.append_group(payloads(6, 3))
+    again.close()
+    assert [s for s, _ in Journal(tmp_path).read_from(1)] == list(range(1, 9))
+
+
+def test_a_reader_skips_a_group_still_being_written_and_changes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, [(1, 3), (4, 3)])
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])  # what a reader sees while the writer's write is in flight
+
+    assert [s for s, _ in read_journal(tmp_path, 1)] == [1, 2, 3]
+    assert path.read_bytes() == data[:-5]
+    assert torn_files(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- corruption
+
+
+def test_flipped_bit_in_an_early_record_raises_and_truncates_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, [(s, 50) for s in range(1, 5_000, 50)])
+    offset = HEADER + 8 + len(payloads(1, 1)[0]) + 8 + 2  # inside record 2's payload
+    damaged = flip(path, offset)
+
+    with pytest.raises(JournalCorruptError) as info:
+        Journal(tmp_path)
+
+    assert info.value.segment == path
+    assert info.value.seq == 1  # the damaged group's first seq: nothing of it is trusted
+    assert info.value.offset == HEADER + 8 + len(payloads(1, 1)[0])  # record 2's header
+    assert path.name in str(info.value)
+    assert "runbook" in str(info.value)
+    assert path.read_bytes() == damaged
+    assert torn_files(tmp_path) == []
+    with pytest.raises(JournalCorruptError):
+        list(read_journal(tmp_path, 1))
+
+
+def test_flipped_bit_in_the_last_complete_group_raises(tmp_path: Path) -> None:
+    """Decision: damaged records under an intact trailer were fsynced (the trailer is the
+    last byte of the write), so they may have been acknowledged: corruption, not a torn tail."""
+    path = write(tmp_path, [(1, 10), (11, 4)])
+    damaged = flip(path, -TRAILER - 3)
+
+    with pytest.raises(JournalCorruptError) as info:
+        Journal(tmp_path)
+
+    assert info.value.seq == 11
+    assert "complete group" in info.value.reason
+    assert path.read_bytes() == damaged
+    assert torn_files(tmp_path) == []
+
+
+def test_damaged_length_in_an_early_record_raises(tmp_path: Path) -> None:
+    """A flipped high bit in a length makes the record run past the end of the file — what
+    a torn write looks like, except that complete groups follow."""
+    path = write(tmp_path, [(1, 10), (11, 10), (21, 10)])
+    damaged = flip(path, HEADER + 3)  # the top byte of record 1's length
+
+    with pytest.raises(JournalCorruptError):
+        Journal(tmp_path)
+    assert path.read_bytes() == damaged
+
+
+def test_seq_gap_in_a_trailer_raises(tmp_path: Path) -> None:
+    path = write(tmp_path, [(1, 10), (11, 4), (15, 2)])
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
+    # Rewrite the middle group's trailer with an intact CRC but a last seq two too far.
+    at = HEADER + group_bytes(1, 10) + group_bytes(11, 4) - TRAILER
+    tag, count, nbytes, last, _ = struct.unpack_from("<IIIQI", data, at)
+    assert (count, last) == (4, 14)
+    fields = struct.pack("<IIIQ", tag, count, nbytes, 16)
+    data[at : at + TRAILER] = fields + zlib.crc32(fields).to_bytes(4, "little")
     path.write_bytes(bytes(data))
-    assert Journal(tmp_path).last_seq == 4
+
+    with pytest.raises(JournalCorruptError) as info:
+        Journal(tmp_path)
+    assert "last seq 16" in info.value.reason
+    assert info.value.seq == 11
 
 
 def test_corruption_in_an_older_segment_raises(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, segment_bytes=100)
-    for start in range(1, 40, 5):
-        journal.append_group(payloads(start, 5))
-    journal.close()
-    _, first = journal.segments()[0]
-    data = bytearray(first.read_bytes())
-    data[10] ^= 0xFF
-    first.write_bytes(bytes(data))
-    with pytest.raises(JournalCorruptError):
+    write(tmp_path, [(s, 5) for s in range(1, 40, 5)], segment_bytes=100)
+    _, first = Journal(tmp_path, segment_bytes=100).segments()[0]
+    flip(first, -1)  # the end of an older segment: never a torn tail
+    with pytest.raises(JournalCorruptError) as info:
         list(Journal(tmp_path, segment_bytes=100).read_from(1))
+    assert info.value.segment == first
+
+
+def test_missing_segment_raises(tmp_path: Path) -> None:
+    write(tmp_path, [(s, 5) for s in range(1, 40, 5)], segment_bytes=100)
+    segments = Journal(tmp_path, segment_bytes=100).segments()
+    segments[1][1].unlink()
+    with pytest.raises(JournalCorruptError, match="next starts at"):
+        list(read_journal(tmp_path, 1))
+    segments[0][1].unlink()
+    with pytest.raises(JournalCorruptError, match="missing"):
+        list(read_journal(tmp_path, 1))
+
+
+# ---------------------------------------------------------------------- format 1
+
+
+def write_v1(path: Path, records: list[bytes]) -> bytes:
+    """A segment as journals wrote it before the group trailer: records only."""
+    data = b"".join(struct.pack("<II", len(p), zlib.crc32(p)) + p for p in records)
+    path.write_bytes(data)
+    return data
+
+
+def test_format_1_journal_is_read_and_continued_in_format_2(tmp_path: Path) -> None:
+    write_v1(tmp_path / f"journal-{1:020d}.log", payloads(1, 30))
+    write_v1(tmp_path / f"journal-{31:020d}.log", payloads(31, 20))
+
+    journal = Journal(tmp_path)
+    assert journal.last_seq == 50
+    assert list(journal.read_from(1)) == list(enumerate(payloads(1, 50), start=1))
+    journal.append_group(payloads(51, 5))
+    journal.close()
+
+    segments = Journal(tmp_path).segments()
+    assert [s for s, _ in segments] == [1, 31, 51]
+    assert segments[-1][1].read_bytes()[:8] == b"HXJRNL02"
+    assert list(read_journal(tmp_path, 1)) == list(enumerate(payloads(1, 55), start=1))
+
+
+def test_format_1_final_record_cut_short_is_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / f"journal-{1:020d}.log"
+    data = write_v1(path, payloads(1, 10))
+    path.write_bytes(data[:-3])
+
+    journal = Journal(tmp_path)
+
+    assert journal.last_seq == 9
+    assert len(torn_files(tmp_path)[0].read_bytes()) == 8 + len(payloads(10, 1)[0]) - 3
+    journal.append_group(payloads(10, 1))
+    journal.close()
+    assert list(read_journal(tmp_path, 1)) == list(enumerate(payloads(1, 10), start=1))
+
+
+def test_format_1_flipped_bit_in_an_early_record_raises(tmp_path: Path) -> None:
+    path = tmp_path / f"journal-{1:020d}.log"
+    write_v1(path, payloads(1, 100))
+    damaged = flip(path, 8 + len(payloads(1, 1)[0]) + 8 + 1)
+
+    with pytest.raises(JournalCorruptError) as info:
+        Journal(tmp_path)
+    assert info.value.seq == 2
+    assert path.read_bytes() == damaged

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from backend.db.migrate import upgrade
+from backend.db.session import make_engine, session_factory
 from backend.engine.client import Outcome
 from backend.engine.feed_memory import MemoryFeedStore
 from backend.engine.inprocess import InProcessEngineClient
-from backend.engine.journal import Journal
+from backend.engine.journal import Journal, JournalBehindError
+from backend.engine.persister import read_cursor
 from backend.engine.records import decode_record
 from backend.engine.service import EngineService
 from backend.matching.engine import Engine
@@ -74,3 +79,70 @@ def test_restart_from_snapshot_and_journal_gives_same_state(tmp_path: Path) -> N
     assert (seq, digest) == first
     assert 0 < replayed < 1_500  # started from a snapshot, not from scratch
     assert digest == _clean_replay(tmp_path)
+
+
+# ---------------------------------------------------------------------- journal behind
+
+
+async def _run_and_lose_the_tail(
+    journal_dir: Path, *, feeds: MemoryFeedStore | None = None, url: str | None = None
+) -> int:
+    """Journal and consume 300 commands (persister, feeds, a snapshot), then lose the journal's
+    last group as a disk fault or a bad restore would. Returns the journal's new last seq."""
+    factory = None
+    if url is not None:
+        upgrade(url)
+        factory = session_factory(make_engine(url))
+    service = await EngineService.open(
+        journal_dir=journal_dir, feeds=feeds, session_factory=factory, group_max=50
+    )
+    for cmd, intake in setup(5):
+        await service.submit(cmd, intake)
+    await asyncio.gather(*(service.submit(c, i) for c, i in workload(300, 5, seed=4)))
+    await service.close(snapshot=url is None and feeds is None)
+    journal = Journal(journal_dir)
+    ((_, path),) = journal.segments()
+    journal.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a torn "tail": moved aside on the next open
+    again = Journal(journal_dir)
+    again.close()
+    return again.last_seq
+
+
+def test_start_refused_when_the_journal_is_behind_the_persister(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    last = asyncio.run(_run_and_lose_the_tail(tmp_path / "journal", url=url))
+    cursor = read_cursor(session_factory(make_engine(url)))
+    assert cursor > last
+
+    async def reopen() -> None:
+        factory = session_factory(make_engine(url))
+        await EngineService.open(journal_dir=tmp_path / "journal", session_factory=factory)
+
+    with pytest.raises(JournalBehindError, match=f"persister cursor is {cursor}"):
+        asyncio.run(reopen())
+    assert Journal(tmp_path / "journal").last_seq == last  # nothing appended
+
+
+def test_start_refused_when_the_journal_is_behind_the_feeds(tmp_path: Path) -> None:
+    feeds = MemoryFeedStore()
+    last = asyncio.run(_run_and_lose_the_tail(tmp_path, feeds=feeds))
+    published = asyncio.run(feeds.load_state())[0]
+    assert published > last
+
+    async def reopen() -> None:
+        await EngineService.open(journal_dir=tmp_path, feeds=feeds)
+
+    with pytest.raises(JournalBehindError, match=f"feed store's engine seq is {published}"):
+        asyncio.run(reopen())
+
+
+def test_start_refused_when_a_snapshot_is_ahead_of_the_journal(tmp_path: Path) -> None:
+    asyncio.run(_run_and_lose_the_tail(tmp_path))
+
+    async def reopen() -> None:
+        await EngineService.open(journal_dir=tmp_path)
+
+    with pytest.raises(JournalBehindError, match="a snapshot exists at seq 311"):
+        asyncio.run(reopen())
