@@ -23,13 +23,22 @@ from sqlalchemy import create_engine, text
 from backend.db.migrate import upgrade
 from backend.db.session import make_engine
 from backend.domain.errors import DexError, ErrorCode
+from backend.engine.auth import Role
 from backend.engine.client import Intake, Outcome
 from backend.engine.tcp_client import TcpEngineClient
 from backend.matching.commands import CancelOrder, Command, Credit, PlaceOrder
 from backend.matching.events import OrderAccepted
 from tests.integration.engine.test_crash import FEE_RECIPIENT, ROOT, free_port, wait_ready
 from tests.integration.private_postgres import PrivatePostgres
-from tests.unit.engine.helpers import QUOTE, order_hash, setup, trader, workload
+from tests.unit.engine.helpers import (
+    QUOTE,
+    RoleClients,
+    key_env,
+    order_hash,
+    setup,
+    trader,
+    workload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +79,9 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
         env = {
             **os.environ,
             "HYBRIDEX_DATABASE_URL": db_url,
+            "HYBRIDEX_ENGINE_TRANSPORT": "tcp",
             "HYBRIDEX_ENGINE_PORT": str(port),
+            **key_env(),
             "HYBRIDEX_ENGINE_JOURNAL_DIR": str(tmp_path / "journal"),
             "HYBRIDEX_ENGINE_METRICS_PORT": str(metrics_port),
             "HYBRIDEX_ENGINE_PERSIST_LAG_MAX": str(LAG_MAX),
@@ -106,11 +117,13 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
             return lag
 
         async def run() -> None:
-            client = TcpEngineClient("127.0.0.1", port)
+            clients = RoleClients(("127.0.0.1", port))
+            client = clients[Role.API]
             try:
                 await wait_ready(client, proc)
                 orders = [c for c in workload(6_000, 8, seed=5) if isinstance(c[0], PlaceOrder)]
-                await send(client, setup(8))
+                for cmd, intake in setup(8):  # the market (operator) and credits (indexer)
+                    acked.append(await clients.submit(cmd, timeout=20, intake=intake))
                 await send(client, orders[:50])
                 deadline = time.monotonic() + 30
                 while _cursor(db_url) < acked[-1].seq:
@@ -144,7 +157,7 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
                 assert refused.get("CancelOrder", 0) > LAG_MAX // 2, refused
 
                 # a deposit's credit is paced by the chain and is never refused
-                await send(client, [(Credit(0, 0, trader(1), QUOTE, 7), None)])
+                await send(clients[Role.INDEXER], [(Credit(0, 0, trader(1), QUOTE, 7), None)])
                 assert "Credit" not in refused
                 await asyncio.sleep(1.5)  # the sampler runs every second
                 assert sample_lag() >= LAG_MAX
@@ -161,7 +174,7 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
                 answers = await send(client, late)
                 assert isinstance(answers[0], Outcome), answers
             finally:
-                await client.close()
+                await clients.close()
 
         try:
             asyncio.run(run())

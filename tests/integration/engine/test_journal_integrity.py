@@ -21,9 +21,9 @@ from sqlalchemy import text
 
 from backend.cli.engine import JOURNAL_REFUSED
 from backend.db.session import make_engine
-from backend.engine.tcp_client import TcpEngineClient
+from backend.engine.auth import Role
 from tests.integration.engine.test_crash import FEE_RECIPIENT, free_port, start_engine, wait_ready
-from tests.unit.engine.helpers import setup, workload
+from tests.unit.engine.helpers import RoleClients, key_env, setup, workload
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,9 @@ def engine_env(db_url: str, redis_prefix: tuple[str, str], journal_dir: Path) ->
         "HYBRIDEX_DATABASE_URL": db_url,
         "HYBRIDEX_REDIS_URL": redis_prefix[0],
         "HYBRIDEX_REDIS_KEY_PREFIX": redis_prefix[1],
+        "HYBRIDEX_ENGINE_TRANSPORT": "tcp",
         "HYBRIDEX_ENGINE_PORT": str(free_port()),
+        **key_env(),
         "HYBRIDEX_ENGINE_JOURNAL_DIR": str(journal_dir),
         "HYBRIDEX_ENGINE_GROUP_MAX": "64",
         "HYBRIDEX_FEE_RECIPIENT": FEE_RECIPIENT,
@@ -51,9 +53,9 @@ def run_and_stop(env: dict[str, str], log: Path, commands: int) -> int:
 
     async def main() -> int:
         proc = start_engine(env, log)
-        client = TcpEngineClient("127.0.0.1", int(env["HYBRIDEX_ENGINE_PORT"]))
+        client = RoleClients(("127.0.0.1", int(env["HYBRIDEX_ENGINE_PORT"])))
         try:
-            await wait_ready(client, proc)
+            await wait_ready(client[Role.API], proc)
             for cmd, intake in setup(6):
                 await client.submit(cmd, timeout=5, intake=intake)
             outcomes = await asyncio.gather(
