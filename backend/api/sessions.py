@@ -17,7 +17,7 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from starlette.requests import HTTPConnection
@@ -111,14 +111,21 @@ class SessionVerifier:
 def require_trader(conn: HTTPConnection, trader: str) -> None:
     """Admits a private read of `trader`'s data, or raises SESSION_REQUIRED / _INVALID /
     _FORBIDDEN. The operator's bearer token (`HYBRIDEX_ADMIN_TOKEN`) reads any trader."""
-    c = conn.app.state.ctx  # the app's ApiContext (backend.api.deps imports this module)
+    check_trader(
+        conn.app.state.ctx,  # the app's ApiContext (backend.api.deps imports this module)
+        trader,
+        token=conn.headers.get(HEADER),
+        authorization=conn.headers.get("authorization"),
+    )
+
+
+def check_trader(c: Any, trader: str, *, token: str | None, authorization: str | None) -> None:
+    """`require_trader` for what a request or a WebSocket connection presented."""
     admin = c.settings.admin_token
-    given = conn.headers.get("authorization")
-    if admin is not None and given is not None:
+    if admin is not None and authorization is not None:
         expected = f"Bearer {admin.get_secret_value()}"
-        if hmac.compare_digest(given.encode(), expected.encode()):
+        if hmac.compare_digest(authorization.encode(), expected.encode()):
             return
-    token = conn.headers.get(HEADER)
     if token is None:
         raise DexError(
             ErrorCode.SESSION_REQUIRED,

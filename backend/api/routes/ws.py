@@ -1,7 +1,10 @@
 """WebSocket `/v1/ws`: sequenced channels with snapshot, resume and gap → resync (docs/api.md).
 
 Client → server: `{"op": "subscribe", "channel": "book:WETH-USDC", "fromSeq": 41?}`,
-`{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`.
+`{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`, `{"op": "auth", "session": token}`.
+The private channels (`orders:`, `balances:`, `fills:` of an address) need that trader's signed
+read Session (`backend.api.sessions`): sent with `auth`, or as the `X-Hybridex-Session` header
+of the handshake; when it expires, those subscriptions end with a `SESSION_INVALID` error.
 Server → client: `subscribed`, `snapshot` (book), `update` (`seq` = the channel's sequence,
 consecutive), `resync` (the requested seq left the retention window), `heartbeat` (with the
 last seq of every subscribed channel, so a quiet gap is detectable), `pong`, `error`.
@@ -35,6 +38,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from backend.api.deps import ApiContext, ctx
+from backend.api.sessions import HEADER, check_trader
 from backend.api.tickers import compute_ticker
 from backend.api.ws_limits import MessageBucket
 from backend.domain.errors import DexError, ErrorCode
@@ -45,6 +49,7 @@ router = APIRouter()
 log = structlog.get_logger("backend.api")
 
 MAX_SUBSCRIPTIONS = 50
+PRIVATE_KINDS = frozenset({"orders", "balances", "fills"})  # a trader's private channels
 SNAPSHOT_DEPTH = 1000
 SLOW_CLIENT_CLOSE = 1013
 POLICY_CLOSE = 1008
@@ -76,6 +81,8 @@ class WsSession:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(context.settings.api_ws_send_queue)
         self.last_sent = time.monotonic()
         self.pump_task: asyncio.Task[None] | None = None
+        self.session: str | None = websocket.headers.get(HEADER)
+        """The read Session token presented (handshake header or `auth`), for private channels."""
 
     # ------------------------------------------------------------------ sending
 
@@ -104,7 +111,7 @@ class WsSession:
         if kind in ("book", "trades", "ticker"):
             await self.ctx.markets.by_id(key)
             return channel
-        if kind in ("orders", "balances", "fills"):
+        if kind in PRIVATE_KINDS:
             try:
                 return f"{kind}:{parse_address(key, 'channel')}"
             except DexError as exc:
@@ -147,7 +154,35 @@ class WsSession:
             if len(msgs) < READ_LIMIT:
                 return
 
+    def authorize(self, channel: str) -> None:
+        """Private channels: the subscriber must speak for the channel's trader."""
+        kind, _, key = channel.partition(":")
+        if kind in PRIVATE_KINDS:
+            check_trader(
+                self.ctx,
+                key,
+                token=self.session,
+                authorization=self.ws.headers.get("authorization"),
+            )
+
+    def drop_expired(self) -> None:
+        """End private subscriptions whose session no longer holds (it expired)."""
+        for channel in [c for c in self.subs if c.partition(":")[0] in PRIVATE_KINDS]:
+            try:
+                self.authorize(channel)
+            except DexError as exc:
+                del self.subs[channel]
+                self.emit(
+                    {
+                        "type": "error",
+                        "code": exc.code.name,
+                        "message": exc.message,
+                        "channel": channel,
+                    }
+                )
+
     async def subscribe(self, channel: str, from_seq: int | None) -> None:
+        self.authorize(channel)
         known = channel in self.subs or channel in self.tickers
         if not known and len(self.subs) + len(self.tickers) >= MAX_SUBSCRIPTIONS:
             raise DexError(ErrorCode.INVALID_REQUEST, f"at most {MAX_SUBSCRIPTIONS} channels")
@@ -218,6 +253,7 @@ class WsSession:
                     log.warning("ws_ticker_failed", channel=channel, error=repr(exc))
 
     def heartbeat(self) -> None:
+        self.drop_expired()
         self.emit({"type": "heartbeat", "time": int(time.time()), "seqs": dict(self.subs)})
 
     async def restart_pump(self) -> None:
@@ -244,6 +280,13 @@ class WsSession:
         try:
             if op == "ping":
                 self.emit({"type": "pong", "time": int(time.time())})
+            elif op == "auth":
+                token = msg.get("session")
+                if not isinstance(token, str):
+                    raise DexError(ErrorCode.SESSION_INVALID, "auth: session must be a token")
+                trader = self.ctx.read_sessions.trader(token)
+                self.session = token
+                self.emit({"type": "authenticated", "trader": trader})
             elif op in ("subscribe", "unsubscribe"):
                 channel = await self.channel_name(msg.get("channel"))
                 await self.stop_pump()
@@ -257,7 +300,9 @@ class WsSession:
                 finally:
                     await self.restart_pump()
             else:
-                raise DexError(ErrorCode.INVALID_REQUEST, "op: subscribe, unsubscribe or ping")
+                raise DexError(
+                    ErrorCode.INVALID_REQUEST, "op: subscribe, unsubscribe, auth or ping"
+                )
         except DexError as exc:
             self.emit({"type": "error", "code": exc.code.name, "message": exc.message})
 

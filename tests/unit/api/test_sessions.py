@@ -150,3 +150,53 @@ def test_a_verified_session_is_not_recovered_again(api: Harness) -> None:
         path = f"/v1/accounts/{TRADERS[0]}/balances"
         assert api.client.get(path, headers={HEADER: token}).status_code == 200
     assert calls == 1
+
+
+def test_private_channels_need_the_traders_session(api: Harness) -> None:
+    channel = f"orders:{TRADERS[0]}"
+    with api.client.websocket_connect("/v1/ws") as ws:
+        ws.send_json({"op": "subscribe", "channel": channel})
+        answer = ws.receive_json()
+        assert (answer["type"], answer["code"]) == ("error", "SESSION_REQUIRED")
+        ws.send_json({"op": "subscribe", "channel": f"trades:{MARKET}"})  # public: open
+        assert ws.receive_json()["type"] == "subscribed"
+        # another trader's session does not open this trader's channel
+        ws.send_json({"op": "auth", "session": session_token(TRADERS[1], KEYS[1], DOMAIN)})
+        assert ws.receive_json() == {"type": "authenticated", "trader": TRADERS[1]}
+        ws.send_json({"op": "subscribe", "channel": channel})
+        assert ws.receive_json()["code"] == "SESSION_FORBIDDEN"
+        ws.send_json({"op": "auth", "session": "garbage"})
+        assert ws.receive_json()["code"] == "SESSION_INVALID"
+        ws.send_json({"op": "auth", "session": session_token(TRADERS[0], KEYS[0], DOMAIN)})
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"op": "subscribe", "channel": channel})
+        assert ws.receive_json()["type"] == "subscribed"
+        api.place(api.order(0, Side.BUY, PRICE, ONE))
+        update = ws.receive_json()
+        assert (update["type"], update["channel"]) == ("update", channel)
+
+
+@pytest.fixture
+def fast_heartbeat(tmp_path: Path) -> Iterator[Harness]:
+    with running_api(tmp_path, api_ws_heartbeat_s=0.2) as harness:
+        yield harness
+
+
+def test_a_private_subscription_ends_when_its_session_expires(fast_heartbeat: Harness) -> None:
+    h = fast_heartbeat
+    channel = f"balances:{TRADERS[0]}"
+    token = _session(0, expiry=int(time.time()) + 2)
+    with h.client.websocket_connect("/v1/ws", headers={HEADER: token}) as ws:
+        ws.send_json({"op": "subscribe", "channel": channel})
+        assert ws.receive_json()["type"] == "subscribed"
+        deadline = time.monotonic() + 10
+        while True:
+            assert time.monotonic() < deadline, "the subscription outlived its session"
+            msg = ws.receive_json()
+            if msg["type"] == "error":
+                break
+        assert (msg["code"], msg["channel"]) == ("SESSION_INVALID", channel)
+        beat = ws.receive_json()
+        while beat["type"] != "heartbeat":
+            beat = ws.receive_json()
+        assert channel not in beat["seqs"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -53,7 +53,7 @@ def test_resume_from_a_seq_replays_what_was_missed(api: Harness) -> None:
     api.place(api.order(0, Side.BUY, PRICE - TICK))
     api.place(api.order(0, Side.BUY, PRICE - 2 * TICK))
     api.place(api.order(0, Side.BUY, PRICE - 3 * TICK))
-    with api.client.websocket_connect("/v1/ws") as ws:
+    with api.client.websocket_connect("/v1/ws", headers=api.as_trader(0)) as ws:
         ws.send_json({"op": "subscribe", "channel": channel.lower(), "fromSeq": 1})
         sub = ws.receive_json()
         assert (sub["type"], sub["channel"], sub["seq"]) == ("subscribed", channel, 3)
@@ -77,7 +77,7 @@ def test_seq_beyond_retention_gets_resync(short_retention: Harness) -> None:
     h = short_retention
     for i in range(5):
         h.place(h.order(0, Side.BUY, PRICE - (i + 1) * TICK))
-    with h.client.websocket_connect("/v1/ws") as ws:
+    with h.client.websocket_connect("/v1/ws", headers=h.as_trader(0)) as ws:
         ws.send_json({"op": "subscribe", "channel": f"orders:{TRADERS[0]}", "fromSeq": 1})
         assert ws.receive_json()["type"] == "subscribed"
         resync = ws.receive_json()
@@ -110,6 +110,8 @@ def test_a_client_that_does_not_read_is_dropped(api: Harness) -> None:
     from backend.api.routes.ws import SlowClientError, WsSession
 
     class StuckSocket:
+        headers: ClassVar[dict[str, str]] = {}
+
         async def send_text(self, _data: str) -> None:
             await asyncio.Event().wait()  # the client never reads
 

@@ -15,15 +15,19 @@ def test_fill_settlement_states_reach_both_traders_in_sequence(api: Harness) -> 
     taker = api.place(api.order(1, Side.BUY, PRICE, ONE)).json()
     api.flush()
     maker_channel, taker_channel = f"fills:{TRADERS[0]}", f"fills:{TRADERS[1].lower()}"
-    with api.client.websocket_connect("/v1/ws") as ws:
-        ws.send_json({"op": "subscribe", "channel": taker_channel})
-        assert ws.receive_json() == {
+    # each trader reads their own channel, with their own session
+    with (
+        api.client.websocket_connect("/v1/ws", headers=api.as_trader(1)) as taker_ws,
+        api.client.websocket_connect("/v1/ws", headers=api.as_trader(0)) as maker_ws,
+    ):
+        taker_ws.send_json({"op": "subscribe", "channel": taker_channel})
+        assert taker_ws.receive_json() == {
             "type": "subscribed",
             "channel": f"fills:{TRADERS[1]}",
             "seq": 0,
         }
-        ws.send_json({"op": "subscribe", "channel": maker_channel})
-        assert ws.receive_json()["seq"] == 0
+        maker_ws.send_json({"op": "subscribe", "channel": maker_channel})
+        assert maker_ws.receive_json()["seq"] == 0
 
         tx_hash = b"\x07" * 32
         with unit_of_work(api.sessions) as s:  # the worker's transition, then its publish
@@ -44,7 +48,7 @@ def test_fill_settlement_states_reach_both_traders_in_sequence(api: Harness) -> 
             )  # fmt: skip
         publish_fill_states(api.feeds, api.sessions, batch_ids=[1])
         updates = {}
-        for _ in range(2):
+        for ws in (taker_ws, maker_ws):
             msg = ws.receive_json()
             assert msg["type"] == "update"
             assert msg["seq"] == 1
@@ -69,7 +73,7 @@ def test_fill_settlement_states_reach_both_traders_in_sequence(api: Harness) -> 
             assert fs is not None
             fs.status = FillStatus.SETTLED
         publish_fill_states(api.feeds, api.sessions, fill_ids=[fill_id])
-        seen = [ws.receive_json(), ws.receive_json()]
+        seen = [taker_ws.receive_json(), maker_ws.receive_json()]
         assert {m["seq"] for m in seen} == {2}
         assert all(m["data"]["status"] == "settled" and m["data"]["block"] == 9 for m in seen)
 
