@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -28,7 +26,7 @@ from backend.engine.client import Intake, Outcome
 from backend.engine.tcp_client import TcpEngineClient
 from backend.matching.commands import CancelOrder, Command, Credit, PlaceOrder
 from backend.matching.events import OrderAccepted
-from tests.integration.engine.test_crash import FEE_RECIPIENT, ROOT, free_port, wait_ready
+from tests.integration.engine.test_crash import FEE_RECIPIENT, free_port, start_engine, wait_ready
 from tests.integration.private_postgres import PrivatePostgres
 from tests.unit.engine.helpers import (
     QUOTE,
@@ -88,11 +86,7 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
             "HYBRIDEX_FEE_RECIPIENT": FEE_RECIPIENT,
         }
         log = tmp_path / "engine.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "backend.cli.main", "engine", "--feeds", "none"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        proc = start_engine(env, log, "--feeds", "none")
         acked: list[Outcome] = []
         refused: dict[str, int] = {}
         max_lag = 0.0

@@ -42,10 +42,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_engine(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_engine(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "backend.cli.main", "engine"],
+            [sys.executable, "-m", "backend.cli.main", "engine", *args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

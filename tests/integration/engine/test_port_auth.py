@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from backend.matching.commands import (
     SetMarketState,
 )
 from backend.matching.events import CommandRejected, MarketAdded, OrderAccepted
+from tests.integration.engine.test_crash import FEE_RECIPIENT, ROOT, free_port, start_engine
 from tests.unit.engine.helpers import (
     KEYS,
     MARKET,
@@ -52,16 +52,8 @@ from tests.unit.engine.helpers import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
-FEE_RECIPIENT = "0x1000000000000000000000000000000000000001"
 ATTACKER_TRADER = trader(666)
 FORTUNE = 10**30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -120,11 +112,7 @@ def start(db_url: str, tmp_path: Path, transport: str = "unix") -> Engine:
         **key_env(),
     }
     log = tmp_path / "engine.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli.main", "engine", "--feeds", "none"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = start_engine(env, log, "--feeds", "none")
     address: Address = (
         tmp_path / "journal" / "engine.sock" if transport == "unix" else ("127.0.0.1", port)
     )
