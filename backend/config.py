@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         "none). The client is the right-most hop not in these ranges.",
     )
     api_rate_limiter_timeout_s: float = Field(
-        default=0.25, gt=0, description="Longest wait for the limiter's store before failing."
+        default=1.0, gt=0, description="Longest wait for the limiter's store before failing."
     )
     api_ws_max_connections_per_ip: int = Field(
         default=20, ge=1, description="Open WebSockets per client IP, in each API worker."

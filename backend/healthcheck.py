@@ -69,6 +69,15 @@ def _tcp_open(host: str, port: int) -> None:
         raise UnhealthyError(f"{_local(host)}:{port}: {exc}") from exc
 
 
+def _unix_open(path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT_S)
+            s.connect(str(path))
+    except OSError as exc:
+        raise UnhealthyError(f"{path}: {exc}") from exc
+
+
 def _metrics(host: str, port: int | None, setting: str) -> None:
     if port is None:
         raise UnhealthyError(f"{setting} is not set: the metrics endpoint is this process's probe")
@@ -89,8 +98,11 @@ def check(role: str, settings: Settings, *, now: float | None = None) -> None:
     """Raises UnhealthyError if the process of `role` does not answer as it should."""
     if role == "api":
         _http_ok(settings.api_host, settings.api_port, "/ready")
-    elif role == "engine":
-        _tcp_open(settings.engine_host, settings.engine_port)
+    elif role == "engine":  # it listens (connect only: no frame, so nothing is refused)
+        if settings.engine_transport == "unix":
+            _unix_open(settings.engine_socket_path())
+        else:
+            _tcp_open(settings.engine_host, settings.engine_port)
     elif role == "worker":
         _metrics(
             settings.settlement_metrics_host,

@@ -180,6 +180,8 @@ class Stack:
         from backend.engine.tcp_client import TcpEngineClient
 
         key = self.engine_keys[role].encode()
+        if self.extra_env.get("HYBRIDEX_ENGINE_TRANSPORT") == "tcp":
+            return TcpEngineClient(("127.0.0.1", self.engine_port), role=Role(role), key=key)
         return TcpEngineClient(self.journal_dir / "engine.sock", role=Role(role), key=key)
 
     async def _wait_engine(self, timeout: float) -> None:

@@ -93,10 +93,9 @@ class Demo:
         trader = Web3.to_checksum_address(trader)
         token = self._sessions.get(trader)
         if token is None:
-            keys = {
-                Account.from_key(k).address: k
-                for k in (self.config.seller_key, self.config.buyer_key)
-            }
+            # the configured traders, and the dev accounts (the keys `hybridex dev` prints)
+            known = (self.config.seller_key, self.config.buyer_key, *DEV_PRIVATE_KEYS)
+            keys = {Account.from_key(k).address: k for k in known}
             if trader not in keys:
                 raise DemoFailedError(f"no key for {trader}: its private data cannot be read")
             info = self.get("/v1/info")

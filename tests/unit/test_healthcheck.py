@@ -91,9 +91,20 @@ def test_api_is_unhealthy_on_503_or_nothing_listening(http_server: ThreadingHTTP
 
 
 def test_engine_is_probed_on_its_tcp_port(http_server: ThreadingHTTPServer) -> None:
-    check("engine", Settings(engine_host="0.0.0.0", engine_port=http_server.server_address[1]))
+    port = http_server.server_address[1]
+    check("engine", Settings(engine_transport="tcp", engine_host="0.0.0.0", engine_port=port))
     with pytest.raises(UnhealthyError):
-        check("engine", Settings(engine_port=closed_port()))
+        check("engine", Settings(engine_transport="tcp", engine_port=closed_port()))
+
+
+def test_engine_is_probed_on_its_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "engine.sock"
+    with pytest.raises(UnhealthyError, match=r"engine\.sock"):
+        check("engine", Settings(engine_socket=path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        check("engine", Settings(engine_socket=path))
 
 
 def test_worker_and_indexer_are_probed_on_their_metrics(http_server: ThreadingHTTPServer) -> None:

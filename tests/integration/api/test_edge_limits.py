@@ -108,13 +108,15 @@ def api_stack(
     """Engine + one API worker; the API reaches the engine through a `CountingRelay`
     (`stack.relay`) and gets `api_env` on top of `env`."""
     b = bench_api()
+    # TCP, so that the relay can sit between the API and the engine
     stack = b.Stack(workers=1, pg_admin_url=PG_ADMIN_URL, redis_url=REDIS_URL,
-                    extra_env=dict(env), log_level=log_level)  # fmt: skip
+                    extra_env={**env, "HYBRIDEX_ENGINE_TRANSPORT": "tcp"},
+                    log_level=log_level)  # fmt: skip
     relay: CountingRelay | None = None
     try:
         stack.create_database()
         stack.start_engine()
-        asyncio.run(b.list_and_fund(stack.engine_port, n_traders=2))
+        asyncio.run(b.list_and_fund(stack, n_traders=2))
         relay = CountingRelay(stack.engine_port)
         stack.relay = relay
         stack.extra_env.update({"HYBRIDEX_ENGINE_PORT": str(relay.port), **(api_env or {})})

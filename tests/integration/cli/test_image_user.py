@@ -18,11 +18,17 @@ from pathlib import Path
 import pytest
 
 from tests.unit.docker.deployfiles import created_directories, image_env
+from tests.unit.engine.helpers import key_env
 
 UID = 10001
-# setpriv (util-linux) rather than Popen(user=…): the same setresuid, then exec, which here also
-# works where the interpreter lives under a directory only root may list.
-AS_USER = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
+# setpriv (util-linux) rather than Popen(user=…): the same setresuid, then exec. It keeps one
+# capability, reading and searching any path (never writing), because the checkout and its
+# .venv may sit under a directory only root may enter (a CI clone in `mktemp -d`, mode 0700);
+# in the image the code is world-readable. Every write still needs uid 10001's own permission.
+AS_USER = [
+    "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
+    "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
+]  # fmt: skip
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 10001 needs root"),
@@ -149,6 +155,7 @@ def test_engine_opens_its_journal_where_the_image_lets_it_write(image_root: Path
         HYBRIDEX_ENGINE_PORT=str(free_port()),
         HYBRIDEX_ENGINE_METRICS_PORT=str(free_port()),
         HYBRIDEX_FEE_RECIPIENT="0x" + "fe" * 20,  # production: the operator's own fee account
+        **key_env(),  # production: every role's engine key
     )
     args = ["-m", "backend.cli.main", "engine", "--no-persist", "--feeds", "none"]
     proc = as_image_user(args, image_root, env)
