@@ -21,6 +21,7 @@ from backend.api.deps import ApiContext, RateRules, ReadinessCheck
 from backend.api.errors import install_error_handlers
 from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
+from backend.api.openapi import install_openapi, operation_id
 from backend.api.ratelimit import RateLimiter
 from backend.api.routes import accounts, admin, info, markets, orders, ws
 from backend.api.sessions import SessionVerifier
@@ -88,7 +89,9 @@ def create_app(
         version="1",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.ctx = context
     install_error_handlers(app)
     for module in (info, markets, orders, accounts, withdrawals, ws, admin):

@@ -1,4 +1,4 @@
-"""OpenAPI documentation of the signed request bodies and the main answers.
+"""OpenAPI documentation of the signed request bodies, the order outcome and the error body.
 
 These models only *describe* the interface: signed bodies are parsed by the strict parsers of
 `backend.eip712.parsing` (pydantic would coerce `"1"`/`1`/`true`), never validated by these.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 UINT = r"^(0|[1-9][0-9]*)$"
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
@@ -28,7 +28,25 @@ class OrderMessage(BaseModel):
     expiry: str = Field(pattern=UINT, description="uint64 unix seconds, 0 = never")
 
 
+_ORDER_EXAMPLE: dict[str, JsonValue] = {
+    "order": {
+        "trader": "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf",
+        "baseToken": "0x" + "e1" * 20,
+        "quoteToken": "0x" + "c6" * 20,
+        "side": 0,
+        "price": "3000000000",
+        "amount": "1000000000000000000",
+        "timeInForce": 0,
+        "nonce": "1001",
+        "expiry": "0",
+    },
+    "signature": "0x" + "11" * 65,
+    "clientOrderId": "mm-42",
+}
+
+
 class PlaceOrderBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
     order: OrderMessage
     signature: str = Field(pattern=SIG, description="65-byte r‖s‖v, low-s")
     clientOrderId: str | None = Field(None, min_length=1, max_length=64)  # noqa: N815
@@ -57,6 +75,7 @@ class CancelAllBody(BaseModel):
 
 
 class FillOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     makerOrderHash: str  # noqa: N815
     price: str
     amount: str
@@ -67,6 +86,20 @@ class FillOut(BaseModel):
 
 
 class OrderOutcome(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"orderHash": "0x" + "ab" * 32, "status": "partially_filled",
+                 "market": "WETH-USDC", "filled": "400000000000000000",
+                 "remaining": "600000000000000000", "seq": 814,
+                 "fills": [{"makerOrderHash": "0x" + "cd" * 32, "price": "3000000000",
+                            "amount": "400000000000000000", "quoteAmount": "1200000000",
+                            "fee": "80000000000000", "seq": 814, "fillIndex": 0}]},
+                {"orderHash": "0x" + "ab" * 32, "status": "pending"},
+            ]
+        },
+    )  # fmt: skip
     orderHash: str  # noqa: N815
     status: str = Field(
         description="open | partially_filled | filled | cancelled | expired | pending"
@@ -78,12 +111,26 @@ class OrderOutcome(BaseModel):
     fills: list[FillOut] = Field(default_factory=list)
 
 
+class WithdrawalMessage(BaseModel):
+    trader: str = Field(pattern=ADDRESS)
+    token: str = Field(pattern=ADDRESS)
+    amount: str = Field(pattern=UINT, description="uint256, token units; at most `available`")
+    nonce: str = Field(pattern=UINT, description="uint64, unique per trader's withdrawals")
+
+
+class WithdrawalBody(BaseModel):
+    withdrawal: WithdrawalMessage
+    signature: str = Field(pattern=SIG)
+
+
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(description="a stable `ErrorCode` name (docs/api.md)")
+    message: str = Field(description="what was wrong and what to do, for people")
 
 
 class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     error: ErrorDetail
 
 
@@ -108,18 +155,3 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": _inline(schema, schema.get("$defs", {}))}},
         }
     }
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in (
-        (400, "invalid request or order"),
-        (401, "INVALID_SIGNATURE"),
-        (404, "UNKNOWN_MARKET / ORDER_NOT_FOUND"),
-        (409, "NONCE_REUSED / ORDER_CANCELLED / DUPLICATE_CLIENT_ORDER_ID"),
-        (413, "PAYLOAD_TOO_LARGE"),
-        (422, "refused by risk or matching rules"),
-        (429, "RATE_LIMITED"),
-        (503, "ENGINE_UNAVAILABLE / PERSISTENCE_LAGGING"),
-    )
-}

@@ -22,11 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from backend.api.answers import WithdrawalRequested, WithdrawalsAnswer
 from backend.api.deps import ctx, parse_address_param, read_json_object, require_keys
+from backend.api.openapi import BODY, EDGE, ENGINE, PARAMS, PRIVATE, SESSION, errors
 from backend.api.responses import Json
+from backend.api.schemas import WithdrawalBody, body_schema
 from backend.api.sessions import require_trader
 from backend.db.models import ChainEvent, Withdrawal, WithdrawalSettlement
 from backend.db.models.indexer import IndexerCommand
+from backend.domain.errors import ErrorCode as E
 from backend.eip712.parsing import parse_signature, parse_withdrawal
 from backend.settlement.withdrawals import request_withdrawal, withdrawal_id_for
 
@@ -40,6 +44,19 @@ DONE = "done"
 @router.post(
     "/withdrawals",
     summary="Request a signed withdrawal",
+    operation_id="request_withdrawal",
+    response_model=WithdrawalRequested,
+    responses=errors(
+        *EDGE,
+        *BODY,
+        E.RATE_LIMITER_UNAVAILABLE,
+        E.INVALID_ORDER,
+        E.NONCE_REUSED,
+        E.INSUFFICIENT_BALANCE,
+        E.ACCOUNT_EXITING,
+        *ENGINE,
+    ),
+    openapi_extra=body_schema(WithdrawalBody),
     description=(
         "401 INVALID_SIGNATURE, 409 NONCE_REUSED (the nonce names another withdrawal), "
         "422 INSUFFICIENT_BALANCE (more than `available`), 403 ACCOUNT_EXITING (the trader "
@@ -47,7 +64,7 @@ DONE = "done"
         "its current status."
     ),
 )
-async def post_withdrawal(request: Request) -> dict[str, Any]:
+async def post_withdrawal(request: Request) -> Response:
     api = ctx(request)
     body = await read_json_object(request)
     require_keys(body, ("withdrawal", "signature"))
@@ -61,11 +78,13 @@ async def post_withdrawal(request: Request) -> dict[str, Any]:
         domain=api.domain,
         timeout=api.settings.api_engine_timeout_s,
     )
-    return {
-        "withdrawalHash": "0x" + outcome.withdrawal_hash.hex(),
-        "withdrawalId": outcome.withdrawal_id,
-        "status": outcome.status.value,
-    }
+    return Json(
+        {
+            "withdrawalHash": "0x" + outcome.withdrawal_hash.hex(),
+            "withdrawalId": outcome.withdrawal_id,
+            "status": outcome.status.value,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +168,10 @@ def withdrawal_row(
 @router.get(
     "/accounts/{address}/withdrawals",
     summary="Withdrawals with their state, tx hash and block",
+    operation_id="list_withdrawals",
+    response_model=WithdrawalsAnswer,
+    responses=errors(*EDGE, *PARAMS, *SESSION),
+    openapi_extra=PRIVATE,
     description=(
         "`status`: `reserved` (the engine holds the amount) → `submitted` (the operator sent "
         "`withdraw`, `txHash`) → `confirmed` (mined `confirmations` deep, `block`) or `failed` "

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from backend.api import queries
+from backend.api.answers import BalancesAnswer, DepositsAnswer, FillsAnswer
 from backend.api.deps import ctx, parse_address_param
+from backend.api.openapi import EDGE, PARAMS, PRIVATE, SESSION, errors
 from backend.api.responses import Json
 from backend.api.serializers import account_fill, deposit_row
 from backend.api.sessions import require_trader
@@ -51,6 +53,10 @@ def _balances(session: Session, trader: str, fee_recipient: str | None) -> list[
 @router.get(
     "/{address}/balances",
     summary="Per token: onChain, available, locked, pendingSettlement",
+    operation_id="get_balances",
+    response_model=BalancesAnswer,
+    responses=errors(*EDGE, *PARAMS, *SESSION),
+    openapi_extra=PRIVATE,
     description=(
         "`total` = `available` + `locked` is the engine's ledger (deposits credited, fills "
         "applied); `locked` is reserved by open orders and withdrawals. `onChain` is the "
@@ -68,7 +74,14 @@ async def balances(request: Request, address: str) -> Response:
     return Json({"address": trader, "balances": rows})
 
 
-@router.get("/{address}/fills", summary="Fills with settlement state, batch id and tx hash")
+@router.get(
+    "/{address}/fills",
+    summary="Fills with settlement state, batch id and tx hash",
+    operation_id="list_fills",
+    response_model=FillsAnswer,
+    responses=errors(*EDGE, *PARAMS, *SESSION),
+    openapi_extra=PRIVATE,
+)
 async def fills(
     request: Request,
     address: str,
@@ -85,6 +98,10 @@ async def fills(
 @router.get(
     "/{address}/deposits",
     summary="Deposits seen on chain and whether credited",
+    operation_id="list_deposits",
+    response_model=DepositsAnswer,
+    responses=errors(*EDGE, *PARAMS, *SESSION),
+    openapi_extra=PRIVATE,
     description=(
         "`seen` deposits carry `blockNumber` and `confirmationsLeft` (blocks still to come, as "
         "of the indexer's `indexedBlock`, before the engine credits them; 0 = due now); then "

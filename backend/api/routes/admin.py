@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from backend.api.answers import ReconciliationAnswer
 from backend.api.deps import ctx
+from backend.api.openapi import EDGE, OPERATOR, errors
 from backend.api.responses import Json
 from backend.db.models import ReconciliationRun
 from backend.domain.errors import DexError, ErrorCode
@@ -37,6 +39,10 @@ def _latest(session: Session) -> ReconciliationRun | None:
 @router.get(
     "/reconciliation",
     summary="The latest reconciliation: accounts checked, discrepancies, block read",
+    operation_id="get_reconciliation",
+    response_model=ReconciliationAnswer,
+    responses=errors(*EDGE, ErrorCode.ADMIN_UNAUTHORIZED, ErrorCode.RECONCILIATION_NOT_RUN),
+    openapi_extra=OPERATOR,
     description=(
         "The report of the newest periodic reconciliation (the `hybridex reconcile --json` "
         "document) with when it ran and how long it took. Operator only."

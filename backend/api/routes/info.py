@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from backend.api.answers import HealthAnswer, InfoAnswer, ReadyAnswer
 from backend.api.deps import ctx
+from backend.api.openapi import EDGE, errors
 from backend.api.responses import Json
 from backend.eip712.messages import EIP712_TYPES
 from backend.matching.market import MAX_FEE_BPS
@@ -19,7 +21,13 @@ router = APIRouter()
 READINESS_TIMEOUT_S = 2.0
 
 
-@router.get("/v1/info", summary="Chain, Exchange contract, EIP-712 domain and types, fee caps")
+@router.get(
+    "/v1/info",
+    summary="Chain, Exchange contract, EIP-712 domain and types, fee caps",
+    operation_id="get_info",
+    response_model=InfoAnswer,
+    responses=errors(*EDGE),
+)
 async def info(request: Request) -> Response:
     c = ctx(request)
     now = time.time()
@@ -35,7 +43,7 @@ async def info(request: Request) -> Response:
     )
 
 
-@router.get("/health", summary="Liveness: the process answers")
+@router.get("/health", summary="Liveness: the process answers", response_model=HealthAnswer)
 async def health() -> Response:
     return Json({"status": "ok"})
 
@@ -43,7 +51,8 @@ async def health() -> Response:
 @router.get(
     "/ready",
     summary="Readiness: database, Redis and engine answer",
-    responses={503: {"description": "a dependency is down"}},
+    response_model=ReadyAnswer,
+    responses={503: {"model": ReadyAnswer, "description": "a dependency is down"}},
 )
 async def ready(request: Request) -> Response:
     checks: dict[str, Any] = {}
@@ -60,7 +69,12 @@ async def ready(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     body, content_type = ctx(request).metrics.render()
     return Response(body, media_type=content_type)

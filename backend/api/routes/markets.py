@@ -11,11 +11,23 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from backend.api import queries
+from backend.api.answers import (
+    BookAnswer,
+    CandlesAnswer,
+    MarketAnswer,
+    MarketsAnswer,
+    TickerAnswer,
+    TickersAnswer,
+    TradesAnswer,
+)
 from backend.api.deps import ctx
+from backend.api.openapi import EDGE, PARAMS, errors
 from backend.api.responses import Json
 from backend.api.serializers import levels, trade_row
 from backend.api.tickers import BOOK_TIMEOUT_S, compute_ticker
 from backend.domain.errors import DexError, ErrorCode
+
+E = ErrorCode
 
 router = APIRouter(prefix="/v1", tags=["markets"])
 
@@ -23,13 +35,23 @@ INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 MAX_CANDLES = 1000
 
 
-@router.get("/markets", summary="Listed markets with sizes, fees and state")
+@router.get(
+    "/markets",
+    summary="Listed markets with sizes, fees and state",
+    response_model=MarketsAnswer,
+    responses=errors(*EDGE),
+)
 async def list_markets(request: Request) -> Response:
     markets = await ctx(request).markets.all()
     return Json({"markets": [m.as_json() for m in markets]})
 
 
-@router.get("/markets/{market_id}", summary="One market")
+@router.get(
+    "/markets/{market_id}",
+    summary="One market",
+    response_model=MarketAnswer,
+    responses=errors(*EDGE, E.UNKNOWN_MARKET),
+)
 async def get_market(request: Request, market_id: str) -> Response:
     market = await ctx(request).markets.by_id(market_id)
     return Json(market.as_json())
@@ -38,6 +60,9 @@ async def get_market(request: Request, market_id: str) -> Response:
 @router.get(
     "/markets/{market_id}/book",
     summary="Aggregated levels [price, amount], best first, with the book's sequence numbers",
+    operation_id="get_book",
+    response_model=BookAnswer,
+    responses=errors(*EDGE, *PARAMS, E.UNKNOWN_MARKET, E.ENGINE_UNAVAILABLE),
 )
 async def book(request: Request, market_id: str, depth: int = Query(50, ge=1, le=1000)) -> Response:
     c = ctx(request)
@@ -54,7 +79,13 @@ async def book(request: Request, market_id: str, depth: int = Query(50, ge=1, le
     )
 
 
-@router.get("/markets/{market_id}/trades", summary="Recent trades, newest first")
+@router.get(
+    "/markets/{market_id}/trades",
+    summary="Recent trades, newest first",
+    operation_id="list_trades",
+    response_model=TradesAnswer,
+    responses=errors(*EDGE, *PARAMS, E.UNKNOWN_MARKET),
+)
 async def trades(
     request: Request,
     market_id: str,
@@ -67,14 +98,26 @@ async def trades(
     return Json({"market": market_id, "trades": [trade_row(r) for r in rows]})
 
 
-@router.get("/markets/{market_id}/ticker", summary="Last price, best bid/ask, 24 h statistics")
+@router.get(
+    "/markets/{market_id}/ticker",
+    summary="Last price, best bid/ask, 24 h statistics",
+    operation_id="get_ticker",
+    response_model=TickerAnswer,
+    responses=errors(*EDGE, E.UNKNOWN_MARKET),
+)
 async def ticker(request: Request, market_id: str) -> Response:
     c = ctx(request)
     market = await c.markets.by_id(market_id)
     return Json(await compute_ticker(c.db, c.engine, market))
 
 
-@router.get("/tickers", summary="The ticker of every market")
+@router.get(
+    "/tickers",
+    summary="The ticker of every market",
+    operation_id="list_tickers",
+    response_model=TickersAnswer,
+    responses=errors(*EDGE),
+)
 async def tickers(request: Request) -> Response:
     c = ctx(request)
     return Json(
@@ -82,7 +125,13 @@ async def tickers(request: Request) -> Response:
     )
 
 
-@router.get("/markets/{market_id}/candles", summary="OHLCV candles from trades")
+@router.get(
+    "/markets/{market_id}/candles",
+    summary="OHLCV candles from trades",
+    operation_id="get_candles",
+    response_model=CandlesAnswer,
+    responses=errors(*EDGE, *PARAMS, E.UNKNOWN_MARKET),
+)
 async def candles(
     request: Request,
     market_id: str,

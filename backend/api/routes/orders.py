@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from backend.api import queries
+from backend.api.answers import CancelAllAnswer, CancelAnswer, OrderAnswer, OrdersAnswer
 from backend.api.deps import (
     ApiContext,
     ctx,
@@ -25,11 +26,11 @@ from backend.api.deps import (
     read_json_object,
     require_keys,
 )
+from backend.api.openapi import BODY, EDGE, ENGINE, PARAMS, PRIVATE, errors
 from backend.api.orders_outcome import cancel_answer, place_answer, stored_answer
 from backend.api.ratelimit import LimiterUnavailableError, hit_within
 from backend.api.responses import Json
 from backend.api.schemas import (
-    ERRORS,
     CancelAllBody,
     CancelBody,
     OrderOutcome,
@@ -60,6 +61,15 @@ router = APIRouter(prefix="/v1", tags=["orders"])
 
 CLIENT_ORDER_ID_MAX = 64
 STORED_ANSWER_WAIT_S = 1.0
+
+E = ErrorCode
+PLACE_ERRORS = errors(
+    *EDGE, *BODY, E.RATE_LIMITER_UNAVAILABLE, E.INVALID_ORDER, E.INVALID_TICK, E.INVALID_LOT,
+    E.EXPIRED, E.UNKNOWN_MARKET, E.NONCE_REUSED, E.ORDER_CANCELLED,
+    E.DUPLICATE_CLIENT_ORDER_ID, E.ACCOUNT_EXITING, E.INSUFFICIENT_BALANCE,
+    E.PRICE_OUT_OF_BAND, E.ORDER_TOO_LARGE, E.POST_ONLY_WOULD_TAKE, E.FOK_NOT_FILLABLE,
+    E.MARKET_NOT_ACCEPTING, *ENGINE,
+)  # fmt: skip
 
 
 def _client_order_id(value: Any) -> str | None:
@@ -106,7 +116,7 @@ def _refused(c: ApiContext, exc: DexError) -> DexError:
     summary="Place a signed order",
     response_model=OrderOutcome,
     responses={202: {"model": OrderOutcome, "description": "engine slow: status pending"},
-               **ERRORS},
+               **PLACE_ERRORS},
     openapi_extra=body_schema(PlaceOrderBody),
 )  # fmt: skip
 async def place_order(request: Request) -> Response:
@@ -172,7 +182,21 @@ async def _stored(c: ApiContext, order_hash: bytes) -> dict[str, Any] | None:
         await asyncio.sleep(0.02)
 
 
-@router.get("/orders/{order_hash}", summary="One order's state", responses=ERRORS)
+@router.get(
+    "/orders/{order_hash}",
+    summary="One order's state",
+    response_model=OrderAnswer,
+    # another trader's order answers ORDER_NOT_FOUND, never SESSION_FORBIDDEN
+    responses=errors(
+        *EDGE,
+        *PARAMS,
+        E.SESSION_REQUIRED,
+        E.SESSION_INVALID,
+        E.INVALID_SIGNATURE,
+        E.ORDER_NOT_FOUND,
+    ),
+    openapi_extra=PRIVATE,
+)
 async def get_order(request: Request, order_hash: str) -> Response:
     c = ctx(request)
     h = parse_hash_param(order_hash)
@@ -190,7 +214,21 @@ async def get_order(request: Request, order_hash: str) -> Response:
     return Json(order_row(row, market.base.address, market.quote.address))
 
 
-@router.get("/orders", summary="A trader's orders (optionally in one market), newest first")
+@router.get(
+    "/orders",
+    summary="A trader's orders (optionally in one market), newest first",
+    response_model=OrdersAnswer,
+    responses=errors(
+        *EDGE,
+        *PARAMS,
+        E.SESSION_REQUIRED,
+        E.SESSION_INVALID,
+        E.SESSION_FORBIDDEN,
+        E.INVALID_SIGNATURE,
+        E.UNKNOWN_MARKET,
+    ),
+    openapi_extra=PRIVATE,
+)
 async def list_orders(
     request: Request,
     *,
@@ -230,7 +268,11 @@ async def list_orders(
 @router.delete(
     "/orders/{order_hash}",
     summary="Cancel an order with a signed Cancel",
-    responses=ERRORS,
+    response_model=CancelAnswer,
+    responses={
+        202: {"model": CancelAnswer, "description": "engine slow: status pending"},
+        **errors(*EDGE, *BODY, E.ORDER_NOT_FOUND, *ENGINE),
+    },
     openapi_extra=body_schema(CancelBody),
 )
 async def cancel_order(request: Request, order_hash: str) -> Response:
@@ -266,7 +308,11 @@ async def cancel_order(request: Request, order_hash: str) -> Response:
 @router.post(
     "/orders/cancel-all",
     summary="Cancel every order below a nonce, in one market or all (zero token addresses)",
-    responses=ERRORS,
+    response_model=CancelAllAnswer,
+    responses={
+        202: {"model": CancelAllAnswer, "description": "engine slow: status pending"},
+        **errors(*EDGE, *BODY, E.UNKNOWN_MARKET, *ENGINE),
+    },
     openapi_extra=body_schema(CancelAllBody),
 )
 async def cancel_all(request: Request) -> Response:

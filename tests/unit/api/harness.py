@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.from_thread
+import httpx
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,7 @@ from backend.engine.feed_memory import MemoryFeedStore
 from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.service import EngineService
 from backend.matching.commands import AddMarket, Command, Credit, MarketSpec
+from tests.unit.api.contract import Contract
 
 T = TypeVar("T")
 
@@ -92,6 +94,8 @@ class Harness:
         self.client = client
         self.settings = cfg
         self.nonce = 1_000
+        self.contract: Contract | None = None
+        """Every answer `client` gets is checked against the app's OpenAPI document."""
 
     @property
     def ctx(self) -> Any:
@@ -178,6 +182,17 @@ class Harness:
         return self.client.post("/v1/orders/cancel-all", json=body)
 
 
+def _check_answer(contract: Contract, response: httpx.Response) -> None:
+    response.read()
+    contract.check(
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        response.content,
+    )
+
+
 def market_spec() -> MarketSpec:
     return MarketSpec(MARKET, WETH, USDC, TICK, LOT, LOT, maker_fee_bps=10, taker_fee_bps=20)
 
@@ -222,7 +237,10 @@ def running_api(
         )
         client = TestClient(app, raise_server_exceptions=True)
         client.portal = portal
+        contract = Contract(app.openapi())
+        client.event_hooks = {"response": [functools.partial(_check_answer, contract)]}
         h = Harness(portal, service, engine, feeds, sessions, client, cfg)
+        h.contract = contract
         tokens = (TokenInfo(WETH, "WETH", 18), TokenInfo(USDC, "USDC", 6))
         h.submit(AddMarket(0, 0, market_spec()), Intake(tokens=tokens))
         if fund:
