@@ -40,7 +40,8 @@ class Stream:
             self._send(step)
 
     def connect(self) -> None:
-        self.conn = connect(self.url, open_timeout=10, max_size=2**24)
+        # Entered by hand: the connection outlives this call (websockets 17 wants a `with`).
+        self.conn = connect(self.url, open_timeout=10, max_size=2**24).__enter__()
         self._send(self.feed.connected())
 
     def disconnect(self) -> None:
