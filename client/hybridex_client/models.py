@@ -158,7 +158,7 @@ class AccountFill(Answer):
 class WithdrawalPosted(Answer):
     withdrawal_hash: str
     status: str
-    withdrawal_id: int | None = None
+    withdrawal_id: str | None = None
 
 
 class WithdrawalRecord(Answer):
@@ -168,7 +168,7 @@ class WithdrawalRecord(Answer):
     nonce: int
     status: str
     id: int | None = None
-    withdrawal_id: int | None = None
+    withdrawal_id: str | None = None
     reject_code: str | None = None
     tx_hash: str | None = None
     block: int | None = None
