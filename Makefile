@@ -13,10 +13,11 @@ setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.ins
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
 # the project itself is installed apart, without dependencies, whatever its build backend.
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
+$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e client
 	touch $@
 
 # checkov, which tests/unit/docker runs over docker/, in a virtualenv of its own: its pins

@@ -18,16 +18,16 @@ from typing import Any, TypeVar
 import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hybridex_client import SELL as SDK_SELL
+from hybridex_client import ApiError, Client
 from web3 import Web3
 
-from backend.api.sessions import HEADER, session_token
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
 from backend.config import DEV_PRIVATE_KEYS
 from backend.domain.types import PRICE_SCALE, Side, TimeInForce
 from backend.eip712.domain import Domain
-from backend.eip712.messages import Message, Order, Withdrawal
-from backend.eip712.parsing import message_to_json
+from backend.eip712.messages import Message, Order
 from backend.eip712.signing import sign_typed
 
 T = TypeVar("T")
@@ -57,7 +57,12 @@ class Demo:
         self.step_no = 0
         # Per-trader counters as nonces: increasing (CancelAll works) and dense (cheap on chain).
         self._nonce = itertools.count(time.time_ns() // 1_000_000)
-        self._sessions: dict[str, str] = {}  # trader → signed read Session (private reads)
+        # The API is spoken through hybridex-client, one client per dev trader.
+        # the configured traders, and the dev accounts (the keys `hybridex dev` prints)
+        self.clients = {
+            Account.from_key(k).address: Client(config.api_url, k)
+            for k in dict.fromkeys((config.seller_key, config.buyer_key, *DEV_PRIVATE_KEYS))
+        }
 
     # ------------------------------------------------------------------ plumbing
 
@@ -83,26 +88,16 @@ class Demo:
 
     def get(self, path: str, *, as_trader: str | None = None) -> Any:
         """GET `path`; `as_trader`: a private read with that trader's signed read Session."""
-        headers = None if as_trader is None else {HEADER: self._session(as_trader)}
-        r = self.http.get(path, headers=headers)
-        if r.status_code != 200:
-            raise DemoFailedError(f"GET {path}: {r.status_code} {r.text}")
-        return r.json()
-
-    def _session(self, trader: str) -> str:
-        trader = Web3.to_checksum_address(trader)
-        token = self._sessions.get(trader)
-        if token is None:
-            # the configured traders, and the dev accounts (the keys `hybridex dev` prints)
-            known = (self.config.seller_key, self.config.buyer_key, *DEV_PRIVATE_KEYS)
-            keys = {Account.from_key(k).address: k for k in known}
-            if trader not in keys:
-                raise DemoFailedError(f"no key for {trader}: its private data cannot be read")
-            info = self.get("/v1/info")
-            domain = Domain(int(info["chainId"]), info["exchangeAddress"])
-            token = session_token(trader, keys[trader], domain)
-            self._sessions[trader] = token
-        return token
+        client = next(iter(self.clients.values())) if as_trader is None else None
+        if as_trader is not None:
+            client = self.clients.get(Web3.to_checksum_address(as_trader))
+            if client is None:
+                raise DemoFailedError(f"no key for {as_trader}: its private data cannot be read")
+        assert client is not None
+        try:
+            return client.get(path, private=as_trader is not None)
+        except ApiError as exc:
+            raise DemoFailedError(f"GET {path}: {exc}") from None
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         r = self.http.post(path, json=body)
@@ -124,7 +119,6 @@ class Demo:
         info = self.get("/v1/info")
         if int(self.w3.eth.chain_id) != int(info["chainId"]):
             raise DemoFailedError("the API and the RPC node are on different chains")
-        domain = Domain(int(info["chainId"]), info["exchangeAddress"])
         market = self.get(f"/v1/markets/{cfg.market}")
         base, quote = market["base"], market["quote"]
         exchange = Web3.to_checksum_address(info["exchangeAddress"])
@@ -158,21 +152,17 @@ class Demo:
         )
 
         self.step(f"Placing crossing signed orders: sell then buy {amount} at price {price}")
-        ask = self.order(seller.address, (base, quote), Side.SELL, price=price, amount=amount)
-        placed = self.post(
-            "/v1/orders",
-            {"order": message_to_json(ask), "signature": self.signed(cfg.seller_key, ask, domain)},
-        )
-        self.echo(f"    ask {placed['orderHash']}: {placed['status']}")
-        bid = self.order(buyer.address, (base, quote), Side.BUY, price=price, amount=amount)
-        taken = self.post(
-            "/v1/orders",
-            {"order": message_to_json(bid), "signature": self.signed(cfg.buyer_key, bid, domain)},
-        )
-        self.echo(f"    bid {taken['orderHash']}: {taken['status']}, filled {taken.get('filled')}")
+        sell_client, buy_client = self.clients[seller.address], self.clients[buyer.address]
+        try:
+            placed = sell_client.place(cfg.market, SDK_SELL, price, amount)
+            self.echo(f"    ask {placed.order_hash}: {placed.status}")
+            taken = buy_client.place(cfg.market, int(Side.BUY), price, amount)
+        except ApiError as exc:
+            raise DemoFailedError(f"POST /v1/orders: {exc}") from None
+        self.echo(f"    bid {taken.order_hash}: {taken.status}, filled {taken.filled}")
 
         self.step("Following the fill: matched → submitted → settled")
-        fill = self.follow_fill(buyer.address, taken["orderHash"])
+        fill = self.follow_fill(buyer.address, taken.order_hash)
         settlement = fill["settlement"]
         self.echo(
             f"    batch {settlement['batchId']}, tx {settlement['txHash']}, "
@@ -181,12 +171,11 @@ class Demo:
 
         self.step("Withdrawing what the buyer received")
         received = self.available(buyer.address, base["address"])
-        withdrawal = Withdrawal(buyer.address, base["address"], received, next(self._nonce))
-        body = {
-            "withdrawal": message_to_json(withdrawal),
-            "signature": self.signed(cfg.buyer_key, withdrawal, domain),
-        }
-        answer = self.post("/v1/withdrawals", body)
+        try:
+            posted = buy_client.withdraw(base["address"], received)
+        except ApiError as exc:
+            raise DemoFailedError(f"POST /v1/withdrawals: {exc}") from None
+        answer = {"withdrawalHash": posted.withdrawal_hash, "status": posted.status}
         self.echo(f"    withdrawal {answer.get('withdrawalHash')}: {answer.get('status')}")
         done = self.wait(
             f"withdrawal of {received} {base['symbol']} units confirmed on chain",
