@@ -67,7 +67,13 @@ async def get_market(request: Request, market_id: str) -> Response:
 async def book(request: Request, market_id: str, depth: int = Query(50, ge=1, le=1000)) -> Response:
     c = ctx(request)
     await c.markets.by_id(market_id)
-    snap = await asyncio.wait_for(c.engine.book(market_id, depth), BOOK_TIMEOUT_S)
+    try:
+        snap = await asyncio.wait_for(c.engine.book(market_id, depth), BOOK_TIMEOUT_S)
+    except TimeoutError:  # a busy or stalled engine is the service's 503, never a 500
+        raise DexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            f"the engine did not answer the book request within {BOOK_TIMEOUT_S} s; retry",
+        ) from None
     return Json(
         {
             "market": snap.market_id,

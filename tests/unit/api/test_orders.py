@@ -205,6 +205,18 @@ class SlowEngine:
         return None
 
 
+def test_a_stalled_engine_answers_the_book_503_not_500(api: Harness) -> None:
+    class StalledBook(SlowEngine):
+        async def book(self, market_id: str, depth: int) -> BookSnapshot:
+            await asyncio.sleep(3_600)
+            raise AssertionError("unreachable")
+
+    api.ctx.engine = StalledBook(api.engine, delay=0)
+    r = api.client.get(f"/v1/markets/{MARKET}/book")
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "ENGINE_UNAVAILABLE"
+
+
 def test_slow_engine_answers_202_and_the_outcome_follows(api: Harness) -> None:
     api.ctx.engine = SlowEngine(api.engine, delay=0.3)
     api.ctx.settings = api.settings.model_copy(update={"api_engine_timeout_s": 0.05})
