@@ -9,6 +9,7 @@ set).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Annotated
 
@@ -31,19 +32,25 @@ def api(
     configure_logging(settings.log_level, json=settings.log_json)
     domain_from_settings(settings)  # fail fast on a missing chain id / Exchange address
     n = workers or settings.api_workers
+    own_metrics_dir = None
     if n > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hybridex-metrics-")
-    uvicorn.run(
-        "backend.api.app:production_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=n,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # The client address of rate limits: X-Forwarded-For is believed only from these
-        # ranges, and the right-most hop outside them is the client (docs/deployment.md).
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies(),
-        ws_max_size=settings.api_ws_max_message_bytes,
-    )
+        own_metrics_dir = tempfile.mkdtemp(prefix="hybridex-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    try:
+        uvicorn.run(
+            "backend.api.app:production_app",
+            factory=True,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            workers=n,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            # The client address of rate limits: X-Forwarded-For is believed only from these
+            # ranges, and the right-most hop outside them is the client (docs/deployment.md).
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies(),
+            ws_max_size=settings.api_ws_max_message_bytes,
+        )
+    finally:
+        if own_metrics_dir is not None:  # the workers' metric files end with the supervisor
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -174,7 +175,11 @@ def test_database_down_refuses_orders_bounds_the_queue_and_loses_nothing(tmp_pat
             asyncio.run(run())
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # a failed run may leave the database stopped:
+                proc.kill()  # the engine then waits for it on SIGTERM, so stop it hard
+                proc.wait(10)
 
         accepted = {e.order_hash for o in acked for e in o.events if isinstance(e, OrderAccepted)}
         engine = make_engine(db_url)
