@@ -63,6 +63,10 @@ class Backlog:
 def unsettled_backlog(session: Session) -> Backlog:
     """Two bounded reads instead of one over every fill ever matched: the unclaimed fills
     (above `claimed_floor`) and the claimed ones still `matched` / `submitted` (by status)."""
+    # Both reads from one snapshot: under READ COMMITTED a batch claiming fills between them
+    # made those fills count twice (unclaimed in the first read, claimed in the second).
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     parts: list[tuple[bool, list[ColumnElement[bool]]]] = [
         (False, unclaimed(claimed_floor(session))),
         (True, [FillSettlement.status.in_(UNSETTLED)]),

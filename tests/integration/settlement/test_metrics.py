@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session
 
 from backend.db.migrate import upgrade
@@ -177,3 +177,38 @@ def test_the_claimed_floor_never_hides_an_unclaimed_fill(
                 else {}
             )
     assert formed >= 3
+
+
+def test_a_batch_claiming_fills_during_the_backlog_read_counts_them_once(stack: Stack) -> None:
+    """Two ticks overlap in the worker (threads): one forms a batch while the other reads the
+    backlog. The batch commits between the backlog's two reads; each fill still counts once."""
+    h = stack.h
+    commands = stack.listing()
+    for t in h.traders[:4]:
+        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
+    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
+    assert stack.engine(commands) == len(TRADES)
+    ctx = stack.context(batch_max_fills=len(TRADES))
+    claimed: list[int | None] = []
+
+    def claim_before_the_claimed_read(
+        conn: Connection, cursor: object, statement: str, *args: object
+    ) -> None:
+        # The second read joins the claims without an outer join; claim every fill just before.
+        if not claimed and "sum(" in statement and "LEFT OUTER JOIN" not in statement:
+            claimed.append(form_batch(ctx, force=True))
+
+    with stack.factory() as session:
+        bind = session.get_bind()
+        assert isinstance(bind, Engine)
+        event.listen(bind, "before_cursor_execute", claim_before_the_claimed_read)
+        try:
+            backlog = unsettled_backlog(session)
+        finally:
+            event.remove(bind, "before_cursor_execute", claim_before_the_claimed_read)
+    assert claimed == [1]  # the batch did commit between the two reads
+    base = sum(n * LOT for _, _, n in TRADES)
+    assert backlog.exposure[h.weth.address] == base
+    assert backlog.exposure[h.usdc.address] == sum(
+        n * LOT * PRICE // PRICE_SCALE for _, _, n in TRADES
+    )
