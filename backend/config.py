@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the operator endpoints (`/v1/admin/*`); unset: refused.",
     )
+    operator_balance_alert_wei: int = Field(
+        default=5 * 10**17,
+        ge=0,
+        description="Operator ETH balance (wei) below which HybridexOperatorBalanceLow fires: it "
+        "pays the gas of every batch and withdrawal.",
+    )
     settlement_metrics_host: str = Field(default="127.0.0.1")
     settlement_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Prometheus port of `hybridex worker`."

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from backend.db.models import (
     Withdrawal,
     WithdrawalSettlement,
 )
+from backend.domain.errors import RetryableError
 from backend.domain.types import BatchStatus, FillStatus, WithdrawalStatus
 from backend.settlement import metrics
 from backend.settlement.batcher import form_batch
@@ -33,6 +35,9 @@ from backend.settlement.fill_reverts import send_reverts
 from backend.settlement.monitor import follow_up
 from backend.settlement.reads import claimed_floor, unclaimed
 from backend.settlement.releases import send_releases
+from backend.settlement.revert import rpc_guard
+
+log = structlog.get_logger("backend.settlement")
 
 MAX_WITHDRAWALS_PER_TICK = 50
 UNSETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED)
@@ -113,6 +118,20 @@ def observe_backlog(ctx: SettlementContext, *, now: datetime | None = None) -> B
     return backlog
 
 
+def observe_operator_balance(ctx: SettlementContext) -> int | None:
+    """Sets the operator's ETH balance gauge; a node that does not answer leaves it as it was
+    (the indexer's and the sender's alerts already say the node is down)."""
+    metrics.OPERATOR_BALANCE_ALERT.set(ctx.settings.operator_balance_alert_wei)
+    try:
+        with rpc_guard("eth_getBalance"):
+            balance = int(ctx.w3.eth.get_balance(ctx.sender))
+    except RetryableError as exc:
+        log.warning("operator_balance_unread", error=str(exc))
+        return None
+    metrics.OPERATOR_BALANCE.set(balance)
+    return balance
+
+
 def lowest_pending_batch(ctx: SettlementContext) -> int | None:
     with ctx.factory() as session:
         return session.scalar(
@@ -154,7 +173,9 @@ def run_tick(
     send_withdrawal: Callable[[int], object],
 ) -> TickResult:
     result = TickResult()
+    metrics.LAST_TICK.set_to_current_time()
     observe_backlog(ctx)
+    observe_operator_balance(ctx)
     result.followed = follow_up(ctx)
     for _ in range(ctx.settings.max_in_flight_txs):
         formed = form_batch(ctx)

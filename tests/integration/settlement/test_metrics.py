@@ -16,7 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session
+from web3 import HTTPProvider, Web3
 
+from backend.chain.anvil import free_port
 from backend.db.migrate import upgrade
 from backend.db.models import Fill, FillSettlement
 from backend.db.session import make_engine, session_factory
@@ -24,7 +26,7 @@ from backend.domain.types import PRICE_SCALE
 from backend.settlement import batcher
 from backend.settlement.batcher import form_batch
 from backend.settlement.reads import claimed_floor
-from backend.settlement.tick import observe_backlog, unsettled_backlog
+from backend.settlement.tick import observe_backlog, observe_operator_balance, unsettled_backlog
 from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
@@ -212,3 +214,16 @@ def test_a_batch_claiming_fills_during_the_backlog_read_counts_them_once(stack: 
     assert backlog.exposure[h.usdc.address] == sum(
         n * LOT * PRICE // PRICE_SCALE for _, _, n in TRADES
     )
+
+
+def test_operator_balance_gauge_reads_the_chain_and_keeps_its_value_when_the_node_is_down(
+    stack: Stack,
+) -> None:
+    ctx = stack.context()
+    balance = observe_operator_balance(ctx)
+    assert balance == stack.h.w3.eth.get_balance(ctx.sender) > 0
+    sample = "hybridex_settlement_operator_balance_wei"
+    assert REGISTRY.get_sample_value(sample) == float(balance)
+    down = replace(ctx, w3=Web3(HTTPProvider(f"http://127.0.0.1:{free_port()}")))
+    assert observe_operator_balance(down) is None
+    assert REGISTRY.get_sample_value(sample) == float(balance)

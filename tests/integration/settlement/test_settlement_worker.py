@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import urllib.request
 
 import pytest
@@ -184,6 +185,13 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
     stack.wait("a tick's backlog gauges", lambda: scrape(port).get(oldest, 0) > 0.5)
     seen = scrape(port)
     assert seen[weth] == lots * LOT
+    # Nothing mined yet, so the operator's balance is still what the tick read; ticks run.
+    operator = stack.h.operator.address
+    balance = ("hybridex_settlement_operator_balance_wei", frozenset())
+    assert seen[balance] == float(stack.h.w3.eth.get_balance(operator))
+    assert seen[("hybridex_settlement_operator_balance_alert_wei", frozenset())] == 5e17
+    last_tick = ("hybridex_settlement_last_tick_timestamp_seconds", frozenset())
+    assert time.time() - 30 < seen[last_tick] <= time.time()
     assert seen[usdc] == lots * LOT * PRICE // PRICE_SCALE
     assert seen[oldest] < WAIT_S + 10
     ((first_hash, first_fee),) = stack.query(
