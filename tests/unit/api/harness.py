@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 with warnings.catch_warnings():  # starlette suggests httpx2, which is not installed here
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient, WebSocketTestSession
 
 from backend.api.app import create_app
 from backend.api.ratelimit import MemoryRateLimiter, RateLimiter
@@ -38,6 +38,7 @@ from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.service import EngineService
 from backend.matching.commands import AddMarket, Command, Credit, MarketSpec
 from tests.unit.api.contract import Contract
+from tests.unit.api.wscontract import WsContract
 
 T = TypeVar("T")
 
@@ -182,6 +183,27 @@ class Harness:
         return self.client.post("/v1/orders/cancel-all", json=body)
 
 
+# One document, parsed and compiled once for every harness.
+WS_CONTRACT = WsContract()
+
+
+class CheckedClient(TestClient):
+    """A TestClient whose WebSocket sessions check every JSON message they receive against
+    docs/asyncapi.yaml (as every HTTP answer is checked against the OpenAPI document)."""
+
+    def websocket_connect(self, *args: Any, **kwargs: Any) -> WebSocketTestSession:
+        session = super().websocket_connect(*args, **kwargs)
+        receive_json = session.receive_json
+
+        def checked(mode: Any = "text") -> Any:
+            message = receive_json(mode)
+            WS_CONTRACT.check_server(message)
+            return message
+
+        session.receive_json = checked  # type: ignore[method-assign]
+        return session
+
+
 def _check_answer(contract: Contract, response: httpx.Response) -> None:
     response.read()
     contract.check(
@@ -235,7 +257,7 @@ def running_api(
             sessions=sessions,
             limiter=limiter or MemoryRateLimiter(),
         )
-        client = TestClient(app, raise_server_exceptions=True)
+        client = CheckedClient(app, raise_server_exceptions=True)
         client.portal = portal
         contract = Contract(app.openapi())
         client.event_hooks = {"response": [functools.partial(_check_answer, contract)]}
