@@ -158,6 +158,11 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the operator endpoints (`/v1/admin/*`); unset: refused.",
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector (e.g. http://otel-collector:4318) that the API and the "
+        "settlement worker send trace spans to; unset: no tracing.",
+    )
     operator_balance_alert_wei: int = Field(
         default=5 * 10**17,
         ge=0,

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import BaseRoute
 
+from backend import tracing
 from backend.api.cache import SharedCache
 from backend.api.catalog import MarketCatalog
 from backend.api.deps import ApiContext, RateRules, ReadinessCheck
@@ -127,6 +128,7 @@ def production_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    tracing.configure("hybridex-api", settings.otel_endpoint)  # per worker process
     db = make_engine(settings.database_url)
     sessions = session_factory(db)
     engine = TcpEngineClient.from_settings(settings, Role.API)

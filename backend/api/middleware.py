@@ -34,11 +34,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import tracing
 from backend.api.deps import RATE_LIMIT_SCOPE_KEY, ApiContext
 from backend.api.errors import REQUEST_ID_SCOPE_KEY, dex_error_response, error_body
 from backend.api.ratelimit import Decision, LimiterUnavailableError, RateRule, hit_within
@@ -106,6 +108,8 @@ class EdgeMiddleware:
             return
         rid = scope[REQUEST_ID_SCOPE_KEY] = request_id(scope)
         bound = structlog.contextvars.bind_contextvars(request_id=rid.decode())
+        if tracing.enabled():  # FastAPI's own server span is current: name the request on it
+            trace.get_current_span().set_attribute("hybridex.request_id", rid.decode())
         try:
             await self._http(scope, receive, send, rid)
         finally:
@@ -252,6 +256,10 @@ class EdgeMiddleware:
     ) -> None:
         route, endpoint = direct
         scope["route"] = route
+        if tracing.enabled():  # the router, which would name FastAPI's span, is skipped
+            span = trace.get_current_span()
+            span.update_name(f"{scope['method']} {route.path}")  # type: ignore[attr-defined]
+            span.set_attribute("http.route", route.path)  # type: ignore[attr-defined]
         try:
             response = await endpoint(Request(scope, receive))
         except DexError as exc:

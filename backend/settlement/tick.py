@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from backend import tracing
 from backend.db.models import (
     Fill,
     FillSettlement,
@@ -168,6 +169,18 @@ def due_withdrawals(ctx: SettlementContext) -> list[int]:
 
 
 def run_tick(
+    ctx: SettlementContext,
+    send_batch: Callable[[int], object],
+    send_withdrawal: Callable[[int], object],
+) -> TickResult:
+    with tracing.tracer().start_as_current_span("settlement tick") as span:
+        result = _tick(ctx, send_batch, send_withdrawal)
+        span.set_attribute("hybridex.batches_sent", len(result.sent_batches))
+        span.set_attribute("hybridex.withdrawals_sent", len(result.send_withdrawals))
+    return result
+
+
+def _tick(
     ctx: SettlementContext,
     send_batch: Callable[[int], object],
     send_withdrawal: Callable[[int], object],

@@ -13,8 +13,10 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response
 
+from backend import tracing
 from backend.api import queries
 from backend.api.answers import CancelAllAnswer, CancelAnswer, OrderAnswer, OrdersAnswer
 from backend.api.deps import (
@@ -96,6 +98,8 @@ async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | 
     started = time.perf_counter()
     try:
         timeout = c.settings.api_engine_timeout_s
+        if tracing.enabled():
+            return await _traced_submit(c, command, intake, timeout)
         return await c.engine.submit(command, timeout=timeout, intake=intake)
     except (EngineOutcomeUnknownError, TimeoutError):
         return None
@@ -104,6 +108,21 @@ async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | 
         raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {exc}") from None
     finally:
         c.metrics.engine_latency.observe(time.perf_counter() - started)
+
+
+async def _traced_submit(
+    c: ApiContext, command: Command, intake: Intake, timeout: float
+) -> Outcome | None:
+    with tracing.tracer().start_as_current_span(
+        f"engine {type(command).__name__}", kind=SpanKind.CLIENT
+    ) as span:
+        order_hash = getattr(command, "order_hash", None)
+        if isinstance(order_hash, bytes):
+            span.set_attribute("hybridex.order_hash", "0x" + order_hash.hex())
+        outcome = await c.engine.submit(command, timeout=timeout, intake=intake)
+        if outcome is not None:
+            span.set_attribute("hybridex.engine_seq", outcome.seq)
+        return outcome
 
 
 def _refused(c: ApiContext, exc: DexError) -> DexError:

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.integration.settlement.conftest import (
     automine,
     scrape,
 )
+from tests.otlp_receiver import Receiver, otlp_receiver
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
 pytestmark = pytest.mark.integration
@@ -158,7 +160,15 @@ def test_sigkill_while_sending_then_restart_settles_exactly_once(stack: Stack, p
     assert claims == [(10, 10)]
 
 
-def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stack) -> None:
+@pytest.fixture
+def collector() -> Iterator[Receiver]:
+    with otlp_receiver() as receiver:
+        yield receiver
+
+
+def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(
+    stack: Stack, collector: Receiver
+) -> None:
     assert _market_with_fills(stack, TEN_TRADES[:3]) == 3
     node = stack.node
     automine(node, False)
@@ -168,6 +178,7 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
         HYBRIDEX_BATCH_MAX_FILLS="10",
         HYBRIDEX_MAX_FEE_PER_GAS_WEI=str(cap),
         HYBRIDEX_SETTLEMENT_METRICS_PORT=str(port),
+        HYBRIDEX_OTEL_ENDPOINT=collector.url,
     )
     stack.wait(
         "the batch broadcast",
@@ -220,6 +231,15 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
     assert int(final[3]) <= cap
     stack.assert_batches_sequential()
     stack.assert_chain_matches_engine()
+    # Tracing on: the worker's spans reached the collector, the batch's naming its transaction.
+    stack.wait("the worker's spans", lambda: bool(collector.named("settlement send_batch")))
+    sent = [s for s in collector.named("settlement send_batch") if s.attributes.get(
+        "hybridex.outcome") == "submitted"]  # fmt: skip
+    assert {s.attributes["hybridex.batch_id"] for s in sent} == {1}  # re-sends answer too
+    assert sent[0].service == "hybridex-worker"
+    assert sent[0].attributes["hybridex.tx_hash"] == "0x" + bytes(first_hash).hex()
+    assert sent[0].attributes["hybridex.fill_count"] == 3
+    assert collector.named("settlement tick")
 
 
 def test_fill_of_an_exited_trader_is_bisected_out_and_the_rest_settle(stack: Stack) -> None:
