@@ -220,7 +220,7 @@ class Settings(BaseSettings):
     api_rate_ip_per_s: float = Field(default=50.0, gt=0)
     api_rate_ip_burst: int = Field(default=100, ge=1)
     api_rate_trader_per_s: float = Field(default=20.0, gt=0)
-    api_rate_trader_burst: int = Field(default=40, ge=1)
+    api_rate_trader_burst: int = Field(default=100, ge=1)  # two full batches of 50
     api_rate_cancel_per_s: float = Field(default=100.0, gt=0)
     api_rate_cancel_burst: int = Field(default=200, ge=1)
     api_ws_heartbeat_s: float = Field(default=15.0, gt=0)

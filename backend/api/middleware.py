@@ -75,9 +75,13 @@ def is_cancel(method: str, path: str) -> bool:
     )
 
 
+BATCH_PATH = "/v1/orders/batch"
+
+
 def fails_open(method: str, path: str) -> bool:
-    """Whether a request is admitted when the limiter cannot answer (see the module doc)."""
-    return method in _READ_METHODS or is_cancel(method, path)
+    """Whether a request is admitted when the limiter cannot answer (see the module doc). A
+    batch passes the edge: what it holds decides (orders refused, cancels pass; batch.py)."""
+    return method in _READ_METHODS or is_cancel(method, path) or path == BATCH_PATH
 
 
 def client_ip(scope: Scope) -> str:

@@ -74,6 +74,27 @@ class CancelAllBody(BaseModel):
     signature: str = Field(pattern=SIG)
 
 
+class BatchBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"items": [
+                    _ORDER_EXAMPLE,
+                    {"cancel": {"trader": "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf",
+                                "orderHash": "0x" + "ab" * 32},
+                     "signature": "0x" + "22" * 65},
+                ]}
+            ]
+        }
+    )  # fmt: skip
+    items: list[PlaceOrderBody | CancelBody] = Field(
+        min_length=1,
+        max_length=50,
+        description="Signed orders (as POST /v1/orders takes them) and signed cancels (as "
+        "DELETE /v1/orders/{hash} takes them), applied in this order.",
+    )
+
+
 class FillOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     makerOrderHash: str  # noqa: N815

@@ -166,12 +166,18 @@ class Harness:
     def place(self, order: Order, **extra: Any) -> Any:
         return self.client.post("/v1/orders", json=self.order_body(order, **extra))
 
-    def cancel(self, order: Order, who: int | None = None) -> Any:
+    def cancel_body(self, order: Order, who: int | None = None) -> dict[str, Any]:
         who = TRADERS.index(order.trader) if who is None else who
+        msg = Cancel(TRADERS[who], digest(order, DOMAIN))
+        return {"cancel": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+
+    def cancel(self, order: Order, who: int | None = None) -> Any:
         h = digest(order, DOMAIN)
-        msg = Cancel(TRADERS[who], h)
-        body = {"cancel": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+        body = self.cancel_body(order, who)
         return self.client.request("DELETE", f"/v1/orders/0x{h.hex()}", json=body)
+
+    def batch(self, *items: dict[str, Any]) -> Any:
+        return self.client.post("/v1/orders/batch", json={"items": list(items)})
 
     def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
         zero = "0x" + "00" * 20
