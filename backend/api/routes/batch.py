@@ -15,6 +15,7 @@ orders do (503), as on the single endpoints.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -25,7 +26,7 @@ from backend.api.deps import ApiContext, ctx, note_rate_decision, read_json_obje
 from backend.api.errors import http_status
 from backend.api.middleware import client_ip
 from backend.api.openapi import BODY, EDGE, ENGINE, errors
-from backend.api.ratelimit import LimiterUnavailableError, hit_within
+from backend.api.ratelimit import Decision, LimiterUnavailableError, hit_within
 from backend.api.responses import Json
 from backend.api.routes.orders import (
     PreparedCancel,
@@ -45,6 +46,8 @@ from backend.domain.errors import DexError, ErrorCode
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 MAX_ITEMS: Final = 50
+Note = Callable[[Decision], None]
+Answered = Callable[[PreparedPlace | PreparedCancel, Reply], None]
 E = ErrorCode
 
 
@@ -64,14 +67,17 @@ async def _prepare(c: ApiContext, item: Any) -> PreparedPlace | PreparedCancel |
         return error_reply(c, exc)
 
 
-async def _charge(c: ApiContext, request: Request, items: list[Any], orders: Counter[str]) -> None:
-    """Every bucket the batch draws on, for all its items at once; raises to refuse it whole."""
-    if len(items) > 1:
+async def _charge(
+    c: ApiContext, ip: str | None, items: int, orders: Counter[str], note: Note
+) -> None:
+    """Every bucket the batch draws on, for all its items at once; raises to refuse it whole.
+    `ip`: the client address whose bucket the edge charged one token (None: a WebSocket, whose
+    messages have their own bucket)."""
+    if ip is not None and items > 1:
         try:
-            ip = await hit_within(
-                c.limiter, client_ip(request.scope), c.rules.ip,
-                c.settings.api_rate_limiter_timeout_s, len(items) - 1,
-            )  # fmt: skip
+            decision = await hit_within(
+                c.limiter, ip, c.rules.ip, c.settings.api_rate_limiter_timeout_s, items - 1
+            )
         except LimiterUnavailableError:
             if orders:  # orders fail closed; a batch of cancels passes (middleware.py)
                 c.metrics.limiter_failures.labels("closed").inc()
@@ -82,18 +88,55 @@ async def _charge(c: ApiContext, request: Request, items: list[Any], orders: Cou
                 ) from None
             c.metrics.limiter_failures.labels("open").inc()
         else:
-            note_rate_decision(request, ip)
-            if not ip.allowed:
+            note(decision)
+            if not decision.allowed:
                 raise DexError(
                     E.RATE_LIMITED,
-                    f"a batch of {len(items)} items is more than this address may send now; "
-                    f"retry in {ip.retry_after_s} s",
-                    retry_after=ip.retry_after_s,
+                    f"a batch of {items} items is more than this address may send now; "
+                    f"retry in {decision.retry_after_s} s",
+                    retry_after=decision.retry_after_s,
                 )
     for trader, n in orders.items():
         decision = await trader_limit(c, trader, n)
-        note_rate_decision(request, decision)
+        note(decision)
         require_allowed(decision, trader, n)
+
+
+async def run_batch(
+    c: ApiContext,
+    items: Any,
+    *,
+    ip: str | None,
+    note: Note = lambda _: None,
+    answered: Answered = lambda _p, _r: None,
+) -> list[dict[str, Any]]:
+    """The answers of a batch's items, in order; a DexError refuses the batch whole (nothing
+    was applied). `answered(prepared, reply)` sees each item the engine answered."""
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
+        raise DexError(
+            E.INVALID_REQUEST,
+            f"items: a list of 1 to {MAX_ITEMS} signed orders and cancels",
+            field="items",
+        )
+    # Every item checked before anything is sent: the limits see the whole batch.
+    prepared = [await _prepare(c, item) for item in items]
+    orders = Counter(p.trader for p in prepared if isinstance(p, PreparedPlace))
+    await _charge(c, ip, len(items), orders, note)
+    results = []
+    for p in prepared:  # in the order sent: the engine applies them in this order
+        try:
+            if isinstance(p, PreparedPlace):
+                status, answer = await submit_place(c, p)
+                answered(p, (status, answer))
+            elif isinstance(p, PreparedCancel):
+                status, answer = await submit_cancel(c, p)
+                answered(p, (status, answer))
+            else:
+                status, answer = p
+        except DexError as exc:  # the engine refused it (counted where it was raised)
+            status, answer = error_reply(c, exc, counted=True)
+        results.append({"status": status, "body": answer})
+    return results
 
 
 @router.post(
@@ -108,29 +151,12 @@ async def place_batch(request: Request) -> Response:
     try:
         body = await read_json_object(request)
         require_keys(body, ("items",))
-        items = body["items"]
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
-            raise DexError(
-                E.INVALID_REQUEST,
-                f"items: a list of 1 to {MAX_ITEMS} signed orders and cancels",
-                field="items",
-            )
-        # Every item checked before anything is sent: the limits see the whole batch.
-        prepared = [await _prepare(c, item) for item in items]
-        orders = Counter(p.trader for p in prepared if isinstance(p, PreparedPlace))
-        await _charge(c, request, items, orders)
+        results = await run_batch(
+            c,
+            body["items"],
+            ip=client_ip(request.scope),
+            note=lambda decision: note_rate_decision(request, decision),
+        )
     except DexError as exc:
         raise refused(c, exc) from None
-    results = []
-    for p in prepared:  # in the order sent: the engine applies them in this order
-        try:
-            if isinstance(p, PreparedPlace):
-                status, answer = await submit_place(c, p)
-            elif isinstance(p, PreparedCancel):
-                status, answer = await submit_cancel(c, p)
-            else:
-                status, answer = p
-        except DexError as exc:  # the engine refused it (counted where it was raised)
-            status, answer = error_reply(c, exc, counted=True)
-        results.append({"status": status, "body": answer})
     return Json({"results": results})

@@ -400,27 +400,48 @@ async def submit_cancel(c: ApiContext, prepared: PreparedCancel) -> Reply:
 async def cancel_all(request: Request) -> Response:
     c = ctx(request)
     try:
-        body = await read_json_object(request)
-        require_keys(body, ("cancelAll", "signature"))
-        msg = parse_cancel_all(body["cancelAll"])
-        signature = parse_signature(body["signature"])
-        market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
-        signed_hash = verify(msg, signature, c.domain)
+        prepared = await prepare_cancel_all(c, await read_json_object(request))
     except DexError as exc:
         raise refused(c, exc) from None
-    outcome = await _submit(
-        c,
-        CancelAll(0, 0, msg.trader, market_id, msg.nonceBelow),
-        Intake(
-            signature=signature,
-            signed_hash=signed_hash,
-            base_token=msg.baseToken,
-            quote_token=msg.quoteToken,
-        ),
+    status, answer = await submit_cancel_all(c, prepared)
+    return Json(answer, status_code=status)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCancelAll:
+    command: CancelAll
+    intake: Intake
+    signed_hash: bytes
+
+
+async def prepare_cancel_all(c: ApiContext, body: Any) -> PreparedCancelAll:
+    if not isinstance(body, dict):
+        raise DexError(ErrorCode.INVALID_REQUEST, "a cancel-all must be a JSON object")
+    require_keys(body, ("cancelAll", "signature"))
+    msg = parse_cancel_all(body["cancelAll"])
+    signature = parse_signature(body["signature"])
+    market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
+    signed_hash = verify(msg, signature, c.domain)
+    intake = Intake(
+        signature=signature,
+        signed_hash=signed_hash,
+        base_token=msg.baseToken,
+        quote_token=msg.quoteToken,
     )
-    base = {"trader": msg.trader, "market": market_id, "nonceBelow": str(msg.nonceBelow)}
+    return PreparedCancelAll(CancelAll(0, 0, msg.trader, market_id, msg.nonceBelow), intake,
+                             signed_hash)  # fmt: skip
+
+
+async def submit_cancel_all(c: ApiContext, prepared: PreparedCancelAll) -> Reply:
+    command = prepared.command
+    outcome = await _submit(c, command, prepared.intake)
+    base = {
+        "trader": command.trader,
+        "market": command.market_id,
+        "nonceBelow": str(command.nonce_below),
+        "hash": hex0x(prepared.signed_hash),
+    }
     if outcome is None:
-        return Json({**base, "status": "pending", "hash": hex0x(signed_hash)}, status_code=202)
+        return 202, {**base, "status": "pending"}
     cancelled = sum(e.cancelled for e in outcome.events if isinstance(e, CancelAllApplied))
-    return Json({**base, "status": "applied", "cancelled": cancelled, "seq": outcome.seq,
-                 "hash": hex0x(signed_hash)})  # fmt: skip
+    return 200, {**base, "status": "applied", "cancelled": cancelled, "seq": outcome.seq}

@@ -179,13 +179,18 @@ class Harness:
     def batch(self, *items: dict[str, Any]) -> Any:
         return self.client.post("/v1/orders/batch", json={"items": list(items)})
 
-    def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
+    def cancel_all_body(
+        self, who: int, nonce_below: int, *, every_market: bool = False
+    ) -> dict[str, Any]:
         zero = "0x" + "00" * 20
         msg = CancelAll(
             TRADERS[who], zero if every_market else WETH, zero if every_market else USDC,
             nonce_below,
         )  # fmt: skip
-        body = {"cancelAll": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+        return {"cancelAll": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+
+    def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
+        body = self.cancel_all_body(who, nonce_below, every_market=every_market)
         return self.client.post("/v1/orders/cancel-all", json=body)
 
 

@@ -55,7 +55,13 @@ def test_client_messages_are_described_and_refused_ones_are_not() -> None:
     assert contract.check_client({"op": "subscribe", "channel": "trades:X", "fromSeq": 3})
     assert contract.check_client({"op": "ping"}) == "ping"
     assert contract.check_client({"op": "auth", "session": "t"}) == "auth"
-    for bad in ({"op": "subscribe"}, {"op": "dance"}, {"op": "subscribe", "channel": "x:y"}):
+    place = {"op": "place", "id": 7, "order": {}, "signature": "0x"}
+    assert contract.check_client(place) == "place"
+    assert contract.check_client({"op": "cancelOnDisconnect", "id": "x", "enabled": True})
+    assert contract.check_client({"op": "batch", "id": "b", "items": [place]}) == "batch"
+    for bad in ({"op": "subscribe"}, {"op": "dance"}, {"op": "subscribe", "channel": "x:y"},
+                {"op": "place", "order": {}, "signature": "0x"},  # no id
+                {"op": "batch", "id": 1, "items": []}):  # fmt: skip
         with pytest.raises(WsContractError):
             contract.check_client(bad)
 
@@ -118,6 +124,10 @@ def test_the_server_sends_every_message_the_document_lists(api: Harness) -> None
         read_until(ws, has("resync"))
         time.sleep(0.3)
         read_until(ws, has("heartbeat"))
+        ws.send_json(
+            {"op": "place", "id": "q-1", **api.order_body(api.order(0, Side.BUY, PRICE - 3 * TICK))}
+        )
+        read_until(ws, has("result"))
         ws.send_json({"op": "subscribe", "channel": f"orders:{other}"})  # not my session
         ws.send_json({"op": "unsubscribe", "channel": f"book:{MARKET}"})
         read_until(ws, has("error", "unsubscribed"))
