@@ -12,11 +12,15 @@ PYTEST_ARGS ?=
 setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.installed
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
-# the project itself is installed apart, without dependencies, whatever its build backend.
-$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
+# the project itself is installed apart, without dependencies. Its build backend, maturin, comes
+# from the same lock (no build isolation) and compiles the native engine core with cargo into
+# backend/_native*.so, again whenever the crate changes.
+NATIVE_SRC := backend/native/Cargo.toml backend/native/Cargo.lock $(wildcard backend/native/src/*.rs)
+$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock $(NATIVE_SRC)
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) to build backend/native"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip install --quiet --no-deps -e client
 	touch $@
 
