@@ -3,6 +3,7 @@
 //! `core::Engine`. A `Fault` (arithmetic the invariants rule out) or a Rust panic poisons the
 //! engine: it raises, and refuses every later command, since its state may be half-applied.
 
+mod codec;
 mod core;
 mod num;
 mod slots;
@@ -58,14 +59,15 @@ const fn idx(names: &[&str], name: &str) -> usize {
 }
 
 /// The Python classes and enum members the binding builds events from (set by `configure`).
-struct Config {
+pub(crate) struct Config {
     commands: Vec<Py<PyAny>>,
     cmd_slots: Vec<Slotted>,
-    ev_slots: Vec<Slotted>,
-    sides: Vec<Py<PyAny>>,
-    tifs: Vec<Py<PyAny>>,
-    states: Vec<Py<PyAny>>,
-    reasons: Vec<Py<PyAny>>,
+    pub(crate) ev_slots: Vec<Slotted>,
+    pub(crate) ev_kinds: Vec<Vec<codec::Kind>>,
+    pub(crate) sides: Vec<Py<PyAny>>,
+    pub(crate) tifs: Vec<Py<PyAny>>,
+    pub(crate) states: Vec<Py<PyAny>>,
+    pub(crate) reasons: Vec<Py<PyAny>>,
     codes: Vec<Py<PyAny>>,
     invariant_error: Py<PyAny>,
     int_from_bytes: Py<PyAny>,
@@ -73,7 +75,7 @@ struct Config {
 
 static CONFIG: PyOnceLock<Config> = PyOnceLock::new();
 
-fn cfg(py: Python<'_>) -> PyResult<&Config> {
+pub(crate) fn cfg(py: Python<'_>) -> PyResult<&Config> {
     CONFIG.get(py).ok_or_else(|| PyRuntimeError::new_err("backend._native.configure() was not called"))
 }
 
@@ -104,13 +106,23 @@ fn configure(
         cmd_slots.push(Slotted::new(cls, None)?);
     }
     let ev_slots = events.iter().map(|cls| Slotted::new(cls.bind(py), None)).collect::<PyResult<Vec<_>>>()?;
-    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
+    let mut ev_kinds = Vec::with_capacity(events.len());
+    for cls in &events {
+        let fields = cls.bind(py).getattr("__dataclass_fields__")?;
+        let mut kinds = Vec::new();
+        for f in fields.cast::<pyo3::types::PyDict>()?.values() {
+            let annotation = f.getattr("type")?.str()?.to_string();
+            kinds.push(codec::Kind::of(&annotation).ok_or_else(|| PyValueError::new_err(format!("configure: no encoding for {annotation}")))?);
+        }
+        ev_kinds.push(kinds);
+    }
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
     Ok(())
 }
 
 // ---------------------------------------------------------------------- conversions
 
-fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
+pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
     if !ob.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err("expected an int"));
     }
@@ -231,7 +243,7 @@ impl Core {
         }
         let seq = i128_of(&cs.get(command, 0)?)?;
         let hash_obj;
-        let hash_buf: Vec<u8>;
+        let hash_buf: &[u8];
         let maker_buf: Vec<u8>;
         let taker_buf: Vec<u8>;
         let coid_obj;
@@ -240,12 +252,12 @@ impl Core {
             0 => {
                 hash_obj = f!(0, "order_hash");
                 let h = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?;
-                hash_buf = h.as_bytes().to_vec();
+                hash_buf = h.as_bytes();
                 coid_obj = f!(0, "client_order_id");
                 let coid = if coid_obj.is_none() { None } else { Some(coid_obj.cast::<PyString>()?.to_str()?) };
                 Cmd::Place {
                     now: i128_of(&f!(0, "now"))?,
-                    h: &hash_buf,
+                    h: hash_buf,
                     trader: self.sym(&f!(0, "trader"))?,
                     market: self.sym(&f!(0, "market_id"))?,
                     side: side_of(&f!(0, "side"))?,
@@ -265,8 +277,8 @@ impl Core {
             }
             1 => {
                 hash_obj = f!(1, "order_hash");
-                hash_buf = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?.as_bytes().to_vec();
-                Cmd::Cancel { h: &hash_buf, trader: self.sym(&f!(1, "trader"))? }
+                hash_buf = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?.as_bytes();
+                Cmd::Cancel { h: hash_buf, trader: self.sym(&f!(1, "trader"))? }
             }
             2 => Cmd::CancelAll { trader: self.sym(&f!(2, "trader"))?, market: self.opt_sym(&f!(2, "market_id"))?, nonce_below: pint(&f!(2, "nonce_below"))? },
             3 => Cmd::Credit { trader: self.sym(&f!(3, "trader"))?, token: self.sym(&f!(3, "token"))?, amount: pint(&f!(3, "amount"))? },
@@ -700,6 +712,7 @@ impl Core {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())
