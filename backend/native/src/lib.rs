@@ -60,8 +60,8 @@ const fn idx(names: &[&str], name: &str) -> usize {
 
 /// The Python classes and enum members the binding builds events from (set by `configure`).
 pub(crate) struct Config {
-    commands: Vec<Py<PyAny>>,
-    cmd_slots: Vec<Slotted>,
+    pub(crate) commands: Vec<Py<PyAny>>,
+    pub(crate) cmd_slots: Vec<Slotted>,
     pub(crate) ev_slots: Vec<Slotted>,
     pub(crate) ev_kinds: Vec<Vec<codec::Kind>>,
     pub(crate) sides: Vec<Py<PyAny>>,
@@ -722,6 +722,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())
