@@ -192,7 +192,8 @@ pub enum H {
 
 #[derive(Debug)]
 pub enum Ev {
-    Accepted { trader: Sym, market: Sym, side: Side, price: U256, amount: U256, tif: Tif, nonce: u64, expiry: u64 },
+    /// The other fields are the command's, which the binding hands back as given.
+    Accepted { trader: Sym, market: Sym, side: Side, tif: Tif },
     Rejected { trader: Sym, market: Sym, code: Code, msg: String },
     Duplicate { trader: Sym },
     Fill { fill_index: u32, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: H, taker_trader: Sym, taker_side: Side, price: U256, amount: U256, quote: U256, maker_fee: U256, taker_fee: U256, maker_left: U256, taker_left: U256 },
@@ -665,7 +666,7 @@ impl Engine {
         let bal = &mut self.cells[c as usize];
         bal.locked = add(bal.locked, need)?;
         let market_id = spec.market_id;
-        events.push(Ev::Accepted { trader, market: market_id, side, price, amount, tif, nonce, expiry });
+        events.push(Ev::Accepted { trader, market: market_id, side, tif });
         if !crosses {
             if tif == Tif::Ioc || tif == Tif::Fok {
                 let bal = &mut self.cells[c as usize];
