@@ -104,6 +104,8 @@ def _word(value: int) -> bytes:
 def _meta(order: Order, v: int, trader_index: int, base_index: int, quote_index: int) -> int:
     if not 0 <= order.nonce < 1 << 64 or not 0 <= order.expiry < 1 << 64:
         raise ValueError("nonce and expiry are uint64")
+    if not 0 <= order.maxFeeBps < 1 << 16:
+        raise ValueError("maxFeeBps is uint16")
     return (
         order.nonce
         | (order.expiry << 64)
@@ -113,6 +115,7 @@ def _meta(order: Order, v: int, trader_index: int, base_index: int, quote_index:
         | (trader_index << 152)
         | (base_index << 168)
         | (quote_index << 184)
+        | (order.maxFeeBps << 200)
     )
 
 

@@ -102,6 +102,7 @@ def _signed_order(row: Order, market: Market) -> SignedOrder:
         timeInForce=TimeInForce(row.time_in_force),
         nonce=int(row.nonce),
         expiry=int(row.expiry),
+        maxFeeBps=int(row.max_fee_bps),
     )
     return SignedOrder(order, Signature.from_bytes(bytes(row.signature)))
 

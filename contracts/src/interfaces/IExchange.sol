@@ -22,7 +22,8 @@ interface IExchange {
         uint256 amount; // base units
         uint8 timeInForce; // 0 GTC, 1 IOC, 2 FOK, 3 POST_ONLY (not enforced on chain)
         uint64 nonce;
-        uint64 expiry; // unix seconds, 0 = never (not enforced on chain, SPEC §6)
+        uint64 expiry; // unix seconds, 0 = never; settles until expiry + EXPIRY_GRACE
+        uint16 maxFeeBps; // the most the trader pays on any fill, in bps of what it receives
     }
 
     /// @notice A trader's signed cancellation of one order (by its EIP-712 digest).
@@ -46,6 +47,7 @@ interface IExchange {
         address token;
         uint256 amount;
         uint64 nonce;
+        uint64 expiry; // unix seconds; the withdrawal is refused after it
     }
 
     // ------------------------------------------------------------------------------------------
@@ -55,7 +57,7 @@ interface IExchange {
     /// @notice An order (or, in `Batch.cancels`, the preimage of a cancelled order) in packed form.
     /// @dev `meta` bits: [0,64) nonce · [64,128) expiry · [128,136) side · [136,144) timeInForce ·
     ///      [144,152) v · [152,168) trader index · [168,184) base token index ·
-    ///      [184,200) quote token index. (r, s, v) is the order's signature in `Batch.orders`
+    ///      [184,200) quote token index · [200,216) maxFeeBps. (r, s, v) is the order's signature in `Batch.orders`
     ///      and the trader's `Cancel` signature in `Batch.cancels`.
     struct PackedOrder {
         uint256 price;
@@ -173,8 +175,14 @@ interface IExchange {
     error PricesDoNotCross(uint256 fillIndex, uint256 makerPrice, uint256 takerPrice);
     /// @notice `amount * price` is not a multiple of 1e18 in fill `fillIndex` (SPEC §2).
     error InexactQuote(uint256 fillIndex, uint256 amount, uint256 price);
-    /// @notice A fee of fill `fillIndex` exceeds the cap `maxFee` (MAX_FEE_BPS of what is received).
+    /// @notice A fee of fill `fillIndex` exceeds `maxFee`: the paying order's signed `maxFeeBps`
+    ///         (at most MAX_FEE_BPS) of what it receives.
     error FeeTooHigh(uint256 fillIndex, uint256 fee, uint256 maxFee);
+    /// @notice The order expired at `expiry` (unix seconds); the block's time is `timestamp`,
+    ///         past `expiry + EXPIRY_GRACE`.
+    error OrderExpired(bytes32 orderHash, uint64 expiry, uint256 timestamp);
+    /// @notice The withdrawal's signature expired at `expiry`; the block's time is `timestamp`.
+    error WithdrawalExpired(address trader, uint64 nonce, uint64 expiry, uint256 timestamp);
     /// @notice Withdrawal nonce `nonce` of `trader` was already used.
     error WithdrawalNonceUsed(address trader, uint64 nonce);
     /// @notice `trader` already asked to exit (effective at `effectiveBlock`).
