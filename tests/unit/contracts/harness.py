@@ -49,7 +49,7 @@ class Account:
 
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
     table: dict[bytes, tuple[str, list[str]]] = {}
-    for name in ("Exchange", "EvilToken"):
+    for name in ("Exchange", "EvilToken", "AdminTimelock"):
         for item in load(name).abi:
             if item["type"] != "error":
                 continue
