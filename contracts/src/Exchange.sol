@@ -50,6 +50,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     uint256 private constant QUOTE_SHIFT = 184;
     uint256 private constant EXPIRY_SHIFT = 64;
     uint256 private constant MAX_FEE_SHIFT = 200;
+    uint256 private constant CLOSED = 1 << 216;
     uint256 private constant NO_TOKEN = 0xffff;
 
     // Account word: [0,128) nonce window bits · [128,185) window word (nonce >> 7) ·
@@ -234,6 +235,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         _updateOrders(traders, orders, ctx);
         if (batch.cancels.length != 0) _applyCancels(traders, tokens, batch.cancels, ctx);
         if (batch.cancelAlls.length != 0) _applyCancelAlls(traders, tokens, batch.cancelAlls, ctx);
+        if (batch.kills.length != 0) _applyKills(traders, batch.kills, ctx);
         _writeBack(traders, tokens, ctx);
         emit BatchSettled(
             batchId,
@@ -412,15 +414,18 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
             (uint256 account, bool used) = _useNonce(traders[traderIndex], _load(accounts, traderIndex), uint64(meta));
             _store(accounts, traderIndex, account);
-            if (used || batchFilled != o.amount) _recordFill(bytes32(_load(ctx.orderHashes, i)), used, batchFilled, o.amount);
+            if (used || batchFilled != o.amount) {
+                _recordFill(bytes32(_load(ctx.orderHashes, i)), used, batchFilled, o.amount, meta & CLOSED != 0);
+            }
             unchecked {
                 ++i;
             }
         }
     }
 
-    /// @dev Slow path of `_updateOrders`: an order seen before, or left partly filled.
-    function _recordFill(bytes32 orderHash, bool used, uint256 batchFilled, uint256 amount) private {
+    /// @dev Slow path of `_updateOrders`: an order seen before, or left partly filled. A
+    ///      `closed` order keeps no remainder: its nonce bit alone marks it dead.
+    function _recordFill(bytes32 orderHash, bool used, uint256 batchFilled, uint256 amount, bool closed) private {
         uint256 previous = 0;
         if (used) {
             previous = _filled[orderHash];
@@ -431,7 +436,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         uint256 filled = previous + batchFilled;
         // Must not fill more than the order's amount.
         if (filled > amount) revert OrderOverfilled(orderHash, amount, filled);
-        if (filled < amount) _filled[orderHash] = filled;
+        if (filled < amount && !closed) _filled[orderHash] = filled;
         else if (previous != 0) delete _filled[orderHash];
     }
 
@@ -494,6 +499,19 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint64 bar = _raiseBar(trader, baseToken, quoteToken, below);
             ctx.accounts[traderIndex] |= HAS_BARS;
             emit NoncesInvalidated(trader, bar, baseToken, quoteToken);
+        }
+    }
+
+    /// @dev Commits the orders the engine closed itself, unfillable (after the fills).
+    function _applyKills(address[] calldata traders, Kill[] calldata kills, Ctx memory ctx) private {
+        uint256 count = kills.length;
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 meta = kills[i].meta;
+            bytes32 orderHash = kills[i].orderHash;
+            uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
+            address trader = traders[traderIndex];
+            ctx.accounts[traderIndex] = _killOrder(trader, ctx.accounts[traderIndex], uint64(meta), orderHash);
+            emit OrderClosed(trader, orderHash);
         }
     }
 

@@ -100,6 +100,7 @@ class Order(Base):
         Index(None, "trader", "status"),
         Index(None, "market_id", "status"),
         Index(None, "trader", "client_order_id"),
+        Index(None, "status", "updated_seq"),  # the worker's read of engine-closed orders
         CheckConstraint("filled <= amount", name="filled_le_amount"),
         CheckConstraint(
             "(status = 'rejected') = (reject_code IS NOT NULL)", name="reject_code_iff_rejected"

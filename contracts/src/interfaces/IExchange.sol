@@ -57,7 +57,9 @@ interface IExchange {
     /// @notice An order (or, in `Batch.cancels`, the preimage of a cancelled order) in packed form.
     /// @dev `meta` bits: [0,64) nonce · [64,128) expiry · [128,136) side · [136,144) timeInForce ·
     ///      [144,152) v · [152,168) trader index · [168,184) base token index ·
-    ///      [184,200) quote token index · [200,216) maxFeeBps. (r, s, v) is the order's signature in `Batch.orders`
+    ///      [184,200) quote token index · [200,216) maxFeeBps · bit 216 closed (in
+    ///      `Batch.orders` only, not signed: the engine closed the order after these fills, so
+    ///      it is committed unfillable instead of keeping its remainder). (r, s, v) is the order's signature in `Batch.orders`
     ///      and the trader's `Cancel` signature in `Batch.cancels`.
     struct PackedOrder {
         uint256 price;
@@ -84,6 +86,16 @@ interface IExchange {
         bytes32 s;
     }
 
+    /// @notice An order the engine closed itself (IOC / FOK remainder, self-trade prevention,
+    ///         expiry, freeze) that no fill of the batch uses, committed unfillable.
+    /// @dev `meta` bits: [0,64) the order's nonce · [152,168) trader index. Closing is only ever
+    ///      protective: it consumes the nonce and clears any partial amount under `orderHash`,
+    ///      which the operator could equally achieve by never matching the order.
+    struct Kill {
+        bytes32 orderHash;
+        uint256 meta;
+    }
+
     /// @notice Everything one `settleBatch` applies. `traders` and `tokens` are tables, strictly
     ///         ascending, that orders and cancels reference by index.
     struct Batch {
@@ -93,6 +105,7 @@ interface IExchange {
         Fill[] fills;
         PackedOrder[] cancels;
         PackedCancelAll[] cancelAlls;
+        Kill[] kills;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -126,6 +139,9 @@ interface IExchange {
 
     /// @notice `orderHash` of `trader` can no longer be settled.
     event OrderCancelled(address indexed trader, bytes32 indexed orderHash);
+
+    /// @notice The engine closed `orderHash` itself and a batch committed it unfillable.
+    event OrderClosed(address indexed trader, bytes32 indexed orderHash);
 
     /// @notice Orders of `trader` with a nonce below `below` in the market (baseToken, quoteToken)
     ///         — or in every market when both are zero — can no longer be settled.

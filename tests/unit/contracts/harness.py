@@ -4,7 +4,7 @@ custom-error decoding. Works on eth-tester and anvil alike (both have unlocked a
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from backend.chain.exchange import (
     EncodedBatch,
     ExchangeReader,
     FillInput,
+    Kill,
     SignedCancel,
     SignedCancelAll,
     SignedOrder,
@@ -301,8 +302,10 @@ class Harness:
         fills: Sequence[FillInput],
         cancels: Sequence[SignedCancel] = (),
         cancel_alls: Sequence[SignedCancelAll] = (),
+        kills: Sequence[Kill] = (),
+        closed: Collection[Order] = frozenset(),
     ) -> EncodedBatch:
-        return encode_batch(fills, cancels, cancel_alls)
+        return encode_batch(fills, cancels, cancel_alls, kills, closed)
 
     def settle_raw(
         self, batch: EncodedBatch, batch_id: int | None = None, sender: Account | None = None

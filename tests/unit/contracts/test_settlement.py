@@ -248,8 +248,8 @@ def test_order_without_fill_reverts(funded: Harness) -> None:
     h = funded
     maker, taker = _pair(h)
     batch = h.batch([fill(maker, taker, UNIT)])
-    traders, tokens, orders, fills, cancels, cancel_alls = batch.value
-    extra = (traders, tokens, [*orders, orders[0]], fills, cancels, cancel_alls)
+    traders, tokens, orders, fills, cancels, cancel_alls, kills = batch.value
+    extra = (traders, tokens, [*orders, orders[0]], fills, cancels, cancel_alls, kills)
     assert h.expect_settle_revert("UnusedOrder", type(batch)(extra, batch.orders)) == (2,)
 
 

@@ -19,6 +19,7 @@ from backend.db import Base, make_engine, session_factory, unit_of_work
 from backend.db.models import (
     Balance,
     BatchCancel,
+    BatchKill,
     ChainBalance,
     ChainBlock,
     ChainEvent,
@@ -264,6 +265,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
         ],
         [
             BatchCancel(batch_id=BIG, cancel_hash=h(10)),
+            BatchKill(batch_id=BIG, order_hash=h(1)),
             BatchCancel(batch_id=BIG, cancel_hash=h(11)),
             SettlementTransaction(
                 kind="batch",
