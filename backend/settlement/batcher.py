@@ -42,7 +42,14 @@ from backend.db.models import (
 from backend.db.models import SignedCancel as SignedCancelRow
 from backend.db.session import insert_ignore, unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import BatchStatus, FillStatus, OrderStatus, Side, TimeInForce
+from backend.domain.types import (
+    ZERO_ADDRESS,
+    BatchStatus,
+    FillStatus,
+    OrderStatus,
+    Side,
+    TimeInForce,
+)
 from backend.eip712.messages import CancelAll
 from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.signing import Signature
@@ -293,10 +300,11 @@ def kill_floor(session: Session) -> int:
 def _pending_kills(session: Session, before_seq: int | None) -> list[tuple[bytes, datetime]]:
     """Orders the engine closed itself, not yet committed dead by a batch that has not failed.
 
-    Left out: orders closed by a trader-signed `Cancel` (committed as that cancel). An order
-    closed by an on-chain cancel or a `CancelAll` is dead on chain already; killing it again
-    only costs its nonce bit. As for cancels, `before_seq` keeps a kill out while a fill
-    matched before the order closed is still unclaimed: on chain the kill would void it.
+    Left out: orders closed by a trader-signed `Cancel` or `CancelAll` (committed as that
+    cancel, which kills them too). An order closed by an on-chain cancel is dead on chain
+    already; killing it again only costs its nonce bit. As for cancels, `before_seq` keeps a
+    kill out while a fill matched before the order closed is still unclaimed: on chain the
+    kill would void it.
     """
     committed = exists().where(
         and_(
@@ -312,11 +320,29 @@ def _pending_kills(session: Session, before_seq: int | None) -> list[tuple[bytes
             SignedCancelRow.signature != NO_SIGNATURE,
         )
     )
+    signed_cancel_all = exists().where(
+        and_(
+            SignedCancelRow.kind == "cancel_all",
+            SignedCancelRow.effective.is_(True),
+            SignedCancelRow.signature != NO_SIGNATURE,
+            SignedCancelRow.trader == Order.trader,
+            SignedCancelRow.nonce_below > Order.nonce,
+            Market.id == Order.market_id,
+            or_(
+                SignedCancelRow.base_token == ZERO_ADDRESS,
+                and_(
+                    SignedCancelRow.base_token == Market.base_token,
+                    SignedCancelRow.quote_token == Market.quote_token,
+                ),
+            ),
+        )
+    )
     terms: list[ColumnElement[bool]] = [
         Order.status.in_(CLOSED_STATUSES),
         Order.updated_seq >= kill_floor(session),
         ~committed,
         ~signed_cancel,
+        ~signed_cancel_all,
     ]
     if before_seq is not None:
         terms.append(Order.updated_seq < before_seq)

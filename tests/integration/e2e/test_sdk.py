@@ -52,6 +52,10 @@ def test_sdk_round_trip_against_the_dev_stack(tmp_path: Path) -> None:
 
         done = c.cancel_all(m)
         assert done.cancelled == 2
+        # The engine answered; the stored orders (what the read serves) follow its persister.
+        deadline = time.monotonic() + 10
+        while c.open_orders("WETH-USDC") and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert c.open_orders("WETH-USDC") == []
         with pytest.raises(NotFoundError) as err:
             c.cancel(placed.order_hash)

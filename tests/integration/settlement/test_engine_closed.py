@@ -7,6 +7,9 @@ import pytest
 from web3.logs import DISCARD
 
 from backend.domain.types import Side, TimeInForce
+from backend.eip712.hashing import digest
+from backend.engine.client import Intake
+from backend.matching.commands import CancelAll
 from backend.settlement.batcher import form_batch, load_batch
 from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC, fill
@@ -60,3 +63,29 @@ def test_unmatched_ioc_is_killed_by_a_batch_of_its_own(stack: Stack) -> None:
     assert h.exchange.is_nonce_used(b.address, ioc.order.nonce)
     stack.execute("UPDATE settlement_batches SET status = 'settled'")
     assert form_batch(ctx, force=True) is None  # committed once, never again
+
+
+def test_orders_closed_by_a_signed_cancel_all_are_left_to_it(stack: Stack) -> None:
+    """A committed `CancelAll` bars them on chain already: no kill is spent on them."""
+    h = stack.h
+    b = h.traders[1]
+    _funded(stack)
+    resting = [h.order(b, Side.BUY, LOT, PRICE - i * 10**6) for i in range(1, 3)]
+    signed = h.cancel_all(b, h.next_nonce(b))
+    msg = signed.cancel_all
+    intake = Intake(
+        signature=signed.signature.to_bytes(),
+        signed_hash=digest(msg, h.domain),
+        base_token=msg.baseToken,
+        quote_token=msg.quoteToken,
+    )
+    command = CancelAll(0, 0, b.address, None, msg.nonceBelow)
+    stack.engine([*(stack.place_signed(o) for o in resting), (command, intake)])
+    statuses = stack.query("SELECT status FROM orders WHERE trader = :t", t=b.address)
+    assert sorted(s for (s,) in statuses) == ["cancelled", "cancelled"]
+    ctx = stack.context()
+    assert form_batch(ctx, force=True) == 1
+    with stack.factory() as session:
+        content = load_batch(session, 1)
+    assert content.kills == ()
+    assert len(content.cancels) == 1
