@@ -347,7 +347,8 @@ class Trader:
     def withdraw(self) -> None:
         token = self.rng.choice((self.base, self.quote))
         amount = 10 ** (token["decimals"] - 2)  # a hundredth of a token
-        w = Withdrawal(self.address, token["address"], amount, next(self.withdrawal_nonces))
+        nonce, expiry = next(self.withdrawal_nonces), int(time.time()) + 3_600
+        w = Withdrawal(self.address, token["address"], amount, nonce, expiry)
         body = {
             "withdrawal": message_to_json(w),
             "signature": self.demo.signed(self.key, w, self.domain),

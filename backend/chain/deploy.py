@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxParams, TxReceipt, Wei
@@ -78,3 +80,45 @@ class Sender:
 
 def contract_at(w3: Web3, name: str, address: str) -> Contract:
     return w3.eth.contract(address=Web3.to_checksum_address(address), abi=load(name).abi)
+
+
+def create_address(sender: str, nonce: int) -> ChecksumAddress:
+    """The address a contract deployed by `sender` with transaction nonce `nonce` gets (CREATE)."""
+    raw = keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:]
+    return Web3.to_checksum_address(raw)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    exchange: ChecksumAddress
+    timelock: ChecksumAddress
+
+
+def deploy_exchange_behind_timelock(
+    sender: Sender,
+    *,
+    admin: str,
+    fee_recipient: str,
+    exit_delay: int,
+    admin_delay_s: int,
+) -> Deployment:
+    """Deploys the Exchange with `sender` as operator and an `AdminTimelock` as its only admin;
+    `admin` (a multisig) proposes and executes through the timelock, never directly.
+
+    The Exchange goes first (so it keeps the address of the sender's next nonce, which configs
+    pin) and names the timelock by the address its deployment, the next transaction, will get.
+    """
+    nonce = sender.w3.eth.get_transaction_count(sender.address, "pending")
+    timelock_address = create_address(sender.address, nonce + 1)
+    exchange = sender.deploy(
+        "Exchange", timelock_address, sender.address, Web3.to_checksum_address(fee_recipient),
+        exit_delay,
+    )  # fmt: skip
+    members = [Web3.to_checksum_address(admin)]
+    timelock = sender.deploy("AdminTimelock", admin_delay_s, members, members)
+    if timelock.address != timelock_address:
+        raise TransactionFailedError(
+            f"the timelock landed at {timelock.address}, not {timelock_address}: the Exchange at "
+            f"{exchange.address} has no reachable admin; deploy again from a quiet key"
+        )
+    return Deployment(exchange=exchange.address, timelock=timelock.address)

@@ -7,7 +7,7 @@ documented in `contracts/src/interfaces/IExchange.sol` and docs/contract.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
@@ -31,10 +31,12 @@ NO_TOKEN: Final = 0xFFFF
 """Token index meaning the zero address (a `CancelAll` for every market)."""
 MAX_INDEX: Final = 0xFFFE
 MAX_FEE: Final = (1 << 112) - 1
+CLOSED: Final = 1 << 216
+"""`PackedOrder.meta` flag (not signed): the engine closed the order after this batch's fills."""
 
 BATCH_TUPLE_TYPE: Final = (
     "(address[],address[],(uint256,uint256,uint256,bytes32,bytes32)[],(uint256,uint256)[],"
-    "(uint256,uint256,uint256,bytes32,bytes32)[],(uint256,bytes32,bytes32)[])"
+    "(uint256,uint256,uint256,bytes32,bytes32)[],(uint256,bytes32,bytes32)[],(bytes32,uint256)[])"
 )
 SETTLE_BATCH_SELECTOR: Final = function_signature_to_4byte_selector(
     f"settleBatch(uint256,{BATCH_TUPLE_TYPE})"
@@ -73,6 +75,16 @@ class SignedCancelAll:
     signature: Signature
 
 
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """An order the engine closed itself, committed unfillable by the batch (no signature: the
+    contract lets the operator only ever close an order, which it could do by not matching)."""
+
+    order_hash: bytes
+    trader: str
+    nonce: int
+
+
 PackedOrderTuple = tuple[int, int, int, bytes, bytes]
 BatchTuple = tuple[
     list[str],
@@ -81,6 +93,7 @@ BatchTuple = tuple[
     list[tuple[int, int]],
     list[PackedOrderTuple],
     list[tuple[int, bytes, bytes]],
+    list[tuple[bytes, int]],
 ]
 
 
@@ -104,6 +117,8 @@ def _word(value: int) -> bytes:
 def _meta(order: Order, v: int, trader_index: int, base_index: int, quote_index: int) -> int:
     if not 0 <= order.nonce < 1 << 64 or not 0 <= order.expiry < 1 << 64:
         raise ValueError("nonce and expiry are uint64")
+    if not 0 <= order.maxFeeBps < 1 << 16:
+        raise ValueError("maxFeeBps is uint16")
     return (
         order.nonce
         | (order.expiry << 64)
@@ -113,6 +128,7 @@ def _meta(order: Order, v: int, trader_index: int, base_index: int, quote_index:
         | (trader_index << 152)
         | (base_index << 168)
         | (quote_index << 184)
+        | (order.maxFeeBps << 200)
     )
 
 
@@ -130,9 +146,13 @@ def encode_batch(
     fills: Sequence[FillInput],
     cancels: Sequence[SignedCancel] = (),
     cancel_alls: Sequence[SignedCancelAll] = (),
+    kills: Sequence[Kill] = (),
+    closed: Collection[Order] = frozenset(),
 ) -> EncodedBatch:
     """Builds the packed `Batch`: trader and token tables, each distinct signed order once,
-    fills referencing them by index, then the signed cancels (applied after the fills)."""
+    fills referencing them by index, then the signed cancels (applied after the fills), then
+    the orders the engine closed that no fill uses (`kills`). An order of the fills that is in
+    `closed` is flagged so the contract keeps no remainder for it."""
     order_index: dict[SignedOrder, int] = {}
     for fill in fills:
         for signed in (fill.maker, fill.taker):
@@ -141,7 +161,9 @@ def encode_batch(
         raise ValueError(f"a batch holds at most {MAX_INDEX} orders")
     all_orders = [s.order for s in order_index] + [c.order for c in cancels]
     traders, trader_idx = _table(
-        [o.trader for o in all_orders] + [c.cancel_all.trader for c in cancel_alls]
+        [o.trader for o in all_orders]
+        + [c.cancel_all.trader for c in cancel_alls]
+        + [k.trader for k in kills]
     )
     token_addresses = [t for o in all_orders for t in (o.baseToken, o.quoteToken)]
     token_addresses += [
@@ -162,7 +184,7 @@ def encode_batch(
         )
         return (order.price, order.amount, meta, _word(sig.r), _word(sig.s))
 
-    packed_orders = [pack(s.order, s.signature) for s in order_index]
+    packed_orders = [_closed(pack(s.order, s.signature), s.order in closed) for s in order_index]
     packed_fills: list[tuple[int, int]] = []
     for fill in fills:
         if not (0 <= fill.maker_fee <= MAX_FEE and 0 <= fill.taker_fee <= MAX_FEE):
@@ -190,6 +212,12 @@ def encode_batch(
             | (token_or_none(ca.quoteToken) << 184)
         )
         packed_cancel_alls.append((meta, _word(c.signature.r), _word(c.signature.s)))
+    packed_kills: list[tuple[bytes, int]] = []
+    for k in kills:
+        if len(k.order_hash) != 32 or not 0 <= k.nonce < 1 << 64:
+            raise ValueError("a kill names a 32-byte order hash and a uint64 nonce")
+        meta = k.nonce | (trader_idx[to_checksum_address(k.trader)] << 152)
+        packed_kills.append((k.order_hash, meta))
     value: BatchTuple = (
         traders,
         tokens,
@@ -197,8 +225,16 @@ def encode_batch(
         packed_fills,
         packed_cancels,
         packed_cancel_alls,
+        packed_kills,
     )
     return EncodedBatch(value=value, orders=tuple(s.order for s in order_index))
+
+
+def _closed(packed: PackedOrderTuple, closed: bool) -> PackedOrderTuple:
+    if not closed:
+        return packed
+    price, amount, meta, r, s = packed
+    return (price, amount, meta | CLOSED, r, s)
 
 
 def fills_hash(batch: EncodedBatch) -> bytes:

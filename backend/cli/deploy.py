@@ -1,5 +1,10 @@
 """`hybridex deploy`: deploy the Exchange contract from the operator key (SPEC §10).
 
+The operator key gets OPERATOR_ROLE only. The admin role goes to an `AdminTimelock` that the
+admin (`--admin`, a multisig: never the operator's hot key, refused unless `--dev`) drives:
+every admin action is scheduled in public and runs `--admin-delay` seconds later, longer than
+the exit delay, so traders can leave before it takes effect (docs/contract.md "Trust model").
+
 Idempotent for one-shot jobs (compose, Kubernetes): with `HYBRIDEX_EXCHANGE_ADDRESS` set and
 code already there, it checks that code and deploys nothing; set but empty, it deploys and
 fails unless the new contract lands at exactly that address (on a fresh dev chain the address
@@ -15,10 +20,35 @@ import typer
 
 DEFAULT_EXIT_DELAY_BLOCKS = 50_400
 """One week of 12 s blocks: long enough to settle what is in flight, short enough to leave."""
+DEFAULT_ADMIN_DELAY_S = 8 * 86_400
+"""Eight days: longer than the default exit delay, so an exit requested when an admin action
+is scheduled takes effect before the action can run."""
+SECONDS_PER_BLOCK = 12
+"""Ethereum's slot time: the exit delay in seconds is at most this many per block."""
 
 
 def deploy(
-    admin: Annotated[str | None, typer.Option(help="Admin role (default: the operator).")] = None,
+    *,
+    admin: Annotated[
+        str | None,
+        typer.Option(
+            envvar="HYBRIDEX_DEPLOY_ADMIN",
+            help="The admin (a multisig) that proposes and executes through the timelock.",
+        ),
+    ] = None,
+    admin_delay: Annotated[
+        int,
+        typer.Option(
+            envvar="HYBRIDEX_DEPLOY_ADMIN_DELAY_S",
+            help="Seconds every admin action waits in the timelock (longer than the exit delay).",
+        ),
+    ] = DEFAULT_ADMIN_DELAY_S,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev", help="Development chain: the admin may be the operator, any admin delay."
+        ),
+    ] = False,
     fee_recipient: Annotated[
         str | None, typer.Option(help="Fee recipient (default: HYBRIDEX_FEE_RECIPIENT or admin).")
     ] = None,
@@ -29,10 +59,11 @@ def deploy(
         Path | None, typer.Option(help="Also write HYBRIDEX_EXCHANGE_ADDRESS=… to this file.")
     ] = None,
 ) -> None:
-    """Deploy the Exchange (operator role: the operator key) and print its address."""
+    """Deploy the Exchange (operator role: the operator key) behind the admin timelock and print
+    both addresses."""
     from web3 import Web3
 
-    from backend.chain.deploy import Sender
+    from backend.chain.deploy import Sender, deploy_exchange_behind_timelock
     from backend.chain.exchange import ExchangeReader
     from backend.config import get_settings
 
@@ -49,14 +80,20 @@ def deploy(
         address = expected
     else:
         operator = Sender.from_key(w3, settings.operator_private_key())
-        admin_address = admin or operator.address
+        admin_address = _checked_admin(admin, operator.address, dev=dev)
+        _check_admin_delay(admin_delay, exit_delay, dev=dev)
         recipient = fee_recipient or settings.fee_recipient or admin_address
-        contract = operator.deploy(
-            "Exchange", admin_address, operator.address, recipient, exit_delay
+        deployed = deploy_exchange_behind_timelock(
+            operator,
+            admin=admin_address,
+            fee_recipient=recipient,
+            exit_delay=exit_delay,
+            admin_delay_s=admin_delay,
         )
-        address = str(contract.address)
+        address = str(deployed.exchange)
         typer.echo(
-            f"Exchange deployed at {address} on chain {chain_id} (admin {admin_address}, "
+            f"Exchange deployed at {address} on chain {chain_id} (admin timelock "
+            f"{deployed.timelock}: proposer and executor {admin_address}, delay {admin_delay} s; "
             f"operator {operator.address}, fee recipient {recipient}, exit delay {exit_delay})"
         )
         if expected is not None and address != expected:
@@ -64,3 +101,38 @@ def deploy(
             raise typer.Exit(2)
     if write_env is not None:
         write_env.write_text(f"HYBRIDEX_EXCHANGE_ADDRESS={address}\n")
+
+
+def _checked_admin(admin: str | None, operator: str, *, dev: bool) -> str:
+    from web3 import Web3
+
+    if admin is None:
+        if dev:
+            return operator
+        typer.echo("pass --admin (or HYBRIDEX_DEPLOY_ADMIN): the admin multisig's address")
+        raise typer.Exit(2)
+    if not Web3.is_address(admin):
+        typer.echo(f"--admin {admin!r} is not an address")
+        raise typer.Exit(2)
+    checked = Web3.to_checksum_address(admin)
+    if checked == operator and not dev:
+        typer.echo(
+            f"the admin {checked} is the operator's hot key: a stolen operator key would then "
+            "also rule the contract. Use a separate multisig (or --dev on a development chain)"
+        )
+        raise typer.Exit(2)
+    return checked
+
+
+def _check_admin_delay(admin_delay: int, exit_delay: int, *, dev: bool) -> None:
+    if admin_delay < 0:
+        typer.echo("--admin-delay must not be negative")
+        raise typer.Exit(2)
+    exit_window = exit_delay * SECONDS_PER_BLOCK
+    if admin_delay <= exit_window and not dev:
+        typer.echo(
+            f"--admin-delay {admin_delay} s is not longer than the exit delay ({exit_delay} "
+            f"blocks ≈ {exit_window} s): traders could not leave before a scheduled admin "
+            "action runs. Raise it (or --dev on a development chain)"
+        )
+        raise typer.Exit(2)

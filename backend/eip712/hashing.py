@@ -62,6 +62,7 @@ def struct_hash(msg: Message) -> bytes:
                     _uint(int(msg.timeInForce)),
                     _uint(msg.nonce),
                     _uint(msg.expiry),
+                    _uint(msg.maxFeeBps),
                 )
             )
         )
@@ -84,6 +85,7 @@ def struct_hash(msg: Message) -> bytes:
             + _address(msg.token)
             + _uint(msg.amount)
             + _uint(msg.nonce)
+            + _uint(msg.expiry)
         )
     if isinstance(msg, Session):
         return keccak(

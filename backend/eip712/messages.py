@@ -11,6 +11,9 @@ from typing import Final
 
 from backend.domain.types import Side, TimeInForce
 
+MAX_FEE_BPS: Final = 100
+"""The contract's `MAX_FEE_BPS`: no fee above 1 % of what the paying side receives."""
+
 EIP712_DOMAIN_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("name", "string"),
     ("version", "string"),
@@ -28,6 +31,7 @@ ORDER_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("timeInForce", "uint8"),
     ("nonce", "uint64"),
     ("expiry", "uint64"),
+    ("maxFeeBps", "uint16"),
 )
 CANCEL_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("trader", "address"),
@@ -44,6 +48,7 @@ WITHDRAWAL_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("token", "address"),
     ("amount", "uint256"),
     ("nonce", "uint64"),
+    ("expiry", "uint64"),
 )
 
 SESSION_FIELDS: Final[tuple[tuple[str, str], ...]] = (
@@ -91,6 +96,9 @@ class Order:
     timeInForce: TimeInForce  # noqa: N815
     nonce: int
     expiry: int
+    maxFeeBps: int = MAX_FEE_BPS  # noqa: N815
+    """The most this order pays on any fill, in bps of what it receives (the contract refuses
+    more); the default accepts anything up to the protocol cap."""
 
     PRIMARY_TYPE = "Order"
 
@@ -125,6 +133,8 @@ class Withdrawal:
     token: str
     amount: int
     nonce: int
+    expiry: int
+    """Unix seconds: the contract refuses the withdrawal after it."""
 
     PRIMARY_TYPE = "Withdrawal"
 

@@ -21,6 +21,7 @@ from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import UINT64_MAX, UINT256_MAX, Side, TimeInForce
 from backend.eip712.messages import Cancel, CancelAll, Message, Order, Session, Withdrawal
 
+UINT16_MAX: Final = (1 << 16) - 1
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,77}")
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
 _HEX: Final = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
@@ -132,6 +133,7 @@ def parse_order(obj: object, name: str = "order") -> Order:
         timeInForce=parse_small_enum(f["timeInForce"], f"{name}.timeInForce", TimeInForce),
         nonce=parse_uint(f["nonce"], f"{name}.nonce", max_value=UINT64_MAX),
         expiry=parse_uint(f["expiry"], f"{name}.expiry", max_value=UINT64_MAX),
+        maxFeeBps=parse_uint(f["maxFeeBps"], f"{name}.maxFeeBps", max_value=UINT16_MAX),
     )
 
 
@@ -160,6 +162,7 @@ def parse_withdrawal(obj: object, name: str = "withdrawal") -> Withdrawal:
         token=parse_address(f["token"], f"{name}.token"),
         amount=parse_uint(f["amount"], f"{name}.amount"),
         nonce=parse_uint(f["nonce"], f"{name}.nonce", max_value=UINT64_MAX),
+        expiry=parse_uint(f["expiry"], f"{name}.expiry", max_value=UINT64_MAX),
     )
 
 

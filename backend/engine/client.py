@@ -72,8 +72,9 @@ class Intake:
     Journaled beside the command (so a replay rebuilds every row from the journal alone):
     the trader's signature (PlaceOrder, CancelOrder, CancelAll, ReserveWithdrawal), the signed
     message's hash for cancels / withdrawals, a CancelAll's token pair as signed (zero
-    addresses = every market), a withdrawal's nonce, an AddMarket's tokens, and the block at
-    which a FreezeTrader's on-chain exit takes effect.
+    addresses = every market), a withdrawal's nonce and signed expiry, an order's signed
+    `maxFeeBps`, an AddMarket's tokens, and the block at which a FreezeTrader's on-chain exit
+    takes effect.
     """
 
     signature: bytes | None = None
@@ -83,6 +84,8 @@ class Intake:
     nonce: int | None = None
     tokens: tuple[TokenInfo, ...] = ()
     effective_block: int | None = None
+    max_fee_bps: int | None = None
+    expiry: int | None = None
 
 
 class EngineClient(Protocol):

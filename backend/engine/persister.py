@@ -54,6 +54,7 @@ from backend.db.session import (
     upsert_statement,
 )
 from backend.domain.types import ZERO_ADDRESS, OrderStatus, WithdrawalStatus
+from backend.eip712.messages import MAX_FEE_BPS
 from backend.engine.client import Intake
 from backend.engine.records import Applied
 from backend.matching import events as ev
@@ -144,6 +145,8 @@ class _Rows:
                     "side": e.side, "price": e.price, "amount": e.amount,
                     "time_in_force": e.time_in_force, "nonce": e.nonce, "expiry": e.expiry,
                     "signature": signature, "client_order_id": e.client_order_id,
+                    "max_fee_bps": MAX_FEE_BPS if intake is None or intake.max_fee_bps is None
+                    else intake.max_fee_bps,
                     "status": OrderStatus.OPEN, "filled": 0, "reject_code": None,
                     "accepted_seq": seq, "updated_seq": seq,
                 }  # fmt: skip
@@ -239,6 +242,7 @@ class _Rows:
         self.withdrawals[intake.signed_hash] = {
             "withdrawal_hash": intake.signed_hash, "trader": command.trader,
             "token": command.token, "amount": command.amount, "nonce": intake.nonce or 0,
+            "expiry": intake.expiry or 0,
             "signature": intake.signature or NO_SIGNATURE, "status": status,
             "reject_code": code, "accepted_seq": command.seq,
         }  # fmt: skip

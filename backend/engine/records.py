@@ -39,6 +39,10 @@ def encode_intake(intake: Intake | None) -> bytes:
         obj["t"] = [[t.address, t.symbol, t.decimals] for t in intake.tokens]
     if intake.effective_block is not None:
         obj["e"] = intake.effective_block
+    if intake.max_fee_bps is not None:
+        obj["f"] = intake.max_fee_bps
+    if intake.expiry is not None:
+        obj["x"] = intake.expiry
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
@@ -55,6 +59,8 @@ def decode_intake(data: bytes) -> Intake | None:
         nonce=obj.get("n"),
         tokens=tuple(TokenInfo(a, s, int(d)) for a, s, d in obj.get("t", ())),
         effective_block=obj.get("e"),
+        max_fee_bps=obj.get("f"),
+        expiry=obj.get("x"),
     )
 
 

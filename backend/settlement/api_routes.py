@@ -1,10 +1,12 @@
 """`POST /v1/withdrawals` and `GET /v1/accounts/{address}/withdrawals` (SPEC §9).
 
-Mounted by `backend.api.app.create_app`. POST body `{withdrawal: {trader, token, amount, nonce},
-signature}` → parse strictly, verify the EIP-712 signature, have the engine reserve the amount
-(journaled) → 200 `{withdrawalHash, withdrawalId, status: "reserved"}`. Failures answer through
-the API's one `DexError` handler: INVALID_SIGNATURE (401), INVALID_ORDER (malformed fields),
-NONCE_REUSED (409), INSUFFICIENT_BALANCE (422), ACCOUNT_EXITING (403), ENGINE_UNAVAILABLE.
+Mounted by `backend.api.app.create_app`. POST body
+`{withdrawal: {trader, token, amount, nonce, expiry}, signature}` → parse strictly, verify the
+EIP-712 signature, refuse an expiry less than a minute ahead (EXPIRED), have the engine reserve
+the amount (journaled) → 200 `{withdrawalHash, withdrawalId, status: "reserved"}`. Failures
+answer through the API's one `DexError` handler: INVALID_SIGNATURE (401), INVALID_ORDER
+(malformed fields), EXPIRED (400), NONCE_REUSED (409), INSUFFICIENT_BALANCE (422),
+ACCOUNT_EXITING (403), ENGINE_UNAVAILABLE.
 The settlement worker then submits `withdraw` on chain; the GET shows its progress:
 `reserved → submitted → confirmed | failed` (or `rejected`), the transaction and its block,
 and `indexed` once the indexer has seen the `Withdrawn` event (`debited`: the engine's ledger
@@ -51,6 +53,7 @@ DONE = "done"
         *BODY,
         E.RATE_LIMITER_UNAVAILABLE,
         E.INVALID_ORDER,
+        E.EXPIRED,
         E.NONCE_REUSED,
         E.INSUFFICIENT_BALANCE,
         E.ACCOUNT_EXITING,

@@ -3,11 +3,12 @@
 A fill without a `fill_settlements` row is `matched` and unclaimed. Under the batcher lock,
 `form_batch` takes up to `batch_max_fills` of them ordered by `(seq, fill_index)` — when that
 many are waiting or the oldest has waited `batch_max_age_s` — together with the signed cancels
-not yet committed, and inserts the batch (`pending`) and one claim row per fill in ONE
-transaction. The id is the last assigned id + 1 (the database is the truth; the chain's
-`lastBatchId` is the check). Only one batch is `pending` at a time: the tick forms the next
-one as soon as that one is sent (several per tick, up to `max_in_flight_txs` transactions), and
-while the sender is busy fills accumulate into the next (fuller) batch.
+not yet committed and the orders the engine closed itself (IOC / FOK remainder, self-trade
+prevention, expiry, freeze) not yet committed dead, and inserts the batch (`pending`) and one
+claim row per fill in ONE transaction. The id is the last assigned id + 1 (the database is the
+truth; the chain's `lastBatchId` is the check). Only one batch is `pending` at a time: the tick
+forms the next one as soon as that one is sent (several per tick, up to `max_in_flight_txs`
+transactions), and while the sender is busy fills accumulate into the next (fuller) batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from backend.chain.exchange import (
     EncodedBatch,
     FillInput,
+    Kill,
     SignedCancel,
     SignedCancelAll,
     SignedOrder,
@@ -30,6 +32,7 @@ from backend.chain.exchange import (
 )
 from backend.db.models import (
     BatchCancel,
+    BatchKill,
     Fill,
     FillSettlement,
     Market,
@@ -39,7 +42,14 @@ from backend.db.models import (
 from backend.db.models import SignedCancel as SignedCancelRow
 from backend.db.session import insert_ignore, unit_of_work
 from backend.domain.errors import ErrorCode, FatalError
-from backend.domain.types import BatchStatus, FillStatus, Side, TimeInForce
+from backend.domain.types import (
+    ZERO_ADDRESS,
+    BatchStatus,
+    FillStatus,
+    OrderStatus,
+    Side,
+    TimeInForce,
+)
 from backend.eip712.messages import CancelAll
 from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.signing import Signature
@@ -52,6 +62,8 @@ log = structlog.get_logger(__name__)
 
 NO_SIGNATURE = b"\x00" * 65
 MAX_CANCELS_PER_BATCH = 500
+MAX_KILLS_PER_BATCH = 500
+CLOSED_STATUSES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +88,25 @@ class BatchContent:
     batch_id: int
     fills: tuple[BatchFill, ...]
     cancels: tuple[BatchCancelItem, ...]
+    kills: tuple[Kill, ...] = ()
 
     def encode(self) -> EncodedBatch:
+        """A closed order that a fill of this batch uses is flagged on that order (it then keeps
+        no remainder on chain, and costs nothing more); the others are sent as kills."""
+        killed = {(k.trader, k.nonce) for k in self.kills}
+        closed = {
+            s.order
+            for f in self.fills
+            for s in (f.input.maker, f.input.taker)
+            if (s.order.trader, s.order.nonce) in killed
+        }
+        flagged = {(o.trader, o.nonce) for o in closed}
         return encode_batch(
             [f.input for f in self.fills],
             [c.cancel for c in self.cancels if c.cancel is not None],
             [c.cancel_all for c in self.cancels if c.cancel_all is not None],
+            [k for k in self.kills if (k.trader, k.nonce) not in flagged],
+            closed,
         )
 
     def with_fills(self, fills: Sequence[BatchFill]) -> BatchContent:
@@ -102,6 +127,7 @@ def _signed_order(row: Order, market: Market) -> SignedOrder:
         timeInForce=TimeInForce(row.time_in_force),
         nonce=int(row.nonce),
         expiry=int(row.expiry),
+        maxFeeBps=int(row.max_fee_bps),
     )
     return SignedOrder(order, Signature.from_bytes(bytes(row.signature)))
 
@@ -165,7 +191,14 @@ def load_batch(session: Session, batch_id: int) -> BatchContent:
                 nonceBelow=int(c.nonce_below or 0),
             )
             cancels.append(BatchCancelItem(c.cancel_hash, None, SignedCancelAll(msg, sig)))
-    return BatchContent(batch_id=batch_id, fills=fills, cancels=tuple(cancels))
+    kill_rows = session.execute(
+        select(Order.order_hash, Order.trader, Order.nonce)
+        .join(BatchKill, BatchKill.order_hash == Order.order_hash)
+        .where(BatchKill.batch_id == batch_id)
+        .order_by(Order.updated_seq, Order.order_hash)
+    ).all()
+    kills = tuple(Kill(bytes(h), t, int(n)) for h, t, n in kill_rows)
+    return BatchContent(batch_id=batch_id, fills=fills, cancels=tuple(cancels), kills=kills)
 
 
 def _unclaimed_fills(session: Session, limit: int) -> list[tuple[int, datetime, int]]:
@@ -245,6 +278,83 @@ def _pending_cancels(session: Session, before_seq: int | None) -> list[tuple[byt
     return [(bytes(h), c) for h, c in rows]
 
 
+def kill_floor(session: Session) -> int:
+    """The `updated_seq` below which no engine-closed order waits to be killed (as
+    `cancel_floor`: each batch takes the pending ones in `updated_seq` order from the first,
+    and a closed order's `updated_seq` never changes)."""
+    newest = session.scalar(
+        select(func.max(BatchKill.batch_id))
+        .join(SettlementBatch, SettlementBatch.batch_id == BatchKill.batch_id)
+        .where(SettlementBatch.status != BatchStatus.FAILED)
+    )
+    if newest is None:
+        return 0
+    first = session.scalar(
+        select(func.min(Order.updated_seq))
+        .join(BatchKill, BatchKill.order_hash == Order.order_hash)
+        .where(BatchKill.batch_id == newest)
+    )
+    return 0 if first is None else int(first)
+
+
+def _pending_kills(session: Session, before_seq: int | None) -> list[tuple[bytes, datetime]]:
+    """Orders the engine closed itself, not yet committed dead by a batch that has not failed.
+
+    Left out: orders closed by a trader-signed `Cancel` or `CancelAll` (committed as that
+    cancel, which kills them too). An order closed by an on-chain cancel is dead on chain
+    already; killing it again only costs its nonce bit. As for cancels, `before_seq` keeps a
+    kill out while a fill matched before the order closed is still unclaimed: on chain the
+    kill would void it.
+    """
+    committed = exists().where(
+        and_(
+            BatchKill.order_hash == Order.order_hash,
+            SettlementBatch.batch_id == BatchKill.batch_id,
+            SettlementBatch.status != BatchStatus.FAILED,
+        )
+    )
+    signed_cancel = exists().where(
+        and_(
+            SignedCancelRow.order_hash == Order.order_hash,
+            SignedCancelRow.effective.is_(True),
+            SignedCancelRow.signature != NO_SIGNATURE,
+        )
+    )
+    signed_cancel_all = exists().where(
+        and_(
+            SignedCancelRow.kind == "cancel_all",
+            SignedCancelRow.effective.is_(True),
+            SignedCancelRow.signature != NO_SIGNATURE,
+            SignedCancelRow.trader == Order.trader,
+            SignedCancelRow.nonce_below > Order.nonce,
+            Market.id == Order.market_id,
+            or_(
+                SignedCancelRow.base_token == ZERO_ADDRESS,
+                and_(
+                    SignedCancelRow.base_token == Market.base_token,
+                    SignedCancelRow.quote_token == Market.quote_token,
+                ),
+            ),
+        )
+    )
+    terms: list[ColumnElement[bool]] = [
+        Order.status.in_(CLOSED_STATUSES),
+        Order.updated_seq >= kill_floor(session),
+        ~committed,
+        ~signed_cancel,
+        ~signed_cancel_all,
+    ]
+    if before_seq is not None:
+        terms.append(Order.updated_seq < before_seq)
+    rows = session.execute(
+        select(Order.order_hash, Order.updated_at)
+        .where(*terms)
+        .order_by(Order.updated_seq, Order.order_hash)
+        .limit(MAX_KILLS_PER_BATCH)
+    ).all()
+    return [(bytes(h), u) for h, u in rows]
+
+
 def next_batch_id(session: Session, ctx: SettlementContext) -> int:
     last_db = session.scalar(select(func.max(SettlementBatch.batch_id)))
     with rpc_guard("lastBatchId"):
@@ -278,10 +388,12 @@ def form_batch(
         found = _unclaimed_fills(session, settings.batch_max_fills + 1)
         fills = found[: settings.batch_max_fills]
         left_out = found[settings.batch_max_fills :]
-        cancels = _pending_cancels(session, left_out[0][2] if left_out else None)
-        if not fills and not cancels:
+        before_seq = left_out[0][2] if left_out else None
+        cancels = _pending_cancels(session, before_seq)
+        kills = _pending_kills(session, before_seq)
+        if not fills and not cancels and not kills:
             return None
-        oldest = min([c for _, c, _ in fills] + [c for _, c in cancels])
+        oldest = min([c for _, c, _ in fills] + [c for _, c in cancels] + [u for _, u in kills])
         if len(fills) < settings.batch_max_fills and oldest > cutoff and not force:
             return None
         batch_id = next_batch_id(session, ctx)
@@ -316,5 +428,18 @@ def form_batch(
                 rows=[{"batch_id": batch_id, "cancel_hash": h} for h, _ in cancels],
                 conflict=["batch_id", "cancel_hash"],
             )
-    log.info("batch_formed", batch_id=batch_id, fills=len(fills), cancels=len(cancels))
+        if kills:
+            insert_ignore(
+                session=session,
+                target=BatchKill,
+                rows=[{"batch_id": batch_id, "order_hash": h} for h, _ in kills],
+                conflict=["batch_id", "order_hash"],
+            )
+    log.info(
+        "batch_formed",
+        batch_id=batch_id,
+        fills=len(fills),
+        cancels=len(cancels),
+        kills=len(kills),
+    )
     return batch_id

@@ -529,7 +529,11 @@ def send_batch(ctx: SettlementContext, batch_id: int) -> str:
 def withdraw_calldata(ctx: SettlementContext, w: Withdrawal) -> bytes:
     contract = exchange_contract(ctx.w3, ctx.exchange)
     encoded = contract.encode_abi(
-        "withdraw", args=[(w.trader, w.token, int(w.amount), int(w.nonce)), bytes(w.signature)]
+        "withdraw",
+        args=[
+            (w.trader, w.token, int(w.amount), int(w.nonce), int(w.expiry)),
+            bytes(w.signature),
+        ],
     )
     return bytes.fromhex(encoded[2:])
 

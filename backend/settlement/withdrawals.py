@@ -84,6 +84,11 @@ def _exiting(factory: sessionmaker[Session], trader: str) -> bool:
         return session.get(TraderExit, trader) is not None
 
 
+WITHDRAWAL_MIN_VALIDITY_S = 60
+"""A withdrawal must stay valid this long after it is requested: the worker needs the time to
+submit it before the contract refuses it (`WithdrawalExpired`)."""
+
+
 async def request_withdrawal(
     engine_client: EngineClient,
     session_factory: sessionmaker[Session],
@@ -94,13 +99,22 @@ async def request_withdrawal(
     timeout: float = 2.0,
 ) -> WithdrawalOutcome:
     """Verifies and reserves; raises `DexError` with INVALID_SIGNATURE, NONCE_REUSED,
-    ACCOUNT_EXITING or INSUFFICIENT_BALANCE (the engine's code) — or ENGINE_UNAVAILABLE."""
+    EXPIRED, ACCOUNT_EXITING or INSUFFICIENT_BALANCE (the engine's code) — or
+    ENGINE_UNAVAILABLE."""
     digest = verify(withdrawal, signature, domain)  # INVALID_SIGNATURE
     trader = to_checksum_address(withdrawal.trader)
     wid = withdrawal_id_for(trader, withdrawal.nonce)
     existing = await asyncio.to_thread(_existing, session_factory, trader, withdrawal.nonce)
     if existing is not None:
         return _repost(existing, digest, wid)
+    now = int(time.time())
+    if withdrawal.expiry < now + WITHDRAWAL_MIN_VALIDITY_S:
+        raise DexError(
+            ErrorCode.EXPIRED,
+            f"withdrawal.expiry: {withdrawal.expiry} leaves less than {WITHDRAWAL_MIN_VALIDITY_S}"
+            f" s to execute it on chain (now {now}); sign an expiry further ahead",
+            field="withdrawal.expiry",
+        )
     if await asyncio.to_thread(_exiting, session_factory, trader):
         raise DexError(ErrorCode.ACCOUNT_EXITING, f"{trader} requested an exit", trader=trader)
     command = ReserveWithdrawal(
@@ -111,7 +125,9 @@ async def request_withdrawal(
         amount=withdrawal.amount,
         withdrawal_id=wid,
     )
-    intake = Intake(signature=signature, signed_hash=digest, nonce=withdrawal.nonce)
+    intake = Intake(
+        signature=signature, signed_hash=digest, nonce=withdrawal.nonce, expiry=withdrawal.expiry
+    )
     outcome = await engine_client.submit(command, timeout=timeout, intake=intake)
     for event in outcome.events:
         if isinstance(event, ev.WithdrawalReserved):

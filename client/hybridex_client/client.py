@@ -47,6 +47,7 @@ class Client:
         timeout: float = 10.0,
         nonces: NonceSource | None = None,
         session_lifetime_s: int = 3_600,
+        withdrawal_lifetime_s: int = 3_600,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -54,6 +55,7 @@ class Client:
         self._key = private_key
         self.nonces = nonces or NonceSource()
         self.session_lifetime_s = session_lifetime_s
+        self.withdrawal_lifetime_s = withdrawal_lifetime_s
         self._info: Info | None = None
         self._signer: Signer | None = None
         self._markets: dict[str, Market] = {}
@@ -209,9 +211,13 @@ class Client:
         time_in_force: int = GTC,
         nonce: int | None = None,
         expiry: int = 0,
+        max_fee_bps: int | None = None,
     ) -> dict[str, Any]:
-        """The `Order` message (JSON form) for `market`, with a fresh nonce unless given."""
+        """The `Order` message (JSON form) for `market`, with a fresh nonce unless given and,
+        unless given, the least fee bound the market accepts (its current fees)."""
         m = self.market(market) if isinstance(market, str) else market
+        if max_fee_bps is None:
+            max_fee_bps = m.fee_bound_bps(time_in_force)
         return self.signer.to_json(
             "Order",
             {
@@ -219,6 +225,7 @@ class Client:
                 "quoteToken": m.quote.address, "side": side, "price": price, "amount": amount,
                 "timeInForce": time_in_force,
                 "nonce": self.nonces.next() if nonce is None else nonce, "expiry": expiry,
+                "maxFeeBps": max_fee_bps,
             },
         )  # fmt: skip
 
@@ -232,13 +239,15 @@ class Client:
         time_in_force: int = GTC,
         nonce: int | None = None,
         expiry: int = 0,
+        max_fee_bps: int | None = None,
         client_order_id: str | None = None,
     ) -> Placed:
         """Signs and posts an order. A 202 answers `status` "pending" (not an exception):
         posting the same order again is safe and answers its outcome."""
         order = self.order_message(
-            market, side, price, amount, time_in_force=time_in_force, nonce=nonce, expiry=expiry
-        )
+            market, side, price, amount, time_in_force=time_in_force, nonce=nonce,
+            expiry=expiry, max_fee_bps=max_fee_bps,
+        )  # fmt: skip
         return self.post_order(order, client_order_id=client_order_id)
 
     def order_body(
@@ -299,12 +308,18 @@ class Client:
         answer = self.request("POST", "/v1/orders/cancel-all", json_body=body, accept_pending=True)
         return decode(answer, CancelledAll)
 
-    def withdraw(self, token: str, amount: int, *, nonce: int | None = None) -> WithdrawalPosted:
+    def withdraw(
+        self, token: str, amount: int, *, nonce: int | None = None, expiry: int | None = None
+    ) -> WithdrawalPosted:
+        """Signs and posts a withdrawal; the contract refuses it after `expiry` (unix seconds,
+        default `withdrawal_lifetime_s` from now)."""
+        if expiry is None:
+            expiry = int(time.time()) + self.withdrawal_lifetime_s
         message = self.signer.to_json(
             "Withdrawal",
             {
                 "trader": self.address, "token": token, "amount": amount,
-                "nonce": self.nonces.next() if nonce is None else nonce,
+                "nonce": self.nonces.next() if nonce is None else nonce, "expiry": expiry,
             },
         )  # fmt: skip
         body = {"withdrawal": message, "signature": self.signer.sign("Withdrawal", message)}

@@ -66,6 +66,7 @@ BY_CODE: Final[dict[str, type[ApiError]]] = {
     "INVALID_TICK": InvalidRequestError,
     "INVALID_LOT": InvalidRequestError,
     "EXPIRED": InvalidRequestError,
+    "FEE_BOUND_TOO_LOW": InvalidRequestError,
     "PAYLOAD_TOO_LARGE": InvalidRequestError,
     "INVALID_SIGNATURE": AuthError,
     "SESSION_REQUIRED": AuthError,

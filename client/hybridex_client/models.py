@@ -55,6 +55,15 @@ class Market(Answer):
     max_notional: int | None = None
     state: str = "active"
     price_band_bps: int | None = None
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+
+    def fee_bound_bps(self, time_in_force: int) -> int:
+        """The least `maxFeeBps` an order may sign here: a post-only order is always the maker,
+        any other may be either side (the API refuses less with FEE_BOUND_TOO_LOW)."""
+        if time_in_force == POST_ONLY:
+            return self.maker_fee_bps
+        return max(self.maker_fee_bps, self.taker_fee_bps)
 
 
 class BookSnapshot(Answer):

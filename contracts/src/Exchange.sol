@@ -25,8 +25,12 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
 
     /// @notice keccak256("OPERATOR_ROLE"): may settle batches and submit signed withdrawals.
     bytes32 public constant OPERATOR_ROLE = 0x97667070c54ef182b0f5858b034beac1b6f3089aa2d3188bb1e8929f4fa9b929;
-    /// @notice Cap of every fee, in basis points of what the paying side receives.
+    /// @notice Cap of every fee, in basis points of what the paying side receives; each order
+    ///         also signs its own, lower or equal, `maxFeeBps`.
     uint256 public constant MAX_FEE_BPS = 100;
+    /// @notice Seconds past an order's expiry during which its fills still settle: the engine
+    ///         stops matching it at expiry, and a batch formed just before may be in flight.
+    uint256 public constant EXPIRY_GRACE = 120;
     /// @notice Bounds of `exitDelay`, in blocks.
     uint256 public constant MIN_EXIT_DELAY = 10;
     uint256 public constant MAX_EXIT_DELAY = 201_600;
@@ -44,6 +48,9 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     uint256 private constant TRADER_SHIFT = 152;
     uint256 private constant BASE_SHIFT = 168;
     uint256 private constant QUOTE_SHIFT = 184;
+    uint256 private constant EXPIRY_SHIFT = 64;
+    uint256 private constant MAX_FEE_SHIFT = 200;
+    uint256 private constant CLOSED = 1 << 216;
     uint256 private constant NO_TOKEN = 0xffff;
 
     // Account word: [0,128) nonce window bits · [128,185) window word (nonce >> 7) ·
@@ -130,10 +137,13 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     {
         // Must move something.
         if (w.amount == 0) revert ZeroAmount();
-        bytes32 digest = _hashTypedDataV4(Hashing.withdrawalStructHash(w.trader, w.token, w.amount, w.nonce));
+        bytes32 digest =
+            _hashTypedDataV4(Hashing.withdrawalStructHash(w.trader, w.token, w.amount, w.nonce, w.expiry));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         // Must carry the trader's own valid (low-s) signature.
         if (err != ECDSA.RecoverError.NoError || signer != w.trader) revert InvalidSignature(w.trader, digest);
+        // Must be executed before the trader's signature expires.
+        if (block.timestamp > w.expiry) revert WithdrawalExpired(w.trader, w.nonce, w.expiry, block.timestamp);
         uint256 wordIndex = w.nonce >> 8;
         uint256 bit = 1 << (w.nonce & 0xff);
         uint256 word = _withdrawalNonceWords[w.trader][wordIndex];
@@ -225,6 +235,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         _updateOrders(traders, orders, ctx);
         if (batch.cancels.length != 0) _applyCancels(traders, tokens, batch.cancels, ctx);
         if (batch.cancelAlls.length != 0) _applyCancelAlls(traders, tokens, batch.cancelAlls, ctx);
+        if (batch.kills.length != 0) _applyKills(traders, batch.kills, ctx);
         _writeBack(traders, tokens, ctx);
         emit BatchSettled(
             batchId,
@@ -303,6 +314,11 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             // Must not touch a trader whose exit took effect.
             if (effective != 0 && block.number >= effective) revert TraderExited(trader, effective);
             if (account & HAS_BARS != 0) _checkBars(trader, baseToken, quoteToken, uint64(meta), orderHash);
+            uint256 expiry = (meta >> EXPIRY_SHIFT) & U64;
+            // Must not settle an order past its expiry (plus the grace for batches in flight).
+            if (expiry != 0 && block.timestamp > expiry + EXPIRY_GRACE) {
+                revert OrderExpired(orderHash, uint64(expiry), block.timestamp);
+            }
             unchecked {
                 ++i;
             }
@@ -371,8 +387,10 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         (uint256 payIndex, uint256 paid, uint256 receiveIndex, uint256 received) = ((meta >> SIDE_SHIFT) & U8) == 0
             ? (quoteIndex, quoteAmount, baseIndex, amount)
             : (baseIndex, amount, quoteIndex, quoteAmount);
-        // Must not charge more than the fee cap.
-        if (fee * BPS > received * MAX_FEE_BPS) revert FeeTooHigh(j, fee, received * MAX_FEE_BPS / BPS);
+        uint256 maxBps = (meta >> MAX_FEE_SHIFT) & U16;
+        if (maxBps > MAX_FEE_BPS) maxBps = MAX_FEE_BPS;
+        // Must not charge more than the order signed for, nor more than the protocol cap.
+        if (fee * BPS > received * maxBps) revert FeeTooHigh(j, fee, received * maxBps / BPS);
         unchecked {
             uint256 row = ((meta >> TRADER_SHIFT) & U16) * ctx.tokenCount;
             _addAt(ctx.debits, row + payIndex, paid);
@@ -396,15 +414,18 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
             (uint256 account, bool used) = _useNonce(traders[traderIndex], _load(accounts, traderIndex), uint64(meta));
             _store(accounts, traderIndex, account);
-            if (used || batchFilled != o.amount) _recordFill(bytes32(_load(ctx.orderHashes, i)), used, batchFilled, o.amount);
+            if (used || batchFilled != o.amount) {
+                _recordFill(bytes32(_load(ctx.orderHashes, i)), used, batchFilled, o.amount, meta & CLOSED != 0);
+            }
             unchecked {
                 ++i;
             }
         }
     }
 
-    /// @dev Slow path of `_updateOrders`: an order seen before, or left partly filled.
-    function _recordFill(bytes32 orderHash, bool used, uint256 batchFilled, uint256 amount) private {
+    /// @dev Slow path of `_updateOrders`: an order seen before, or left partly filled. A
+    ///      `closed` order keeps no remainder: its nonce bit alone marks it dead.
+    function _recordFill(bytes32 orderHash, bool used, uint256 batchFilled, uint256 amount, bool closed) private {
         uint256 previous = 0;
         if (used) {
             previous = _filled[orderHash];
@@ -415,7 +436,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         uint256 filled = previous + batchFilled;
         // Must not fill more than the order's amount.
         if (filled > amount) revert OrderOverfilled(orderHash, amount, filled);
-        if (filled < amount) _filled[orderHash] = filled;
+        if (filled < amount && !closed) _filled[orderHash] = filled;
         else if (previous != 0) delete _filled[orderHash];
     }
 
@@ -478,6 +499,19 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint64 bar = _raiseBar(trader, baseToken, quoteToken, below);
             ctx.accounts[traderIndex] |= HAS_BARS;
             emit NoncesInvalidated(trader, bar, baseToken, quoteToken);
+        }
+    }
+
+    /// @dev Commits the orders the engine closed itself, unfillable (after the fills).
+    function _applyKills(address[] calldata traders, Kill[] calldata kills, Ctx memory ctx) private {
+        uint256 count = kills.length;
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 meta = kills[i].meta;
+            bytes32 orderHash = kills[i].orderHash;
+            uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
+            address trader = traders[traderIndex];
+            ctx.accounts[traderIndex] = _killOrder(trader, ctx.accounts[traderIndex], uint64(meta), orderHash);
+            emit OrderClosed(trader, orderHash);
         }
     }
 
@@ -647,7 +681,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
 
     /// @inheritdoc IExchange
     function hashWithdrawal(Withdrawal calldata w) external view override returns (bytes32) {
-        return _hashTypedDataV4(Hashing.withdrawalStructHash(w.trader, w.token, w.amount, w.nonce));
+        return _hashTypedDataV4(Hashing.withdrawalStructHash(w.trader, w.token, w.amount, w.nonce, w.expiry));
     }
 
     /// @inheritdoc IExchange
@@ -716,8 +750,8 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     }
 
     function _hashOrder(Order calldata o) private view returns (bytes32) {
-        uint256 meta = uint256(o.nonce) | (uint256(o.expiry) << 64) | (uint256(o.side) << SIDE_SHIFT)
-            | (uint256(o.timeInForce) << 136);
+        uint256 meta = uint256(o.nonce) | (uint256(o.expiry) << EXPIRY_SHIFT) | (uint256(o.side) << SIDE_SHIFT)
+            | (uint256(o.timeInForce) << 136) | (uint256(o.maxFeeBps) << MAX_FEE_SHIFT);
         return _hashTypedDataV4(Hashing.orderStructHash(o.trader, o.baseToken, o.quoteToken, o.price, o.amount, meta));
     }
 

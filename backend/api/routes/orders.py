@@ -20,6 +20,7 @@ from starlette.responses import Response
 from backend import tracing
 from backend.api import queries
 from backend.api.answers import CancelAllAnswer, CancelAnswer, OrderAnswer, OrdersAnswer
+from backend.api.catalog import MarketView
 from backend.api.deps import (
     ApiContext,
     ctx,
@@ -43,7 +44,8 @@ from backend.api.schemas import (
 from backend.api.serializers import hex0x, order_row
 from backend.api.sessions import require_trader
 from backend.domain.errors import DexError, ErrorCode
-from backend.domain.types import OrderStatus
+from backend.domain.types import OrderStatus, TimeInForce
+from backend.eip712.messages import Order as OrderMessage
 from backend.eip712.parsing import (
     parse_cancel,
     parse_cancel_all,
@@ -68,7 +70,7 @@ STORED_ANSWER_WAIT_S = 1.0
 E = ErrorCode
 PLACE_ERRORS = errors(
     *EDGE, *BODY, E.RATE_LIMITER_UNAVAILABLE, E.INVALID_ORDER, E.INVALID_TICK, E.INVALID_LOT,
-    E.EXPIRED, E.UNKNOWN_MARKET, E.NONCE_REUSED, E.ORDER_CANCELLED,
+    E.EXPIRED, E.FEE_BOUND_TOO_LOW, E.UNKNOWN_MARKET, E.NONCE_REUSED, E.ORDER_CANCELLED,
     E.DUPLICATE_CLIENT_ORDER_ID, E.ACCOUNT_EXITING, E.INSUFFICIENT_BALANCE,
     E.PRICE_OUT_OF_BAND, E.ORDER_TOO_LARGE, E.POST_ONLY_WOULD_TAKE, E.FOK_NOT_FILLABLE,
     E.MARKET_NOT_ACCEPTING, *ENGINE,
@@ -126,6 +128,24 @@ async def _traced_submit(
         return outcome
 
 
+def _check_fee_bound(order: OrderMessage, market: MarketView) -> None:
+    """The contract refuses a fill whose fee exceeds the order's signed `maxFeeBps`, so an
+    order that could be charged more would trade off chain and never settle: refuse it here.
+    A post-only order is always the maker; any other order may be either side."""
+    if order.timeInForce is TimeInForce.POST_ONLY:
+        required = market.maker_fee_bps
+    else:
+        required = max(market.maker_fee_bps, market.taker_fee_bps)
+    if order.maxFeeBps < required:
+        raise DexError(
+            E.FEE_BOUND_TOO_LOW,
+            f"order.maxFeeBps: {order.maxFeeBps} is below the {required} bps market "
+            f"{market.market_id} may charge this order; sign maxFeeBps of at least {required}",
+            field="order.maxFeeBps",
+            required=str(required),
+        )
+
+
 def refused(c: ApiContext, exc: DexError) -> DexError:
     c.metrics.rejections.labels(exc.code.name).inc()
     return exc
@@ -163,12 +183,14 @@ async def prepare_place(c: ApiContext, body: Any) -> PreparedPlace:
     signature = parse_signature(body["signature"])
     client_order_id = _client_order_id(body.get("clientOrderId"))
     market = await c.markets.by_pair(order.baseToken, order.quoteToken)
+    _check_fee_bound(order, market)
     order_hash = verify(order, signature, c.domain)
     command = PlaceOrder(
         0, 0, order_hash, order.trader, market.market_id, order.side, order.price,
         order.amount, order.timeInForce, order.nonce, order.expiry, client_order_id,
     )  # fmt: skip
-    return PreparedPlace(command, Intake(signature=signature), order.amount)
+    intake = Intake(signature=signature, max_fee_bps=order.maxFeeBps)
+    return PreparedPlace(command, intake, order.amount)
 
 
 async def trader_limit(c: ApiContext, trader: str, orders: int = 1) -> Decision:

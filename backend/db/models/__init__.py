@@ -19,6 +19,7 @@ from backend.db.models.reconcile import ReconciliationRun
 from backend.db.models.reference import Market, Token
 from backend.db.models.settlement import (
     BatchCancel,
+    BatchKill,
     FillRevert,
     FillSettlement,
     SettlementBatch,
@@ -30,6 +31,7 @@ from backend.db.models.settlement import (
 __all__ = [
     "Balance",
     "BatchCancel",
+    "BatchKill",
     "ChainBalance",
     "ChainBlock",
     "ChainEvent",

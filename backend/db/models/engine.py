@@ -100,6 +100,7 @@ class Order(Base):
         Index(None, "trader", "status"),
         Index(None, "market_id", "status"),
         Index(None, "trader", "client_order_id"),
+        Index(None, "status", "updated_seq"),  # the worker's read of engine-closed orders
         CheckConstraint("filled <= amount", name="filled_le_amount"),
         CheckConstraint(
             "(status = 'rejected') = (reject_code IS NOT NULL)", name="reject_code_iff_rejected"
@@ -119,6 +120,8 @@ class Order(Base):
     nonce: Mapped[int] = mapped_column(U256())
     expiry: Mapped[int] = mapped_column(U256())
     """Unix seconds, 0 = never (as signed)."""
+    max_fee_bps: Mapped[int] = mapped_column(Integer())
+    """The signed fee bound (bps of what the order receives), as signed."""
     signature: Mapped[bytes] = mapped_column(Signature())
     client_order_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[OrderStatus] = mapped_column(StrEnumType(OrderStatus))
@@ -250,6 +253,8 @@ class Withdrawal(Base):
     token: Mapped[str] = mapped_column(Address(), ForeignKey("tokens.address"))
     amount: Mapped[int] = mapped_column(U256())
     nonce: Mapped[int] = mapped_column(U256())
+    expiry: Mapped[int] = mapped_column(U256())
+    """Unix seconds, as signed: the contract refuses the withdrawal after it."""
     signature: Mapped[bytes] = mapped_column(Signature())
     status: Mapped[WithdrawalStatus] = mapped_column(StrEnumType(WithdrawalStatus))
     reject_code: Mapped[str | None] = mapped_column(String(REJECT_CODE_LENGTH))

@@ -92,6 +92,25 @@ class BatchCancel(Base):
     refused_reason: Mapped[str | None] = mapped_column(Text())
 
 
+class BatchKill(Base):
+    """An order the engine closed itself (IOC / FOK remainder, self-trade prevention, expiry,
+    freeze), committed unfillable on chain by a batch. Writer: worker.
+
+    Without it the signed order stays fillable on chain. A kill whose batch failed is simply
+    included again in a later batch.
+    """
+
+    __tablename__ = "batch_kills"
+    __table_args__ = (Index(None, "order_hash"),)
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("settlement_batches.batch_id"), primary_key=True
+    )
+    order_hash: Mapped[bytes] = mapped_column(
+        Bytes32(), ForeignKey("orders.order_hash"), primary_key=True
+    )
+
+
 class WithdrawalSettlement(Base):
     """What happened on chain to a reserved withdrawal. Writer: worker."""
 

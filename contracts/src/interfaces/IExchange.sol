@@ -22,7 +22,8 @@ interface IExchange {
         uint256 amount; // base units
         uint8 timeInForce; // 0 GTC, 1 IOC, 2 FOK, 3 POST_ONLY (not enforced on chain)
         uint64 nonce;
-        uint64 expiry; // unix seconds, 0 = never (not enforced on chain, SPEC §6)
+        uint64 expiry; // unix seconds, 0 = never; settles until expiry + EXPIRY_GRACE
+        uint16 maxFeeBps; // the most the trader pays on any fill, in bps of what it receives
     }
 
     /// @notice A trader's signed cancellation of one order (by its EIP-712 digest).
@@ -46,6 +47,7 @@ interface IExchange {
         address token;
         uint256 amount;
         uint64 nonce;
+        uint64 expiry; // unix seconds; the withdrawal is refused after it
     }
 
     // ------------------------------------------------------------------------------------------
@@ -55,7 +57,9 @@ interface IExchange {
     /// @notice An order (or, in `Batch.cancels`, the preimage of a cancelled order) in packed form.
     /// @dev `meta` bits: [0,64) nonce · [64,128) expiry · [128,136) side · [136,144) timeInForce ·
     ///      [144,152) v · [152,168) trader index · [168,184) base token index ·
-    ///      [184,200) quote token index. (r, s, v) is the order's signature in `Batch.orders`
+    ///      [184,200) quote token index · [200,216) maxFeeBps · bit 216 closed (in
+    ///      `Batch.orders` only, not signed: the engine closed the order after these fills, so
+    ///      it is committed unfillable instead of keeping its remainder). (r, s, v) is the order's signature in `Batch.orders`
     ///      and the trader's `Cancel` signature in `Batch.cancels`.
     struct PackedOrder {
         uint256 price;
@@ -82,6 +86,16 @@ interface IExchange {
         bytes32 s;
     }
 
+    /// @notice An order the engine closed itself (IOC / FOK remainder, self-trade prevention,
+    ///         expiry, freeze) that no fill of the batch uses, committed unfillable.
+    /// @dev `meta` bits: [0,64) the order's nonce · [152,168) trader index. Closing is only ever
+    ///      protective: it consumes the nonce and clears any partial amount under `orderHash`,
+    ///      which the operator could equally achieve by never matching the order.
+    struct Kill {
+        bytes32 orderHash;
+        uint256 meta;
+    }
+
     /// @notice Everything one `settleBatch` applies. `traders` and `tokens` are tables, strictly
     ///         ascending, that orders and cancels reference by index.
     struct Batch {
@@ -91,6 +105,7 @@ interface IExchange {
         Fill[] fills;
         PackedOrder[] cancels;
         PackedCancelAll[] cancelAlls;
+        Kill[] kills;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -124,6 +139,9 @@ interface IExchange {
 
     /// @notice `orderHash` of `trader` can no longer be settled.
     event OrderCancelled(address indexed trader, bytes32 indexed orderHash);
+
+    /// @notice The engine closed `orderHash` itself and a batch committed it unfillable.
+    event OrderClosed(address indexed trader, bytes32 indexed orderHash);
 
     /// @notice Orders of `trader` with a nonce below `below` in the market (baseToken, quoteToken)
     ///         — or in every market when both are zero — can no longer be settled.
@@ -173,8 +191,14 @@ interface IExchange {
     error PricesDoNotCross(uint256 fillIndex, uint256 makerPrice, uint256 takerPrice);
     /// @notice `amount * price` is not a multiple of 1e18 in fill `fillIndex` (SPEC §2).
     error InexactQuote(uint256 fillIndex, uint256 amount, uint256 price);
-    /// @notice A fee of fill `fillIndex` exceeds the cap `maxFee` (MAX_FEE_BPS of what is received).
+    /// @notice A fee of fill `fillIndex` exceeds `maxFee`: the paying order's signed `maxFeeBps`
+    ///         (at most MAX_FEE_BPS) of what it receives.
     error FeeTooHigh(uint256 fillIndex, uint256 fee, uint256 maxFee);
+    /// @notice The order expired at `expiry` (unix seconds); the block's time is `timestamp`,
+    ///         past `expiry + EXPIRY_GRACE`.
+    error OrderExpired(bytes32 orderHash, uint64 expiry, uint256 timestamp);
+    /// @notice The withdrawal's signature expired at `expiry`; the block's time is `timestamp`.
+    error WithdrawalExpired(address trader, uint64 nonce, uint64 expiry, uint256 timestamp);
     /// @notice Withdrawal nonce `nonce` of `trader` was already used.
     error WithdrawalNonceUsed(address trader, uint64 nonce);
     /// @notice `trader` already asked to exit (effective at `effectiveBlock`).

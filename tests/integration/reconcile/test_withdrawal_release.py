@@ -84,7 +84,7 @@ def test_a_withdrawal_the_chain_refuses_releases_its_funds(tmp_path: Path, node:
         )
 
         # The engine holds the proceeds; the chain will only once the fill settles.
-        w = Withdrawal(buyer.address, base["address"], received, 1)
+        w = Withdrawal(buyer.address, base["address"], received, 1, int(time.time()) + 3_600)
         answer = demo.post(
             "/v1/withdrawals",
             {"withdrawal": message_to_json(w), "signature": demo.signed(cfg.buyer_key, w, domain)},

@@ -116,7 +116,7 @@ class Stack:
         side = Side(o.side)
         cmd = PlaceOrder(
             0, 0, self.h.order_hash(signed), o.trader, MARKET, side, o.price, o.amount,
-            TimeInForce.GTC, o.nonce, 0,
+            TimeInForce(o.timeInForce), o.nonce, o.expiry,
         )  # fmt: skip
         return cmd, Intake(signature=signed.signature.to_bytes())
 

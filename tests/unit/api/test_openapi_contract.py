@@ -6,6 +6,7 @@ which the harness also applies to every answer of every API test)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,11 @@ def test_the_checker_refuses_what_the_document_does_not_say(api: Harness) -> Non
         contract.check("GET", "/v1/markets/X", 404, "application/json", err)
 
 
-def _withdrawal(who: int, amount: int, nonce: int, key: str | None = None) -> dict[str, Any]:
-    msg = Withdrawal(TRADERS[who], USDC, amount, nonce)
+def _withdrawal(
+    who: int, amount: int, nonce: int, key: str | None = None, expiry: int | None = None
+) -> dict[str, Any]:
+    expiry = int(time.time()) + 3_600 if expiry is None else expiry
+    msg = Withdrawal(TRADERS[who], USDC, amount, nonce, expiry)
     return {"withdrawal": message_to_json(msg), "signature": Harness.signed(msg, key or KEYS[who])}
 
 
@@ -212,6 +216,10 @@ def test_every_route_answers_as_documented(api: Harness) -> None:
     assert c.post("/v1/withdrawals", json=_withdrawal(0, 10**20, 8)).status_code == 422
     assert c.post("/v1/withdrawals", json=_withdrawal(0, 10**6, 9, KEYS[1])).status_code == 401
     assert c.post("/v1/withdrawals", json={"withdrawal": {}}).status_code == 400
+    expired = _withdrawal(0, 10**6, 10, expiry=int(time.time()) + 5)
+    refused = c.post("/v1/withdrawals", json=expired)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "EXPIRED"
     assert c.get(f"/v1/accounts/{t0}/withdrawals", headers=api.as_trader(0)).json()["withdrawals"]
     # the operator's report
     assert c.get("/v1/admin/reconciliation").status_code == 401

@@ -4,6 +4,7 @@ idempotent re-post, the 202 path, and order state."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from backend.domain.types import Side, TimeInForce
@@ -282,3 +283,28 @@ def test_unreachable_engine_answers_503_and_a_retry_succeeds(api: Harness) -> No
     again = api.place(order)
     assert again.status_code == 200
     assert again.json()["status"] == "open"
+
+
+def test_order_signing_a_fee_bound_below_the_markets_fees_is_refused(api: Harness) -> None:
+    """The contract refuses any fill above an order's signed `maxFeeBps`: an order the market
+    may charge more (taker fee 20 bps here) would trade and never settle, so intake refuses it."""
+    low = replace(api.order(0, Side.BUY), maxFeeBps=19)
+    r = api.place(low)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "FEE_BOUND_TOO_LOW"
+    assert "maxFeeBps" in error["message"]
+    assert "20" in error["message"]
+    assert api.book().bids == []
+
+
+def test_fee_bound_at_the_markets_fees_is_accepted(api: Harness) -> None:
+    r = api.place(replace(api.order(0, Side.BUY), maxFeeBps=20))
+    assert r.status_code == 200, r.text
+    # A post-only order is always the maker: the maker fee (10 bps) is enough.
+    post_only = replace(
+        api.order(1, Side.SELL, PRICE + TICK, tif=TimeInForce.POST_ONLY), maxFeeBps=10
+    )
+    r = api.place(post_only)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "open"

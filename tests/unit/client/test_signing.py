@@ -28,7 +28,7 @@ MESSAGES = [
     Order(T, WETH, USDC, Side.BUY, 1, 2**200, TimeInForce.GTC, 2**64 - 1, 1_900_000_000),
     Cancel(T, bytes(range(32))),
     CancelAll(T, "0x" + "00" * 20, "0x" + "00" * 20, 123_456),
-    Withdrawal(T, USDC, 5 * 10**6, 9),
+    Withdrawal(T, USDC, 5 * 10**6, 9, 1_900_000_000),
     Session(T, "read", 1_800_000_000),
 ]
 
@@ -51,12 +51,14 @@ def test_json_form_keeps_amounts_as_decimal_strings_and_enums_as_numbers() -> No
     wire = SIGNER.to_json(
         "Order",
         {"trader": T, "baseToken": WETH, "quoteToken": USDC, "side": 1, "price": 5,
-         "amount": 10**30, "timeInForce": 3, "nonce": 4, "expiry": 0},
+         "amount": 10**30, "timeInForce": 3, "nonce": 4, "expiry": 0, "maxFeeBps": 25},
     )  # fmt: skip
     assert wire["amount"] == str(10**30)
+    assert wire["maxFeeBps"] == "25"
     assert wire["side"] == 1
     assert wire["timeInForce"] == 3
-    assert wire == message_to_json(Order(T, WETH, USDC, Side.SELL, 5, 10**30, TimeInForce(3), 4, 0))
+    order = Order(T, WETH, USDC, Side.SELL, 5, 10**30, TimeInForce(3), 4, 0, 25)
+    assert wire == message_to_json(order)
 
 
 def test_unknown_type_and_wrong_fields_are_refused() -> None:

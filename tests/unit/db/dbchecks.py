@@ -19,6 +19,7 @@ from backend.db import Base, make_engine, session_factory, unit_of_work
 from backend.db.models import (
     Balance,
     BatchCancel,
+    BatchKill,
     ChainBalance,
     ChainBlock,
     ChainEvent,
@@ -86,6 +87,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
         time_in_force=TimeInForce.GTC,
         nonce=MAX,
         expiry=MAX,
+        max_fee_bps=65_535,
         signature=SIG,
         client_order_id="alice-1",
         status=OrderStatus.PARTIALLY_FILLED,
@@ -104,6 +106,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
         time_in_force=TimeInForce.IOC,
         nonce=MAX,
         expiry=0,
+        max_fee_bps=0,
         signature=SIG,
         client_order_id=None,
         status=OrderStatus.FILLED,
@@ -122,6 +125,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
         time_in_force=TimeInForce.POST_ONLY,
         nonce=0,
         expiry=0,
+        max_fee_bps=0,
         signature=SIG,
         status=OrderStatus.REJECTED,
         filled=0,
@@ -196,6 +200,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 token=USDC,
                 amount=MAX,
                 nonce=MAX,
+                expiry=MAX,
                 signature=SIG,
                 status=WithdrawalStatus.RESERVED,
                 accepted_seq=BIG,
@@ -260,6 +265,7 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
         ],
         [
             BatchCancel(batch_id=BIG, cancel_hash=h(10)),
+            BatchKill(batch_id=BIG, order_hash=h(1)),
             BatchCancel(batch_id=BIG, cancel_hash=h(11)),
             SettlementTransaction(
                 kind="batch",

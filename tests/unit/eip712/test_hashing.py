@@ -15,6 +15,7 @@ from backend.eip712.signing import Signature, sign, sign_typed
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
 u256 = st.integers(0, 2**256 - 1)
 u64 = st.integers(0, 2**64 - 1)
+u16 = st.integers(0, 2**16 - 1)
 domains = st.builds(Domain, st.integers(1, 2**64), addresses)
 orders = st.builds(
     Order,
@@ -27,12 +28,13 @@ orders = st.builds(
     st.sampled_from(TimeInForce),
     u64,
     u64,
+    u16,
 )
 messages = st.one_of(
     orders,
     st.builds(Cancel, addresses, st.binary(min_size=32, max_size=32)),
     st.builds(CancelAll, addresses, addresses, addresses, u64),
-    st.builds(Withdrawal, addresses, addresses, u256, u64),
+    st.builds(Withdrawal, addresses, addresses, u256, u64, u64),
     st.builds(Session, addresses, st.text(max_size=40), u64),
 )
 
@@ -53,7 +55,7 @@ def test_fast_digest_equals_generic_encoder(msg: Order, domain: Domain) -> None:
 def test_published_types() -> None:
     assert encode_type("Order") == (
         "Order(address trader,address baseToken,address quoteToken,uint8 side,uint256 price,"
-        "uint256 amount,uint8 timeInForce,uint64 nonce,uint64 expiry)"
+        "uint256 amount,uint8 timeInForce,uint64 nonce,uint64 expiry,uint16 maxFeeBps)"
     )
     assert encode_type("Cancel") == "Cancel(address trader,bytes32 orderHash)"
     assert encode_type("Session") == "Session(address trader,string scope,uint64 expiry)"
@@ -61,7 +63,7 @@ def test_published_types() -> None:
         "CancelAll(address trader,address baseToken,address quoteToken,uint64 nonceBelow)"
     )
     assert encode_type("Withdrawal") == (
-        "Withdrawal(address trader,address token,uint256 amount,uint64 nonce)"
+        "Withdrawal(address trader,address token,uint256 amount,uint64 nonce,uint64 expiry)"
     )
     assert [f["name"] for f in EIP712_TYPES["EIP712Domain"]] == [
         "name",
@@ -74,7 +76,7 @@ def test_published_types() -> None:
 def test_fast_and_wallet_signatures_agree() -> None:
     key = "0x" + "42" * 32
     domain = Domain(1, "0x" + "11" * 20)
-    w = Withdrawal("0x" + "22" * 20, "0x" + "33" * 20, 5, 9)
+    w = Withdrawal("0x" + "22" * 20, "0x" + "33" * 20, 5, 9, 1_900_000_000)
     sig = sign(w, domain, key)
     assert sig == sign_typed(w, domain, key)
     assert Signature.from_bytes(sig.to_bytes()) == sig

@@ -40,6 +40,7 @@ def order_json(**overrides: Any) -> dict[str, Any]:
         "timeInForce": 0,
         "nonce": "1700000000000",
         "expiry": "0",
+        "maxFeeBps": "30",
     }
     base.update(overrides)
     return base
@@ -53,6 +54,7 @@ def test_valid_order_is_parsed_with_checksummed_addresses() -> None:
     assert order.timeInForce is TimeInForce.GTC
     assert order.price == 3_000_500_000
     assert order.amount == 10**18
+    assert order.maxFeeBps == 30
 
 
 @pytest.mark.parametrize(
@@ -68,6 +70,8 @@ def test_valid_order_is_parsed_with_checksummed_addresses() -> None:
         ("amount", "9" * 79, "non-negative integer"),
         ("nonce", str(UINT64_MAX + 1), "exceeds the maximum"),
         ("expiry", None, "decimal string"),
+        ("maxFeeBps", 30, "decimal string"),
+        ("maxFeeBps", "65536", "exceeds the maximum"),
         ("side", True, "JSON integer"),
         ("side", "0", "JSON integer"),
         ("side", 2, "must be one of"),
@@ -134,8 +138,12 @@ def test_other_messages_parse() -> None:
         {"trader": TRADER, "baseToken": zero, "quoteToken": zero, "nonceBelow": "5"}
     )
     assert ca.nonceBelow == 5
-    w = parse_withdrawal({"trader": TRADER, "token": USDC, "amount": "7", "nonce": "1"})
-    assert (w.amount, w.nonce) == (7, 1)
+    w = parse_withdrawal(
+        {"trader": TRADER, "token": USDC, "amount": "7", "nonce": "1", "expiry": "9"}
+    )
+    assert (w.amount, w.nonce, w.expiry) == (7, 1, 9)
+    with pytest.raises(DexError, match=r"withdrawal\.expiry: is required"):
+        parse_withdrawal({"trader": TRADER, "token": USDC, "amount": "7", "nonce": "1"})
 
 
 orders = st.builds(
@@ -149,6 +157,7 @@ orders = st.builds(
     timeInForce=st.sampled_from(TimeInForce),
     nonce=st.integers(0, UINT64_MAX),
     expiry=st.integers(0, UINT64_MAX),
+    maxFeeBps=st.integers(0, 2**16 - 1),
 )
 
 

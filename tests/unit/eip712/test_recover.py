@@ -70,7 +70,7 @@ def test_signature_of_another_trader_is_refused() -> None:
 
 
 def test_wrong_domain_recovers_someone_else() -> None:
-    w = Withdrawal(Account.from_key(KEYS[2]).address, DOMAIN.verifying_contract, 5, 1)
+    w = Withdrawal(Account.from_key(KEYS[2]).address, DOMAIN.verifying_contract, 5, 1, 1)
     sig = sign(w, OTHER_CHAIN, KEYS[2]).to_bytes()
     verify(w, sig, OTHER_CHAIN)
     with pytest.raises(DexError, match="chain id and verifying contract"):

@@ -31,6 +31,7 @@ WETH = to_checksum_address("0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")
 USDC = to_checksum_address("0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
 WBTC = to_checksum_address("0x2260fac5e5542a773aa44fbcfedf7c193bc2c599")
 ZERO = "0x0000000000000000000000000000000000000000"
+U16_MAX = 2**16 - 1
 U64_MAX = 2**64 - 1
 U256_MAX = 2**256 - 1
 
@@ -46,7 +47,10 @@ def _addr(key: str) -> str:
 def orders() -> list[tuple[str, Order]]:
     k0, k1, k2 = _keys()
     return [
-        (k0, Order(_addr(k0), WETH, USDC, Side.SELL, 3000500000, 10**18, TimeInForce.GTC, 1, 0)),
+        (
+            k0,
+            Order(_addr(k0), WETH, USDC, Side.SELL, 3000500000, 10**18, TimeInForce.GTC, 1, 0, 30),
+        ),
         (
             k1,
             Order(
@@ -59,14 +63,26 @@ def orders() -> list[tuple[str, Order]]:
                 TimeInForce.IOC,
                 1732500000000,
                 1732503600,
+                0,
             ),
         ),
-        (k2, Order(_addr(k2), WBTC, USDC, Side.BUY, 6 * 10**20, 10**5, TimeInForce.FOK, 7, 0)),
+        (k2, Order(_addr(k2), WBTC, USDC, Side.BUY, 6 * 10**20, 10**5, TimeInForce.FOK, 7, 0, 100)),
         (
             k0,
-            Order(_addr(k0), WBTC, USDC, Side.SELL, 1, 1, TimeInForce.POST_ONLY, U64_MAX, U64_MAX),
+            Order(
+                _addr(k0),
+                WBTC,
+                USDC,
+                Side.SELL,
+                1,
+                1,
+                TimeInForce.POST_ONLY,
+                U64_MAX,
+                U64_MAX,
+                U16_MAX,
+            ),
         ),
-        (k1, Order(_addr(k1), WETH, USDC, Side.BUY, U256_MAX, U256_MAX, TimeInForce.GTC, 0, 0)),
+        (k1, Order(_addr(k1), WETH, USDC, Side.BUY, U256_MAX, U256_MAX, TimeInForce.GTC, 0, 0, 20)),
     ]
 
 
@@ -79,8 +95,8 @@ def messages() -> list[tuple[str, Message]]:
     out += [
         (k0, CancelAll(_addr(k0), WETH, USDC, 1732500000000)),
         (k1, CancelAll(_addr(k1), ZERO, ZERO, U64_MAX)),
-        (k2, Withdrawal(_addr(k2), USDC, 1_000_000, 0)),
-        (k0, Withdrawal(_addr(k0), WETH, U256_MAX, U64_MAX)),
+        (k2, Withdrawal(_addr(k2), USDC, 1_000_000, 0, 1732503600)),
+        (k0, Withdrawal(_addr(k0), WETH, U256_MAX, U64_MAX, U64_MAX)),
     ]
     return out
 
@@ -137,6 +153,7 @@ def parse_message(primary_type: str, message: dict[str, Any]) -> Message:
             timeInForce=TimeInForce(message["timeInForce"]),
             nonce=int(message["nonce"]),
             expiry=int(message["expiry"]),
+            maxFeeBps=int(message["maxFeeBps"]),
         )
     if primary_type == "Cancel":
         return Cancel(message["trader"], bytes.fromhex(message["orderHash"][2:]))
@@ -149,7 +166,11 @@ def parse_message(primary_type: str, message: dict[str, Any]) -> Message:
         )
     if primary_type == "Withdrawal":
         return Withdrawal(
-            message["trader"], message["token"], int(message["amount"]), int(message["nonce"])
+            message["trader"],
+            message["token"],
+            int(message["amount"]),
+            int(message["nonce"]),
+            int(message["expiry"]),
         )
     raise ValueError(primary_type)
 
