@@ -117,8 +117,10 @@ def setup_commands(n_traders: int, seq: int = 0) -> list[Command]:
     return out
 
 
-def generate(n: int, seed: int = 7, n_traders: int = 200) -> list[Command]:
-    """Setup plus `n` workload commands, produced against a shadow engine."""
+def generate(n: int, seed: int = 7, n_traders: int = 200, *, sided: bool = False) -> list[Command]:
+    """Setup plus `n` workload commands, produced against a shadow engine. `sided`: the first
+    half of the traders only buy, the others only sell, so no order ever meets its own
+    trader's (books without self-trade prevention then fill exactly as the engine does)."""
     rng = random.Random(seed)
     shadow = Engine()
     commands = setup_commands(n_traders)
@@ -143,8 +145,13 @@ def generate(n: int, seed: int = 7, n_traders: int = 200) -> list[Command]:
             cmd = CancelOrder(seq, now, h, trader)
         else:
             nonce += 1
-            trader = rng.choice(traders)
-            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            if sided:
+                side = Side.BUY if rng.random() < 0.5 else Side.SELL
+                half = n_traders // 2
+                trader = traders[rng.randrange(half) + (0 if side is Side.BUY else half)]
+            else:
+                trader = rng.choice(traders)
+                side = Side.BUY if rng.random() < 0.5 else Side.SELL
             amount = LOT * rng.randrange(1, 50)
             tif = TimeInForce.GTC
             if roll > 0.85:  # crossing: through the touch by up to 3 USDC

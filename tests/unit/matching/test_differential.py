@@ -357,6 +357,14 @@ class Differential(RuleBasedStateMachine):
     def sweep(self) -> None:
         self.next(c.SweepExpired)
 
+    @precondition(lambda self: any(p.expiry > self.now for p in self.placed))
+    @rule(sweep=st.booleans())
+    def to_next_expiry(self, sweep: bool) -> None:
+        """The clock lands exactly on an order's expiry: expired is `expiry <= now`."""
+        self.now = min(p.expiry for p in self.placed if p.expiry > self.now)
+        if sweep:
+            self.next(c.SweepExpired)
+
     @precondition(lambda self: self.fills)
     @rule(
         data=st.data(),
