@@ -12,11 +12,16 @@ PYTEST_ARGS ?=
 setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.installed
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
-# the project itself is installed apart, without dependencies, whatever its build backend.
-$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
+# the project itself is installed apart, without dependencies. Its build backend, maturin, comes
+# from the same lock (no build isolation) and compiles the native engine core with cargo into
+# backend/_native*.so, again whenever the crate changes.
+NATIVE_SRC := backend/native/Cargo.toml backend/native/Cargo.lock $(wildcard backend/native/src/*.rs)
+$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock $(NATIVE_SRC)
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) to build backend/native"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	PATH="$(CURDIR)/$(BIN):$$PATH" MATURIN_PEP517_ARGS=--locked \
+		$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip install --quiet --no-deps -e client
 	touch $@
 
@@ -28,13 +33,15 @@ $(VENV)/checkov/.installed: requirements-checkov.lock | $(VENV)/.installed
 	touch $@
 
 ## lock: re-resolve pyproject.toml into the hashed lock files (python 3.11, linux x86_64);
-## the image installs requirements.lock, `make setup` requirements-dev.lock
+## the image installs requirements.lock (and requirements-build.lock to build the project),
+## `make setup` requirements-dev.lock
 LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--custom-compile-command 'make lock' --quiet $(LOCK_UPGRADE)
 lock: $(VENV)/.installed
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 	$(BIN)/uv pip compile requirements-checkov.in $(LOCK_ARGS) -o requirements-checkov.lock
+	$(BIN)/uv pip compile requirements-build.in -c requirements-dev.lock $(LOCK_ARGS) -o requirements-build.lock
 
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error

@@ -165,6 +165,10 @@ class Settings(BaseSettings):
 
     # Engine and API
     engine_journal_dir: Path = Field(default=Path("var/journal"))
+    engine: Literal["native", "python"] = Field(
+        default="native",
+        description="Matching engine: the native core, or the Python reference model.",
+    )
     engine_snapshot_every: int = Field(default=100_000, ge=1)
     engine_transport: Literal["unix", "tcp"] = Field(
         default="unix",

@@ -122,7 +122,7 @@ async def start_services(
     )
     client = InProcessEngineClient(service)
     for command, intake in listing_commands(markets):
-        if command.spec.market_id in service.engine.markets:  # listed by an earlier run
+        if service.engine.has_market(command.spec.market_id):  # listed by an earlier run
             continue
         outcome = await client.submit(command, timeout=10.0, intake=intake)
         log.info("market_listed", market_id=command.spec.market_id, seq=outcome.seq)

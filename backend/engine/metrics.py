@@ -70,16 +70,13 @@ def sample(service: EngineService) -> None:
     for kind, count in list(service.refused_for_lag.items()):
         REFUSED_FOR_LAG.labels(kind).inc(count - _refused_seen.get(kind, 0))
         _refused_seen[kind] = count
-    for market_id, market in list(engine.markets.items()):
-        book = market.book
-        for side, levels, best in (
-            (Side.BUY, book.bids, book.best_bid()),
-            (Side.SELL, book.asks, book.best_ask()),
-        ):
+    for market_id in engine.market_ids():
+        for side in (Side.BUY, Side.SELL):
+            levels, orders, best = engine.side_stats(market_id, side)
             name = side.name.lower()
-            BOOK_LEVELS.labels(market_id, name).set(len(levels))
-            BOOK_ORDERS.labels(market_id, name).set(sum(lv.live for lv in levels.values()))
-            BEST_PRICE.labels(market_id, name).set(best or 0)
+            BOOK_LEVELS.labels(market_id, name).set(levels)
+            BOOK_ORDERS.labels(market_id, name).set(orders)
+            BEST_PRICE.labels(market_id, name).set(best)
 
 
 async def sample_forever(service: EngineService, interval_s: float = 1.0) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 from backend.domain.types import Side
 from backend.engine.feeds import FeedMessage
 from backend.matching.commands import CancelOrder, Command, PlaceOrder
-from backend.matching.engine import Engine
 from backend.matching.events import (
     BalanceChanged,
     CancelReason,
@@ -35,6 +34,7 @@ from backend.matching.events import (
     OrderCancelled,
     OrderRejected,
 )
+from backend.matching.view import EngineView
 
 Level = tuple[Side, int]
 
@@ -47,47 +47,40 @@ def _side(side: Side) -> str:
     return "buy" if side is Side.BUY else "sell"
 
 
-def _level_total(engine: Engine, market_id: str, side: Side, price: int) -> int:
-    market = engine.markets.get(market_id)
-    if market is None:
-        return 0
-    level = market.book.bids.get(-price) if side is Side.BUY else market.book.asks.get(price)
-    return 0 if level is None else level.total
+def _level_total(engine: EngineView, market_id: str, side: Side, price: int) -> int:
+    return engine.level_total(market_id, side, price)
 
 
-def _all_levels(engine: Engine, market_id: str) -> dict[Level, int]:
-    market = engine.markets.get(market_id)
-    if market is None:
-        return {}
-    out: dict[Level, int] = {(Side.BUY, lv.price): lv.total for lv in market.book.bids.values()}
-    out.update({(Side.SELL, lv.price): lv.total for lv in market.book.asks.values()})
+def _all_levels(engine: EngineView, market_id: str) -> dict[Level, int]:
+    out: dict[Level, int] = {(Side.BUY, p): t for p, t in engine.depth(market_id, Side.BUY)}
+    out.update({(Side.SELL, p): t for p, t in engine.depth(market_id, Side.SELL)})
     return out
 
 
 class FeedPublisher:
-    def __init__(self, engine: Engine, published_seq: int, channel_seqs: dict[str, int]) -> None:
+    def __init__(
+        self, engine: EngineView, published_seq: int, channel_seqs: dict[str, int]
+    ) -> None:
         self.published_seq = published_seq
         self.channel_seqs = dict(channel_seqs)
         self.levels: dict[str, dict[Level, int]] = {}
         self.reset(engine)
 
-    def reset(self, engine: Engine) -> None:
+    def reset(self, engine: EngineView) -> None:
         """Mirror the engine's level totals (after loading a snapshot)."""
-        self.levels = {m: _all_levels(engine, m) for m in engine.markets}
+        self.levels = {m: _all_levels(engine, m) for m in engine.market_ids()}
 
     def feed_seq(self, channel: str) -> int:
         return self.channel_seqs.get(channel, 0)
 
-    def before(self, engine: Engine, command: Command) -> Level | None:
+    def before(self, engine: EngineView, command: Command) -> Level | None:
         """Where a cancelled order rests, looked up before the engine forgets it."""
         if type(command) is CancelOrder:
-            order = engine.order(command.trader, command.order_hash)
-            if order is not None:
-                return order.side, order.price
+            return engine.order_level(command.trader, command.order_hash)
         return None
 
     def on_command(
-        self, engine: Engine, command: Command, events: list[Event], cancel_level: Level | None
+        self, engine: EngineView, command: Command, events: list[Event], cancel_level: Level | None
     ) -> list[FeedMessage]:
         seq = command.seq
         publish = seq > self.published_seq

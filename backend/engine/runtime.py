@@ -31,4 +31,5 @@ def service_options(settings: Settings) -> dict[str, Any]:
         "sweep_interval": settings.engine_sweep_interval_s,
         "fee_recipient": settings.fee_recipient,
         "persist_lag_max": settings.engine_persist_lag_max,
+        "engine": settings.engine,
     }

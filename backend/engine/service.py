@@ -57,6 +57,7 @@ from backend.engine.journal import (
 from backend.engine.publisher import FeedPublisher
 from backend.engine.records import Applied, decode_record, encode_record
 from backend.engine.snapshots import SnapshotStore
+from backend.matching import engine_class
 from backend.matching.commands import (
     CancelAll,
     CancelOrder,
@@ -65,7 +66,7 @@ from backend.matching.commands import (
     ReserveWithdrawal,
     SweepExpired,
 )
-from backend.matching.engine import Engine
+from backend.matching.view import EngineView
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -126,7 +127,7 @@ class EngineService:
         *,
         journal: Journal,
         snapshots: SnapshotStore,
-        engine: Engine,
+        engine: EngineView,
         sink: EventSink | None,
         feeds: FeedStore | None,
         publisher: FeedPublisher | None,
@@ -182,6 +183,7 @@ class EngineService:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         fee_recipient: str | None = None,
         persist_lag_max: int | None = None,
+        engine: str | None = None,
     ) -> EngineService:
         """Load the newest usable snapshot, replay the journal after it, start the loop."""
         journal_dir = Path(journal_dir)
@@ -207,15 +209,18 @@ class EngineService:
         if feeds is not None:
             floor = min(floor, published)
         found = snapshots.latest_at_most(floor)
+        # Either engine loads the other's snapshots and replays the other's journal.
+        engine_cls = engine_class(engine)
+        state: EngineView
         if found is not None:
-            engine = Engine.from_snapshot(found[1])
+            state = engine_cls.from_snapshot(found[1])
         else:
-            engine = Engine() if fee_recipient is None else Engine(fee_recipient=fee_recipient)
-        publisher = None if feeds is None else FeedPublisher(engine, published, channel_seqs)
+            state = engine_cls() if fee_recipient is None else engine_cls(fee_recipient)
+        publisher = None if feeds is None else FeedPublisher(state, published, channel_seqs)
         service = cls(
             journal=journal,
             snapshots=snapshots,
-            engine=engine,
+            engine=state,
             sink=sink,
             feeds=feeds,
             publisher=publisher,
@@ -228,7 +233,8 @@ class EngineService:
         )
         log.info(
             "engine_starting",
-            snapshot_seq=engine.last_seq,
+            snapshot_seq=state.last_seq,
+            engine=type(state).__name__,
             journal_seq=journal.last_seq,
             consumer_floor=floor,
         )
@@ -336,16 +342,16 @@ class EngineService:
 
     def book(self, market_id: str, depth: int) -> BookSnapshot:
         """The live book; consistent with the `book:{market_id}` feed seq it reports."""
-        market = self.engine.markets.get(market_id)
-        if market is None:
+        engine = self.engine
+        if not engine.has_market(market_id):
             raise DexError(ErrorCode.UNKNOWN_MARKET, f"unknown market {market_id}")
         feed_seq = 0 if self.publisher is None else self.publisher.feed_seq(f"book:{market_id}")
         return BookSnapshot(
             market_id=market_id,
             seq=self.engine.last_seq,
             feed_seq=feed_seq,
-            bids=market.book.depth(Side.BUY, depth),
-            asks=market.book.depth(Side.SELL, depth),
+            bids=engine.depth(market_id, Side.BUY, depth),
+            asks=engine.depth(market_id, Side.SELL, depth),
         )
 
     @property
@@ -478,8 +484,8 @@ class EngineService:
     async def _sweep(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.sweep_interval)
-            expiries = self.engine.expiries
-            if expiries and expiries[0][0] <= self.clock() and not self._closing:
+            next_expiry = self.engine.next_expiry()
+            if next_expiry is not None and next_expiry <= self.clock() and not self._closing:
                 self._queue.put_nowait((SweepExpired(0, 0), None, None))
 
     async def _write_feeds(self) -> None:

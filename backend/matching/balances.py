@@ -64,6 +64,9 @@ class Balances:
             for token in sorted(per_trader):
                 yield per_trader[token]
 
+    def token_total(self, token: str) -> int:
+        return sum(per[token].total for per in self.accounts.values() if token in per)
+
     def token_totals(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for per_trader in self.accounts.values():

@@ -15,6 +15,10 @@ Documented choices:
   order; crossing an expired or own resting order removes that order and the new one rests.
 - The circuit breaker is checked when an order has finished matching (the price band already
   bounds how far one order can sweep): the market moves to CANCEL_ONLY with a RiskEvent.
+- Widths are the chain's: amounts, prices and market settings fit in uint256, nonces and
+  expiries in uint64, and a credit that would take a token's total over 2**256-1 is refused.
+  Every product then fits in 512 bits and every balance in 256, which the native core relies
+  on (it refuses the same commands with the same codes).
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from backend.domain.errors import ErrorCode
-from backend.domain.types import PRICE_SCALE, MarketState, Side, TimeInForce
+from backend.domain.types import (
+    PRICE_SCALE,
+    UINT64_MAX,
+    UINT256_MAX,
+    MarketState,
+    Side,
+    TimeInForce,
+)
 from backend.matching.balances import Balance, Balances
 from backend.matching.commands import (
     AddMarket,
@@ -156,6 +167,59 @@ class Engine:
         orders = self.open_orders.get(trader)
         return None if orders is None else orders.get(order_hash)
 
+    # ------------------------------------------------------------------ read view (EngineView)
+
+    def market_ids(self) -> list[str]:
+        return list(self.markets)
+
+    def has_market(self, market_id: str) -> bool:
+        return market_id in self.markets
+
+    def market_state(self, market_id: str) -> str | None:
+        market = self.markets.get(market_id)
+        return None if market is None else str(market.state)
+
+    def depth(self, market_id: str, side: Side, limit: int | None = None) -> list[tuple[int, int]]:
+        market = self.markets.get(market_id)
+        return [] if market is None else market.book.depth(side, limit)
+
+    def level_total(self, market_id: str, side: Side, price: int) -> int:
+        market = self.markets.get(market_id)
+        if market is None:
+            return 0
+        level = market.book.side(side).get(-price if side is _BUY else price)
+        return 0 if level is None else level.total
+
+    def side_stats(self, market_id: str, side: Side) -> tuple[int, int, int]:
+        """(price levels, open orders, best price or 0) of one side of a book."""
+        market = self.markets.get(market_id)
+        if market is None:
+            return 0, 0, 0
+        levels = market.book.side(side)
+        best = market.book.best_bid() if side is _BUY else market.book.best_ask()
+        return len(levels), sum(lv.live for lv in levels.values()), best or 0
+
+    def order_level(self, trader: str, order_hash: bytes) -> tuple[Side, int] | None:
+        order = self.order(trader, order_hash)
+        return None if order is None else (order.side, order.price)
+
+    def next_expiry(self) -> int | None:
+        """The earliest scheduled expiry (the order may have closed since), or None."""
+        return self.expiries[0][0] if self.expiries else None
+
+    def open_order_count(self) -> int:
+        return sum(len(orders) for orders in self.open_orders.values())
+
+    def balance(self, trader: str, token: str) -> tuple[int, int]:
+        bal = self.balances.get(trader, token)
+        return (0, 0) if bal is None else (bal.total, bal.locked)
+
+    def token_totals(self) -> list[tuple[str, int]]:
+        return sorted(self.balances.token_totals().items())
+
+    def is_frozen(self, trader: str) -> bool:
+        return trader in self.frozen
+
     # ------------------------------------------------------------------ orders
 
     def _reject(self, c: PlaceOrder, code: ErrorCode, message: str) -> list[Event]:
@@ -163,6 +227,8 @@ class Engine:
 
     def _place(self, c: PlaceOrder) -> list[Event]:
         seq, trader, h, nonce = c.seq, c.trader, c.order_hash, c.nonce
+        if not (0 <= nonce <= UINT64_MAX and 0 <= c.expiry <= UINT64_MAX):
+            return self._reject(c, ErrorCode.INVALID_ORDER, "nonce and expiry must fit in uint64")
         used = self.nonces.get(trader)
         if used is not None:
             prev = used.get(nonce)
@@ -190,6 +256,8 @@ class Engine:
         price, amount = c.price, c.amount
         if price <= 0 or amount <= 0:
             return self._reject(c, ErrorCode.INVALID_ORDER, "price and amount must be positive")
+        if price > UINT256_MAX or amount > UINT256_MAX:
+            return self._reject(c, ErrorCode.INVALID_ORDER, "price and amount must fit in uint256")
         if price % spec.tick_size:
             return self._reject(c, ErrorCode.INVALID_TICK, f"price off tick {spec.tick_size}")
         if amount % spec.lot_size or amount < spec.min_amount:
@@ -544,6 +612,9 @@ class Engine:
         market_id = c.market_id
         if market_id is not None and market_id not in self.markets:
             return [CommandRejected(c.seq, "CancelAll", ErrorCode.UNKNOWN_MARKET, market_id)]
+        if not 0 <= c.nonce_below <= UINT64_MAX + 1:
+            msg = "nonce_below must be within 0..2**64"
+            return [CommandRejected(c.seq, "CancelAll", ErrorCode.INVALID_REQUEST, msg)]
         bars = self.cancel_bars.get(c.trader)
         if bars is None:
             bars = self.cancel_bars[c.trader] = {}
@@ -587,6 +658,9 @@ class Engine:
     def _credit(self, c: Credit) -> list[Event]:
         if c.amount <= 0:
             return [CommandRejected(c.seq, "Credit", ErrorCode.INVALID_REQUEST, "amount <= 0")]
+        if self.balances.token_total(c.token) + c.amount > UINT256_MAX:
+            msg = "the token's total would exceed 2**256-1"
+            return [CommandRejected(c.seq, "Credit", ErrorCode.INVALID_REQUEST, msg)]
         bal = self.balances.cell(c.trader, c.token)
         bal.total += c.amount
         return [BalanceChanged(c.seq, c.trader, c.token, bal.total, bal.locked)]
@@ -660,7 +734,8 @@ class Engine:
         market = self.markets.get(c.market_id)
         if market is None:
             return [CommandRejected(c.seq, name, ErrorCode.UNKNOWN_MARKET, c.market_id)]
-        if min(c.amount, c.quote_amount, c.maker_fee, c.taker_fee, c.price) < 0 or not c.amount:
+        amounts = (c.amount, c.quote_amount, c.maker_fee, c.taker_fee, c.price)
+        if min(amounts) < 0 or not c.amount or max(amounts) > UINT256_MAX:
             return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, "bad fill amounts")]
         spec = market.spec
         base, quote = spec.base_token, spec.quote_token
@@ -802,3 +877,7 @@ def _takeable(  # noqa: PLR0917
                 if found >= wanted:
                     return found
     return found
+
+
+PythonEngine = Engine
+"""The reference model by its explicit name (`backend.matching.Engine` may be the native one)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.domain.types import PRICE_SCALE, MarketState
+from backend.domain.types import PRICE_SCALE, UINT64_MAX, UINT256_MAX, MarketState
 from backend.matching.commands import MarketSpec
 from backend.matching.order_book import OrderBook
 from backend.matching.risk import CircuitBreaker
@@ -14,6 +14,12 @@ here (tests/unit/contracts check the two stay equal)."""
 
 def spec_problem(spec: MarketSpec) -> str | None:
     """Why a market spec cannot be listed, or None."""
+    widths = (
+        spec.tick_size, spec.lot_size, spec.min_amount, spec.max_amount, spec.max_notional,
+        spec.price_band_bps, spec.breaker_move_bps, spec.maker_fee_bps, spec.taker_fee_bps,
+    )  # fmt: skip
+    if max(widths) > UINT256_MAX or spec.breaker_window_s > UINT64_MAX:
+        return "settings must fit in uint256 (the breaker window in uint64)"
     if spec.tick_size <= 0 or spec.lot_size <= 0 or spec.min_amount < 0:
         return "tick_size and lot_size must be positive, min_amount non-negative"
     if (spec.tick_size * spec.lot_size) % PRICE_SCALE:

@@ -1,0 +1,1391 @@
+//! The engine state machine, a line-for-line port of `backend/matching/engine.py` (the
+//! reference model): same checks in the same order, same events in the same order.
+//!
+//! Pure Rust, no Python: strings are interned symbols, amounts are `U256`, and every
+//! computation that the invariants say cannot overflow is still checked and ends in a
+//! `Fault` (the engine must stop) rather than a wrap or a panic.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+
+use crate::num::*;
+
+pub type Sym = u32;
+pub type Hash = Box<[u8]>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Buy = 0,
+    Sell = 1,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tif {
+    Gtc = 0,
+    Ioc = 1,
+    Fok = 2,
+    PostOnly = 3,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MState {
+    Online = 0,
+    PostOnly = 1,
+    CancelOnly = 2,
+    Halted = 3,
+}
+
+impl MState {
+    pub const NAMES: [&'static str; 4] = ["ONLINE", "POST_ONLY", "CANCEL_ONLY", "HALTED"];
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "ONLINE" => MState::Online,
+            "POST_ONLY" => MState::PostOnly,
+            "CANCEL_ONLY" => MState::CancelOnly,
+            "HALTED" => MState::Halted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reason {
+    User = 0,
+    Stp,
+    Expired,
+    IocRemainder,
+    Frozen,
+    CancelAll,
+    FillReverted,
+}
+
+/// The ErrorCode members the engine emits (names as in backend/domain/errors.py).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Code {
+    InvalidRequest = 0,
+    InvalidOrder,
+    UnknownMarket,
+    InvalidTick,
+    InvalidLot,
+    Expired,
+    NonceReused,
+    OrderNotFound,
+    OrderCancelled,
+    InsufficientBalance,
+    PriceOutOfBand,
+    OrderTooLarge,
+    AccountExiting,
+    PostOnlyWouldTake,
+    FokNotFillable,
+    MarketNotAccepting,
+    DuplicateClientOrderId,
+    FillAlreadyReverted,
+}
+
+impl Code {
+    pub const NAMES: [&'static str; 18] = [
+        "INVALID_REQUEST",
+        "INVALID_ORDER",
+        "UNKNOWN_MARKET",
+        "INVALID_TICK",
+        "INVALID_LOT",
+        "EXPIRED",
+        "NONCE_REUSED",
+        "ORDER_NOT_FOUND",
+        "ORDER_CANCELLED",
+        "INSUFFICIENT_BALANCE",
+        "PRICE_OUT_OF_BAND",
+        "ORDER_TOO_LARGE",
+        "ACCOUNT_EXITING",
+        "POST_ONLY_WOULD_TAKE",
+        "FOK_NOT_FILLABLE",
+        "MARKET_NOT_ACCEPTING",
+        "DUPLICATE_CLIENT_ORDER_ID",
+        "FILL_ALREADY_REVERTED",
+    ];
+}
+
+/// An order hash in an event: the command's own (the binding hands back the caller's object)
+/// or one held by the engine.
+#[derive(Clone, Debug)]
+pub enum H {
+    Cmd,
+    Own(Hash),
+}
+
+#[derive(Debug)]
+pub enum Ev {
+    Accepted { trader: Sym, market: Sym, side: Side, price: U256, amount: U256, tif: Tif, nonce: u64, expiry: u64 },
+    Rejected { trader: Sym, market: Sym, code: Code, msg: String },
+    Duplicate { trader: Sym },
+    Fill { fill_index: u32, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: H, taker_trader: Sym, taker_side: Side, price: U256, amount: U256, quote: U256, maker_fee: U256, taker_fee: U256, maker_left: U256, taker_left: U256 },
+    Cancelled { hash: H, trader: Sym, market: Sym, reason: Reason, remaining: U256 },
+    CancelRejected { trader: Sym },
+    CancelAllApplied { trader: Sym, market: Option<Sym>, nonce_below: u128, cancelled: usize },
+    Balance { trader: Sym, token: Sym, total: U256, locked: U256 },
+    WReserved { wid: Box<str>, trader: Sym, token: Sym, amount: U256 },
+    WReleased { wid: Box<str>, trader: Sym, token: Sym, amount: U256 },
+    Frozen { trader: Sym },
+    MarketAdded { market: Sym },
+    MarketState { market: Sym, old: MState, new: MState, reason: &'static str },
+    Risk { market: Sym, kind: &'static str, msg: String, reference: U256, price: U256 },
+    CmdRejected { command: &'static str, code: Code, msg: String },
+    FillReverted { fill_seq: i128, fill_index: i128, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: Hash, taker_trader: Sym, amount: U256, maker_left: Option<U256>, taker_left: Option<U256> },
+}
+
+pub struct SpecIn {
+    pub market_id: Sym,
+    pub base: Sym,
+    pub quote: Sym,
+    pub tick: PInt,
+    pub lot: PInt,
+    pub min_amount: PInt,
+    pub maker_bps: PInt,
+    pub taker_bps: PInt,
+    pub state: MState,
+    pub max_amount: PInt,
+    pub max_notional: PInt,
+    pub band_bps: PInt,
+    pub move_bps: PInt,
+    pub window_s: PInt,
+}
+
+pub enum Cmd<'a> {
+    Place { now: i128, h: &'a [u8], trader: Sym, market: Sym, side: Side, price: PInt, amount: PInt, tif: Tif, nonce: PInt, expiry: PInt, coid: Option<&'a str> },
+    Cancel { h: &'a [u8], trader: Sym },
+    CancelAll { trader: Sym, market: Option<Sym>, nonce_below: PInt },
+    Credit { trader: Sym, token: Sym, amount: PInt },
+    Debit { trader: Sym, token: Sym, amount: PInt, wid: Option<&'a str> },
+    Reserve { trader: Sym, token: Sym, amount: PInt, wid: &'a str },
+    Release { wid: &'a str },
+    Freeze { trader: Sym },
+    AddMarket { spec: SpecIn },
+    SetState { market: Sym, state: MState },
+    Sweep { now: i128 },
+    Revert { fill_seq: i128, fill_index: i128, market: Sym, maker_hash: &'a [u8], maker_trader: Sym, taker_hash: &'a [u8], taker_trader: Sym, taker_side: Side, price: PInt, amount: PInt, quote_amount: PInt, maker_fee: PInt, taker_fee: PInt },
+}
+
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub market_id: Sym,
+    pub base: Sym,
+    pub quote: Sym,
+    pub tick: U256,
+    pub lot: U256,
+    pub min_amount: U256,
+    pub maker_bps: u64,
+    pub taker_bps: u64,
+    pub state: MState,
+    pub max_amount: U256,
+    pub max_notional: U256,
+    pub band_bps: U256,
+    pub move_bps: U256,
+    pub window_s: u64,
+}
+
+pub struct Order {
+    pub hash: Hash,
+    pub price: U256,
+    pub amount: U256,
+    pub remaining: U256,
+    pub nonce: u64,
+    pub expiry: u64,
+    pub coid: Option<Box<str>>,
+    pub trader: Sym,
+    pub market: u32,
+    pub generation: u32,
+    pub side: Side,
+    pub tif: Tif,
+    pub open: bool,
+}
+
+impl Order {
+    pub fn reserved(&self) -> R<U256> {
+        if self.side == Side::Buy { mul_div(self.remaining, self.price, PRICE_SCALE) } else { Ok(self.remaining) }
+    }
+}
+
+/// A reference into the order slab; a stale one (the order closed, the slot reused) no
+/// longer matches the slot's generation, as a closed Python `Order` has `open == False`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ORef {
+    pub idx: u32,
+    pub generation: u32,
+}
+
+pub struct Level {
+    pub price: U256,
+    pub orders: VecDeque<ORef>,
+    pub total: U256,
+    pub live: u32,
+}
+
+impl Level {
+    fn new(price: U256) -> Self {
+        Level { price, orders: VecDeque::new(), total: U256::ZERO, live: 0 }
+    }
+}
+
+pub type Levels = BTreeMap<U256, Level>;
+
+/// Bids are keyed by MAX - price so that both sides iterate best first.
+#[inline]
+pub fn level_key(side: Side, price: U256) -> U256 {
+    if side == Side::Buy { U256::MAX - price } else { price }
+}
+
+pub struct Market {
+    pub spec: Spec,
+    pub state: MState,
+    pub bids: Levels,
+    pub asks: Levels,
+    pub last_price: U256,
+    pub highs: VecDeque<(i128, U256)>,
+    pub lows: VecDeque<(i128, U256)>,
+}
+
+impl Market {
+    pub fn new(spec: Spec) -> Self {
+        Market { state: spec.state, spec, bids: Levels::new(), asks: Levels::new(), last_price: U256::ZERO, highs: VecDeque::new(), lows: VecDeque::new() }
+    }
+    pub fn side(&self, side: Side) -> &Levels {
+        if side == Side::Buy { &self.bids } else { &self.asks }
+    }
+    pub fn side_mut(&mut self, side: Side) -> &mut Levels {
+        if side == Side::Buy { &mut self.bids } else { &mut self.asks }
+    }
+    pub fn best(&self, side: Side) -> Option<U256> {
+        self.side(side).values().next().map(|l| l.price)
+    }
+    fn reference_price(&self) -> Option<U256> {
+        if !self.last_price.is_zero() {
+            return Some(self.last_price);
+        }
+        let (bid, ask) = (self.best(Side::Buy)?, self.best(Side::Sell)?);
+        narrow((wide(bid) + wide(ask)) / U512::from(2u64))
+    }
+    fn breaker_enabled(&self) -> bool {
+        !self.spec.move_bps.is_zero() && self.spec.window_s > 0
+    }
+    /// CircuitBreaker.record: sliding-window min and max with monotonic deques.
+    fn record(&mut self, now: i128, price: U256) -> Option<(U256, U256)> {
+        while self.highs.back().is_some_and(|x| x.1 <= price) {
+            self.highs.pop_back();
+        }
+        self.highs.push_back((now, price));
+        while self.lows.back().is_some_and(|x| x.1 >= price) {
+            self.lows.pop_back();
+        }
+        self.lows.push_back((now, price));
+        let horizon = now - self.spec.window_s as i128;
+        while self.highs.front().is_some_and(|x| x.0 <= horizon) {
+            self.highs.pop_front();
+        }
+        while self.lows.front().is_some_and(|x| x.0 <= horizon) {
+            self.lows.pop_front();
+        }
+        let low = self.lows.front()?.1;
+        let high = self.highs.front()?.1;
+        // high >= low: the lows deque is increasing and holds the window's minimum
+        let moved = (wide(high) - wide(low).min(wide(high))) * U512::from(BPS);
+        if moved > wide(low) * wide(self.spec.move_bps) { Some((low, high)) } else { None }
+    }
+}
+
+pub struct Cell {
+    pub trader: Sym,
+    pub token: Sym,
+    pub total: U256,
+    pub locked: U256,
+}
+
+#[derive(Default)]
+pub struct Interner {
+    map: HashMap<Box<str>, Sym>,
+    pub strs: Vec<Box<str>>,
+}
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Sym {
+        if let Some(&k) = self.map.get(s) {
+            return k;
+        }
+        let k = self.strs.len() as Sym;
+        self.strs.push(s.into());
+        self.map.insert(s.into(), k);
+        k
+    }
+    pub fn find(&self, s: &str) -> Option<Sym> {
+        self.map.get(s).copied()
+    }
+    pub fn s(&self, k: Sym) -> &str {
+        &self.strs[k as usize]
+    }
+}
+
+pub struct Engine {
+    pub syms: Interner,
+    pub empty: Sym,
+    pub fee_recipient: Sym,
+    pub markets: Vec<Market>,
+    pub market_index: HashMap<Sym, u32>,
+    pub slab: Vec<Order>,
+    free: Vec<u32>,
+    pub cells: Vec<Cell>,
+    pub cell_index: HashMap<(Sym, Sym), u32>,
+    /// Sum of `total` per token: bounded by 2**256-1 as on chain, so no cell can overflow.
+    pub supply: HashMap<Sym, U256>,
+    pub open_orders: HashMap<Sym, HashMap<Hash, ORef>>,
+    pub nonces: HashMap<Sym, HashMap<u64, Hash>>,
+    pub client_ids: HashMap<Sym, HashMap<Box<str>, Hash>>,
+    pub cancel_bars: HashMap<Sym, HashMap<Sym, u128>>,
+    pub frozen: HashSet<Sym>,
+    pub withdrawals: HashMap<Box<str>, (Sym, Sym, U256)>,
+    pub expiries: BinaryHeap<Reverse<(u64, Hash, ORef)>>,
+    pub reverted: HashSet<(i128, i128)>,
+    pub last_seq: i128,
+    dirty: Vec<u32>,
+}
+
+const U64_MAX_PLUS_1: u128 = 1u128 << 64;
+
+impl Engine {
+    pub fn new(fee_recipient: &str) -> Self {
+        let mut syms = Interner::default();
+        let empty = syms.get("");
+        let fee_recipient = syms.get(fee_recipient);
+        Engine {
+            syms,
+            empty,
+            fee_recipient,
+            markets: Vec::new(),
+            market_index: HashMap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            cells: Vec::new(),
+            cell_index: HashMap::new(),
+            supply: HashMap::new(),
+            open_orders: HashMap::new(),
+            nonces: HashMap::new(),
+            client_ids: HashMap::new(),
+            cancel_bars: HashMap::new(),
+            frozen: HashSet::new(),
+            withdrawals: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            reverted: HashSet::new(),
+            last_seq: 0,
+            dirty: Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------------ slab and cells
+
+    #[inline]
+    pub fn get(&self, r: ORef) -> Option<&Order> {
+        let o = &self.slab[r.idx as usize];
+        if o.generation == r.generation && o.open { Some(o) } else { None }
+    }
+
+    fn alloc(&mut self, mut o: Order) -> ORef {
+        if let Some(idx) = self.free.pop() {
+            let generation = self.slab[idx as usize].generation.wrapping_add(1);
+            o.generation = generation;
+            self.slab[idx as usize] = o;
+            ORef { idx, generation }
+        } else {
+            o.generation = 0;
+            self.slab.push(o);
+            ORef { idx: (self.slab.len() - 1) as u32, generation: 0 }
+        }
+    }
+
+    fn release(&mut self, r: ORef) {
+        let o = &mut self.slab[r.idx as usize];
+        if o.generation == r.generation {
+            o.open = false;
+            o.generation = o.generation.wrapping_add(1);
+            o.hash = Box::new([]);
+            o.coid = None;
+            self.free.push(r.idx);
+        }
+    }
+
+    pub fn cell_get(&self, trader: Sym, token: Sym) -> Option<u32> {
+        self.cell_index.get(&(trader, token)).copied()
+    }
+
+    pub fn cell(&mut self, trader: Sym, token: Sym) -> u32 {
+        if let Some(&c) = self.cell_index.get(&(trader, token)) {
+            return c;
+        }
+        let c = self.cells.len() as u32;
+        self.cells.push(Cell { trader, token, total: U256::ZERO, locked: U256::ZERO });
+        self.cell_index.insert((trader, token), c);
+        c
+    }
+
+    #[inline]
+    fn mark(&mut self, c: u32) {
+        if !self.dirty.contains(&c) {
+            self.dirty.push(c);
+        }
+    }
+
+    fn balance_ev(&self, c: u32) -> Ev {
+        let cell = &self.cells[c as usize];
+        Ev::Balance { trader: cell.trader, token: cell.token, total: cell.total, locked: cell.locked }
+    }
+
+    fn flush(&mut self, events: &mut Vec<Ev>) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &c in &dirty {
+            events.push(self.balance_ev(c));
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn lock_token(&self, o: &Order) -> Sym {
+        let spec = &self.markets[o.market as usize].spec;
+        if o.side == Side::Buy { spec.quote } else { spec.base }
+    }
+
+    // ------------------------------------------------------------------ apply
+
+    pub fn apply(&mut self, seq: i128, cmd: &Cmd, events: &mut Vec<Ev>) -> R<()> {
+        if seq <= self.last_seq {
+            return Err(Fault(format!("sequence number must increase (seq={seq}, last={})", self.last_seq)));
+        }
+        self.last_seq = seq;
+        self.dirty.clear();
+        match cmd {
+            Cmd::Place { .. } => self.place(cmd, events),
+            Cmd::Cancel { h, trader } => self.cancel(h, *trader, events),
+            Cmd::CancelAll { trader, market, nonce_below } => self.cancel_all(*trader, *market, nonce_below, events),
+            Cmd::Credit { trader, token, amount } => self.credit(*trader, *token, amount, events),
+            Cmd::Debit { trader, token, amount, wid } => self.debit(*trader, *token, amount, *wid, events),
+            Cmd::Reserve { trader, token, amount, wid } => self.reserve(*trader, *token, amount, wid, events),
+            Cmd::Release { wid } => self.release_withdrawal(wid, events),
+            Cmd::Freeze { trader } => self.freeze(*trader, events),
+            Cmd::AddMarket { spec } => {
+                self.add_market(spec, events);
+                Ok(())
+            }
+            Cmd::SetState { market, state } => {
+                self.set_state(*market, *state, events);
+                Ok(())
+            }
+            Cmd::Sweep { now } => self.sweep(*now, events),
+            Cmd::Revert { .. } => self.revert(cmd, events),
+        }
+    }
+
+    // ------------------------------------------------------------------ orders
+
+    fn place(&mut self, cmd: &Cmd, events: &mut Vec<Ev>) -> R<()> {
+        let Cmd::Place { now, h, trader, market: market_sym, side, price, amount, tif, nonce, expiry, coid } = cmd else {
+            unreachable!()
+        };
+        let (now, trader, market_sym, side, tif) = (*now, *trader, *market_sym, *side, *tif);
+        macro_rules! reject {
+            ($code:expr, $msg:expr) => {{
+                events.push(Ev::Rejected { trader, market: market_sym, code: $code, msg: $msg });
+                return Ok(());
+            }};
+        }
+        let (Some(nonce), Some(expiry)) = (nonce.u64(), expiry.u64()) else {
+            reject!(Code::InvalidOrder, "nonce and expiry must fit in uint64".into())
+        };
+        if let Some(used) = self.nonces.get(&trader)
+            && let Some(prev) = used.get(&nonce)
+        {
+            if &**prev == *h {
+                events.push(Ev::Duplicate { trader });
+                return Ok(());
+            }
+            reject!(Code::NonceReused, format!("nonce {nonce} already used"));
+        }
+        let Some(&mi) = self.market_index.get(&market_sym) else {
+            reject!(Code::UnknownMarket, format!("unknown market {}", self.syms.s(market_sym)))
+        };
+        if self.frozen.contains(&trader) {
+            reject!(Code::AccountExiting, "trader requested an exit".into());
+        }
+        let market = &self.markets[mi as usize];
+        let state = market.state;
+        if state != MState::Online && state != MState::PostOnly {
+            reject!(Code::MarketNotAccepting, format!("market is {}", state.name()));
+        }
+        if expiry != 0 && (expiry as i128) <= now {
+            reject!(Code::Expired, format!("expired at {expiry}"));
+        }
+        if let Some(bars) = self.cancel_bars.get(&trader) {
+            let n = nonce as u128;
+            if n < bars.get(&market_sym).copied().unwrap_or(0) || n < bars.get(&self.empty).copied().unwrap_or(0) {
+                reject!(Code::OrderCancelled, "nonce below the cancel-all bar".into());
+            }
+        }
+        if !price.is_pos() || !amount.is_pos() {
+            reject!(Code::InvalidOrder, "price and amount must be positive".into());
+        }
+        let (Some(price), Some(amount)) = (price.val(), amount.val()) else {
+            reject!(Code::InvalidOrder, "price and amount must fit in uint256".into())
+        };
+        let spec = &market.spec;
+        if !(price % spec.tick).is_zero() {
+            reject!(Code::InvalidTick, format!("price off tick {}", spec.tick));
+        }
+        if !(amount % spec.lot).is_zero() || amount < spec.min_amount {
+            reject!(Code::InvalidLot, "amount off lot size or below minimum".into());
+        }
+        let is_buy = side == Side::Buy;
+        let notional: U512 = if is_buy || !spec.max_notional.is_zero() { mul_div_wide(amount, price, PRICE_SCALE) } else { U512::ZERO };
+        if (!spec.max_amount.is_zero() && amount > spec.max_amount) || (!spec.max_notional.is_zero() && notional > wide(spec.max_notional)) {
+            reject!(Code::OrderTooLarge, "order above the market's limits".into());
+        }
+        if !spec.band_bps.is_zero()
+            && let Some(reference) = market.reference_price()
+        {
+            let diff = if price > reference { price - reference } else { reference - price };
+            if wide(diff) * U512::from(BPS) > wide(reference) * wide(spec.band_bps) {
+                reject!(Code::PriceOutOfBand, format!("too far from {reference}"));
+            }
+        }
+        if let Some(coid) = coid
+            && let Some(ids) = self.client_ids.get(&trader)
+            && ids.contains_key(*coid)
+        {
+            reject!(Code::DuplicateClientOrderId, "clientOrderId in use".into());
+        }
+        let need_wide = if is_buy { notional } else { wide(amount) };
+        let token = if is_buy { spec.quote } else { spec.base };
+        let cell = self.cell_get(trader, token);
+        let free = cell.map(|c| {
+            let b = &self.cells[c as usize];
+            b.total.saturating_sub(b.locked)
+        });
+        let (Some(c), Some(free)) = (cell, free) else {
+            reject!(Code::InsufficientBalance, format!("needs {need_wide} available"))
+        };
+        if wide(free) < need_wide {
+            reject!(Code::InsufficientBalance, format!("needs {need_wide} available"));
+        }
+        let need = narrow(need_wide).ok_or_else(|| Fault("need above 2**256-1".into()))?;
+        let opposite = market.side(if is_buy { Side::Sell } else { Side::Buy });
+        let crosses = match opposite.values().next() {
+            Some(best) => if is_buy { best.price <= price } else { best.price >= price },
+            None => false,
+        };
+        if crosses && (tif == Tif::PostOnly || state == MState::PostOnly) && !self.takeable(opposite, is_buy, price, trader, now, U512::from(1u64)).is_zero() {
+            reject!(Code::PostOnlyWouldTake, "order would take".into());
+        }
+        if tif == Tif::Fok && (!crosses || self.takeable(opposite, is_buy, price, trader, now, wide(amount)) < wide(amount)) {
+            reject!(Code::FokNotFillable, "cannot fill entirely now".into());
+        }
+
+        // Accepted: from here on the order changes state.
+        self.nonces.entry(trader).or_default().insert(nonce, (*h).into());
+        let bal = &mut self.cells[c as usize];
+        bal.locked = add(bal.locked, need)?;
+        let market_id = spec.market_id;
+        events.push(Ev::Accepted { trader, market: market_id, side, price, amount, tif, nonce, expiry });
+        if !crosses {
+            if tif == Tif::Ioc || tif == Tif::Fok {
+                let bal = &mut self.cells[c as usize];
+                bal.locked = sub(bal.locked, need)?;
+                events.push(Ev::Cancelled { hash: H::Cmd, trader, market: market_id, reason: Reason::IocRemainder, remaining: amount });
+                events.push(self.balance_ev(c));
+                return Ok(());
+            }
+            self.rest(h, trader, mi, side, price, amount, amount, tif, nonce, expiry, *coid)?;
+            events.push(self.balance_ev(c));
+            return Ok(());
+        }
+        self.dirty.push(c);
+        let remaining = self.do_match(mi, events, now, h, trader, is_buy, price, amount)?;
+        if !remaining.is_zero() {
+            if tif == Tif::Ioc || tif == Tif::Fok {
+                let back = if is_buy { mul_div(remaining, price, PRICE_SCALE)? } else { remaining };
+                let bal = &mut self.cells[c as usize];
+                bal.locked = sub(bal.locked, back)?;
+                events.push(Ev::Cancelled { hash: H::Cmd, trader, market: market_id, reason: Reason::IocRemainder, remaining });
+            } else {
+                self.rest(h, trader, mi, side, price, amount, remaining, tif, nonce, expiry, *coid)?;
+            }
+        }
+        self.flush(events);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rest(&mut self, h: &[u8], trader: Sym, mi: u32, side: Side, price: U256, amount: U256, remaining: U256, tif: Tif, nonce: u64, expiry: u64, coid: Option<&str>) -> R<ORef> {
+        let r = self.alloc(Order { hash: h.into(), price, amount, remaining, nonce, expiry, coid: coid.map(Into::into), trader, market: mi, generation: 0, side, tif, open: true });
+        let level = self.markets[mi as usize].side_mut(side).entry(level_key(side, price)).or_insert_with(|| Level::new(price));
+        level.orders.push_back(r);
+        level.total = add(level.total, remaining)?;
+        level.live += 1;
+        self.open_orders.entry(trader).or_default().insert(h.into(), r);
+        if let Some(coid) = coid {
+            self.client_ids.entry(trader).or_default().insert(coid.into(), h.into());
+        }
+        if expiry != 0 {
+            self.expiries.push(Reverse((expiry, h.into(), r)));
+        }
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_match(&mut self, mi: u32, events: &mut Vec<Ev>, now: i128, taker_hash: &[u8], trader: Sym, is_buy: bool, limit: U256, mut remaining: U256) -> R<U256> {
+        let _ = taker_hash;
+        let spec = self.markets[mi as usize].spec.clone();
+        let (base, quote) = (spec.base, spec.quote);
+        let (maker_bps, taker_bps) = (U256::from(spec.maker_bps), U256::from(spec.taker_bps));
+        let taker_side = if is_buy { Side::Buy } else { Side::Sell };
+        let maker_side = if is_buy { Side::Sell } else { Side::Buy };
+        let breaker = self.markets[mi as usize].breaker_enabled();
+        let mut tripped: Option<(U256, U256)> = None;
+        let mut t_cells: Option<(u32, u32)> = None;
+        let (mut fee_base, mut fee_quote) = (U256::ZERO, U256::ZERO);
+        let mut fill_index: u32 = 0;
+        while !remaining.is_zero() {
+            let Some((&key, level)) = self.markets[mi as usize].side(maker_side).iter().next() else { break };
+            let price = level.price;
+            if if is_buy { price > limit } else { price < limit } {
+                break;
+            }
+            let mut filled_here = false;
+            loop {
+                if remaining.is_zero() {
+                    break;
+                }
+                let level = self.markets[mi as usize].side_mut(maker_side).get_mut(&key).expect("level");
+                let Some(&r) = level.orders.front() else { break };
+                let o = &self.slab[r.idx as usize];
+                if o.generation != r.generation || !o.open {
+                    level.orders.pop_front();
+                    continue;
+                }
+                let maker_trader = o.trader;
+                let maker_left = o.remaining;
+                if maker_trader == trader || (o.expiry != 0 && (o.expiry as i128) <= now) {
+                    level.orders.pop_front();
+                    level.total = sub(level.total, maker_left)?;
+                    level.live -= 1;
+                    let reason = if maker_trader == trader { Reason::Stp } else { Reason::Expired };
+                    self.close(r, reason, events)?;
+                    continue;
+                }
+                let amount = if remaining < maker_left { remaining } else { maker_left };
+                let quote_amount = mul_div(amount, price, PRICE_SCALE)?;
+                let (tb, tq) = match t_cells {
+                    Some(t) => t,
+                    None => {
+                        let t = (self.cell(trader, base), self.cell(trader, quote));
+                        t_cells = Some(t);
+                        t
+                    }
+                };
+                let (maker_fee, taker_fee, mb, mq);
+                if is_buy {
+                    taker_fee = mul_div(amount, taker_bps, BPS)?;
+                    maker_fee = mul_div(quote_amount, maker_bps, BPS)?;
+                    let free_up = mul_div(amount, limit, PRICE_SCALE)?;
+                    let c = &mut self.cells[tq as usize];
+                    c.total = sub(c.total, quote_amount)?;
+                    c.locked = sub(c.locked, free_up)?;
+                    let c = &mut self.cells[tb as usize];
+                    c.total = add(c.total, sub(amount, taker_fee)?)?;
+                    mb = self.cell(maker_trader, base);
+                    let c = &mut self.cells[mb as usize];
+                    c.total = sub(c.total, amount)?;
+                    c.locked = sub(c.locked, amount)?;
+                    mq = self.cell(maker_trader, quote);
+                    let c = &mut self.cells[mq as usize];
+                    c.total = add(c.total, sub(quote_amount, maker_fee)?)?;
+                    fee_base = add(fee_base, taker_fee)?;
+                    fee_quote = add(fee_quote, maker_fee)?;
+                } else {
+                    taker_fee = mul_div(quote_amount, taker_bps, BPS)?;
+                    maker_fee = mul_div(amount, maker_bps, BPS)?;
+                    let c = &mut self.cells[tb as usize];
+                    c.total = sub(c.total, amount)?;
+                    c.locked = sub(c.locked, amount)?;
+                    let c = &mut self.cells[tq as usize];
+                    c.total = add(c.total, sub(quote_amount, taker_fee)?)?;
+                    mq = self.cell(maker_trader, quote);
+                    let c = &mut self.cells[mq as usize];
+                    c.total = sub(c.total, quote_amount)?;
+                    c.locked = sub(c.locked, quote_amount)?;
+                    mb = self.cell(maker_trader, base);
+                    let c = &mut self.cells[mb as usize];
+                    c.total = add(c.total, sub(amount, maker_fee)?)?;
+                    fee_quote = add(fee_quote, taker_fee)?;
+                    fee_base = add(fee_base, maker_fee)?;
+                }
+                self.mark(mb);
+                self.mark(mq);
+                remaining -= amount;
+                let maker_left = maker_left - amount;
+                let o = &mut self.slab[r.idx as usize];
+                o.remaining = maker_left;
+                let maker_hash = o.hash.clone();
+                let level = self.markets[mi as usize].side_mut(maker_side).get_mut(&key).expect("level");
+                level.total = sub(level.total, amount)?;
+                events.push(Ev::Fill { fill_index, market: spec.market_id, maker_hash, maker_trader, taker_hash: H::Cmd, taker_trader: trader, taker_side, price, amount, quote: quote_amount, maker_fee, taker_fee, maker_left, taker_left: remaining });
+                fill_index += 1;
+                filled_here = true;
+                if maker_left.is_zero() {
+                    level.orders.pop_front();
+                    level.live -= 1;
+                    self.forget(r);
+                    self.release(r);
+                }
+            }
+            let market = &mut self.markets[mi as usize];
+            let levels = market.side_mut(maker_side);
+            if levels.get(&key).is_some_and(|l| l.live == 0) {
+                levels.remove(&key);
+            }
+            if filled_here {
+                market.last_price = price;
+                if breaker && tripped.is_none() {
+                    tripped = market.record(now, price);
+                }
+            }
+        }
+        if let Some((tb, tq)) = t_cells {
+            self.mark(tb);
+            self.mark(tq);
+            if !fee_base.is_zero() {
+                let f = self.cell(self.fee_recipient, base);
+                let c = &mut self.cells[f as usize];
+                c.total = add(c.total, fee_base)?;
+                self.mark(f);
+            }
+            if !fee_quote.is_zero() {
+                let f = self.cell(self.fee_recipient, quote);
+                let c = &mut self.cells[f as usize];
+                c.total = add(c.total, fee_quote)?;
+                self.mark(f);
+            }
+        }
+        if let Some((low, high)) = tripped {
+            let market = &mut self.markets[mi as usize];
+            let old = market.state;
+            market.state = MState::CancelOnly;
+            market.highs.clear();
+            market.lows.clear();
+            events.push(Ev::MarketState { market: spec.market_id, old, new: MState::CancelOnly, reason: "circuit_breaker" });
+            events.push(Ev::Risk {
+                market: spec.market_id,
+                kind: "circuit_breaker",
+                msg: format!("price moved from {low} to {high} within {}s (limit {} bps)", spec.window_s, spec.move_bps),
+                reference: low,
+                price: high,
+            });
+        }
+        Ok(remaining)
+    }
+
+    /// Drop a closed order from the per-trader indexes (the book is the caller's job).
+    fn forget(&mut self, r: ORef) {
+        let o = &mut self.slab[r.idx as usize];
+        o.open = false;
+        let trader = o.trader;
+        if let Some(orders) = self.open_orders.get_mut(&trader) {
+            orders.remove(&o.hash);
+            if orders.is_empty() {
+                self.open_orders.remove(&trader);
+            }
+        }
+        if let Some(coid) = &o.coid
+            && let Some(ids) = self.client_ids.get_mut(&trader)
+        {
+            ids.remove(coid);
+            if ids.is_empty() {
+                self.client_ids.remove(&trader);
+            }
+        }
+    }
+
+    /// Cancel an order already taken out of its level: release its funds, tell the world.
+    fn close(&mut self, r: ORef, reason: Reason, events: &mut Vec<Ev>) -> R<()> {
+        self.forget(r);
+        let o = &self.slab[r.idx as usize];
+        let reserved = o.reserved()?;
+        let token = self.lock_token(o);
+        let (trader, hash, remaining) = (o.trader, o.hash.clone(), o.remaining);
+        let market = self.markets[o.market as usize].spec.market_id;
+        let c = self.cell(trader, token);
+        let bal = &mut self.cells[c as usize];
+        bal.locked = sub(bal.locked, reserved)?;
+        self.mark(c);
+        events.push(Ev::Cancelled { hash: H::Own(hash), trader, market, reason, remaining });
+        self.release(r);
+        Ok(())
+    }
+
+    /// Take an open order's remaining out of its level (OrderBook.remove).
+    fn unbook(&mut self, r: ORef) -> R<()> {
+        let o = &self.slab[r.idx as usize];
+        let (side, key, remaining) = (o.side, level_key(o.side, o.price), o.remaining);
+        let levels = self.markets[o.market as usize].side_mut(side);
+        let level = levels.get_mut(&key).ok_or_else(|| Fault("order's level missing".into()))?;
+        level.total = sub(level.total, remaining)?;
+        level.live -= 1;
+        if level.live == 0 {
+            levels.remove(&key);
+        } else if level.orders.len() > 2 * level.live as usize + 16 {
+            let slab = &self.slab;
+            level.orders.retain(|x| {
+                let o = &slab[x.idx as usize];
+                o.generation == x.generation && o.open && *x != r
+            });
+        }
+        Ok(())
+    }
+
+    fn cancel_resting(&mut self, r: ORef, reason: Reason, events: &mut Vec<Ev>) -> R<()> {
+        self.unbook(r)?;
+        self.slab[r.idx as usize].open = false;
+        self.close(r, reason, events)
+    }
+
+    fn cancel(&mut self, h: &[u8], trader: Sym, events: &mut Vec<Ev>) -> R<()> {
+        let r = self.open_orders.get(&trader).and_then(|m| m.get(h)).copied();
+        let Some(r) = r else {
+            // Unknown, closed, or someone else's: the same answer, so nothing leaks.
+            events.push(Ev::CancelRejected { trader });
+            return Ok(());
+        };
+        self.unbook(r)?;
+        let o = &self.slab[r.idx as usize];
+        let (remaining, reserved, token) = (o.remaining, o.reserved()?, self.lock_token(o));
+        let market = self.markets[o.market as usize].spec.market_id;
+        self.forget(r);
+        self.release(r);
+        let c = self.cell_get(trader, token).ok_or_else(|| Fault("open order without a balance".into()))?;
+        let bal = &mut self.cells[c as usize];
+        bal.locked = sub(bal.locked, reserved)?;
+        events.push(Ev::Cancelled { hash: H::Cmd, trader, market, reason: Reason::User, remaining });
+        events.push(self.balance_ev(c));
+        Ok(())
+    }
+
+    /// The trader's open orders in (nonce, hash) order, as bulk cancels take them.
+    fn sorted_orders(&self, trader: Sym) -> Vec<ORef> {
+        let mut v: Vec<ORef> = self.open_orders.get(&trader).map(|m| m.values().copied().collect()).unwrap_or_default();
+        v.sort_by(|a, b| {
+            let (x, y) = (&self.slab[a.idx as usize], &self.slab[b.idx as usize]);
+            (x.nonce, &x.hash).cmp(&(y.nonce, &y.hash))
+        });
+        v
+    }
+
+    fn cancel_all(&mut self, trader: Sym, market: Option<Sym>, nonce_below: &PInt, events: &mut Vec<Ev>) -> R<()> {
+        if let Some(m) = market
+            && !self.market_index.contains_key(&m)
+        {
+            events.push(Ev::CmdRejected { command: "CancelAll", code: Code::UnknownMarket, msg: self.syms.s(m).into() });
+            return Ok(());
+        }
+        let nb = match nonce_below.val() {
+            Some(v) if v <= U256::from(U64_MAX_PLUS_1) => v.as_limbs()[0] as u128 | ((v.as_limbs()[1] as u128) << 64),
+            _ => {
+                events.push(Ev::CmdRejected { command: "CancelAll", code: Code::InvalidRequest, msg: "nonce_below must be within 0..2**64".into() });
+                return Ok(());
+            }
+        };
+        let key = market.unwrap_or(self.empty);
+        let bar = self.cancel_bars.entry(trader).or_default().entry(key).or_insert(0);
+        *bar = (*bar).max(nb); // the bar only rises
+        let mi = market.map(|m| self.market_index[&m]);
+        let doomed: Vec<ORef> = self
+            .sorted_orders(trader)
+            .into_iter()
+            .filter(|r| {
+                let o = &self.slab[r.idx as usize];
+                (o.nonce as u128) < nb && mi.is_none_or(|m| o.market == m)
+            })
+            .collect();
+        for &r in &doomed {
+            self.cancel_resting(r, Reason::CancelAll, events)?;
+        }
+        events.push(Ev::CancelAllApplied { trader, market, nonce_below: nb, cancelled: doomed.len() });
+        self.flush(events);
+        Ok(())
+    }
+
+    fn sweep(&mut self, now: i128, events: &mut Vec<Ev>) -> R<()> {
+        while let Some(Reverse((expiry, _, _))) = self.expiries.peek() {
+            if (*expiry as i128) > now {
+                break;
+            }
+            let Reverse((_, _, r)) = self.expiries.pop().expect("peeked");
+            if self.get(r).is_some() {
+                self.cancel_resting(r, Reason::Expired, events)?;
+            }
+        }
+        self.flush(events);
+        Ok(())
+    }
+
+    fn freeze(&mut self, trader: Sym, events: &mut Vec<Ev>) -> R<()> {
+        self.frozen.insert(trader);
+        for r in self.sorted_orders(trader) {
+            self.cancel_resting(r, Reason::Frozen, events)?;
+        }
+        events.push(Ev::Frozen { trader });
+        self.flush(events);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ funds
+
+    fn credit(&mut self, trader: Sym, token: Sym, amount: &PInt, events: &mut Vec<Ev>) -> R<()> {
+        let reject = |events: &mut Vec<Ev>, msg: &str| events.push(Ev::CmdRejected { command: "Credit", code: Code::InvalidRequest, msg: msg.into() });
+        if !amount.is_pos() {
+            reject(events, "amount <= 0");
+            return Ok(());
+        }
+        let supply = self.supply.get(&token).copied().unwrap_or(U256::ZERO);
+        let Some(new_supply) = amount.val().and_then(|a| supply.checked_add(a)) else {
+            reject(events, "the token's total would exceed 2**256-1");
+            return Ok(());
+        };
+        let amount = amount.val().expect("checked");
+        self.supply.insert(token, new_supply);
+        let c = self.cell(trader, token);
+        let bal = &mut self.cells[c as usize];
+        bal.total = add(bal.total, amount)?;
+        events.push(self.balance_ev(c));
+        Ok(())
+    }
+
+    fn debit(&mut self, trader: Sym, token: Sym, amount: &PInt, wid: Option<&str>, events: &mut Vec<Ev>) -> R<()> {
+        let name = "Debit";
+        if !amount.is_pos() {
+            events.push(Ev::CmdRejected { command: name, code: Code::InvalidRequest, msg: "amount <= 0".into() });
+            return Ok(());
+        }
+        let c = self.cell_get(trader, token);
+        let mut reserved = U256::ZERO;
+        if let Some(wid) = wid {
+            match self.withdrawals.get(wid) {
+                Some(w) if w.0 == trader && w.1 == token => reserved = w.2,
+                _ => {
+                    let msg = format!("no reservation {wid} for this trader and token");
+                    events.push(Ev::CmdRejected { command: name, code: Code::InvalidRequest, msg });
+                    return Ok(());
+                }
+            }
+        }
+        let enough = match (c, amount.val()) {
+            (Some(c), Some(a)) => {
+                let b = &self.cells[c as usize];
+                wide(b.total) + wide(reserved) >= wide(b.locked) + wide(a)
+            }
+            _ => false,
+        };
+        if !enough {
+            // The chain already paid out more than the engine can account for: refuse and let
+            // reconciliation decide rather than drive a balance negative.
+            events.push(Ev::CmdRejected { command: name, code: Code::InsufficientBalance, msg: "debit > free".into() });
+            return Ok(());
+        }
+        let (c, amount) = (c.expect("checked"), amount.val().expect("checked"));
+        if let Some(wid) = wid {
+            self.withdrawals.remove(wid);
+            let bal = &mut self.cells[c as usize];
+            bal.locked = sub(bal.locked, reserved)?;
+        }
+        let bal = &mut self.cells[c as usize];
+        bal.total = sub(bal.total, amount)?;
+        let s = self.supply.entry(token).or_insert(U256::ZERO);
+        *s = sub(*s, amount)?;
+        events.push(self.balance_ev(c));
+        Ok(())
+    }
+
+    fn reserve(&mut self, trader: Sym, token: Sym, amount: &PInt, wid: &str, events: &mut Vec<Ev>) -> R<()> {
+        let name = "ReserveWithdrawal";
+        if !amount.is_pos() || self.withdrawals.contains_key(wid) {
+            events.push(Ev::CmdRejected { command: name, code: Code::InvalidRequest, msg: "amount <= 0 or withdrawal id in use".into() });
+            return Ok(());
+        }
+        let c = self.cell_get(trader, token);
+        let ok = match (c, amount.val()) {
+            (Some(c), Some(a)) => {
+                let b = &self.cells[c as usize];
+                b.total.saturating_sub(b.locked) >= a && b.total >= b.locked
+            }
+            _ => false,
+        };
+        if !ok {
+            events.push(Ev::CmdRejected { command: name, code: Code::InsufficientBalance, msg: "not available".into() });
+            return Ok(());
+        }
+        let (c, amount) = (c.expect("checked"), amount.val().expect("checked"));
+        let bal = &mut self.cells[c as usize];
+        bal.locked = add(bal.locked, amount)?;
+        self.withdrawals.insert(wid.into(), (trader, token, amount));
+        events.push(Ev::WReserved { wid: wid.into(), trader, token, amount });
+        events.push(self.balance_ev(c));
+        Ok(())
+    }
+
+    fn release_withdrawal(&mut self, wid: &str, events: &mut Vec<Ev>) -> R<()> {
+        let Some((trader, token, amount)) = self.withdrawals.remove(wid) else {
+            events.push(Ev::CmdRejected { command: "ReleaseWithdrawal", code: Code::InvalidRequest, msg: format!("no reservation {wid}") });
+            return Ok(());
+        };
+        let c = self.cell(trader, token);
+        let bal = &mut self.cells[c as usize];
+        bal.locked = sub(bal.locked, amount)?;
+        events.push(Ev::WReleased { wid: wid.into(), trader, token, amount });
+        events.push(self.balance_ev(c));
+        Ok(())
+    }
+
+    /// Undo a fill the chain refused for good (see Engine._revert_fill in the reference model).
+    fn revert(&mut self, cmd: &Cmd, events: &mut Vec<Ev>) -> R<()> {
+        let Cmd::Revert { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote_amount, maker_fee, taker_fee } = cmd else {
+            unreachable!()
+        };
+        let name = "RevertFill";
+        let key = (*fill_seq, *fill_index);
+        if self.reverted.contains(&key) {
+            let msg = format!("fill {fill_seq}/{fill_index} already reverted");
+            events.push(Ev::CmdRejected { command: name, code: Code::FillAlreadyReverted, msg });
+            return Ok(());
+        }
+        let Some(&mi) = self.market_index.get(market) else {
+            events.push(Ev::CmdRejected { command: name, code: Code::UnknownMarket, msg: self.syms.s(*market).into() });
+            return Ok(());
+        };
+        let all = [amount, quote_amount, maker_fee, taker_fee, price];
+        if all.iter().any(|x| matches!(x, PInt::Neg)) || matches!(amount, PInt::Val(v) if v.is_zero()) || all.iter().any(|x| matches!(x, PInt::Big)) {
+            events.push(Ev::CmdRejected { command: name, code: Code::InvalidRequest, msg: "bad fill amounts".into() });
+            return Ok(());
+        }
+        let v = |x: &PInt| wide(x.val().expect("checked"));
+        let (amount_w, quote_w, mfee, tfee) = (v(amount), v(quote_amount), v(maker_fee), v(taker_fee));
+        let spec = &self.markets[mi as usize].spec;
+        let (base, quote) = (spec.base, spec.quote);
+        let (buyer, seller, buyer_fee, seller_fee) =
+            if *taker_side == Side::Buy { (*taker_trader, *maker_trader, tfee, mfee) } else { (*maker_trader, *taker_trader, mfee, tfee) };
+        // One signed delta per (trader, token), as (plus, minus), in first-seen order.
+        let mut deltas: Vec<((Sym, Sym), U512, U512)> = Vec::with_capacity(6);
+        let terms = [
+            ((buyer, quote), quote_w, U512::ZERO),
+            ((buyer, base), buyer_fee, amount_w),
+            ((seller, base), amount_w, U512::ZERO),
+            ((seller, quote), seller_fee, quote_w),
+            ((self.fee_recipient, base), U512::ZERO, buyer_fee),
+            ((self.fee_recipient, quote), U512::ZERO, seller_fee),
+        ];
+        for (k, plus, minus) in terms {
+            match deltas.iter_mut().find(|d| d.0 == k) {
+                Some(d) => {
+                    d.1 += plus;
+                    d.2 += minus;
+                }
+                None => deltas.push((k, plus, minus)),
+            }
+        }
+        for d in deltas.iter_mut() {
+            // normalise: only one of plus / minus is non-zero
+            let m = d.1.min(d.2);
+            d.1 -= m;
+            d.2 -= m;
+        }
+        for &((trader, token), plus, minus) in &deltas {
+            if minus.is_zero() {
+                continue;
+            }
+            let _ = plus;
+            let total = self.cell_get(trader, token).map(|c| self.cells[c as usize].total).unwrap_or(U256::ZERO);
+            // What stays locked whatever orders are cancelled: withdrawal reservations.
+            let mut held = U512::ZERO;
+            for (t, tok, a) in self.withdrawals.values() {
+                if *t == trader && *tok == token {
+                    held += wide(*a);
+                }
+            }
+            if wide(total) < minus + held {
+                let msg = format!("{} no longer holds {} of {} (spent since the fill)", self.syms.s(trader), minus, self.syms.s(token));
+                events.push(Ev::CmdRejected { command: name, code: Code::InsufficientBalance, msg });
+                return Ok(());
+            }
+        }
+        // Accepted: from here on the state changes.
+        self.reverted.insert(key);
+        let mut out: Vec<Ev> = Vec::new();
+        for &((trader, token), plus, minus) in &deltas {
+            if plus.is_zero() && minus.is_zero() {
+                continue;
+            }
+            let c = self.cell(trader, token);
+            let bal = &mut self.cells[c as usize];
+            let t = (wide(bal.total) + plus).checked_sub(minus).ok_or_else(|| Fault("revert below zero".into()))?;
+            bal.total = narrow(t).ok_or_else(|| Fault("revert above 2**256-1".into()))?;
+            self.mark(c);
+        }
+        for &((trader, token), _, minus) in &deltas {
+            let c = self.cell(trader, token);
+            let b = &self.cells[c as usize];
+            if !minus.is_zero() && b.locked > b.total {
+                self.cancel_backed_by(trader, token, c, &mut out)?;
+            }
+        }
+        let amount = amount.val().expect("checked");
+        let maker_left = self.offer_again(*maker_trader, maker_hash, amount, &mut out)?;
+        let taker_left = self.offer_again(*taker_trader, taker_hash, amount, &mut out)?;
+        events.push(Ev::FillReverted {
+            fill_seq: *fill_seq,
+            fill_index: *fill_index,
+            market: *market,
+            maker_hash: (*maker_hash).into(),
+            maker_trader: *maker_trader,
+            taker_hash: (*taker_hash).into(),
+            taker_trader: *taker_trader,
+            amount,
+            maker_left,
+            taker_left,
+        });
+        events.append(&mut out);
+        self.flush(events);
+        Ok(())
+    }
+
+    fn cancel_backed_by(&mut self, trader: Sym, token: Sym, c: u32, events: &mut Vec<Ev>) -> R<()> {
+        for r in self.sorted_orders(trader) {
+            let b = &self.cells[c as usize];
+            if b.locked <= b.total {
+                return Ok(());
+            }
+            if self.lock_token(&self.slab[r.idx as usize]) == token {
+                self.cancel_resting(r, Reason::FillReverted, events)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn offer_again(&mut self, trader: Sym, h: &[u8], amount: U256, events: &mut Vec<Ev>) -> R<Option<U256>> {
+        let Some(r) = self.open_orders.get(&trader).and_then(|m| m.get(h)).copied() else {
+            return Ok(None);
+        };
+        let o = &self.slab[r.idx as usize];
+        let is_buy = o.side == Side::Buy;
+        let token = self.lock_token(o);
+        let (price, side, remaining, total_amount, mi) = (o.price, o.side, o.remaining, o.amount, o.market);
+        let c = self.cell(trader, token);
+        let need = if is_buy { mul_div_wide(amount, price, PRICE_SCALE) } else { wide(amount) };
+        let b = &self.cells[c as usize];
+        if wide(remaining) + wide(amount) > wide(total_amount) || wide(b.total) < wide(b.locked) + need {
+            self.cancel_resting(r, Reason::FillReverted, events)?;
+            return Ok(None);
+        }
+        let need = narrow(need).ok_or_else(|| Fault("need above 2**256-1".into()))?;
+        let new_remaining = add(remaining, amount)?;
+        self.slab[r.idx as usize].remaining = new_remaining;
+        let level = self.markets[mi as usize].side_mut(side).get_mut(&level_key(side, price)).ok_or_else(|| Fault("order's level missing".into()))?;
+        level.total = add(level.total, amount)?;
+        let b = &mut self.cells[c as usize];
+        b.locked = add(b.locked, need)?;
+        self.mark(c);
+        Ok(Some(new_remaining))
+    }
+
+    // ------------------------------------------------------------------ markets
+
+    fn spec_problem(&self, s: &SpecIn) -> Result<Spec, String> {
+        let all = [&s.tick, &s.lot, &s.min_amount, &s.max_amount, &s.max_notional, &s.band_bps, &s.move_bps, &s.maker_bps, &s.taker_bps];
+        if all.iter().any(|x| matches!(x, PInt::Big)) || matches!(s.window_s, PInt::Big) || matches!(s.window_s, PInt::Val(v) if v > U256::from(u64::MAX)) {
+            return Err("settings must fit in uint256 (the breaker window in uint64)".into());
+        }
+        if !s.tick.is_pos() || !s.lot.is_pos() || s.min_amount == PInt::Neg {
+            return Err("tick_size and lot_size must be positive, min_amount non-negative".into());
+        }
+        let (tick, lot) = (s.tick.val().expect("pos"), s.lot.val().expect("pos"));
+        if !((wide(tick) * wide(lot)) % U512::from(PRICE_SCALE)).is_zero() {
+            return Err("lot_size * tick_size must be a multiple of 10**18 so quote amounts are exact".into());
+        }
+        let fee_ok = |f: &PInt| matches!(f, PInt::Val(v) if *v <= U256::from(100u64));
+        if !(fee_ok(&s.maker_bps) && fee_ok(&s.taker_bps)) {
+            return Err("fees must be within 0..100 bps".into());
+        }
+        if [&s.max_amount, &s.max_notional, &s.band_bps].iter().any(|x| **x == PInt::Neg) {
+            return Err("limits must be non-negative (0 = off)".into());
+        }
+        if s.move_bps == PInt::Neg || s.window_s == PInt::Neg {
+            return Err("circuit breaker settings must be non-negative (0 = off)".into());
+        }
+        if s.base == s.quote {
+            return Err("base and quote tokens must differ".into());
+        }
+        let v = |x: &PInt| x.val().expect("checked");
+        Ok(Spec {
+            market_id: s.market_id,
+            base: s.base,
+            quote: s.quote,
+            tick,
+            lot,
+            min_amount: v(&s.min_amount),
+            maker_bps: v(&s.maker_bps).as_limbs()[0],
+            taker_bps: v(&s.taker_bps).as_limbs()[0],
+            state: s.state,
+            max_amount: v(&s.max_amount),
+            max_notional: v(&s.max_notional),
+            band_bps: v(&s.band_bps),
+            move_bps: v(&s.move_bps),
+            window_s: v(&s.window_s).as_limbs()[0],
+        })
+    }
+
+    fn add_market(&mut self, s: &SpecIn, events: &mut Vec<Ev>) {
+        let mut result = self.spec_problem(s);
+        if result.is_ok() && self.market_index.contains_key(&s.market_id) {
+            result = Err(format!("market {} already listed", self.syms.s(s.market_id)));
+        }
+        match result {
+            Err(msg) => events.push(Ev::CmdRejected { command: "AddMarket", code: Code::InvalidRequest, msg }),
+            Ok(spec) => {
+                self.add_market_spec(spec);
+                events.push(Ev::MarketAdded { market: s.market_id });
+            }
+        }
+    }
+
+    pub fn add_market_spec(&mut self, spec: Spec) -> u32 {
+        let id = spec.market_id;
+        self.markets.push(Market::new(spec));
+        let mi = (self.markets.len() - 1) as u32;
+        self.market_index.insert(id, mi);
+        mi
+    }
+
+    fn set_state(&mut self, market: Sym, state: MState, events: &mut Vec<Ev>) {
+        let Some(&mi) = self.market_index.get(&market) else {
+            events.push(Ev::CmdRejected { command: "SetMarketState", code: Code::UnknownMarket, msg: self.syms.s(market).into() });
+            return;
+        };
+        let m = &mut self.markets[mi as usize];
+        let old = m.state;
+        if old == state {
+            return;
+        }
+        m.state = state;
+        events.push(Ev::MarketState { market, old, new: state, reason: "operator" });
+    }
+
+    /// How much of `wanted` the crossing liquidity could fill, ignoring own and expired orders.
+    fn takeable(&self, levels: &Levels, is_buy: bool, limit: U256, trader: Sym, now: i128, wanted: U512) -> U512 {
+        let mut found = U512::ZERO;
+        for level in levels.values() {
+            if if is_buy { level.price > limit } else { level.price < limit } {
+                break;
+            }
+            for r in &level.orders {
+                if let Some(o) = self.get(*r)
+                    && o.trader != trader
+                    && !(o.expiry != 0 && (o.expiry as i128) <= now)
+                {
+                    found += wide(o.remaining);
+                    if found >= wanted {
+                        return found;
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    // ------------------------------------------------------------------ invariants
+
+    /// validate_invariants of the reference model; Err(message) if a rule is broken.
+    pub fn check(&self) -> Result<(), String> {
+        fn must(c: bool, m: &str) -> Result<(), String> {
+            if c { Ok(()) } else { Err(m.to_string()) }
+        }
+        let mut expected: HashMap<(Sym, Sym), U512> = HashMap::new();
+        let mut in_books: HashMap<&[u8], ORef> = HashMap::new();
+        for (mi, market) in self.markets.iter().enumerate() {
+            let spec = &market.spec;
+            if let (Some(b), Some(a)) = (market.best(Side::Buy), market.best(Side::Sell)) {
+                must(b < a, "book crossed")?;
+            }
+            for side in [Side::Buy, Side::Sell] {
+                for (key, level) in market.side(side) {
+                    must(*key == level_key(side, level.price), "level key")?;
+                    let live: Vec<ORef> = level.orders.iter().copied().filter(|r| self.get(*r).is_some()).collect();
+                    must(live.len() == level.live as usize && level.live > 0, "level live count")?;
+                    let sum: U512 = live.iter().map(|r| wide(self.slab[r.idx as usize].remaining)).fold(U512::ZERO, |a, b| a + b);
+                    must(wide(level.total) == sum, "level total")?;
+                    for r in live {
+                        let o = &self.slab[r.idx as usize];
+                        must(o.side == side && o.price == level.price, "order in wrong level")?;
+                        must(o.market as usize == mi, "order in wrong market")?;
+                        must(!o.remaining.is_zero() && o.remaining <= o.amount, "remaining out of range")?;
+                        must(!in_books.contains_key(&*o.hash), "order twice in book")?;
+                        in_books.insert(&o.hash, r);
+                        let token = if side == Side::Buy { spec.quote } else { spec.base };
+                        *expected.entry((o.trader, token)).or_insert(U512::ZERO) += wide(o.reserved().map_err(|e| e.0)?);
+                    }
+                }
+            }
+        }
+        let scheduled: HashSet<ORef> = self.expiries.iter().map(|e| e.0.2).collect();
+        let mut indexed = 0usize;
+        for (trader, orders) in &self.open_orders {
+            for (h, r) in orders {
+                indexed += 1;
+                let o = self.get(*r).ok_or("index entry")?;
+                must(o.trader == *trader && o.hash == *h, "index entry")?;
+                must(in_books.get(&**h) == Some(r), "indexed order not in book")?;
+                must(self.nonces.get(trader).and_then(|n| n.get(&o.nonce)) == Some(h), "open order nonce not recorded")?;
+                if let Some(coid) = &o.coid {
+                    must(self.client_ids.get(trader).and_then(|m| m.get(coid)) == Some(h), "client order id index")?;
+                }
+                if o.expiry != 0 {
+                    must(scheduled.contains(r), "expiring order not scheduled")?;
+                }
+            }
+        }
+        must(indexed == in_books.len(), "book order missing from index")?;
+        for (trader, ids) in &self.client_ids {
+            for h in ids.values() {
+                must(self.open_orders.get(trader).is_some_and(|m| m.contains_key(h)), "client id of a closed order")?;
+            }
+        }
+        for (trader, token, amount) in self.withdrawals.values() {
+            must(!amount.is_zero(), "empty withdrawal reservation")?;
+            *expected.entry((*trader, *token)).or_insert(U512::ZERO) += wide(*amount);
+        }
+        let mut supply: HashMap<Sym, U512> = HashMap::new();
+        for cell in &self.cells {
+            must(cell.locked <= cell.total, "locked above total")?;
+            let want = expected.remove(&(cell.trader, cell.token)).unwrap_or(U512::ZERO);
+            must(wide(cell.locked) == want, "locked differs from reservations")?;
+            *supply.entry(cell.token).or_insert(U512::ZERO) += wide(cell.total);
+        }
+        must(expected.values().all(|v| v.is_zero()), "reservation without balance")?;
+        for (token, s) in &supply {
+            must(wide(self.supply.get(token).copied().unwrap_or(U256::ZERO)) == *s, "token supply differs from balances")?;
+        }
+        Ok(())
+    }
+
+    pub fn recompute_supply(&mut self) -> R<()> {
+        self.supply.clear();
+        for i in 0..self.cells.len() {
+            let (token, total) = (self.cells[i].token, self.cells[i].total);
+            let s = self.supply.entry(token).or_insert(U256::ZERO);
+            *s = add(*s, total)?;
+        }
+        Ok(())
+    }
+}

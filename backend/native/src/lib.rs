@@ -1,0 +1,633 @@
+//! `backend._native`: the engine core for Python. Commands and events cross the boundary as
+//! the existing dataclasses of `backend.matching.commands` / `.events`; the state machine is
+//! `core::Engine`. A `Fault` (arithmetic the invariants rule out) or a Rust panic poisons the
+//! engine: it raises, and refuses every later command, since its state may be half-applied.
+
+mod core;
+mod num;
+mod snap;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::core::*;
+use crate::num::*;
+
+/// The Python classes and enum members the binding builds events from (set by `configure`).
+struct Config {
+    commands: Vec<Py<PyAny>>,
+    events: Vec<Py<PyAny>>,
+    sides: Vec<Py<PyAny>>,
+    tifs: Vec<Py<PyAny>>,
+    states: Vec<Py<PyAny>>,
+    reasons: Vec<Py<PyAny>>,
+    codes: Vec<Py<PyAny>>,
+    invariant_error: Py<PyAny>,
+    int_from_bytes: Py<PyAny>,
+}
+
+static CONFIG: PyOnceLock<Config> = PyOnceLock::new();
+
+fn cfg(py: Python<'_>) -> PyResult<&Config> {
+    CONFIG.get(py).ok_or_else(|| PyRuntimeError::new_err("backend._native.configure() was not called"))
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn configure(
+    py: Python<'_>,
+    commands: Vec<Py<PyAny>>,
+    events: Vec<Py<PyAny>>,
+    sides: Vec<Py<PyAny>>,
+    tifs: Vec<Py<PyAny>>,
+    states: Vec<Py<PyAny>>,
+    reasons: Vec<Py<PyAny>>,
+    codes: Vec<Py<PyAny>>,
+    invariant_error: Py<PyAny>,
+) -> PyResult<()> {
+    if commands.len() != 12 || events.len() != 16 || sides.len() != 2 || tifs.len() != 4 || states.len() != 4 || reasons.len() != 7 || codes.len() != Code::NAMES.len() {
+        return Err(PyValueError::new_err("configure: wrong number of classes or members"));
+    }
+    let int_from_bytes = py.get_type::<pyo3::types::PyInt>().getattr("from_bytes")?.unbind();
+    let _ = CONFIG.set(py, Config { commands, events, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- conversions
+
+fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
+    if let Ok(v) = ob.extract::<u128>() {
+        return Ok(PInt::Val(U256::from(v)));
+    }
+    if !ob.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(PyTypeError::new_err("expected an int"));
+    }
+    if ob.lt(0)? {
+        return Ok(PInt::Neg);
+    }
+    match ob.call_method1(intern!(ob.py(), "to_bytes"), (32, intern!(ob.py(), "little"))) {
+        Ok(b) => {
+            let b = b.cast_into::<PyBytes>()?;
+            Ok(PInt::Val(U256::try_from_le_slice(b.as_bytes()).expect("32 bytes")))
+        }
+        Err(_) => Ok(PInt::Big),
+    }
+}
+
+fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
+    ob.extract::<i128>()
+}
+
+fn py_u256<'py>(py: Python<'py>, c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if v.bit_len() <= 128 {
+        let l = v.as_limbs();
+        return (l[0] as u128 | ((l[1] as u128) << 64)).into_bound_py_any(py);
+    }
+    let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
+    c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
+}
+
+#[pyclass(subclass, module = "backend._native", name = "Core")]
+pub struct Core {
+    e: Engine,
+    /// The Python string object of each symbol (the first seen, reused for every event).
+    strs: Vec<Option<Py<PyString>>>,
+    poisoned: Option<String>,
+}
+
+impl Core {
+    fn sym(&mut self, ob: &Bound<'_, PyAny>) -> PyResult<Sym> {
+        let s = ob.cast::<PyString>().map_err(|_| PyTypeError::new_err("expected a str"))?;
+        let k = self.e.syms.get(s.to_str()?);
+        let i = k as usize;
+        if self.strs.len() <= i {
+            self.strs.resize_with(i + 1, || None);
+        }
+        if self.strs[i].is_none() {
+            self.strs[i] = Some(s.clone().unbind());
+        }
+        Ok(k)
+    }
+
+    fn opt_sym(&mut self, ob: &Bound<'_, PyAny>) -> PyResult<Option<Sym>> {
+        if ob.is_none() { Ok(None) } else { self.sym(ob).map(Some) }
+    }
+
+    fn pystr<'py>(&mut self, py: Python<'py>, k: Sym) -> Bound<'py, PyAny> {
+        let i = k as usize;
+        if self.strs.len() <= i {
+            self.strs.resize_with(i + 1, || None);
+        }
+        match &self.strs[i] {
+            Some(s) => s.bind(py).clone().into_any(),
+            None => {
+                let s = PyString::new(py, self.e.syms.s(k));
+                self.strs[i] = Some(s.clone().unbind());
+                s.into_any()
+            }
+        }
+    }
+
+    fn check_usable(&self) -> PyResult<()> {
+        match &self.poisoned {
+            Some(why) => Err(PyRuntimeError::new_err(format!("engine stopped after a failure ({why}): restart it from its snapshot and journal"))),
+            None => Ok(()),
+        }
+    }
+
+    fn invariant(&self, py: Python<'_>, msg: String) -> PyErr {
+        match CONFIG.get(py) {
+            Some(c) => match c.invariant_error.bind(py).call1((msg.clone(),)) {
+                Ok(err) => PyErr::from_value(err),
+                Err(e) => e,
+            },
+            None => PyRuntimeError::new_err(msg),
+        }
+    }
+
+    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+        self.check_usable()?;
+        let ty = command.get_type();
+        let tp = ty.as_ptr();
+        let Some(kind) = c.commands.iter().position(|t| t.as_ptr() == tp) else {
+            return Err(PyTypeError::new_err(format!("not an engine command: {}", ty.name()?)));
+        };
+        macro_rules! f {
+            ($n:literal) => {
+                command.getattr(intern!(py, $n))?
+            };
+        }
+        let seq = i128_of(&f!("seq"))?;
+        let hash_obj;
+        let hash_buf: Vec<u8>;
+        let maker_buf: Vec<u8>;
+        let taker_buf: Vec<u8>;
+        let coid_obj;
+        let wid_obj;
+        let cmd = match kind {
+            0 => {
+                hash_obj = f!("order_hash");
+                let h = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?;
+                hash_buf = h.as_bytes().to_vec();
+                coid_obj = f!("client_order_id");
+                let coid = if coid_obj.is_none() { None } else { Some(coid_obj.cast::<PyString>()?.to_str()?) };
+                Cmd::Place {
+                    now: i128_of(&f!("now"))?,
+                    h: &hash_buf,
+                    trader: self.sym(&f!("trader"))?,
+                    market: self.sym(&f!("market_id"))?,
+                    side: side_of(&f!("side"))?,
+                    price: pint(&f!("price"))?,
+                    amount: pint(&f!("amount"))?,
+                    tif: match f!("time_in_force").extract::<u8>()? {
+                        0 => Tif::Gtc,
+                        1 => Tif::Ioc,
+                        2 => Tif::Fok,
+                        3 => Tif::PostOnly,
+                        _ => return Err(PyValueError::new_err("bad time_in_force")),
+                    },
+                    nonce: pint(&f!("nonce"))?,
+                    expiry: pint(&f!("expiry"))?,
+                    coid,
+                }
+            }
+            1 => {
+                hash_obj = f!("order_hash");
+                hash_buf = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?.as_bytes().to_vec();
+                Cmd::Cancel { h: &hash_buf, trader: self.sym(&f!("trader"))? }
+            }
+            2 => Cmd::CancelAll { trader: self.sym(&f!("trader"))?, market: self.opt_sym(&f!("market_id"))?, nonce_below: pint(&f!("nonce_below"))? },
+            3 => Cmd::Credit { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))? },
+            4 => {
+                wid_obj = f!("withdrawal_id");
+                let wid = if wid_obj.is_none() { None } else { Some(wid_obj.cast::<PyString>()?.to_str()?) };
+                Cmd::Debit { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))?, wid }
+            }
+            5 => {
+                wid_obj = f!("withdrawal_id");
+                let wid = wid_obj.cast::<PyString>()?.to_str()?;
+                Cmd::Reserve { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))?, wid }
+            }
+            6 => {
+                wid_obj = f!("withdrawal_id");
+                Cmd::Release { wid: wid_obj.cast::<PyString>()?.to_str()? }
+            }
+            7 => Cmd::Freeze { trader: self.sym(&f!("trader"))? },
+            8 => {
+                let spec = f!("spec");
+                macro_rules! sf {
+                    ($n:literal) => {
+                        spec.getattr(intern!(py, $n))?
+                    };
+                }
+                Cmd::AddMarket {
+                    spec: SpecIn {
+                        market_id: self.sym(&sf!("market_id"))?,
+                        base: self.sym(&sf!("base_token"))?,
+                        quote: self.sym(&sf!("quote_token"))?,
+                        tick: pint(&sf!("tick_size"))?,
+                        lot: pint(&sf!("lot_size"))?,
+                        min_amount: pint(&sf!("min_amount"))?,
+                        maker_bps: pint(&sf!("maker_fee_bps"))?,
+                        taker_bps: pint(&sf!("taker_fee_bps"))?,
+                        state: state_of(&sf!("state"))?,
+                        max_amount: pint(&sf!("max_amount"))?,
+                        max_notional: pint(&sf!("max_notional"))?,
+                        band_bps: pint(&sf!("price_band_bps"))?,
+                        move_bps: pint(&sf!("breaker_move_bps"))?,
+                        window_s: pint(&sf!("breaker_window_s"))?,
+                    },
+                }
+            }
+            9 => Cmd::SetState { market: self.sym(&f!("market_id"))?, state: state_of(&f!("state"))? },
+            10 => Cmd::Sweep { now: i128_of(&f!("now"))? },
+            _ => {
+                let mh = f!("maker_hash");
+                maker_buf = mh.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("maker_hash must be bytes"))?.as_bytes().to_vec();
+                let th = f!("taker_hash");
+                taker_buf = th.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("taker_hash must be bytes"))?.as_bytes().to_vec();
+                Cmd::Revert {
+                    fill_seq: i128_of(&f!("fill_seq"))?,
+                    fill_index: i128_of(&f!("fill_index"))?,
+                    market: self.sym(&f!("market_id"))?,
+                    maker_hash: &maker_buf,
+                    maker_trader: self.sym(&f!("maker_trader"))?,
+                    taker_hash: &taker_buf,
+                    taker_trader: self.sym(&f!("taker_trader"))?,
+                    taker_side: side_of(&f!("taker_side"))?,
+                    price: pint(&f!("price"))?,
+                    amount: pint(&f!("amount"))?,
+                    quote_amount: pint(&f!("quote_amount"))?,
+                    maker_fee: pint(&f!("maker_fee"))?,
+                    taker_fee: pint(&f!("taker_fee"))?,
+                }
+            }
+        };
+        let mut events = Vec::with_capacity(4);
+        let result = catch_unwind(AssertUnwindSafe(|| self.e.apply(seq, &cmd, &mut events)));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(Fault(msg))) => {
+                if msg.starts_with("sequence number must increase") {
+                    // Checked before anything changed: the engine stays usable.
+                    return Err(self.invariant(py, msg));
+                }
+                self.poisoned = Some(msg.clone());
+                return Err(self.invariant(py, msg));
+            }
+            Err(panic) => {
+                let msg = panic_message(&panic);
+                self.poisoned = Some(format!("panic: {msg}"));
+                return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
+            }
+        }
+        let seq_obj = f!("seq");
+        let cmd_hash = match kind {
+            0 | 1 => Some(f!("order_hash")),
+            _ => None,
+        };
+        for ev in events {
+            let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), command, ev)?;
+            out.append(obj)?;
+        }
+        Ok(())
+    }
+
+    fn hash_obj<'py>(py: Python<'py>, cmd_hash: Option<&Bound<'py, PyAny>>, h: H) -> Bound<'py, PyAny> {
+        match h {
+            H::Cmd => cmd_hash.expect("command hash").clone(),
+            H::Own(b) => PyBytes::new(py, &b).into_any(),
+        }
+    }
+
+    fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, command: &Bound<'py, PyAny>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
+        let cls = |i: usize| c.events[i].bind(py);
+        let u = |v: &U256| py_u256(py, c, v);
+        let code = |k: Code| c.codes[k as usize].bind(py).clone();
+        let none = || py.None().into_bound(py);
+        let args: Vec<Bound<'py, PyAny>>;
+        let idx: usize;
+        match ev {
+            Ev::Accepted { trader, market, side, price, amount, tif, nonce, expiry } => {
+                idx = 0;
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), u(&price)?, u(&amount)?, c.tifs[tif as usize].bind(py).clone(), nonce.into_bound_py_any(py)?, expiry.into_bound_py_any(py)?, command.getattr(intern!(py, "client_order_id"))?];
+            }
+            Ev::Rejected { trader, market, code: k, msg } => {
+                idx = 1;
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), code(k), PyString::new(py, &msg).into_any()];
+            }
+            Ev::Duplicate { trader } => {
+                idx = 2;
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader)];
+            }
+            Ev::Fill { fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote, maker_fee, taker_fee, maker_left, taker_left } => {
+                idx = 3;
+                args = vec![
+                    seq.clone(),
+                    fill_index.into_bound_py_any(py)?,
+                    self.pystr(py, market),
+                    PyBytes::new(py, &maker_hash).into_any(),
+                    self.pystr(py, maker_trader),
+                    Self::hash_obj(py, cmd_hash, taker_hash),
+                    self.pystr(py, taker_trader),
+                    c.sides[taker_side as usize].bind(py).clone(),
+                    u(&price)?,
+                    u(&amount)?,
+                    u(&quote)?,
+                    u(&maker_fee)?,
+                    u(&taker_fee)?,
+                    u(&maker_left)?,
+                    u(&taker_left)?,
+                ];
+            }
+            Ev::Cancelled { hash, trader, market, reason, remaining } => {
+                idx = 4;
+                args = vec![seq.clone(), Self::hash_obj(py, cmd_hash, hash), self.pystr(py, trader), self.pystr(py, market), c.reasons[reason as usize].bind(py).clone(), u(&remaining)?];
+            }
+            Ev::CancelRejected { trader } => {
+                idx = 5;
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), code(Code::OrderNotFound)];
+            }
+            Ev::CancelAllApplied { trader, market, nonce_below, cancelled } => {
+                idx = 6;
+                let m = match market {
+                    Some(m) => self.pystr(py, m),
+                    None => none(),
+                };
+                args = vec![seq.clone(), self.pystr(py, trader), m, command.getattr(intern!(py, "nonce_below"))?, cancelled.into_bound_py_any(py)?];
+                let _ = nonce_below;
+            }
+            Ev::Balance { trader, token, total, locked } => {
+                idx = 7;
+                args = vec![seq.clone(), self.pystr(py, trader), self.pystr(py, token), u(&total)?, u(&locked)?];
+            }
+            Ev::WReserved { wid, trader, token, amount } => {
+                idx = 8;
+                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+            }
+            Ev::WReleased { wid, trader, token, amount } => {
+                idx = 9;
+                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+            }
+            Ev::Frozen { trader } => {
+                idx = 10;
+                args = vec![seq.clone(), self.pystr(py, trader)];
+            }
+            Ev::MarketAdded { market } => {
+                idx = 11;
+                args = vec![seq.clone(), self.pystr(py, market)];
+            }
+            Ev::MarketState { market, old, new, reason } => {
+                idx = 12;
+                args = vec![seq.clone(), self.pystr(py, market), c.states[old as usize].bind(py).clone(), c.states[new as usize].bind(py).clone(), PyString::new(py, reason).into_any()];
+            }
+            Ev::Risk { market, kind, msg, reference, price } => {
+                idx = 13;
+                args = vec![seq.clone(), self.pystr(py, market), PyString::new(py, kind).into_any(), PyString::new(py, &msg).into_any(), u(&reference)?, u(&price)?];
+            }
+            Ev::CmdRejected { command: name, code: k, msg } => {
+                idx = 14;
+                args = vec![seq.clone(), PyString::new(py, name).into_any(), code(k), PyString::new(py, &msg).into_any()];
+            }
+            Ev::FillReverted { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, amount, maker_left, taker_left } => {
+                idx = 15;
+                let opt = |v: Option<U256>| -> PyResult<Bound<'py, PyAny>> { v.map_or_else(|| Ok(none()), |v| u(&v)) };
+                args = vec![
+                    seq.clone(),
+                    fill_seq.into_bound_py_any(py)?,
+                    fill_index.into_bound_py_any(py)?,
+                    self.pystr(py, market),
+                    PyBytes::new(py, &maker_hash).into_any(),
+                    self.pystr(py, maker_trader),
+                    PyBytes::new(py, &taker_hash).into_any(),
+                    self.pystr(py, taker_trader),
+                    u(&amount)?,
+                    opt(maker_left)?,
+                    opt(taker_left)?,
+                ];
+            }
+        }
+        cls(idx).call1(PyTuple::new(py, args)?)
+    }
+}
+
+fn side_of(ob: &Bound<'_, PyAny>) -> PyResult<Side> {
+    match ob.extract::<u8>()? {
+        0 => Ok(Side::Buy),
+        1 => Ok(Side::Sell),
+        _ => Err(PyValueError::new_err("bad side")),
+    }
+}
+
+fn state_of(ob: &Bound<'_, PyAny>) -> PyResult<MState> {
+    let s = ob.cast::<PyString>().map_err(|_| PyTypeError::new_err("market state must be a str"))?;
+    MState::from_name(s.to_str()?).ok_or_else(|| PyValueError::new_err("unknown market state"))
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+fn side_arg(side: &Bound<'_, PyAny>) -> PyResult<Side> {
+    side_of(side)
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (fee_recipient = "0x000000000000000000000000000000000000Fee5", *_args, **_kwargs))]
+    fn new(fee_recipient: &str, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> Self {
+        Core { e: Engine::new(fee_recipient), strs: Vec::new(), poisoned: None }
+    }
+
+    /// Apply one command; its events in order.
+    fn apply<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let c = cfg(py)?;
+        let out = PyList::empty(py);
+        self.apply_one(py, c, command, &out)?;
+        Ok(out)
+    }
+
+    /// Apply commands in order; one list of events per command.
+    fn apply_batch<'py>(&mut self, py: Python<'py>, commands: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let c = cfg(py)?;
+        let all = PyList::empty(py);
+        for command in commands.try_iter()? {
+            let out = PyList::empty(py);
+            self.apply_one(py, c, &command?, &out)?;
+            all.append(out)?;
+        }
+        Ok(all)
+    }
+
+    #[getter]
+    fn last_seq(&self) -> i128 {
+        self.e.last_seq
+    }
+
+    #[setter]
+    fn set_last_seq(&mut self, v: i128) {
+        self.e.last_seq = v;
+    }
+
+    #[getter]
+    fn fee_recipient(&self) -> String {
+        self.e.syms.s(self.e.fee_recipient).to_string()
+    }
+
+    #[getter]
+    fn poisoned(&self) -> Option<String> {
+        self.poisoned.clone()
+    }
+
+    /// Raise InvariantError if any must-hold rule is broken.
+    fn validate_invariants(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_usable()?;
+        self.e.check().map_err(|m| self.invariant(py, m))
+    }
+
+    /// The canonical snapshot body (`last_seq` is written as 0 when `for_hash`).
+    #[pyo3(signature = (for_hash = false))]
+    fn canonical<'py>(&self, py: Python<'py>, for_hash: bool) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_usable()?;
+        let body = self.e.canonical(if for_hash { 0 } else { self.e.last_seq });
+        Ok(PyBytes::new(py, body.as_bytes()))
+    }
+
+    /// Replace the whole state by a snapshot's (ValueError if it is not a valid one).
+    fn load_snapshot(&mut self, data: &[u8]) -> PyResult<()> {
+        let e = catch_unwind(|| snap::load(data)).map_err(|p| PyValueError::new_err(format!("snapshot refused: {}", panic_message(&p))))?;
+        self.e = e.map_err(|m| PyValueError::new_err(format!("snapshot refused: {m}")))?;
+        self.strs.clear();
+        self.poisoned = None;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ the runtime's read view
+
+    fn market_ids(&self) -> Vec<String> {
+        self.e.markets.iter().map(|m| self.e.syms.s(m.spec.market_id).to_string()).collect()
+    }
+
+    fn has_market(&self, market_id: &str) -> bool {
+        self.e.syms.find(market_id).is_some_and(|k| self.e.market_index.contains_key(&k))
+    }
+
+    /// Market state name, or None if the market is not listed.
+    fn market_state(&self, market_id: &str) -> Option<&'static str> {
+        let k = self.e.syms.find(market_id)?;
+        let mi = *self.e.market_index.get(&k)?;
+        Some(self.e.markets[mi as usize].state.name())
+    }
+
+    /// Aggregated (price, amount) levels of one side, best first.
+    #[pyo3(signature = (market_id, side, limit = None))]
+    fn depth<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>, limit: Option<usize>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let c = cfg(py)?;
+        let side = side_arg(side)?;
+        let Some(m) = self.market(market_id) else { return Ok(Vec::new()) };
+        m.side(side).values().take(limit.unwrap_or(usize::MAX)).map(|l| Ok((py_u256(py, c, &l.price)?, py_u256(py, c, &l.total)?))).collect()
+    }
+
+    /// Total resting at one price (0 if no level).
+    fn level_total<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>, price: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let c = cfg(py)?;
+        let side = side_arg(side)?;
+        let zero = U256::ZERO;
+        let Some(m) = self.market(market_id) else { return py_u256(py, c, &zero) };
+        let PInt::Val(p) = pint(price)? else { return py_u256(py, c, &zero) };
+        let total = m.side(side).get(&level_key(side, p)).map_or(zero, |l| l.total);
+        py_u256(py, c, &total)
+    }
+
+    /// (levels, open orders, best price or 0) of one side.
+    fn side_stats<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>) -> PyResult<(usize, u64, Bound<'py, PyAny>)> {
+        let c = cfg(py)?;
+        let side = side_arg(side)?;
+        let zero = U256::ZERO;
+        let Some(m) = self.market(market_id) else { return Ok((0, 0, py_u256(py, c, &zero)?)) };
+        let levels = m.side(side);
+        let orders: u64 = levels.values().map(|l| l.live as u64).sum();
+        Ok((levels.len(), orders, py_u256(py, c, &m.best(side).unwrap_or(zero))?))
+    }
+
+    /// (side, price) of the trader's open order, None if it is not open.
+    fn order_level<'py>(&self, py: Python<'py>, trader: &str, order_hash: &[u8]) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let c = cfg(py)?;
+        let Some(t) = self.e.syms.find(trader) else { return Ok(None) };
+        let Some(r) = self.e.open_orders.get(&t).and_then(|m| m.get(order_hash)).copied() else { return Ok(None) };
+        let Some(o) = self.e.get(r) else { return Ok(None) };
+        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &o.price)?)))
+    }
+
+    /// The earliest expiry among scheduled orders (closed ones may linger), or None.
+    fn next_expiry(&self) -> Option<u64> {
+        self.e.expiries.peek().map(|e| e.0.0)
+    }
+
+    fn open_order_count(&self) -> usize {
+        self.e.open_orders.values().map(|m| m.len()).sum()
+    }
+
+    /// (total, locked) of one cell, (0, 0) if it does not exist.
+    fn balance<'py>(&self, py: Python<'py>, trader: &str, token: &str) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let c = cfg(py)?;
+        let cell = match (self.e.syms.find(trader), self.e.syms.find(token)) {
+            (Some(t), Some(k)) => self.e.cell_get(t, k),
+            _ => None,
+        };
+        let (t, l) = cell.map_or((U256::ZERO, U256::ZERO), |i| (self.e.cells[i as usize].total, self.e.cells[i as usize].locked));
+        Ok((py_u256(py, c, &t)?, py_u256(py, c, &l)?))
+    }
+
+    /// Sum of `total` per token over every account.
+    fn token_totals<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+        let c = cfg(py)?;
+        let mut v: Vec<(String, U256)> = self.e.supply.iter().map(|(k, s)| (self.e.syms.s(*k).to_string(), *s)).collect();
+        v.sort();
+        v.into_iter().map(|(k, s)| Ok((k, py_u256(py, c, &s)?))).collect()
+    }
+
+    fn is_frozen(&self, trader: &str) -> bool {
+        self.e.syms.find(trader).is_some_and(|t| self.e.frozen.contains(&t))
+    }
+
+    /// A deliberate panic inside the core: the tests of the panic path use it.
+    fn _panic_for_test(&mut self) -> PyResult<()> {
+        let r = catch_unwind(AssertUnwindSafe(|| -> () { panic!("deliberate panic for a test") }));
+        if let Err(p) = r {
+            let msg = panic_message(&p);
+            self.poisoned = Some(format!("panic: {msg}"));
+            return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    fn market(&self, market_id: &str) -> Option<&Market> {
+        let k = self.e.syms.find(market_id)?;
+        let mi = *self.e.market_index.get(&k)?;
+        Some(&self.e.markets[mi as usize])
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Core>()?;
+    m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add("CODE_NAMES", Code::NAMES.to_vec())?;
+    m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
+    Ok(())
+}
