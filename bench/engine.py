@@ -70,7 +70,7 @@ from backend.matching.commands import (
     MarketSpec,
     PlaceOrder,
 )
-from backend.matching.engine import Engine as ReferenceEngine
+from backend.matching.engine import PythonEngine as ReferenceEngine
 
 WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
@@ -122,7 +122,7 @@ def generate(n: int, seed: int = 7, n_traders: int = 200, *, sided: bool = False
     half of the traders only buy, the others only sell, so no order ever meets its own
     trader's (books without self-trade prevention then fill exactly as the engine does)."""
     rng = random.Random(seed)
-    shadow = Engine()
+    shadow = ReferenceEngine()  # its book and order index are readable from Python
     commands = setup_commands(n_traders)
     for setup in commands:
         shadow.apply(setup)
@@ -372,7 +372,7 @@ def rss_child(n: int, reference: bool = False) -> None:
                        trader_address(i % n_traders), MARKET, side, price, LOT * (1 + i % 7),
                        TimeInForce.GTC, i + 1, 0)
         )  # fmt: skip
-    resting = sum(len(d) for d in engine.open_orders.values())
+    resting = engine.open_order_count()
     print(json.dumps({"resting": resting, "rss_mb": rss_mb(), "baseline_mb": baseline}))
 
 

@@ -39,7 +39,7 @@ from engine import LOT, TICK, SkeletonBook, collector, generate
 from backend.domain.types import Side, TimeInForce
 from backend.matching import Engine
 from backend.matching.commands import CancelOrder, Command, PlaceOrder
-from backend.matching.engine import Engine as ReferenceEngine
+from backend.matching.engine import PythonEngine as ReferenceEngine
 
 FillRow = tuple[bytes, bytes, int, int]  # maker hash, taker hash, price, amount
 TARGET_VS_MANTICORE = 10.0

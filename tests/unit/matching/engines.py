@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from backend.matching import events as ev
 from backend.matching.commands import Command
-from backend.matching.engine import Engine as ReferenceEngine
+from backend.matching.engine import PythonEngine as ReferenceEngine
 
 
 class EngineLike(Protocol):
@@ -41,8 +41,8 @@ REFERENCE = EngineKind("reference", ReferenceEngine, ReferenceEngine.from_snapsh
 
 def _native() -> EngineKind | None:
     try:
-        from backend.matching.native import NativeEngine  # type: ignore[import-not-found]
-    except ImportError:
+        from backend.matching.native import NativeEngine
+    except ImportError:  # not built
         return None
     return EngineKind("native", NativeEngine, NativeEngine.from_snapshot)
 
