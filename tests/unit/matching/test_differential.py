@@ -37,9 +37,10 @@ from backend.matching.events import Fill
 
 from .engines import EngineKind, EngineLike, normalise_all, pair
 
-pytestmark = pytest.mark.unit
-
 SOAK = os.environ.get("HYBRIDEX_SOAK") == "1"
+
+# Under soak the run is long by design: no per-test timeout.
+pytestmark = [pytest.mark.unit, *([pytest.mark.timeout(0)] if SOAK else [])]
 
 TOKENS = ("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20)
 TRADERS = ("0x" + "a1" * 20, "0x" + "b0" * 20, "0x" + "ca" * 20, FEE_ACCOUNT)
@@ -442,8 +443,8 @@ def _revert_of(f: Fill, seq: int, now: int) -> c.RevertFill:
 assert PRICE_SCALE == 10**18  # GRIDS assume it
 
 Differential.TestCase.settings = settings(
-    max_examples=3_000 if SOAK else 150,
-    stateful_step_count=150 if SOAK else 50,
+    max_examples=1_500 if SOAK else 150,
+    stateful_step_count=100 if SOAK else 50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

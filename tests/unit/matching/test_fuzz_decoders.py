@@ -27,9 +27,9 @@ from backend.matching.invariants import InvariantError
 from .engines import pair
 from .helpers import ALICE, BOB, BUY, CAROL, LOT, QUOTE, SELL, Harness, P, spec
 
-pytestmark = pytest.mark.unit
-
 SOAK = os.environ.get("HYBRIDEX_SOAK") == "1"
+
+pytestmark = [pytest.mark.unit, *([pytest.mark.timeout(0)] if SOAK else [])]
 FUZZ = settings(
     max_examples=20_000 if SOAK else 400,
     deadline=None,
