@@ -20,6 +20,7 @@ def configure(
     codes: Sequence[Any],
     invariant_error: type[Exception],
 ) -> None: ...
+def encode_events(events: list[Event], out: bytearray) -> bool: ...
 
 class Core:
     last_seq: int

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from backend import _native
 from backend.domain.errors import ErrorCode
 from backend.domain.types import MarketState, Side, TimeInForce
 from backend.matching.commands import COMMAND_TYPES, CancelOrder, Command, MarketSpec, PlaceOrder
@@ -42,6 +43,9 @@ from backend.matching.events import (
     OrderAccepted,
     OrderCancelled,
 )
+from backend.matching.native import configured
+
+assert configured  # the native encoder knows the event classes (native.py configures it)
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -458,7 +462,14 @@ def encode_event_generic(event: Event) -> bytes:
 
 def encode_events(events: list[Event], out: bytearray) -> None:
     """Append each event, length-prefixed (1 byte, or 0xFF + u32), to `out` (the outbox batch
-    of one command)."""
+    of one command). The native encoder writes the same bytes; what it does not take (a
+    negative integer, a field of the wrong type) goes through `encode_events_python`."""
+    if not _native.encode_events(events, out):
+        encode_events_python(events, out)
+
+
+def encode_events_python(events: list[Event], out: bytearray) -> None:
+    """The reference encoder of `encode_events`."""
     for event in events:
         # Dispatch inline, most frequent first: a call per event is a third of the cost.
         if type(event) is BalanceChanged:

@@ -37,6 +37,7 @@ _native.configure(
     [ErrorCode[name] for name in _native.CODE_NAMES],
     InvariantError,
 )
+configured = True
 
 
 class NativeEngine(_native.Core):

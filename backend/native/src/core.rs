@@ -6,7 +6,9 @@
 //! `Fault` (the engine must stop) rather than a wrap or a panic.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::num::*;
 
@@ -362,20 +364,20 @@ impl Engine {
             empty,
             fee_recipient,
             markets: Vec::new(),
-            market_index: HashMap::new(),
+            market_index: HashMap::default(),
             slab: Vec::new(),
             free: Vec::new(),
             cells: Vec::new(),
-            cell_index: HashMap::new(),
-            supply: HashMap::new(),
-            open_orders: HashMap::new(),
-            nonces: HashMap::new(),
-            client_ids: HashMap::new(),
-            cancel_bars: HashMap::new(),
-            frozen: HashSet::new(),
-            withdrawals: HashMap::new(),
+            cell_index: HashMap::default(),
+            supply: HashMap::default(),
+            open_orders: HashMap::default(),
+            nonces: HashMap::default(),
+            client_ids: HashMap::default(),
+            cancel_bars: HashMap::default(),
+            frozen: HashSet::default(),
+            withdrawals: HashMap::default(),
             expiries: BinaryHeap::new(),
-            reverted: HashSet::new(),
+            reverted: HashSet::default(),
             last_seq: 0,
             dirty: Vec::new(),
         }
@@ -1311,8 +1313,8 @@ impl Engine {
         fn must(c: bool, m: &str) -> Result<(), String> {
             if c { Ok(()) } else { Err(m.to_string()) }
         }
-        let mut expected: HashMap<(Sym, Sym), U512> = HashMap::new();
-        let mut in_books: HashMap<&[u8], ORef> = HashMap::new();
+        let mut expected: HashMap<(Sym, Sym), U512> = HashMap::default();
+        let mut in_books: HashMap<&[u8], ORef> = HashMap::default();
         for (mi, market) in self.markets.iter().enumerate() {
             let spec = &market.spec;
             if let (Some(b), Some(a)) = (market.best(Side::Buy), market.best(Side::Sell)) {
@@ -1365,7 +1367,7 @@ impl Engine {
             must(!amount.is_zero(), "empty withdrawal reservation")?;
             *expected.entry((*trader, *token)).or_insert(U512::ZERO) += wide(*amount);
         }
-        let mut supply: HashMap<Sym, U512> = HashMap::new();
+        let mut supply: HashMap<Sym, U512> = HashMap::default();
         for cell in &self.cells {
             must(cell.locked <= cell.total, "locked above total")?;
             let want = expected.remove(&(cell.trader, cell.token)).unwrap_or(U512::ZERO);

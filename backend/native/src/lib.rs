@@ -3,8 +3,10 @@
 //! `core::Engine`. A `Fault` (arithmetic the invariants rule out) or a Rust panic poisons the
 //! engine: it raises, and refuses every later command, since its state may be half-applied.
 
+mod codec;
 mod core;
 mod num;
+mod slots;
 mod snap;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,15 +19,55 @@ use pyo3::{intern, IntoPyObjectExt};
 
 use crate::core::*;
 use crate::num::*;
+use crate::slots::Slotted;
+
+/// The dataclass fields of each command class, in order (COMMAND_TYPES order); the binding
+/// reads them by position.
+const COMMAND_FIELDS: [&[&str]; 12] = [
+    &["seq", "now", "order_hash", "trader", "market_id", "side", "price", "amount", "time_in_force", "nonce", "expiry", "client_order_id"],
+    &["seq", "now", "order_hash", "trader"],
+    &["seq", "now", "trader", "market_id", "nonce_below"],
+    &["seq", "now", "trader", "token", "amount"],
+    &["seq", "now", "trader", "token", "amount", "withdrawal_id"],
+    &["seq", "now", "trader", "token", "amount", "withdrawal_id"],
+    &["seq", "now", "withdrawal_id"],
+    &["seq", "now", "trader"],
+    &["seq", "now", "spec"],
+    &["seq", "now", "market_id", "state"],
+    &["seq", "now"],
+    &["seq", "now", "fill_seq", "fill_index", "market_id", "maker_hash", "maker_trader", "taker_hash", "taker_trader", "taker_side", "price", "amount", "quote_amount", "maker_fee", "taker_fee"],
+];
+
+
+/// Position of `name` in `names` (at compile time: a wrong name does not build).
+const fn idx(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        let (a, b) = (names[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such command field")
+}
 
 /// The Python classes and enum members the binding builds events from (set by `configure`).
-struct Config {
+pub(crate) struct Config {
     commands: Vec<Py<PyAny>>,
-    events: Vec<Py<PyAny>>,
-    sides: Vec<Py<PyAny>>,
-    tifs: Vec<Py<PyAny>>,
-    states: Vec<Py<PyAny>>,
-    reasons: Vec<Py<PyAny>>,
+    cmd_slots: Vec<Slotted>,
+    pub(crate) ev_slots: Vec<Slotted>,
+    pub(crate) ev_kinds: Vec<Vec<codec::Kind>>,
+    pub(crate) sides: Vec<Py<PyAny>>,
+    pub(crate) tifs: Vec<Py<PyAny>>,
+    pub(crate) states: Vec<Py<PyAny>>,
+    pub(crate) reasons: Vec<Py<PyAny>>,
     codes: Vec<Py<PyAny>>,
     invariant_error: Py<PyAny>,
     int_from_bytes: Py<PyAny>,
@@ -33,7 +75,7 @@ struct Config {
 
 static CONFIG: PyOnceLock<Config> = PyOnceLock::new();
 
-fn cfg(py: Python<'_>) -> PyResult<&Config> {
+pub(crate) fn cfg(py: Python<'_>) -> PyResult<&Config> {
     CONFIG.get(py).ok_or_else(|| PyRuntimeError::new_err("backend._native.configure() was not called"))
 }
 
@@ -54,18 +96,44 @@ fn configure(
         return Err(PyValueError::new_err("configure: wrong number of classes or members"));
     }
     let int_from_bytes = py.get_type::<pyo3::types::PyInt>().getattr("from_bytes")?.unbind();
-    let _ = CONFIG.set(py, Config { commands, events, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
+    let mut cmd_slots = Vec::with_capacity(12);
+    for (cls, names) in commands.iter().zip(COMMAND_FIELDS) {
+        let cls = cls.bind(py);
+        let fields: Vec<String> = cls.getattr("__dataclass_fields__")?.cast::<pyo3::types::PyDict>()?.keys().extract()?;
+        if fields != names {
+            return Err(PyValueError::new_err(format!("configure: {} fields are {fields:?}, not {names:?}", cls.str()?)));
+        }
+        cmd_slots.push(Slotted::new(cls, None)?);
+    }
+    let ev_slots = events.iter().map(|cls| Slotted::new(cls.bind(py), None)).collect::<PyResult<Vec<_>>>()?;
+    let mut ev_kinds = Vec::with_capacity(events.len());
+    for cls in &events {
+        let fields = cls.bind(py).getattr("__dataclass_fields__")?;
+        let mut kinds = Vec::new();
+        for f in fields.cast::<pyo3::types::PyDict>()?.values() {
+            let annotation = f.getattr("type")?.str()?.to_string();
+            kinds.push(codec::Kind::of(&annotation).ok_or_else(|| PyValueError::new_err(format!("configure: no encoding for {annotation}")))?);
+        }
+        ev_kinds.push(kinds);
+    }
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
     Ok(())
 }
 
 // ---------------------------------------------------------------------- conversions
 
-fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
-    if let Ok(v) = ob.extract::<u128>() {
-        return Ok(PInt::Val(U256::from(v)));
-    }
+pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
     if !ob.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err("expected an int"));
+    }
+    #[cfg(not(Py_3_13))]
+    // SAFETY: ob is an int; the buffer holds the 32 bytes asked for.
+    unsafe {
+        let mut buf = [0u8; 32];
+        if pyo3::ffi::_PyLong_AsByteArray(ob.as_ptr() as *mut pyo3::ffi::PyLongObject, buf.as_mut_ptr(), 32, 1, 0) == 0 {
+            return Ok(PInt::Val(U256::from_le_bytes(buf)));
+        }
+        pyo3::ffi::PyErr_Clear(); // negative, or wider than 256 bits: told apart below
     }
     if ob.lt(0)? {
         return Ok(PInt::Neg);
@@ -83,13 +151,22 @@ fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
     ob.extract::<i128>()
 }
 
-fn py_u256<'py>(py: Python<'py>, c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
-    if v.bit_len() <= 128 {
-        let l = v.as_limbs();
-        return (l[0] as u128 | ((l[1] as u128) << 64)).into_bound_py_any(py);
+fn py_u256<'py>(py: Python<'py>, _c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if v.bit_len() <= 64 {
+        return v.as_limbs()[0].into_bound_py_any(py);
     }
-    let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
-    c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
+    #[cfg(not(Py_3_13))]
+    // SAFETY: 32 little-endian bytes, unsigned: a new int reference (or NULL and an error).
+    unsafe {
+        let bytes = v.to_le_bytes::<32>();
+        let p = pyo3::ffi::_PyLong_FromByteArray(bytes.as_ptr(), 32, 1, 0);
+        return Bound::from_owned_ptr_or_err(py, p);
+    }
+    #[allow(unreachable_code)]
+    {
+        let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
+        _c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
+    }
 }
 
 #[pyclass(subclass, module = "backend._native", name = "Core")]
@@ -157,69 +234,71 @@ impl Core {
         let Some(kind) = c.commands.iter().position(|t| t.as_ptr() == tp) else {
             return Err(PyTypeError::new_err(format!("not an engine command: {}", ty.name()?)));
         };
+        let cs = &c.cmd_slots[kind];
         macro_rules! f {
-            ($n:literal) => {
-                command.getattr(intern!(py, $n))?
-            };
+            ($k:literal, $n:literal) => {{
+                const I: usize = idx(COMMAND_FIELDS[$k], $n);
+                cs.get(command, I)?
+            }};
         }
-        let seq = i128_of(&f!("seq"))?;
+        let seq = i128_of(&cs.get(command, 0)?)?;
         let hash_obj;
-        let hash_buf: Vec<u8>;
+        let hash_buf: &[u8];
         let maker_buf: Vec<u8>;
         let taker_buf: Vec<u8>;
         let coid_obj;
         let wid_obj;
         let cmd = match kind {
             0 => {
-                hash_obj = f!("order_hash");
+                hash_obj = f!(0, "order_hash");
                 let h = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?;
-                hash_buf = h.as_bytes().to_vec();
-                coid_obj = f!("client_order_id");
+                hash_buf = h.as_bytes();
+                coid_obj = f!(0, "client_order_id");
                 let coid = if coid_obj.is_none() { None } else { Some(coid_obj.cast::<PyString>()?.to_str()?) };
                 Cmd::Place {
-                    now: i128_of(&f!("now"))?,
-                    h: &hash_buf,
-                    trader: self.sym(&f!("trader"))?,
-                    market: self.sym(&f!("market_id"))?,
-                    side: side_of(&f!("side"))?,
-                    price: pint(&f!("price"))?,
-                    amount: pint(&f!("amount"))?,
-                    tif: match f!("time_in_force").extract::<u8>()? {
+                    now: i128_of(&f!(0, "now"))?,
+                    h: hash_buf,
+                    trader: self.sym(&f!(0, "trader"))?,
+                    market: self.sym(&f!(0, "market_id"))?,
+                    side: side_of(&f!(0, "side"))?,
+                    price: pint(&f!(0, "price"))?,
+                    amount: pint(&f!(0, "amount"))?,
+                    tif: match f!(0, "time_in_force").extract::<u8>()? {
                         0 => Tif::Gtc,
                         1 => Tif::Ioc,
                         2 => Tif::Fok,
                         3 => Tif::PostOnly,
                         _ => return Err(PyValueError::new_err("bad time_in_force")),
                     },
-                    nonce: pint(&f!("nonce"))?,
-                    expiry: pint(&f!("expiry"))?,
+                    nonce: pint(&f!(0, "nonce"))?,
+                    expiry: pint(&f!(0, "expiry"))?,
                     coid,
                 }
             }
             1 => {
-                hash_obj = f!("order_hash");
-                hash_buf = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?.as_bytes().to_vec();
-                Cmd::Cancel { h: &hash_buf, trader: self.sym(&f!("trader"))? }
+                hash_obj = f!(1, "order_hash");
+                hash_buf = hash_obj.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("order_hash must be bytes"))?.as_bytes();
+                Cmd::Cancel { h: hash_buf, trader: self.sym(&f!(1, "trader"))? }
             }
-            2 => Cmd::CancelAll { trader: self.sym(&f!("trader"))?, market: self.opt_sym(&f!("market_id"))?, nonce_below: pint(&f!("nonce_below"))? },
-            3 => Cmd::Credit { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))? },
+            2 => Cmd::CancelAll { trader: self.sym(&f!(2, "trader"))?, market: self.opt_sym(&f!(2, "market_id"))?, nonce_below: pint(&f!(2, "nonce_below"))? },
+            3 => Cmd::Credit { trader: self.sym(&f!(3, "trader"))?, token: self.sym(&f!(3, "token"))?, amount: pint(&f!(3, "amount"))? },
             4 => {
-                wid_obj = f!("withdrawal_id");
+                wid_obj = f!(4, "withdrawal_id");
                 let wid = if wid_obj.is_none() { None } else { Some(wid_obj.cast::<PyString>()?.to_str()?) };
-                Cmd::Debit { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))?, wid }
+                Cmd::Debit { trader: self.sym(&f!(4, "trader"))?, token: self.sym(&f!(4, "token"))?, amount: pint(&f!(4, "amount"))?, wid }
             }
             5 => {
-                wid_obj = f!("withdrawal_id");
+                wid_obj = f!(5, "withdrawal_id");
                 let wid = wid_obj.cast::<PyString>()?.to_str()?;
-                Cmd::Reserve { trader: self.sym(&f!("trader"))?, token: self.sym(&f!("token"))?, amount: pint(&f!("amount"))?, wid }
+                Cmd::Reserve { trader: self.sym(&f!(5, "trader"))?, token: self.sym(&f!(5, "token"))?, amount: pint(&f!(5, "amount"))?, wid }
             }
             6 => {
-                wid_obj = f!("withdrawal_id");
+                wid_obj = f!(6, "withdrawal_id");
                 Cmd::Release { wid: wid_obj.cast::<PyString>()?.to_str()? }
             }
-            7 => Cmd::Freeze { trader: self.sym(&f!("trader"))? },
+            7 => Cmd::Freeze { trader: self.sym(&f!(7, "trader"))? },
             8 => {
-                let spec = f!("spec");
+                let spec = f!(8, "spec");
                 macro_rules! sf {
                     ($n:literal) => {
                         spec.getattr(intern!(py, $n))?
@@ -244,27 +323,27 @@ impl Core {
                     },
                 }
             }
-            9 => Cmd::SetState { market: self.sym(&f!("market_id"))?, state: state_of(&f!("state"))? },
-            10 => Cmd::Sweep { now: i128_of(&f!("now"))? },
+            9 => Cmd::SetState { market: self.sym(&f!(9, "market_id"))?, state: state_of(&f!(9, "state"))? },
+            10 => Cmd::Sweep { now: i128_of(&f!(10, "now"))? },
             _ => {
-                let mh = f!("maker_hash");
+                let mh = f!(11, "maker_hash");
                 maker_buf = mh.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("maker_hash must be bytes"))?.as_bytes().to_vec();
-                let th = f!("taker_hash");
+                let th = f!(11, "taker_hash");
                 taker_buf = th.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("taker_hash must be bytes"))?.as_bytes().to_vec();
                 Cmd::Revert {
-                    fill_seq: i128_of(&f!("fill_seq"))?,
-                    fill_index: i128_of(&f!("fill_index"))?,
-                    market: self.sym(&f!("market_id"))?,
+                    fill_seq: i128_of(&f!(11, "fill_seq"))?,
+                    fill_index: i128_of(&f!(11, "fill_index"))?,
+                    market: self.sym(&f!(11, "market_id"))?,
                     maker_hash: &maker_buf,
-                    maker_trader: self.sym(&f!("maker_trader"))?,
+                    maker_trader: self.sym(&f!(11, "maker_trader"))?,
                     taker_hash: &taker_buf,
-                    taker_trader: self.sym(&f!("taker_trader"))?,
-                    taker_side: side_of(&f!("taker_side"))?,
-                    price: pint(&f!("price"))?,
-                    amount: pint(&f!("amount"))?,
-                    quote_amount: pint(&f!("quote_amount"))?,
-                    maker_fee: pint(&f!("maker_fee"))?,
-                    taker_fee: pint(&f!("taker_fee"))?,
+                    taker_trader: self.sym(&f!(11, "taker_trader"))?,
+                    taker_side: side_of(&f!(11, "taker_side"))?,
+                    price: pint(&f!(11, "price"))?,
+                    amount: pint(&f!(11, "amount"))?,
+                    quote_amount: pint(&f!(11, "quote_amount"))?,
+                    maker_fee: pint(&f!(11, "maker_fee"))?,
+                    taker_fee: pint(&f!(11, "taker_fee"))?,
                 }
             }
         };
@@ -286,13 +365,18 @@ impl Core {
                 return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
             }
         }
-        let seq_obj = f!("seq");
+        let seq_obj = cs.get(command, 0)?;
         let cmd_hash = match kind {
-            0 | 1 => Some(f!("order_hash")),
+            0 | 1 => Some(cs.get(command, 2)?),
+            _ => None,
+        };
+        let extra = match kind {
+            0 => Some(cs.get(command, idx(COMMAND_FIELDS[0], "client_order_id"))?),
+            2 => Some(cs.get(command, idx(COMMAND_FIELDS[2], "nonce_below"))?),
             _ => None,
         };
         for ev in events {
-            let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), command, ev)?;
+            let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), ev)?;
             out.append(obj)?;
         }
         Ok(())
@@ -305,8 +389,9 @@ impl Core {
         }
     }
 
-    fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, command: &Bound<'py, PyAny>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
-        let cls = |i: usize| c.events[i].bind(py);
+    /// The event dataclass for `ev`; `extra` is the command's client_order_id (PlaceOrder) or
+    /// nonce_below (CancelAll), which the events repeat as given.
+    fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, extra: Option<&Bound<'py, PyAny>>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
         let u = |v: &U256| py_u256(py, c, v);
         let code = |k: Code| c.codes[k as usize].bind(py).clone();
         let none = || py.None().into_bound(py);
@@ -315,7 +400,7 @@ impl Core {
         match ev {
             Ev::Accepted { trader, market, side, price, amount, tif, nonce, expiry } => {
                 idx = 0;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), u(&price)?, u(&amount)?, c.tifs[tif as usize].bind(py).clone(), nonce.into_bound_py_any(py)?, expiry.into_bound_py_any(py)?, command.getattr(intern!(py, "client_order_id"))?];
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), u(&price)?, u(&amount)?, c.tifs[tif as usize].bind(py).clone(), nonce.into_bound_py_any(py)?, expiry.into_bound_py_any(py)?, extra.expect("client_order_id").clone()];
             }
             Ev::Rejected { trader, market, code: k, msg } => {
                 idx = 1;
@@ -359,7 +444,7 @@ impl Core {
                     Some(m) => self.pystr(py, m),
                     None => none(),
                 };
-                args = vec![seq.clone(), self.pystr(py, trader), m, command.getattr(intern!(py, "nonce_below"))?, cancelled.into_bound_py_any(py)?];
+                args = vec![seq.clone(), self.pystr(py, trader), m, extra.expect("nonce_below").clone(), cancelled.into_bound_py_any(py)?];
                 let _ = nonce_below;
             }
             Ev::Balance { trader, token, total, locked } => {
@@ -412,7 +497,7 @@ impl Core {
                 ];
             }
         }
-        cls(idx).call1(PyTuple::new(py, args)?)
+        c.ev_slots[idx].build(py, args)
     }
 }
 
@@ -627,6 +712,7 @@ impl Core {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())

@@ -371,7 +371,7 @@ pub fn load(data: &[u8]) -> Result<Engine, E> {
     for row in arr(obj(root, "cancel_bars")?)? {
         let [trader, rows] = tup::<2>(row)?;
         let t = e.syms.get(s(trader)?);
-        let mut bars = std::collections::HashMap::new();
+        let mut bars = rustc_hash::FxHashMap::default();
         for r in arr(rows)? {
             let [m, b] = tup::<2>(r)?;
             let b = u256(b)?;

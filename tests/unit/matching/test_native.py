@@ -40,6 +40,7 @@ class Pair:
         self.seq = 0
         self.now = 1_000
         self.fills: list[Fill] = []
+        self.log: list[list[Event]] = []
 
     def do(self, cls: type[Any], *args: Any, **kw: Any) -> list[Event]:
         self.seq += 1
@@ -49,6 +50,7 @@ class Pair:
         assert got == expected, command
         assert self.native.state_hash() == self.py.state_hash(), command
         self.fills += [e for e in expected if isinstance(e, Fill)]
+        self.log.append(got)
         return expected
 
 
