@@ -31,6 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from backend.domain.types import PRICE_SCALE, UINT256_MAX, MarketState, Side, TimeInForce
 from backend.engine.journal import Journal, read_journal
 from backend.engine.records import decode_record, encode_record
+from backend.matching import codec
 from backend.matching import commands as c
 from backend.matching.engine import FEE_ACCOUNT
 from backend.matching.events import Fill
@@ -78,6 +79,12 @@ class Differential(RuleBasedStateMachine):
         out_b = self.b.apply(command)
         got_a, got_b = normalise_all(out_a), normalise_all(out_b)
         assert got_a == got_b, (command, self.kind_a.name, got_a, self.kind_b.name, got_b)
+        # The outbox bytes too: the production encoder (native when built) against the
+        # reference encoder.
+        wire_a, wire_b = bytearray(), bytearray()
+        codec.encode_events(out_a, wire_a)
+        codec.encode_events_python(out_b, wire_b)
+        assert wire_a == wire_b, command
         for e in out_b:
             if isinstance(e, Fill):
                 self.fills.append(_revert_of(e, self.seq + 1, self.now))
