@@ -15,13 +15,12 @@ setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.ins
 # the project itself is installed apart, without dependencies. Its build backend, maturin, comes
 # from the same lock (no build isolation) and compiles the native engine core with cargo into
 # backend/_native*.so, again whenever the crate changes.
-NATIVE_SRC := backend/native/Cargo.toml backend/native/Cargo.lock $(wildcard backend/native/src/*.rs)
+NATIVE_SRC := $(addprefix backend/native/,Cargo.toml Cargo.lock build.rs) $(wildcard backend/native/src/*.rs)
 $(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock $(NATIVE_SRC)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) to build backend/native"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
-	PATH="$(CURDIR)/$(BIN):$$PATH" MATURIN_PEP517_ARGS=--locked \
-		$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip install --quiet --no-deps -e client
 	touch $@
 

@@ -51,7 +51,9 @@ def engine(
         if verify_journal is not None:
             from backend.engine.replay import replay_from_scratch
 
-            seq, digest = replay_from_scratch(verify_journal, fee_recipient=settings.fee_recipient)
+            seq, digest = replay_from_scratch(
+                verify_journal, fee_recipient=settings.fee_recipient, engine=settings.engine
+            )
             typer.echo(json.dumps({"seq": seq, "state_hash": digest}))
             return
         _require_fee_account(settings)

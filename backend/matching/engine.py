@@ -214,6 +214,9 @@ class Engine:
         bal = self.balances.get(trader, token)
         return (0, 0) if bal is None else (bal.total, bal.locked)
 
+    def balance_rows(self) -> list[tuple[str, str, int, int]]:
+        return [(b.trader, b.token, b.total, b.locked) for b in self.balances]
+
     def token_totals(self) -> list[tuple[str, int]]:
         return sorted(self.balances.token_totals().items())
 

@@ -676,6 +676,15 @@ impl Core {
         Ok((py_u256(py, c, &t)?, py_u256(py, c, &l)?))
     }
 
+    /// Every (trader, token, total, locked), in (trader, token) order.
+    fn balance_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, String, Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let c = cfg(py)?;
+        let s = &self.e.syms;
+        let mut cells: Vec<&Cell> = self.e.cells.iter().collect();
+        cells.sort_by(|a, b| (s.s(a.trader), s.s(a.token)).cmp(&(s.s(b.trader), s.s(b.token))));
+        cells.into_iter().map(|x| Ok((s.s(x.trader).to_string(), s.s(x.token).to_string(), py_u256(py, c, &x.total)?, py_u256(py, c, &x.locked)?))).collect()
+    }
+
     /// Sum of `total` per token over every account.
     fn token_totals<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
         let c = cfg(py)?;

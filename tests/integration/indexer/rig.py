@@ -55,10 +55,10 @@ class EngineBox:
         return EngineClientSink(self.client, self.loop)
 
     def total(self, trader: str, token: str) -> int:
-        return self.service.engine.balances.total(trader, token)
+        return self.service.engine.balance(trader, token)[0]
 
     def frozen(self, trader: str) -> bool:
-        return trader in self.service.engine.frozen
+        return self.service.engine.is_frozen(trader)
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())
@@ -210,7 +210,9 @@ class Rig:
                 if b.amount
             }
         engine = {
-            (b.trader, b.token): b.total for b in self.engine.service.engine.balances if b.total
+            (trader, token): total
+            for trader, token, total, _ in self.engine.service.engine.balance_rows()
+            if total
         }
         return {"deposits": deposits, "chain_balances": balances, "engine": engine}
 

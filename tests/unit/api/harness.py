@@ -112,7 +112,7 @@ class Harness:
 
     def engine_balances(self) -> list[tuple[str, str, int, int]]:
         async def read() -> list[tuple[str, str, int, int]]:
-            return [(b.trader, b.token, b.total, b.locked) for b in self.service.engine.balances]
+            return self.service.engine.balance_rows()
 
         return self.run(read)
 
