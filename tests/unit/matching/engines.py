@@ -2,7 +2,7 @@
 
 `candidate` is the engine production runs (the native core when it is built), `reference` the
 Python model it is checked against. Without a native build both are the Python engine, so the
-harness itself stays exercised. `HYBRIDEX_DIFF_ENGINES=reference,reference` forces that.
+harness itself stays exercised. `HYBRIDEX_TEST_ENGINES=reference,reference` forces that.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def _kind(name: str) -> EngineKind:
         return REFERENCE
     if name == "native":
         if NATIVE is None:
-            raise RuntimeError("HYBRIDEX_DIFF_ENGINES names the native engine, which is not built")
+            raise RuntimeError("HYBRIDEX_TEST_ENGINES names the native engine, which is not built")
         return NATIVE
-    raise RuntimeError(f"unknown engine {name!r} in HYBRIDEX_DIFF_ENGINES")
+    raise RuntimeError(f"unknown engine {name!r} in HYBRIDEX_TEST_ENGINES")
 
 
 def pair() -> tuple[EngineKind, EngineKind]:
     """(candidate, reference)."""
-    names = os.environ.get("HYBRIDEX_DIFF_ENGINES")
+    names = os.environ.get("HYBRIDEX_TEST_ENGINES")
     if names:
         a, b = names.split(",")
         return _kind(a.strip()), _kind(b.strip())

@@ -10,7 +10,7 @@ refuse alike). Snapshots are exchanged mid-stream (each engine continues from th
 snapshot) and, at the end, the stream is written to a real journal and replayed into fresh
 engines of both kinds.
 
-`make test` runs a bounded number of examples; `HYBRIDEX_SOAK=1` (used by `make soak`) runs
+`make test` runs a bounded number of examples; `HYBRIDEX_TEST_SOAK=1` (used by `make soak`) runs
 many more and longer streams.
 """
 
@@ -38,7 +38,7 @@ from backend.matching.events import Fill
 
 from .engines import EngineKind, EngineLike, normalise_all, pair
 
-SOAK = os.environ.get("HYBRIDEX_SOAK") == "1"
+SOAK = os.environ.get("HYBRIDEX_TEST_SOAK") == "1"
 
 # Under soak the run is long by design: no per-test timeout.
 pytestmark = [pytest.mark.unit, *([pytest.mark.timeout(0)] if SOAK else [])]

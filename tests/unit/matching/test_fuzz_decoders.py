@@ -3,7 +3,7 @@ with `ValueError` (or decode to a well-formed value), never raise anything else.
 
 Covers the command codec (journal records and the engine port's SUBMIT body, which is a journal
 record payload), the event codec (outbox, SUBMITTED answers) and engine snapshots, for every
-engine kind the differential test runs. `HYBRIDEX_SOAK=1` (`make soak`) runs far more inputs.
+engine kind the differential test runs. `HYBRIDEX_TEST_SOAK=1` (`make soak`) runs far more inputs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from backend.matching.invariants import InvariantError
 from .engines import pair
 from .helpers import ALICE, BOB, BUY, CAROL, LOT, QUOTE, SELL, Harness, P, spec
 
-SOAK = os.environ.get("HYBRIDEX_SOAK") == "1"
+SOAK = os.environ.get("HYBRIDEX_TEST_SOAK") == "1"
 
 pytestmark = [pytest.mark.unit, *([pytest.mark.timeout(0)] if SOAK else [])]
 FUZZ = settings(
