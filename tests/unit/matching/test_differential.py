@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -417,17 +419,30 @@ class Differential(RuleBasedStateMachine):
         assert self.a.last_seq == self.b.last_seq == self.seq
 
     def teardown(self) -> None:
-        """The stream, written to a real journal, replays in fresh engines of both kinds to
-        the live state."""
+        """The stream, written to a real journal by the production record encoder and by the
+        reference one, replays in fresh engines of both kinds to the live state."""
         if not self.log:
             return
         expected = self.b.state_hash()
-        with tempfile.TemporaryDirectory(prefix="hybridex-diff-") as tmp:
-            journal = Journal(Path(tmp))
-            journal.append_group([encode_record(cmd) for cmd in self.log])
-            journal.close()
-            for kind in (self.kind_a, self.kind_b):
-                assert _replay(kind, Path(tmp)) == expected, kind.name
+        for writer in (encode_record, _reference_record):
+            with tempfile.TemporaryDirectory(prefix="hybridex-diff-") as tmp:
+                journal = Journal(Path(tmp))
+                journal.append_group([writer(cmd) for cmd in self.log])
+                journal.close()
+                for kind in (self.kind_a, self.kind_b):
+                    assert _replay(kind, Path(tmp)) == expected, (kind.name, writer.__name__)
+
+
+# The reference (Python) command encoder, where the production one is native.
+_encode_reference: Callable[[c.Command], bytes] = getattr(
+    codec, "encode_command_python", codec.encode_command
+)
+
+
+def _reference_record(command: c.Command) -> bytes:
+    """`records.encode_record` (no intake) with the reference encoder."""
+    body = _encode_reference(command)
+    return struct.pack("<I", len(body)) + body
 
 
 def _replay(kind: EngineKind, directory: Path) -> str:
