@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 .PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench bench-smoke soak clean
 
 ## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
-setup: $(VENV)/.installed $(VENV)/checkov/.installed contracts/node_modules/.installed
+setup: $(VENV)/.installed $(VENV)/checkov/.installed $(VENV)/openapi-client/.installed \
+	contracts/node_modules/.installed
 
 # The dependencies come only from the hashed lock (requirements-dev.lock: runtime + dev extra);
 # the project itself is installed apart, without dependencies. Its build backend, maturin, comes
@@ -31,6 +32,14 @@ $(VENV)/checkov/.installed: requirements-checkov.lock | $(VENV)/.installed
 	$(VENV)/checkov/bin/python -m pip install --quiet --require-hashes -r requirements-checkov.lock
 	touch $@
 
+# openapi-python-client, which tests/unit/api/test_generated_client.py runs over /openapi.json,
+# in a virtualenv of its own as well (requirements-openapi-client.in says why).
+$(VENV)/openapi-client/.installed: requirements-openapi-client.lock | $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/openapi-client
+	$(VENV)/openapi-client/bin/python -m pip install --quiet --require-hashes \
+		-r requirements-openapi-client.lock
+	touch $@
+
 ## lock: re-resolve pyproject.toml into the hashed lock files (python 3.11, linux x86_64);
 ## the image installs requirements.lock (and requirements-build.lock to build the project),
 ## `make setup` requirements-dev.lock
@@ -40,6 +49,8 @@ lock: $(VENV)/.installed
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 	$(BIN)/uv pip compile requirements-checkov.in $(LOCK_ARGS) -o requirements-checkov.lock
+	$(BIN)/uv pip compile requirements-openapi-client.in $(LOCK_ARGS) \
+		-o requirements-openapi-client.lock
 	$(BIN)/uv pip compile requirements-build.in -c requirements-dev.lock $(LOCK_ARGS) -o requirements-build.lock
 
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json

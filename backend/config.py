@@ -158,6 +158,17 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the operator endpoints (`/v1/admin/*`); unset: refused.",
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector (e.g. http://otel-collector:4318) that the API and the "
+        "settlement worker send trace spans to; unset: no tracing.",
+    )
+    operator_balance_alert_wei: int = Field(
+        default=5 * 10**17,
+        ge=0,
+        description="Operator ETH balance (wei) below which HybridexOperatorBalanceLow fires: it "
+        "pays the gas of every batch and withdrawal.",
+    )
     settlement_metrics_host: str = Field(default="127.0.0.1")
     settlement_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Prometheus port of `hybridex worker`."
@@ -213,7 +224,7 @@ class Settings(BaseSettings):
     api_rate_ip_per_s: float = Field(default=50.0, gt=0)
     api_rate_ip_burst: int = Field(default=100, ge=1)
     api_rate_trader_per_s: float = Field(default=20.0, gt=0)
-    api_rate_trader_burst: int = Field(default=40, ge=1)
+    api_rate_trader_burst: int = Field(default=100, ge=1)  # two full batches of 50
     api_rate_cancel_per_s: float = Field(default=100.0, gt=0)
     api_rate_cancel_burst: int = Field(default=200, ge=1)
     api_ws_heartbeat_s: float = Field(default=15.0, gt=0)

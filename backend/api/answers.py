@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.schemas import ADDRESS, HASH, UINT
+from backend.api.schemas import ADDRESS, HASH, UINT, ErrorBody, OrderOutcome
 
 Uint = str
 """A uint256 as a decimal string (documented by `UINT`)."""
@@ -384,3 +384,30 @@ class ReconciliationAnswer(BaseModel):
     runAt: str  # noqa: N815
     durationMs: int | None  # noqa: N815
     clean: bool
+
+
+class BatchItemAnswer(Answer):
+    status: int = Field(description="the HTTP status the single endpoint would answer")
+    body: OrderOutcome | CancelAnswer | ErrorBody = Field(
+        description="what the single endpoint would answer: an order's outcome, a cancel's, "
+        "or the error"
+    )
+
+
+class BatchAnswer(Answer):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"results": [
+                    {"status": 200, "body": {"orderHash": "0x" + "ab" * 32, "status": "open",
+                                             "market": "WETH-USDC", "filled": "0",
+                                             "remaining": "1000000000000000000", "seq": 816,
+                                             "fills": []}},
+                    {"status": 404, "body": {"error": {"code": "ORDER_NOT_FOUND",
+                                                       "message": "no open order 0xcd…"}}},
+                ]}
+            ]
+        },
+    )  # fmt: skip
+    results: list[BatchItemAnswer] = Field(description="one per item, in the order sent")

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import BaseRoute
 
+from backend import tracing
 from backend.api.cache import SharedCache
 from backend.api.catalog import MarketCatalog
 from backend.api.deps import ApiContext, RateRules, ReadinessCheck
@@ -23,7 +24,7 @@ from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.openapi import install_openapi, operation_id
 from backend.api.ratelimit import RateLimiter
-from backend.api.routes import accounts, admin, info, markets, orders, ws
+from backend.api.routes import accounts, admin, batch, info, markets, orders, ws
 from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
 from backend.api.ws_limits import ConnectionCounter
@@ -94,7 +95,7 @@ def create_app(
     install_openapi(app)
     app.state.ctx = context
     install_error_handlers(app)
-    for module in (info, markets, orders, accounts, withdrawals, ws, admin):
+    for module in (info, markets, orders, batch, accounts, withdrawals, ws, admin):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, context=context, direct=_direct_routes())
     return app
@@ -127,6 +128,7 @@ def production_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    tracing.configure("hybridex-api", settings.otel_endpoint)  # per worker process
     db = make_engine(settings.database_url)
     sessions = session_factory(db)
     engine = TcpEngineClient.from_settings(settings, Role.API)

@@ -62,6 +62,7 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
 """HTTP status of each code; any code not listed is a server fault (500)."""
 
 INTERNAL = "INTERNAL"
+REQUEST_ID_SCOPE_KEY = "hybridex.request_id"
 
 
 def http_status(code: ErrorCode) -> int:
@@ -116,9 +117,13 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, ErrorCode.INVALID_REQUEST.name, str(exc.detail), headers
         )
 
-    async def on_unexpected(_request: Request, exc: Exception) -> Response:
-        log.exception("unhandled_error", error=type(exc).__name__)
-        return error_response(500, INTERNAL, "internal error")
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Answered outside the edge middleware (after its log context is gone): the id the
+        # caller can quote comes from the scope.
+        rid = request.scope.get(REQUEST_ID_SCOPE_KEY, b"").decode()
+        log.exception("unhandled_error", error=type(exc).__name__, request_id=rid)
+        headers = {"x-request-id": rid} if rid else None
+        return error_response(500, INTERNAL, "internal error", headers)
 
     app.add_exception_handler(DexError, on_dex_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

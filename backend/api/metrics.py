@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -46,6 +47,12 @@ class ApiMetrics:
         self.ws_clients = Counter(
             "hybridex_api_ws_connections", "WebSocket connections opened", registry=self.registry
         )
+        # livesum: with several workers /metrics adds the live workers' counts (a worker that
+        # died takes its connections with it).
+        self.ws_open = Gauge(
+            "hybridex_api_ws_open_connections", "WebSocket connections open now",
+            registry=self.registry, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.limiter_failures = Counter(
             "hybridex_api_rate_limiter_failures",
             "Requests the limiter's store did not answer, by what was done (open: admitted, "

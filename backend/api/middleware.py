@@ -27,24 +27,43 @@ the setting by `hybridex api`).
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import tracing
 from backend.api.deps import RATE_LIMIT_SCOPE_KEY, ApiContext
-from backend.api.errors import dex_error_response, error_body
+from backend.api.errors import REQUEST_ID_SCOPE_KEY, dex_error_response, error_body
 from backend.api.ratelimit import Decision, LimiterUnavailableError, RateRule, hit_within
 from backend.domain.errors import DexError, ErrorCode
 
 log = structlog.get_logger("backend.api")
 
 _UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's own id is kept when it is safe to log and echo (a proxy's or the client's trace
+# id); anything else is replaced, never reflected.
+_CALLER_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
+
+
+def request_id(scope: Scope) -> bytes:
+    """The request's id: the caller's X-Request-Id when well formed, else a fresh one."""
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER:
+            if _CALLER_REQUEST_ID.fullmatch(value):
+                return bytes(value)
+            break
+    return secrets.token_hex(8).encode()
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -56,9 +75,13 @@ def is_cancel(method: str, path: str) -> bool:
     )
 
 
+BATCH_PATH = "/v1/orders/batch"
+
+
 def fails_open(method: str, path: str) -> bool:
-    """Whether a request is admitted when the limiter cannot answer (see the module doc)."""
-    return method in _READ_METHODS or is_cancel(method, path)
+    """Whether a request is admitted when the limiter cannot answer (see the module doc). A
+    batch passes the edge: what it holds decides (orders refused, cancels pass; batch.py)."""
+    return method in _READ_METHODS or is_cancel(method, path) or path == BATCH_PATH
 
 
 def client_ip(scope: Scope) -> str:
@@ -87,6 +110,16 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rid = scope[REQUEST_ID_SCOPE_KEY] = request_id(scope)
+        bound = structlog.contextvars.bind_contextvars(request_id=rid.decode())
+        if tracing.enabled():  # FastAPI's own server span is current: name the request on it
+            trace.get_current_span().set_attribute("hybridex.request_id", rid.decode())
+        try:
+            await self._http(scope, receive, send, rid)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, rid: bytes) -> None:
         started = time.perf_counter()
         ctx = self.ctx
         method: str = scope["method"]
@@ -100,7 +133,7 @@ class EdgeMiddleware:
             decision = await self._hit(client_ip(scope), rule, fails_open(method, path))
             if decision is None:
                 await self._answer(
-                    send, status=503, code=ErrorCode.RATE_LIMITER_UNAVAILABLE,
+                    send, rid, status=503, code=ErrorCode.RATE_LIMITER_UNAVAILABLE,
                     message="the rate limiter is unavailable; writes are refused until it "
                     "returns (cancels still pass): retry shortly",
                     holder=holder, retry_after=1,
@@ -113,7 +146,7 @@ class EdgeMiddleware:
                 decision = holder[0]
                 ctx.metrics.rejections.labels(ErrorCode.RATE_LIMITED.name).inc()
                 await self._answer(
-                    send, status=429, code=ErrorCode.RATE_LIMITED,
+                    send, rid, status=429, code=ErrorCode.RATE_LIMITED,
                     message=f"too many requests from this address; "
                     f"retry in {decision.retry_after_s} s",
                     holder=holder, retry_after=decision.retry_after_s,
@@ -131,7 +164,7 @@ class EdgeMiddleware:
                 if announced > limit:
                     ctx.metrics.rejections.labels(ErrorCode.PAYLOAD_TOO_LARGE.name).inc()
                     await self._answer(
-                        send, status=413, code=ErrorCode.PAYLOAD_TOO_LARGE,
+                        send, rid, status=413, code=ErrorCode.PAYLOAD_TOO_LARGE,
                         message=f"request body of {announced} bytes exceeds {limit}",
                         holder=holder,
                     )  # fmt: skip
@@ -155,10 +188,11 @@ class EdgeMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((REQUEST_ID_HEADER, rid))
                 if holder:
-                    headers = list(message.get("headers", ()))
                     headers.extend(_tightest(holder).headers())
-                    message["headers"] = headers
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -185,7 +219,15 @@ class EdgeMiddleware:
             return _ADMITTED
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The handshake's limits (per-IP bucket, open connections); then the app."""
+        """The handshake's limits (per-IP bucket, open connections); then the app. The
+        connection's log events carry one request id, like an HTTP request's."""
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id(scope).decode())
+        try:
+            await self._websocket_limited(scope, receive, send)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+
+    async def _websocket_limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx
         ip = client_ip(scope)
         decision = await self._hit(ip, ctx.rules.ip, True)
@@ -205,10 +247,12 @@ class EdgeMiddleware:
             )  # fmt: skip
             ctx.metrics.rejections.labels(ErrorCode.TOO_MANY_CONNECTIONS.name).inc()
             return
+        ctx.metrics.ws_open.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             connections.release(ip)
+            ctx.metrics.ws_open.dec()
 
     @staticmethod
     async def _call_direct(
@@ -216,6 +260,10 @@ class EdgeMiddleware:
     ) -> None:
         route, endpoint = direct
         scope["route"] = route
+        if tracing.enabled():  # the router, which would name FastAPI's span, is skipped
+            span = trace.get_current_span()
+            span.update_name(f"{scope['method']} {route.path}")  # type: ignore[attr-defined]
+            span.set_attribute("http.route", route.path)  # type: ignore[attr-defined]
         try:
             response = await endpoint(Request(scope, receive))
         except DexError as exc:
@@ -225,6 +273,7 @@ class EdgeMiddleware:
     async def _answer(
         self,
         send: Send,
+        rid: bytes,
         *,
         status: int,
         code: ErrorCode,
@@ -236,6 +285,7 @@ class EdgeMiddleware:
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            (REQUEST_ID_HEADER, rid),
         ]
         if holder:
             headers.extend(_tightest(holder).headers())

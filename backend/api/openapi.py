@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from backend.api.errors import http_status
-from backend.api.schemas import ErrorBody
+from backend.api.schemas import ErrorBody, body_components
 from backend.api.sessions import HEADER
 from backend.domain.errors import ErrorCode
 
@@ -130,7 +130,8 @@ def install_openapi(app: FastAPI) -> None:
                 if _is_validation_error(responses.get("422", {})):
                     del responses["422"]
         components = doc.setdefault("components", {})
-        schemas = components.get("schemas", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.update(body_components())
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
         components["securitySchemes"] = SECURITY_SCHEMES

@@ -50,21 +50,22 @@ class Decision:
         ]
 
 
-def decide(rule: RateRule, tokens: float, allowed: bool) -> Decision:
-    """The decision for a bucket left with `tokens` after this hit."""
+def decide(rule: RateRule, tokens: float, allowed: bool, cost: int = 1) -> Decision:
+    """The decision for a bucket left with `tokens` after a hit of `cost` tokens."""
     missing = max(0.0, rule.burst - tokens)
     return Decision(
         allowed=allowed,
         limit=rule.burst,
         remaining=max(0, math.floor(tokens)),
         reset_s=math.ceil(missing / rule.per_s),
-        retry_after_s=0 if allowed else max(1, math.ceil((1.0 - tokens) / rule.per_s)),
+        retry_after_s=0 if allowed else max(1, math.ceil((cost - tokens) / rule.per_s)),
     )
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, rule: RateRule) -> Decision:
-        """Take one token from bucket `key` (under `rule`) if it has one."""
+    async def hit(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
+        """Take `cost` tokens from bucket `key` (under `rule`) if it has them all (a batch
+        is admitted whole or not at all)."""
         ...
 
     async def close(self) -> None: ...
@@ -74,11 +75,13 @@ class LimiterUnavailableError(Exception):
     """The limiter's store failed or did not answer in time."""
 
 
-async def hit_within(limiter: RateLimiter, key: str, rule: RateRule, timeout_s: float) -> Decision:
+async def hit_within(
+    limiter: RateLimiter, key: str, rule: RateRule, timeout_s: float, cost: int = 1
+) -> Decision:
     """`limiter.hit`, or `LimiterUnavailableError` if it fails or takes over `timeout_s`."""
     try:
         async with asyncio.timeout(timeout_s):
-            return await limiter.hit(key, rule)
+            return await limiter.hit(key, rule, cost)
     except Exception as exc:  # connection refused, reset, timeout, an error reply
         raise LimiterUnavailableError(repr(exc)) from exc
 
@@ -92,18 +95,18 @@ class MemoryRateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    async def hit(self, key: str, rule: RateRule) -> Decision:
+    async def hit(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
         now = self._clock()
         full_key = f"{rule.name}:{key}"
         tokens, ts = self._buckets.get(full_key, (float(rule.burst), now))
         tokens = min(float(rule.burst), tokens + max(0.0, now - ts) * rule.per_s)
-        allowed = tokens >= 1.0
+        allowed = tokens >= cost
         if allowed:
-            tokens -= 1.0
+            tokens -= cost
         if len(self._buckets) >= self.MAX_KEYS:
             self._evict(now, rule)
         self._buckets[full_key] = (tokens, now)
-        return decide(rule, tokens, allowed)
+        return decide(rule, tokens, allowed, cost)
 
     def _evict(self, now: float, rule: RateRule) -> None:
         horizon = rule.burst / rule.per_s
@@ -114,11 +117,13 @@ class MemoryRateLimiter:
         self._buckets.clear()
 
 
-# KEYS[1] bucket; ARGV: burst, per_s. Returns {allowed, tokens-as-string} (Lua numbers would be
-# truncated to integers on the way out). TIME is the server's clock, shared by every worker.
+# KEYS[1] bucket; ARGV: burst, per_s[, cost (default 1)]. Returns {allowed, tokens-as-string}
+# (Lua numbers would be truncated to integers on the way out). TIME is the server's clock,
+# shared by every worker.
 _TOKEN_BUCKET_LUA: Final = """
 local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3]) or 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local data = redis.call('HMGET', KEYS[1], 't', 'ts')
@@ -126,8 +131,8 @@ local tokens = tonumber(data[1]) or burst
 local ts = tonumber(data[2]) or now
 if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate) end
 local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
@@ -155,10 +160,12 @@ class RedisRateLimiter:
     def from_url(cls, url: str, prefix: str) -> RedisRateLimiter:
         return cls(PipelinedRedis.from_url(url), prefix)
 
-    async def hit(self, key: str, rule: RateRule) -> Decision:
-        args = self._args.get(rule)
+    async def hit(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
+        args: tuple[bytes, ...] | None = self._args.get(rule)
         if args is None:
             args = self._args[rule] = (str(rule.burst).encode(), repr(rule.per_s).encode())
+        if cost != 1:
+            args = (*args, str(cost).encode())
         redis_key = f"{self._prefix}rl:{rule.name}:{key}"
         try:
             allowed, tokens = await self._client.call(b"EVALSHA", self._sha, 1, redis_key, *args)
@@ -168,7 +175,7 @@ class RedisRateLimiter:
             allowed, tokens = await self._client.call(
                 b"EVAL", _TOKEN_BUCKET_LUA, 1, redis_key, *args
             )
-        return decide(rule, float(tokens), bool(int(allowed)))
+        return decide(rule, float(tokens), bool(int(allowed)), cost)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -74,6 +74,27 @@ class CancelAllBody(BaseModel):
     signature: str = Field(pattern=SIG)
 
 
+class BatchBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"items": [
+                    _ORDER_EXAMPLE,
+                    {"cancel": {"trader": "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf",
+                                "orderHash": "0x" + "ab" * 32},
+                     "signature": "0x" + "22" * 65},
+                ]}
+            ]
+        }
+    )  # fmt: skip
+    items: list[PlaceOrderBody | CancelBody] = Field(
+        min_length=1,
+        max_length=50,
+        description="Signed orders (as POST /v1/orders takes them) and signed cancels (as "
+        "DELETE /v1/orders/{hash} takes them), applied in this order.",
+    )
+
+
 class FillOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
     makerOrderHash: str  # noqa: N815
@@ -134,24 +155,30 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _inline(node: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
-    if isinstance(node, list):
-        return [_inline(v, defs) for v in node]
-    return node
+COMPONENTS = "#/components/schemas/{model}"
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+"""Request bodies the routes parse themselves, by name: `install_openapi` adds each (and the
+models it nests) to the document's components, so generated clients get their names."""
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` documenting a JSON request body the route parses itself (nested models
-    inlined: `#/$defs/...` references would not resolve inside the OpenAPI document)."""
-    schema = model.model_json_schema()
+    """`openapi_extra` documenting a JSON request body the route parses itself."""
+    BODY_MODELS[model.__name__] = model
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _inline(schema, schema.get("$defs", {}))}},
+            "content": {
+                "application/json": {"schema": {"$ref": COMPONENTS.format(model=model.__name__)}}
+            },
         }
     }
+
+
+def body_components() -> dict[str, Any]:
+    """The JSON schemas of every `BODY_MODELS` entry and of the models they nest."""
+    out: dict[str, Any] = {}
+    for name, model in BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template=COMPONENTS)
+        out.update(schema.pop("$defs", {}))
+        out[name] = schema
+    return out

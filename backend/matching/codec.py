@@ -410,7 +410,15 @@ _FAST_EVENTS: dict[type[Any], Callable[[Any], bytes]] = {
 
 
 def encode_command(command: Command) -> bytes:
-    """Journal record of one command (without framing: the journal adds length and CRC)."""
+    """Journal record of one command (without framing: the journal adds length and CRC). The
+    native encoder writes the packed layouts; `encode_command_python` is the reference."""
+    packed = _native.encode_command(command)
+    if packed is not None:
+        return packed
+    return encode_command_python(command)
+
+
+def encode_command_python(command: Command) -> bytes:
     fast = _FAST_COMMANDS.get(type(command))
     if fast is None:
         return _encode_generic(command, _COMMAND_TAGS, _COMMAND_CODECS)

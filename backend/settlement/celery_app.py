@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import worker_init
 from redis.connection import parse_url
 
+from backend import tracing
 from backend.config import Settings, get_settings
 from backend.redis_pipeline import tls_options
 
@@ -92,7 +93,9 @@ def serve_metrics(settings: Settings) -> bool:
 
 @worker_init.connect  # type: ignore[untyped-decorator]
 def _on_worker_init(**_: Any) -> None:
-    serve_metrics(get_settings())
+    settings = get_settings()
+    serve_metrics(settings)
+    tracing.configure("hybridex-worker", settings.otel_endpoint)
 
 
 app = make_app()

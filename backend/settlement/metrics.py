@@ -47,6 +47,19 @@ OLDEST_UNSETTLED = Gauge(
     "hybridex_settlement_oldest_unsettled_seconds",
     "Age of the oldest fill neither settled nor failed (0 when none); from the database, per tick.",
 )
+# Gauges are floats: these are for alerting, never for accounting.
+OPERATOR_BALANCE = Gauge(
+    "hybridex_settlement_operator_balance_wei",
+    "ETH balance of the operator account that pays settlement gas, read once per tick.",
+)
+OPERATOR_BALANCE_ALERT = Gauge(
+    "hybridex_settlement_operator_balance_alert_wei",
+    "HYBRIDEX_OPERATOR_BALANCE_ALERT_WEI: below it, HybridexOperatorBalanceLow fires.",
+)
+LAST_TICK = Gauge(
+    "hybridex_settlement_last_tick_timestamp_seconds",
+    "Unix time of the last settlement tick: it stops moving when beat or every worker is down.",
+)
 UNSETTLED_EXPOSURE = Gauge(
     "hybridex_settlement_unsettled_exposure",
     "Base units of `token` moving in fills not settled yet (base: amount, quote: quote amount).",

@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span
+from sqlalchemy import select
 
+from backend import tracing
+from backend.db.models import SettlementBatch, SettlementTransaction
 from backend.domain.errors import RetryableError
 from backend.settlement import sender
 from backend.settlement.celery_app import app
-from backend.settlement.context import get_context
+from backend.settlement.context import SettlementContext, get_context
 from backend.settlement.tick import next_batch, run_tick
 
 log = structlog.get_logger(__name__)
@@ -32,13 +36,34 @@ def send_batch(batch_id: int) -> str:
     """Sends batch `batch_id`; once it is submitted (committed), enqueues the next due batch —
     the in-process tick's form-and-send loop, one task per batch."""
     ctx = get_context()
-    outcome = sender.send_batch(ctx, int(batch_id))
+    with tracing.tracer().start_as_current_span("settlement send_batch") as span:
+        span.set_attribute("hybridex.batch_id", int(batch_id))
+        outcome = sender.send_batch(ctx, int(batch_id))
+        span.set_attribute("hybridex.outcome", outcome)
+        if tracing.enabled() and outcome == "submitted":
+            _record_batch(ctx, int(batch_id), span)
     log.debug("task_send_batch", batch_id=batch_id, outcome=outcome)
     if outcome == "submitted":
         following = next_batch(ctx)
         if following is not None:
             send_batch.apply_async((following,), expires=SEND_EXPIRES_S)
     return outcome
+
+
+def _record_batch(ctx: SettlementContext, batch_id: int, span: Span) -> None:
+    """The submitted batch's fill count and transaction on its span (one read, traced only)."""
+    with ctx.factory() as session:
+        batch = session.get(SettlementBatch, batch_id)
+        tx = session.scalar(
+            select(SettlementTransaction.tx_hash)
+            .where(SettlementTransaction.batch_id == batch_id)
+            .order_by(SettlementTransaction.id.desc())
+            .limit(1)
+        )
+    if batch is not None:
+        span.set_attribute("hybridex.fill_count", batch.fill_count)
+    if tx is not None:
+        span.set_attribute("hybridex.tx_hash", "0x" + bytes(tx).hex())
 
 
 @app.task(name="settlement.send_withdrawal", **RETRY_OPTIONS)  # type: ignore[untyped-decorator]

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from backend import tracing
 from backend.db.models import (
     Fill,
     FillSettlement,
@@ -25,6 +27,7 @@ from backend.db.models import (
     Withdrawal,
     WithdrawalSettlement,
 )
+from backend.domain.errors import RetryableError
 from backend.domain.types import BatchStatus, FillStatus, WithdrawalStatus
 from backend.settlement import metrics
 from backend.settlement.batcher import form_batch
@@ -33,6 +36,9 @@ from backend.settlement.fill_reverts import send_reverts
 from backend.settlement.monitor import follow_up
 from backend.settlement.reads import claimed_floor, unclaimed
 from backend.settlement.releases import send_releases
+from backend.settlement.revert import rpc_guard
+
+log = structlog.get_logger("backend.settlement")
 
 MAX_WITHDRAWALS_PER_TICK = 50
 UNSETTLED = (FillStatus.MATCHED, FillStatus.SUBMITTED)
@@ -63,6 +69,10 @@ class Backlog:
 def unsettled_backlog(session: Session) -> Backlog:
     """Two bounded reads instead of one over every fill ever matched: the unclaimed fills
     (above `claimed_floor`) and the claimed ones still `matched` / `submitted` (by status)."""
+    # Both reads from one snapshot: under READ COMMITTED a batch claiming fills between them
+    # made those fills count twice (unclaimed in the first read, claimed in the second).
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     parts: list[tuple[bool, list[ColumnElement[bool]]]] = [
         (False, unclaimed(claimed_floor(session))),
         (True, [FillSettlement.status.in_(UNSETTLED)]),
@@ -109,6 +119,20 @@ def observe_backlog(ctx: SettlementContext, *, now: datetime | None = None) -> B
     return backlog
 
 
+def observe_operator_balance(ctx: SettlementContext) -> int | None:
+    """Sets the operator's ETH balance gauge; a node that does not answer leaves it as it was
+    (the indexer's and the sender's alerts already say the node is down)."""
+    metrics.OPERATOR_BALANCE_ALERT.set(ctx.settings.operator_balance_alert_wei)
+    try:
+        with rpc_guard("eth_getBalance"):
+            balance = int(ctx.w3.eth.get_balance(ctx.sender))
+    except RetryableError as exc:
+        log.warning("operator_balance_unread", error=str(exc))
+        return None
+    metrics.OPERATOR_BALANCE.set(balance)
+    return balance
+
+
 def lowest_pending_batch(ctx: SettlementContext) -> int | None:
     with ctx.factory() as session:
         return session.scalar(
@@ -149,8 +173,22 @@ def run_tick(
     send_batch: Callable[[int], object],
     send_withdrawal: Callable[[int], object],
 ) -> TickResult:
+    with tracing.tracer().start_as_current_span("settlement tick") as span:
+        result = _tick(ctx, send_batch, send_withdrawal)
+        span.set_attribute("hybridex.batches_sent", len(result.sent_batches))
+        span.set_attribute("hybridex.withdrawals_sent", len(result.send_withdrawals))
+    return result
+
+
+def _tick(
+    ctx: SettlementContext,
+    send_batch: Callable[[int], object],
+    send_withdrawal: Callable[[int], object],
+) -> TickResult:
     result = TickResult()
+    metrics.LAST_TICK.set_to_current_time()
     observe_backlog(ctx)
+    observe_operator_balance(ctx)
     result.followed = follow_up(ctx)
     for _ in range(ctx.settings.max_in_flight_txs):
         formed = form_batch(ctx)

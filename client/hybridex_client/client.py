@@ -19,6 +19,7 @@ from hybridex_client.models import (
     CancelledAll,
     Deposit,
     Info,
+    ItemResult,
     Market,
     OrderRecord,
     Placed,
@@ -240,20 +241,38 @@ class Client:
         )
         return self.post_order(order, client_order_id=client_order_id)
 
-    def post_order(self, order: dict[str, Any], *, client_order_id: str | None = None) -> Placed:
+    def order_body(
+        self, order: dict[str, Any], *, client_order_id: str | None = None
+    ) -> dict[str, Any]:
+        """The signed body of `order`: what `POST /v1/orders`, a batch item and the
+        WebSocket's `place` take."""
         body: dict[str, Any] = {"order": order, "signature": self.signer.sign("Order", order)}
         if client_order_id is not None:
             body["clientOrderId"] = client_order_id
+        return body
+
+    def cancel_body(self, order_hash: str) -> dict[str, Any]:
+        """The signed body of a cancel (`DELETE /v1/orders/{hash}`, a batch item, `cancel`)."""
+        cancel = {"trader": self.address, "orderHash": order_hash.lower()}
+        return {"cancel": cancel, "signature": self.signer.sign("Cancel", cancel)}
+
+    def post_order(self, order: dict[str, Any], *, client_order_id: str | None = None) -> Placed:
+        body = self.order_body(order, client_order_id=client_order_id)
         answer = self.request("POST", "/v1/orders", json_body=body, accept_pending=True)
         return decode(answer, Placed)
+
+    def batch(self, items: list[dict[str, Any]]) -> list[ItemResult]:
+        """`POST /v1/orders/batch`: up to 50 `order_body` / `cancel_body` items, applied in
+        order; each answered on its own (a refused item does not raise: see `ItemResult`)."""
+        answer = self.request("POST", "/v1/orders/batch", json_body={"items": items})
+        return [decode(r, ItemResult) for r in answer["results"]]
 
     def order_hash(self, order: dict[str, Any]) -> str:
         """The order's hash (its EIP-712 digest), known before it is posted."""
         return self.signer.digest("Order", order)
 
     def cancel(self, order_hash: str) -> Cancelled:
-        cancel = {"trader": self.address, "orderHash": order_hash.lower()}
-        body = {"cancel": cancel, "signature": self.signer.sign("Cancel", cancel)}
+        body = self.cancel_body(order_hash)
         answer = self.request(
             "DELETE", f"/v1/orders/{order_hash}", json_body=body, accept_pending=True
         )

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from hybridex_client.errors import error_from
+
 T = TypeVar("T")
 
 BUY, SELL = 0, 1
@@ -183,3 +185,27 @@ class Deposit(Answer):
     block_number: int | None = None
     confirmations_left: int | None = None
     credited_seq: int | None = None
+
+
+class ItemResult(Answer):
+    """One item of a batch, or one WebSocket order-entry `result`: the status and body its
+    single REST endpoint would answer."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 300
+
+    def placed(self) -> Placed:
+        """The order's outcome; a refused item raises its `ApiError`."""
+        return decode(self._body(), Placed)
+
+    def cancelled(self) -> Cancelled:
+        return decode(self._body(), Cancelled)
+
+    def _body(self) -> dict[str, Any]:
+        if not self.ok:
+            raise error_from(self.status, self.body)
+        return self.body

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response
 
+from backend import tracing
 from backend.api import queries
 from backend.api.answers import CancelAllAnswer, CancelAnswer, OrderAnswer, OrdersAnswer
 from backend.api.deps import (
@@ -28,7 +31,7 @@ from backend.api.deps import (
 )
 from backend.api.openapi import BODY, EDGE, ENGINE, PARAMS, PRIVATE, errors
 from backend.api.orders_outcome import cancel_answer, place_answer, stored_answer
-from backend.api.ratelimit import LimiterUnavailableError, hit_within
+from backend.api.ratelimit import Decision, LimiterUnavailableError, hit_within
 from backend.api.responses import Json
 from backend.api.schemas import (
     CancelAllBody,
@@ -96,6 +99,8 @@ async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | 
     started = time.perf_counter()
     try:
         timeout = c.settings.api_engine_timeout_s
+        if tracing.enabled():
+            return await _traced_submit(c, command, intake, timeout)
         return await c.engine.submit(command, timeout=timeout, intake=intake)
     except (EngineOutcomeUnknownError, TimeoutError):
         return None
@@ -106,9 +111,114 @@ async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | 
         c.metrics.engine_latency.observe(time.perf_counter() - started)
 
 
-def _refused(c: ApiContext, exc: DexError) -> DexError:
+async def _traced_submit(
+    c: ApiContext, command: Command, intake: Intake, timeout: float
+) -> Outcome | None:
+    with tracing.tracer().start_as_current_span(
+        f"engine {type(command).__name__}", kind=SpanKind.CLIENT
+    ) as span:
+        order_hash = getattr(command, "order_hash", None)
+        if isinstance(order_hash, bytes):
+            span.set_attribute("hybridex.order_hash", "0x" + order_hash.hex())
+        outcome = await c.engine.submit(command, timeout=timeout, intake=intake)
+        if outcome is not None:
+            span.set_attribute("hybridex.engine_seq", outcome.seq)
+        return outcome
+
+
+def refused(c: ApiContext, exc: DexError) -> DexError:
     c.metrics.rejections.labels(exc.code.name).inc()
     return exc
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPlace:
+    """A signed order that passed every check the API makes: what to submit, what to answer."""
+
+    command: PlaceOrder
+    intake: Intake
+    amount: int
+
+    @property
+    def trader(self) -> str:
+        return self.command.trader
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCancel:
+    command: CancelOrder
+    intake: Intake
+
+
+Reply = tuple[int, dict[str, Any]]
+"""An answer: HTTP status and JSON body, exactly as the single-order endpoints answer."""
+
+
+async def prepare_place(c: ApiContext, body: Any) -> PreparedPlace:
+    """Parse strictly, find the market, verify the signature; refusals raise DexError."""
+    if not isinstance(body, dict):
+        raise DexError(ErrorCode.INVALID_REQUEST, "an order item must be a JSON object")
+    require_keys(body, ("order", "signature"), ("clientOrderId",))
+    order = parse_order(body["order"])
+    signature = parse_signature(body["signature"])
+    client_order_id = _client_order_id(body.get("clientOrderId"))
+    market = await c.markets.by_pair(order.baseToken, order.quoteToken)
+    order_hash = verify(order, signature, c.domain)
+    command = PlaceOrder(
+        0, 0, order_hash, order.trader, market.market_id, order.side, order.price,
+        order.amount, order.timeInForce, order.nonce, order.expiry, client_order_id,
+    )  # fmt: skip
+    return PreparedPlace(command, Intake(signature=signature), order.amount)
+
+
+async def trader_limit(c: ApiContext, trader: str, orders: int = 1) -> Decision:
+    """The per-trader bucket, `orders` tokens at once (see `require_allowed`); an unavailable
+    limiter refuses, like every order path."""
+    try:
+        decision = await hit_within(
+            c.limiter, trader, c.rules.trader, c.settings.api_rate_limiter_timeout_s, orders
+        )
+    except LimiterUnavailableError:  # orders fail closed (middleware.py)
+        c.metrics.limiter_failures.labels("closed").inc()
+        raise DexError(
+            ErrorCode.RATE_LIMITER_UNAVAILABLE,
+            "the rate limiter is unavailable; orders are refused until it returns "
+            "(cancels still pass): retry shortly",
+        ) from None
+    return decision
+
+
+def require_allowed(decision: Decision, trader: str, orders: int = 1) -> None:
+    if not decision.allowed:
+        what = "too many orders" if orders == 1 else f"{orders} orders are more than allowed"
+        raise DexError(
+            ErrorCode.RATE_LIMITED,
+            f"{what} from {trader}; retry in {decision.retry_after_s} s",
+            retry_after=decision.retry_after_s,
+        )
+
+
+async def submit_place(c: ApiContext, prepared: PreparedPlace) -> Reply:
+    """Submit to the engine and answer; an order the engine refuses raises DexError."""
+    command = prepared.command
+    order_hash = command.order_hash
+    pending = {"orderHash": hex0x(order_hash), "status": "pending"}
+    outcome = await _submit(c, command, prepared.intake)
+    if outcome is None:
+        c.metrics.orders.labels("pending").inc()
+        return 202, pending
+    try:
+        answer = place_answer(order_hash, prepared.amount, command.market_id, outcome)
+    except DexError as exc:
+        c.metrics.orders.labels("rejected").inc()
+        raise refused(c, exc) from None
+    if answer is None:  # a re-post of an accepted order: answer from its stored state
+        answer = await _stored(c, order_hash)
+        if answer is None:
+            c.metrics.orders.labels("pending").inc()
+            return 202, pending
+    c.metrics.orders.labels(answer["status"]).inc()
+    return 200, answer
 
 
 @router.post(
@@ -122,54 +232,14 @@ def _refused(c: ApiContext, exc: DexError) -> DexError:
 async def place_order(request: Request) -> Response:
     c = ctx(request)
     try:
-        body = await read_json_object(request)
-        require_keys(body, ("order", "signature"), ("clientOrderId",))
-        order = parse_order(body["order"])
-        signature = parse_signature(body["signature"])
-        client_order_id = _client_order_id(body.get("clientOrderId"))
-        market = await c.markets.by_pair(order.baseToken, order.quoteToken)
-        order_hash = verify(order, signature, c.domain)
-        try:
-            decision = await hit_within(
-                c.limiter, order.trader, c.rules.trader, c.settings.api_rate_limiter_timeout_s
-            )
-        except LimiterUnavailableError:  # orders fail closed (middleware.py)
-            c.metrics.limiter_failures.labels("closed").inc()
-            raise DexError(
-                ErrorCode.RATE_LIMITER_UNAVAILABLE,
-                "the rate limiter is unavailable; orders are refused until it returns "
-                "(cancels still pass): retry shortly",
-            ) from None
+        prepared = await prepare_place(c, await read_json_object(request))
+        decision = await trader_limit(c, prepared.trader)
         note_rate_decision(request, decision)
-        if not decision.allowed:
-            raise DexError(
-                ErrorCode.RATE_LIMITED,
-                f"too many orders from {order.trader}; retry in {decision.retry_after_s} s",
-                retry_after=decision.retry_after_s,
-            )
+        require_allowed(decision, prepared.trader)
     except DexError as exc:
-        raise _refused(c, exc) from None
-
-    command = PlaceOrder(
-        0, 0, order_hash, order.trader, market.market_id, order.side, order.price,
-        order.amount, order.timeInForce, order.nonce, order.expiry, client_order_id,
-    )  # fmt: skip
-    outcome = await _submit(c, command, Intake(signature=signature))
-    if outcome is None:
-        c.metrics.orders.labels("pending").inc()
-        return Json({"orderHash": hex0x(order_hash), "status": "pending"}, status_code=202)
-    try:
-        answer = place_answer(order_hash, order.amount, market.market_id, outcome)
-    except DexError as exc:
-        c.metrics.orders.labels("rejected").inc()
-        raise _refused(c, exc) from None
-    if answer is None:  # a re-post of an accepted order: answer from its stored state
-        answer = await _stored(c, order_hash)
-        if answer is None:
-            c.metrics.orders.labels("pending").inc()
-            return Json({"orderHash": hex0x(order_hash), "status": "pending"}, status_code=202)
-    c.metrics.orders.labels(answer["status"]).inc()
-    return Json(answer)
+        raise refused(c, exc) from None
+    status, answer = await submit_place(c, prepared)
+    return Json(answer, status_code=status)
 
 
 async def _stored(c: ApiContext, order_hash: bytes) -> dict[str, Any] | None:
@@ -279,30 +349,42 @@ async def cancel_order(request: Request, order_hash: str) -> Response:
     c = ctx(request)
     try:
         h = parse_hash_param(order_hash)
-        body = await read_json_object(request)
-        require_keys(body, ("cancel", "signature"))
-        cancel = parse_cancel(body["cancel"])
-        signature = parse_signature(body["signature"])
-        if cancel.orderHash != h:
-            raise DexError(
-                ErrorCode.INVALID_REQUEST,
-                "cancel.orderHash: must equal the order hash in the path",
-                field="cancel.orderHash",
-            )
-        cancel_hash = verify(cancel, signature, c.domain)
+        prepared = prepare_cancel(c, await read_json_object(request), h)
     except DexError as exc:
-        raise _refused(c, exc) from None
-    outcome = await _submit(
-        c,
-        CancelOrder(0, 0, h, cancel.trader),
+        raise refused(c, exc) from None
+    status, answer = await submit_cancel(c, prepared)
+    return Json(answer, status_code=status)
+
+
+def prepare_cancel(c: ApiContext, body: Any, path_hash: bytes | None = None) -> PreparedCancel:
+    """A signed Cancel, checked; `path_hash` is the order hash of the DELETE's path."""
+    if not isinstance(body, dict):
+        raise DexError(ErrorCode.INVALID_REQUEST, "a cancel item must be a JSON object")
+    require_keys(body, ("cancel", "signature"))
+    cancel = parse_cancel(body["cancel"])
+    signature = parse_signature(body["signature"])
+    if path_hash is not None and cancel.orderHash != path_hash:
+        raise DexError(
+            ErrorCode.INVALID_REQUEST,
+            "cancel.orderHash: must equal the order hash in the path",
+            field="cancel.orderHash",
+        )
+    cancel_hash = verify(cancel, signature, c.domain)
+    return PreparedCancel(
+        CancelOrder(0, 0, cancel.orderHash, cancel.trader),
         Intake(signature=signature, signed_hash=cancel_hash),
     )
+
+
+async def submit_cancel(c: ApiContext, prepared: PreparedCancel) -> Reply:
+    h = prepared.command.order_hash
+    outcome = await _submit(c, prepared.command, prepared.intake)
     if outcome is None:
-        return Json({"orderHash": order_hash.lower(), "status": "pending"}, status_code=202)
+        return 202, {"orderHash": hex0x(h), "status": "pending"}
     try:
-        return Json(cancel_answer(h, outcome))
+        return 200, cancel_answer(h, outcome)
     except DexError as exc:
-        raise _refused(c, exc) from None
+        raise refused(c, exc) from None
 
 
 @router.post(
@@ -318,27 +400,48 @@ async def cancel_order(request: Request, order_hash: str) -> Response:
 async def cancel_all(request: Request) -> Response:
     c = ctx(request)
     try:
-        body = await read_json_object(request)
-        require_keys(body, ("cancelAll", "signature"))
-        msg = parse_cancel_all(body["cancelAll"])
-        signature = parse_signature(body["signature"])
-        market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
-        signed_hash = verify(msg, signature, c.domain)
+        prepared = await prepare_cancel_all(c, await read_json_object(request))
     except DexError as exc:
-        raise _refused(c, exc) from None
-    outcome = await _submit(
-        c,
-        CancelAll(0, 0, msg.trader, market_id, msg.nonceBelow),
-        Intake(
-            signature=signature,
-            signed_hash=signed_hash,
-            base_token=msg.baseToken,
-            quote_token=msg.quoteToken,
-        ),
+        raise refused(c, exc) from None
+    status, answer = await submit_cancel_all(c, prepared)
+    return Json(answer, status_code=status)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCancelAll:
+    command: CancelAll
+    intake: Intake
+    signed_hash: bytes
+
+
+async def prepare_cancel_all(c: ApiContext, body: Any) -> PreparedCancelAll:
+    if not isinstance(body, dict):
+        raise DexError(ErrorCode.INVALID_REQUEST, "a cancel-all must be a JSON object")
+    require_keys(body, ("cancelAll", "signature"))
+    msg = parse_cancel_all(body["cancelAll"])
+    signature = parse_signature(body["signature"])
+    market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
+    signed_hash = verify(msg, signature, c.domain)
+    intake = Intake(
+        signature=signature,
+        signed_hash=signed_hash,
+        base_token=msg.baseToken,
+        quote_token=msg.quoteToken,
     )
-    base = {"trader": msg.trader, "market": market_id, "nonceBelow": str(msg.nonceBelow)}
+    return PreparedCancelAll(CancelAll(0, 0, msg.trader, market_id, msg.nonceBelow), intake,
+                             signed_hash)  # fmt: skip
+
+
+async def submit_cancel_all(c: ApiContext, prepared: PreparedCancelAll) -> Reply:
+    command = prepared.command
+    outcome = await _submit(c, command, prepared.intake)
+    base = {
+        "trader": command.trader,
+        "market": command.market_id,
+        "nonceBelow": str(command.nonce_below),
+        "hash": hex0x(prepared.signed_hash),
+    }
     if outcome is None:
-        return Json({**base, "status": "pending", "hash": hex0x(signed_hash)}, status_code=202)
+        return 202, {**base, "status": "pending"}
     cancelled = sum(e.cancelled for e in outcome.events if isinstance(e, CancelAllApplied))
-    return Json({**base, "status": "applied", "cancelled": cancelled, "seq": outcome.seq,
-                 "hash": hex0x(signed_hash)})  # fmt: skip
+    return 200, {**base, "status": "applied", "cancelled": cancelled, "seq": outcome.seq}

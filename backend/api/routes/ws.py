@@ -1,7 +1,9 @@
 """WebSocket `/v1/ws`: sequenced channels with snapshot, resume and gap → resync (docs/api.md).
 
 Client → server: `{"op": "subscribe", "channel": "book:WETH-USDC", "fromSeq": 41?}`,
-`{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`, `{"op": "auth", "session": token}`.
+`{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`, `{"op": "auth", "session": token}`,
+and order entry: `place`, `cancel`, `cancelAll`, `batch` (the REST bodies plus an `id`, each
+answered by a `result` in order) and `cancelOnDisconnect`.
 The private channels (`orders:`, `balances:`, `fills:` of an address) need that trader's signed
 read Session (`backend.api.sessions`): sent with `auth`, or as the `X-Hybridex-Session` header
 of the handshake; when it expires, those subscriptions end with a `SESSION_INVALID` error.
@@ -37,13 +39,31 @@ import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from backend.api.deps import ApiContext, ctx
+from backend.api.deps import ApiContext, ctx, require_keys
+from backend.api.routes.batch import error_reply, run_batch
+from backend.api.routes.orders import (
+    PreparedCancel,
+    PreparedPlace,
+    Reply,
+    prepare_cancel,
+    prepare_cancel_all,
+    prepare_place,
+    require_allowed,
+    submit_cancel,
+    submit_cancel_all,
+    submit_place,
+    trader_limit,
+)
+from backend.api.serializers import hex0x
 from backend.api.sessions import HEADER, check_trader
 from backend.api.tickers import compute_ticker
 from backend.api.ws_limits import MessageBucket
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.parsing import parse_address
+from backend.engine.client import Intake
 from backend.engine.feeds import FeedMessage
+from backend.matching.commands import CancelOrder
+from backend.matching.events import OrderCancelled
 
 router = APIRouter()
 log = structlog.get_logger("backend.api")
@@ -56,6 +76,41 @@ POLICY_CLOSE = 1008
 TOO_BIG_CLOSE = 1009
 UNSUPPORTED_CLOSE = 1003
 READ_LIMIT = 1000
+
+
+MAX_REQUEST_ID = 64
+RESTING = frozenset({"open", "partially_filled", "pending"})
+ORDER_OPS = frozenset({"place", "cancel", "cancelAll", "batch", "cancelOnDisconnect"})
+_pulls: set[asyncio.Task[None]] = set()  # cancel-on-disconnect runs past its connection
+
+
+def _request_id_ok(value: object) -> bool:
+    if type(value) is int:
+        return True
+    return isinstance(value, str) and 1 <= len(value) <= MAX_REQUEST_ID
+
+
+async def pull_orders(session: WsSession) -> None:
+    """Cancel-on-disconnect: once the message in flight is done, a CancelOrder per order the
+    connection placed (the engine refuses those that no longer rest). Enforced here, off
+    chain: the signed orders stay valid on chain until cancelled there or expired."""
+    if session.inflight is not None:
+        with contextlib.suppress(Exception):
+            await session.inflight
+    c, placed = session.ctx, dict(session.placed)
+    cancelled = 0
+    for order_hash, trader in placed.items():
+        try:
+            outcome = await c.engine.submit(
+                CancelOrder(0, 0, order_hash, trader), timeout=c.settings.api_engine_timeout_s,
+                intake=Intake(),
+            )  # fmt: skip
+        except Exception as exc:  # the engine gone: those orders rest; say which
+            log.warning("ws_cancel_on_disconnect_failed", order_hash=hex0x(order_hash),
+                        error=repr(exc))  # fmt: skip
+            continue
+        cancelled += any(isinstance(e, OrderCancelled) for e in outcome.events)
+    log.info("ws_cancel_on_disconnect", orders=len(placed), cancelled=cancelled)
 
 
 class SlowClientError(Exception):
@@ -83,6 +138,10 @@ class WsSession:
         self.pump_task: asyncio.Task[None] | None = None
         self.session: str | None = websocket.headers.get(HEADER)
         """The read Session token presented (handshake header or `auth`), for private channels."""
+        self.cancel_on_disconnect = False
+        self.inflight: asyncio.Future[Reply] | None = None
+        self.placed: dict[bytes, str] = {}
+        """Order hash → trader of the orders placed here that may still rest."""
 
     # ------------------------------------------------------------------ sending
 
@@ -287,6 +346,8 @@ class WsSession:
                 trader = self.ctx.read_sessions.trader(token)
                 self.session = token
                 self.emit({"type": "authenticated", "trader": trader})
+            elif op in ORDER_OPS:
+                await self.order_entry(op, msg)
             elif op in ("subscribe", "unsubscribe"):
                 channel = await self.channel_name(msg.get("channel"))
                 await self.stop_pump()
@@ -301,10 +362,75 @@ class WsSession:
                     await self.restart_pump()
             else:
                 raise DexError(
-                    ErrorCode.INVALID_REQUEST, "op: subscribe, unsubscribe, auth or ping"
+                    ErrorCode.INVALID_REQUEST,
+                    "op: subscribe, unsubscribe, auth, ping, place, cancel, cancelAll, batch "
+                    "or cancelOnDisconnect",
                 )
         except DexError as exc:
             self.emit({"type": "error", "code": exc.code.name, "message": exc.message})
+
+    # ------------------------------------------------------------------ order entry
+
+    async def order_entry(self, op: str, msg: dict[str, Any]) -> None:
+        """One order message, answered by a `result` with its `id`, the single endpoint's
+        status and body; handled before the next message is read, so answers come in order."""
+        rid = msg.get("id")
+        if not _request_id_ok(rid):
+            raise DexError(
+                ErrorCode.INVALID_REQUEST,
+                f"id: {op} needs a request id (a string of 1 to {MAX_REQUEST_ID} characters or "
+                "an integer), echoed in its result",
+                field="id",
+            )
+        body = {k: v for k, v in msg.items() if k not in ("op", "id")}
+        # Shielded: a connection cancelled halfway through a batch (a disconnect, a server
+        # stopping) does not cut it short; what was sent is applied whole and on record.
+        self.inflight = asyncio.ensure_future(self._order_op(self.ctx, op, body))
+        status, answer = await asyncio.shield(self.inflight)
+        self.emit({"type": "result", "id": rid, "status": status, "body": answer})
+
+    async def _order_op(self, c: ApiContext, op: str, body: dict[str, Any]) -> Reply:
+        try:
+            if op == "cancelOnDisconnect":
+                require_keys(body, ("enabled",))
+                if type(body["enabled"]) is not bool:
+                    raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
+                self.cancel_on_disconnect = body["enabled"]
+                return 200, {"cancelOnDisconnect": self.cancel_on_disconnect,
+                             "orders": len(self.placed)}  # fmt: skip
+            if op == "batch":
+                require_keys(body, ("items",))
+                return 200, {"results": await run_batch(c, body["items"], ip=None,
+                                                        answered=self.track)}  # fmt: skip
+            if op == "place":
+                place = await prepare_place(c, body)
+                require_allowed(await trader_limit(c, place.trader), place.trader)
+            elif op == "cancel":
+                cancel = prepare_cancel(c, body)
+            else:
+                cancel_all = await prepare_cancel_all(c, body)
+        except DexError as exc:
+            return error_reply(c, exc)
+        try:
+            if op == "place":
+                reply = await submit_place(c, place)
+                self.track(place, reply)
+            elif op == "cancel":
+                reply = await submit_cancel(c, cancel)
+                self.track(cancel, reply)
+            else:
+                reply = await submit_cancel_all(c, cancel_all)
+        except DexError as exc:  # counted where it was raised
+            return error_reply(c, exc, counted=True)
+        return reply
+
+    def track(self, prepared: PreparedPlace | PreparedCancel, reply: Reply) -> None:
+        """Orders placed on this connection that may rest: what cancel-on-disconnect pulls."""
+        h = prepared.command.order_hash
+        if isinstance(prepared, PreparedPlace) and reply[1].get("status") in RESTING:
+            self.placed[h] = prepared.trader
+        elif reply[1].get("status") in ("cancelled", "filled", "expired"):
+            self.placed.pop(h, None)
 
     async def receiver(self) -> None:
         settings = self.ctx.settings
@@ -388,3 +514,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             if t is not None:
                 t.cancel()
         session.pump_task = None
+        if session.cancel_on_disconnect:
+            pull = asyncio.create_task(pull_orders(session))
+            _pulls.add(pull)
+            pull.add_done_callback(_pulls.discard)

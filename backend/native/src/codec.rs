@@ -188,3 +188,72 @@ pub fn encode_events(py: Python<'_>, events: &Bound<'_, PyAny>, out: &Bound<'_, 
     }
     Ok(true)
 }
+
+fn u64_of(ob: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    Ok(match crate::pint(ob)? {
+        PInt::Val(v) if v.bit_len() <= 64 => Some(v.as_limbs()[0]),
+        _ => None,
+    })
+}
+
+/// `(len, bytes)` with a one-byte length, if the length is below 0xFF.
+fn short(out: &mut Vec<u8>, b: &[u8]) -> bool {
+    if b.len() >= 0xFF {
+        return false;
+    }
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+    true
+}
+
+/// The packed journal layout of a PlaceOrder or CancelOrder (codec.py `_place`, `_cancel`), or
+/// None when the command takes the generic layout (another type, an integer beyond u64, a long
+/// field): the Python encoder writes those.
+#[pyfunction]
+pub fn encode_command<'py>(py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let cfg = crate::cfg(py)?;
+    let tp = command.get_type();
+    let kind = if tp.as_ptr() == cfg.commands[0].as_ptr() {
+        0
+    } else if tp.as_ptr() == cfg.commands[1].as_ptr() {
+        1
+    } else {
+        return Ok(None);
+    };
+    let slots = &cfg.cmd_slots[kind];
+    let f = |i: usize| slots.get(command, i);
+    let mut out: Vec<u8> = Vec::with_capacity(160);
+    out.push(kind as u8 | 0x80);
+    let int_fields: &[usize] = if kind == 0 { &[0, 1, 6, 7, 9, 10] } else { &[0, 1] };
+    for &i in int_fields {
+        match u64_of(&f(i)?)? {
+            Some(v) => out.extend_from_slice(&v.to_le_bytes()),
+            None => return Ok(None),
+        }
+    }
+    let Ok(h) = f(2)?.cast_into::<PyBytes>() else { return Ok(None) };
+    let Ok(trader) = f(3)?.cast_into::<PyString>() else { return Ok(None) };
+    if !short(&mut out, h.as_bytes()) || !short(&mut out, trader.to_str()?.as_bytes()) {
+        return Ok(None);
+    }
+    if kind == 0 {
+        let Ok(market) = f(4)?.cast_into::<PyString>() else { return Ok(None) };
+        if !short(&mut out, market.to_str()?.as_bytes()) {
+            return Ok(None);
+        }
+        let (Some(side), Some(tif)) = (member(&cfg.sides, &f(5)?), member(&cfg.tifs, &f(8)?)) else { return Ok(None) };
+        out.push(side);
+        out.push(tif);
+        let coid = f(11)?;
+        if coid.is_none() {
+            out.push(0);
+        } else {
+            let Ok(coid) = coid.cast_into::<PyString>() else { return Ok(None) };
+            out.push(1);
+            if !short(&mut out, coid.to_str()?.as_bytes()) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(PyBytes::new(py, &out)))
+}

@@ -13,7 +13,79 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::num::*;
 
 pub type Sym = u32;
-pub type Hash = Box<[u8]>;
+
+/// An order hash: 32 bytes inline (an EIP-712 digest, every real one), any other length on the
+/// heap. Compares, hashes and orders as its bytes, so maps keyed by it are looked up by `&[u8]`.
+#[derive(Clone, Debug)]
+pub enum Hash {
+    Inline([u8; 32]),
+    Heap(Box<[u8]>),
+}
+
+impl Hash {
+    pub fn empty() -> Self {
+        Hash::Heap(Box::new([]))
+    }
+}
+
+impl std::ops::Deref for Hash {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Hash::Inline(b) => b,
+            Hash::Heap(b) => b,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Hash {
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+impl From<&[u8]> for Hash {
+    #[inline]
+    fn from(b: &[u8]) -> Self {
+        match <[u8; 32]>::try_from(b) {
+            Ok(a) => Hash::Inline(a),
+            Err(_) => Hash::Heap(b.into()),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Hash {
+    fn from(b: Vec<u8>) -> Self {
+        Hash::from(b.as_slice())
+    }
+}
+
+impl PartialEq for Hash {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Hash {}
+
+impl std::hash::Hash for Hash {
+    fn hash<S: std::hash::Hasher>(&self, state: &mut S) {
+        (**self).hash(state)
+    }
+}
+
+impl PartialOrd for Hash {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Hash {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Side {
@@ -120,7 +192,8 @@ pub enum H {
 
 #[derive(Debug)]
 pub enum Ev {
-    Accepted { trader: Sym, market: Sym, side: Side, price: U256, amount: U256, tif: Tif, nonce: u64, expiry: u64 },
+    /// The other fields are the command's, which the binding hands back as given.
+    Accepted { trader: Sym, market: Sym, side: Side, tif: Tif },
     Rejected { trader: Sym, market: Sym, code: Code, msg: String },
     Duplicate { trader: Sym },
     Fill { fill_index: u32, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: H, taker_trader: Sym, taker_side: Side, price: U256, amount: U256, quote: U256, maker_fee: U256, taker_fee: U256, maker_left: U256, taker_left: U256 },
@@ -409,7 +482,7 @@ impl Engine {
         if o.generation == r.generation {
             o.open = false;
             o.generation = o.generation.wrapping_add(1);
-            o.hash = Box::new([]);
+            o.hash = Hash::empty();
             o.coid = None;
             self.free.push(r.idx);
         }
@@ -593,7 +666,7 @@ impl Engine {
         let bal = &mut self.cells[c as usize];
         bal.locked = add(bal.locked, need)?;
         let market_id = spec.market_id;
-        events.push(Ev::Accepted { trader, market: market_id, side, price, amount, tif, nonce, expiry });
+        events.push(Ev::Accepted { trader, market: market_id, side, tif });
         if !crosses {
             if tif == Tif::Ioc || tif == Tif::Fok {
                 let bal = &mut self.cells[c as usize];
@@ -798,7 +871,7 @@ impl Engine {
         o.open = false;
         let trader = o.trader;
         if let Some(orders) = self.open_orders.get_mut(&trader) {
-            orders.remove(&o.hash);
+            orders.remove(&*o.hash);
             if orders.is_empty() {
                 self.open_orders.remove(&trader);
             }
@@ -1333,7 +1406,7 @@ impl Engine {
                         must(o.market as usize == mi, "order in wrong market")?;
                         must(!o.remaining.is_zero() && o.remaining <= o.amount, "remaining out of range")?;
                         must(!in_books.contains_key(&*o.hash), "order twice in book")?;
-                        in_books.insert(&o.hash, r);
+                        in_books.insert(&*o.hash, r);
                         let token = if side == Side::Buy { spec.quote } else { spec.base };
                         *expected.entry((o.trader, token)).or_insert(U512::ZERO) += wide(o.reserved().map_err(|e| e.0)?);
                     }

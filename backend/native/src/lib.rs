@@ -40,7 +40,7 @@ const COMMAND_FIELDS: [&[&str]; 12] = [
 
 
 /// Position of `name` in `names` (at compile time: a wrong name does not build).
-const fn idx(names: &[&str], name: &str) -> usize {
+const fn field_pos(names: &[&str], name: &str) -> usize {
     let mut i = 0;
     while i < names.len() {
         let (a, b) = (names[i].as_bytes(), name.as_bytes());
@@ -60,8 +60,8 @@ const fn idx(names: &[&str], name: &str) -> usize {
 
 /// The Python classes and enum members the binding builds events from (set by `configure`).
 pub(crate) struct Config {
-    commands: Vec<Py<PyAny>>,
-    cmd_slots: Vec<Slotted>,
+    pub(crate) commands: Vec<Py<PyAny>>,
+    pub(crate) cmd_slots: Vec<Slotted>,
     pub(crate) ev_slots: Vec<Slotted>,
     pub(crate) ev_kinds: Vec<Vec<codec::Kind>>,
     pub(crate) sides: Vec<Py<PyAny>>,
@@ -237,7 +237,7 @@ impl Core {
         let cs = &c.cmd_slots[kind];
         macro_rules! f {
             ($k:literal, $n:literal) => {{
-                const I: usize = idx(COMMAND_FIELDS[$k], $n);
+                const I: usize = field_pos(COMMAND_FIELDS[$k], $n);
                 cs.get(command, I)?
             }};
         }
@@ -371,12 +371,12 @@ impl Core {
             _ => None,
         };
         let extra = match kind {
-            0 => Some(cs.get(command, idx(COMMAND_FIELDS[0], "client_order_id"))?),
-            2 => Some(cs.get(command, idx(COMMAND_FIELDS[2], "nonce_below"))?),
+            0 => Some(cs.get(command, field_pos(COMMAND_FIELDS[0], "client_order_id"))?),
+            2 => Some(cs.get(command, field_pos(COMMAND_FIELDS[2], "nonce_below"))?),
             _ => None,
         };
         for ev in events {
-            let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), ev)?;
+            let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), Some(command), ev)?;
             out.append(obj)?;
         }
         Ok(())
@@ -391,16 +391,24 @@ impl Core {
 
     /// The event dataclass for `ev`; `extra` is the command's client_order_id (PlaceOrder) or
     /// nonce_below (CancelAll), which the events repeat as given.
-    fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, extra: Option<&Bound<'py, PyAny>>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
+    #[allow(clippy::too_many_arguments)]
+    fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, extra: Option<&Bound<'py, PyAny>>, command: Option<&Bound<'py, PyAny>>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
         let u = |v: &U256| py_u256(py, c, v);
         let code = |k: Code| c.codes[k as usize].bind(py).clone();
         let none = || py.None().into_bound(py);
         let args: Vec<Bound<'py, PyAny>>;
         let idx: usize;
         match ev {
-            Ev::Accepted { trader, market, side, price, amount, tif, nonce, expiry } => {
+            Ev::Accepted { trader, market, side, tif, .. } => {
+                // Price, amount, nonce and expiry are the command's own: its int objects.
                 idx = 0;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), u(&price)?, u(&amount)?, c.tifs[tif as usize].bind(py).clone(), nonce.into_bound_py_any(py)?, expiry.into_bound_py_any(py)?, extra.expect("client_order_id").clone()];
+                let (cs, command) = (&c.cmd_slots[0], command.expect("PlaceOrder"));
+                const PRICE: usize = field_pos(COMMAND_FIELDS[0], "price");
+                const AMOUNT: usize = field_pos(COMMAND_FIELDS[0], "amount");
+                const NONCE: usize = field_pos(COMMAND_FIELDS[0], "nonce");
+                const EXPIRY: usize = field_pos(COMMAND_FIELDS[0], "expiry");
+                let g = |i: usize| cs.get(command, i);
+                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), g(PRICE)?, g(AMOUNT)?, c.tifs[tif as usize].bind(py).clone(), g(NONCE)?, g(EXPIRY)?, extra.expect("client_order_id").clone()];
             }
             Ev::Rejected { trader, market, code: k, msg } => {
                 idx = 1;
@@ -722,6 +730,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session
+from web3 import HTTPProvider, Web3
 
+from backend.chain.anvil import free_port
 from backend.db.migrate import upgrade
 from backend.db.models import Fill, FillSettlement
 from backend.db.session import make_engine, session_factory
@@ -24,7 +26,7 @@ from backend.domain.types import PRICE_SCALE
 from backend.settlement import batcher
 from backend.settlement.batcher import form_batch
 from backend.settlement.reads import claimed_floor
-from backend.settlement.tick import observe_backlog, unsettled_backlog
+from backend.settlement.tick import observe_backlog, observe_operator_balance, unsettled_backlog
 from tests.integration.settlement.conftest import Stack
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
@@ -177,3 +179,51 @@ def test_the_claimed_floor_never_hides_an_unclaimed_fill(
                 else {}
             )
     assert formed >= 3
+
+
+def test_a_batch_claiming_fills_during_the_backlog_read_counts_them_once(stack: Stack) -> None:
+    """Two ticks overlap in the worker (threads): one forms a batch while the other reads the
+    backlog. The batch commits between the backlog's two reads; each fill still counts once."""
+    h = stack.h
+    commands = stack.listing()
+    for t in h.traders[:4]:
+        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
+    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
+    assert stack.engine(commands) == len(TRADES)
+    ctx = stack.context(batch_max_fills=len(TRADES))
+    claimed: list[int | None] = []
+
+    def claim_before_the_claimed_read(
+        conn: Connection, cursor: object, statement: str, *args: object
+    ) -> None:
+        # The second read joins the claims without an outer join; claim every fill just before.
+        if not claimed and "sum(" in statement and "LEFT OUTER JOIN" not in statement:
+            claimed.append(form_batch(ctx, force=True))
+
+    with stack.factory() as session:
+        bind = session.get_bind()
+        assert isinstance(bind, Engine)
+        event.listen(bind, "before_cursor_execute", claim_before_the_claimed_read)
+        try:
+            backlog = unsettled_backlog(session)
+        finally:
+            event.remove(bind, "before_cursor_execute", claim_before_the_claimed_read)
+    assert claimed == [1]  # the batch did commit between the two reads
+    base = sum(n * LOT for _, _, n in TRADES)
+    assert backlog.exposure[h.weth.address] == base
+    assert backlog.exposure[h.usdc.address] == sum(
+        n * LOT * PRICE // PRICE_SCALE for _, _, n in TRADES
+    )
+
+
+def test_operator_balance_gauge_reads_the_chain_and_keeps_its_value_when_the_node_is_down(
+    stack: Stack,
+) -> None:
+    ctx = stack.context()
+    balance = observe_operator_balance(ctx)
+    assert balance == stack.h.w3.eth.get_balance(ctx.sender) > 0
+    sample = "hybridex_settlement_operator_balance_wei"
+    assert REGISTRY.get_sample_value(sample) == float(balance)
+    down = replace(ctx, w3=Web3(HTTPProvider(f"http://127.0.0.1:{free_port()}")))
+    assert observe_operator_balance(down) is None
+    assert REGISTRY.get_sample_value(sample) == float(balance)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,6 +29,7 @@ from tests.integration.settlement.conftest import (
     automine,
     scrape,
 )
+from tests.otlp_receiver import Receiver, otlp_receiver
 from tests.unit.contracts.harness import LOT, PRICE, UNIT, USDC
 
 pytestmark = pytest.mark.integration
@@ -157,7 +160,15 @@ def test_sigkill_while_sending_then_restart_settles_exactly_once(stack: Stack, p
     assert claims == [(10, 10)]
 
 
-def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stack) -> None:
+@pytest.fixture
+def collector() -> Iterator[Receiver]:
+    with otlp_receiver() as receiver:
+        yield receiver
+
+
+def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(
+    stack: Stack, collector: Receiver
+) -> None:
     assert _market_with_fills(stack, TEN_TRADES[:3]) == 3
     node = stack.node
     automine(node, False)
@@ -167,6 +178,7 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
         HYBRIDEX_BATCH_MAX_FILLS="10",
         HYBRIDEX_MAX_FEE_PER_GAS_WEI=str(cap),
         HYBRIDEX_SETTLEMENT_METRICS_PORT=str(port),
+        HYBRIDEX_OTEL_ENDPOINT=collector.url,
     )
     stack.wait(
         "the batch broadcast",
@@ -184,6 +196,13 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
     stack.wait("a tick's backlog gauges", lambda: scrape(port).get(oldest, 0) > 0.5)
     seen = scrape(port)
     assert seen[weth] == lots * LOT
+    # Nothing mined yet, so the operator's balance is still what the tick read; ticks run.
+    operator = stack.h.operator.address
+    balance = ("hybridex_settlement_operator_balance_wei", frozenset())
+    assert seen[balance] == float(stack.h.w3.eth.get_balance(operator))
+    assert seen[("hybridex_settlement_operator_balance_alert_wei", frozenset())] == 5e17
+    last_tick = ("hybridex_settlement_last_tick_timestamp_seconds", frozenset())
+    assert time.time() - 30 < seen[last_tick] <= time.time()
     assert seen[usdc] == lots * LOT * PRICE // PRICE_SCALE
     assert seen[oldest] < WAIT_S + 10
     ((first_hash, first_fee),) = stack.query(
@@ -212,6 +231,15 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(stack: Stac
     assert int(final[3]) <= cap
     stack.assert_batches_sequential()
     stack.assert_chain_matches_engine()
+    # Tracing on: the worker's spans reached the collector, the batch's naming its transaction.
+    stack.wait("the worker's spans", lambda: bool(collector.named("settlement send_batch")))
+    sent = [s for s in collector.named("settlement send_batch") if s.attributes.get(
+        "hybridex.outcome") == "submitted"]  # fmt: skip
+    assert {s.attributes["hybridex.batch_id"] for s in sent} == {1}  # re-sends answer too
+    assert sent[0].service == "hybridex-worker"
+    assert sent[0].attributes["hybridex.tx_hash"] == "0x" + bytes(first_hash).hex()
+    assert sent[0].attributes["hybridex.fill_count"] == 3
+    assert collector.named("settlement tick")
 
 
 def test_fill_of_an_exited_trader_is_bisected_out_and_the_rest_settle(stack: Stack) -> None:

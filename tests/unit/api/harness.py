@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 with warnings.catch_warnings():  # starlette suggests httpx2, which is not installed here
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient, WebSocketTestSession
 
 from backend.api.app import create_app
 from backend.api.ratelimit import MemoryRateLimiter, RateLimiter
@@ -38,6 +38,7 @@ from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.service import EngineService
 from backend.matching.commands import AddMarket, Command, Credit, MarketSpec
 from tests.unit.api.contract import Contract
+from tests.unit.api.wscontract import WsContract
 
 T = TypeVar("T")
 
@@ -165,21 +166,53 @@ class Harness:
     def place(self, order: Order, **extra: Any) -> Any:
         return self.client.post("/v1/orders", json=self.order_body(order, **extra))
 
-    def cancel(self, order: Order, who: int | None = None) -> Any:
+    def cancel_body(self, order: Order, who: int | None = None) -> dict[str, Any]:
         who = TRADERS.index(order.trader) if who is None else who
+        msg = Cancel(TRADERS[who], digest(order, DOMAIN))
+        return {"cancel": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+
+    def cancel(self, order: Order, who: int | None = None) -> Any:
         h = digest(order, DOMAIN)
-        msg = Cancel(TRADERS[who], h)
-        body = {"cancel": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+        body = self.cancel_body(order, who)
         return self.client.request("DELETE", f"/v1/orders/0x{h.hex()}", json=body)
 
-    def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
+    def batch(self, *items: dict[str, Any]) -> Any:
+        return self.client.post("/v1/orders/batch", json={"items": list(items)})
+
+    def cancel_all_body(
+        self, who: int, nonce_below: int, *, every_market: bool = False
+    ) -> dict[str, Any]:
         zero = "0x" + "00" * 20
         msg = CancelAll(
             TRADERS[who], zero if every_market else WETH, zero if every_market else USDC,
             nonce_below,
         )  # fmt: skip
-        body = {"cancelAll": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+        return {"cancelAll": message_to_json(msg), "signature": self.signed(msg, KEYS[who])}
+
+    def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
+        body = self.cancel_all_body(who, nonce_below, every_market=every_market)
         return self.client.post("/v1/orders/cancel-all", json=body)
+
+
+# One document, parsed and compiled once for every harness.
+WS_CONTRACT = WsContract()
+
+
+class CheckedClient(TestClient):
+    """A TestClient whose WebSocket sessions check every JSON message they receive against
+    docs/asyncapi.yaml (as every HTTP answer is checked against the OpenAPI document)."""
+
+    def websocket_connect(self, *args: Any, **kwargs: Any) -> WebSocketTestSession:
+        session = super().websocket_connect(*args, **kwargs)
+        receive_json = session.receive_json
+
+        def checked(mode: Any = "text") -> Any:
+            message = receive_json(mode)
+            WS_CONTRACT.check_server(message)
+            return message
+
+        session.receive_json = checked  # type: ignore[method-assign]
+        return session
 
 
 def _check_answer(contract: Contract, response: httpx.Response) -> None:
@@ -235,7 +268,7 @@ def running_api(
             sessions=sessions,
             limiter=limiter or MemoryRateLimiter(),
         )
-        client = TestClient(app, raise_server_exceptions=True)
+        client = CheckedClient(app, raise_server_exceptions=True)
         client.portal = portal
         contract = Contract(app.openapi())
         client.event_hooks = {"response": [functools.partial(_check_answer, contract)]}

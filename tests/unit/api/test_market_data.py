@@ -119,6 +119,10 @@ def test_health_ready_metrics_and_openapi(api: Harness) -> None:
     spec = api.client.get("/openapi.json").json()
     post = spec["paths"]["/v1/orders"]["post"]
     schema = post["requestBody"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]) == {"order", "signature", "clientOrderId"}
-    assert "price" in schema["properties"]["order"]["properties"]
+    assert schema == {"$ref": "#/components/schemas/PlaceOrderBody"}
+    components = spec["components"]["schemas"]
+    body = components["PlaceOrderBody"]
+    assert set(body["properties"]) == {"order", "signature", "clientOrderId"}
+    assert body["properties"]["order"] == {"$ref": "#/components/schemas/OrderMessage"}
+    assert "price" in components["OrderMessage"]["properties"]
     assert "/v1/ws" not in spec["paths"]

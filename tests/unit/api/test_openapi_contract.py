@@ -76,7 +76,8 @@ def test_the_document_names_operations_and_describes_every_answer(api: Harness) 
                 }, where
                 assert content["application/json"]["examples"], where
         if method in ("POST", "DELETE"):
-            body = op["requestBody"]["content"]["application/json"]["schema"]
+            ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            body = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
             assert body["required"], where
         else:
             assert "requestBody" not in op, where
@@ -189,6 +190,14 @@ def test_every_route_answers_as_documented(api: Harness) -> None:
     assert api.cancel_all(0, 1).json()["status"] == "applied"
     assert api.cancel_all(0, 1, every_market=True).status_code == 200
     assert c.post("/v1/orders/cancel-all", json={"cancelAll": 1}).status_code == 400
+    # batches: each item's answer (success and errors) against the document's union
+    batch = api.batch(
+        api.order_body(api.order(0, Side.BUY, price=PRICE - 2 * 10**6)),
+        api.order_body(api.order(0, Side.BUY, base=USDC, quote=WETH)),
+        api.cancel_body(api.order(0, Side.BUY, price=PRICE - 2 * 10**6, nonce=maker.nonce)),
+    )
+    assert [r["status"] for r in batch.json()["results"]] == [200, 404, 404]
+    assert c.post("/v1/orders/batch", json={"items": []}).status_code == 400
     # private account reads
     for kind in ("balances", "fills", "deposits", "withdrawals"):
         base = f"/v1/accounts/{t0}/{kind}"

@@ -54,6 +54,9 @@ def test_the_alerts_the_operators_need_exist() -> None:
         "HybridexDeepReorg",
         "HybridexEngineDown",
         "HybridexEngineFramesRefused",
+        "HybridexSettlementWorkerDown",
+        "HybridexSettlementNotTicking",
+        "HybridexOperatorBalanceLow",
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]

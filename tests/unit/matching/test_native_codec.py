@@ -62,3 +62,30 @@ def test_what_the_native_encoder_does_not_take_goes_through_the_reference_one() 
     reference = bytearray()
     codec.encode_events_python(events, reference)
     assert out == reference
+
+
+def test_journal_records_of_random_streams_encode_alike() -> None:
+    r = random.Random(9)
+    p = Pair()
+    p.do(c.AddMarket, spec("M1"))
+    seen = 0
+    for i in range(600):
+        h = r.randbytes(r.choice([32, 32, 32, 3, 254, 255]))
+        trader = r.choice(["0x" + "a1" * 20, "t" * r.choice([1, 254, 255])])
+        coid = r.choice([None, None, "c", "é" * 127, "x" * 255])
+        big = r.choice([1, 2**64 - 1, 2**64, 10**30])
+        place = c.PlaceOrder(
+            i, big if i % 7 == 0 else 5, h, trader, r.choice(["M1", "m" * 255]),
+            r.choice([Side.BUY, Side.SELL]), r.choice([10**16, big]), r.choice([100, big]),
+            r.choice(list(TimeInForce)), r.choice([0, big]), 0, coid,
+        )  # fmt: skip
+        cancel = c.CancelOrder(r.choice([i, 2**64]), 7, h, trader)
+        for command in (place, cancel):
+            packed = codec._native.encode_command(command)
+            reference = codec.encode_command_python(command)
+            if packed is not None:
+                seen += 1
+                assert packed == reference
+            assert codec.decode_command(codec.encode_command(command)) == command
+    assert seen > 300
+    assert codec._native.encode_command(c.SweepExpired(1, 2)) is None
