@@ -252,7 +252,7 @@ def index(chain: ChainBuilder, db_url: str, journal: Path, budget_s: float) -> d
             credited = conn.execute(
                 text("SELECT count(*) FROM deposits WHERE status = 'credited'")
             ).scalar_one()
-        credited_total = sum(b.total for b in service.engine.balances)
+        credited_total = sum(total for _, total in service.engine.token_totals())
         return {
             "seconds": total_s,
             "drain_seconds": drain_s,
