@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench soak clean
+.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench bench-smoke soak clean
 
 ## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
 setup: $(VENV)/.installed $(VENV)/checkov/.installed $(VENV)/openapi-client/.installed \
@@ -91,6 +91,15 @@ integration: setup
 bench: setup
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 	@echo "== bench/api.py --floor"; $(PY) bench/api.py --floor
+
+## bench-smoke: every benchmark in bench/ with --quick, so that none breaks unseen;
+## BENCH_SMOKE_SKIP names benchmarks to leave out (CI: those the test suite already runs)
+BENCH_SMOKE_SKIP ?=
+bench-smoke: setup
+	@set -e; for b in bench/[!_]*.py; do \
+	  case " $(BENCH_SMOKE_SKIP) " in *" $$(basename $$b) "*) echo "== $$b: skipped"; continue;; esac; \
+	  echo "== $$b --quick"; start=$$(date +%s); $(PY) $$b --quick; \
+	  echo "== $$b --quick: $$(( $$(date +%s) - start ))s"; done
 
 ## soak: the crash loop, 20 rounds (bench/soak.py; CI runs --quick in the tests)
 soak: setup

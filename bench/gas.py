@@ -364,7 +364,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--sizes", default=",".join(map(str, SIZES)), help="comma-separated batch sizes"
     )
     parser.add_argument("--no-max", action="store_true", help="skip the max-fills-per-tx search")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: batches of 1 and 10, no max search"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.no_max = "1,10", True
     sizes = [int(s) for s in args.sizes.split(",")]
     result = run(sizes, find_max=not args.no_max)
     for line in table(result):

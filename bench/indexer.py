@@ -241,14 +241,18 @@ def index(chain: ChainBuilder, db_url: str, journal: Path, budget_s: float) -> d
             steps += 1
         total_s = time.perf_counter() - t0
         with engine.connect() as conn:
-            events = conn.execute(text("SELECT count(*) FROM chain_events")).scalar_one()
+            # Deposits only: the chain also carries the Exchange's own set-up events (its
+            # constructor's FeeRecipientSet), which the indexer follows too.
+            events = conn.execute(
+                text("SELECT count(*) FROM chain_events WHERE event = 'Deposited'")
+            ).scalar_one()
             indexed = conn.execute(
                 text("SELECT block_number FROM indexer_cursors WHERE name = 'exchange'")
             ).scalar_one()
             credited = conn.execute(
                 text("SELECT count(*) FROM deposits WHERE status = 'credited'")
             ).scalar_one()
-        credited_total = sum(b.total for b in service.engine.balances)
+        credited_total = sum(total for _, total in service.engine.token_totals())
         return {
             "seconds": total_s,
             "drain_seconds": drain_s,

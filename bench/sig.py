@@ -92,7 +92,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1,000 orders")
     args = ap.parse_args()
+    if args.quick:
+        args.n = 1_000
     items = make_orders(args.n)
     per_call_us(fast, items[:500])  # warm caches
     fast_us = per_call_us(fast, items)

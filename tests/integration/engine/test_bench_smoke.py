@@ -26,20 +26,33 @@ def last_json(*args: str) -> dict[str, object]:
 def test_engine_bench_reports_throughput_latency_and_memory() -> None:
     r = last_json(str(BENCH / "engine.py"), "--commands", "5000", "--resting", "5000")
     for key in ("commands_per_s", "p50_us", "p99_us", "p999_us", "full_commands_per_s",
-                "rss_mb_1m_resting", "floor_commands_per_s"):  # fmt: skip
+                "rss_mb_1m_resting", "floor_commands_per_s", "python_commands_per_s",
+                "floor_p99_us", "rss_bytes_per_resting_order"):  # fmt: skip
         value = r[key]
         assert isinstance(value, int | float)
         assert value > 0, key
     assert r["commands"] == 5000
     assert r["rss_resting_orders"] == 5000
+    ratios = r["ratios"]
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {
+        "engine_vs_floor", "engine_vs_python", "p99_vs_floor_p99", "full_vs_engine",
+        "rss_bytes_per_resting_order",
+    }  # fmt: skip
+    assert ratios["engine_vs_floor"]["value"] == round(
+        r["commands_per_s"] / r["floor_commands_per_s"],
+        3,  # type: ignore[operator]
+    )
 
 
 def test_replay_bench_replays_every_journaled_command() -> None:
     r = last_json(str(BENCH / "replay.py"), "--commands", "5000")
     assert r["commands"] == 5000
-    value = r["replay_commands_per_s"]
-    assert isinstance(value, int)
-    assert value > 0
+    for key in ("replay_commands_per_s", "engine_commands_per_s"):
+        value = r[key]
+        assert isinstance(value, int)
+        assert value > 0, key
+    assert isinstance(r["replay_vs_engine"], float)
 
 
 def test_the_floor_book_really_matches() -> None:
@@ -52,12 +65,12 @@ def test_the_floor_book_really_matches() -> None:
     sys.modules["bench_engine"] = bench_engine  # dataclasses resolve their module while built
     spec.loader.exec_module(bench_engine)
     commands = bench_engine.generate(3_000, seed=11)
-    floor, engine = bench_engine.SkeletonBook(), bench_engine.Engine()
+    floor, engine = bench_engine.SkeletonBook(), bench_engine.Engine()  # the native engine
     for cmd in commands:
         floor.apply(cmd)
         engine.apply(cmd)
         if floor.bids and floor.asks:
             assert -floor.bids.peekitem(0)[0] < floor.asks.peekitem(0)[0]
-    book = engine.markets[bench_engine.MARKET].book
-    assert -floor.bids.peekitem(0)[0] == book.best_bid()
-    assert floor.asks.peekitem(0)[0] == book.best_ask()
+    market = bench_engine.MARKET
+    assert -floor.bids.peekitem(0)[0] == engine.depth(market, bench_engine.Side.BUY, 1)[0][0]
+    assert floor.asks.peekitem(0)[0] == engine.depth(market, bench_engine.Side.SELL, 1)[0][0]
