@@ -102,8 +102,11 @@ bench-smoke: setup
 	  echo "== $$b --quick: $$(( $$(date +%s) - start ))s"; done
 
 ## soak: the crash loop, 20 rounds (bench/soak.py; CI runs --quick in the tests)
+## soak: the crash loop (20 rounds), then the differential and decoder fuzz tests at length
 soak: setup
 	$(PY) bench/soak.py --rounds 20
+	HYBRIDEX_TEST_SOAK=1 $(BIN)/pytest tests/unit/matching/test_differential.py \
+		tests/unit/matching/test_fuzz_decoders.py -q
 
 clean:
 	rm -rf $(VENV) contracts/node_modules .mypy_cache .ruff_cache .pytest_cache var
