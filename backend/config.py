@@ -53,8 +53,9 @@ PLACEHOLDER_SECRETS = frozenset(
     {"change-me", "changeme", "change_me", "password", "secret", "hybridex", "postgres", "admin",
      "guest", "redis", "example", "xxx", "todo"}
 )  # fmt: skip
-# Variables with this prefix belong to the test suite and benchmarks, not to a process.
-RESERVED_PREFIXES = ("HYBRIDEX_TEST_", "HYBRIDEX_BENCH_")
+# Variables with these prefixes belong to the test suite, the benchmarks and `hybridex deploy`'s
+# own options (HYBRIDEX_DEPLOY_ADMIN, …), not to a long-running process's settings.
+RESERVED_PREFIXES = ("HYBRIDEX_TEST_", "HYBRIDEX_BENCH_", "HYBRIDEX_DEPLOY_")
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 # What the kubelet injects for a Service named hybridex-…, unless the pod sets
 # `enableServiceLinks: false` (docker/k8s does).
