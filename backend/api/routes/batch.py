@@ -32,6 +32,7 @@ from backend.api.routes.orders import (
     PreparedCancel,
     PreparedPlace,
     Reply,
+    limiter_closed,
     prepare_cancel,
     prepare_place,
     refused,
@@ -80,12 +81,7 @@ async def _charge(
             )
         except LimiterUnavailableError:
             if orders:  # orders fail closed; a batch of cancels passes (middleware.py)
-                c.metrics.limiter_failures.labels("closed").inc()
-                raise DexError(
-                    E.RATE_LIMITER_UNAVAILABLE,
-                    "the rate limiter is unavailable; orders are refused until it returns "
-                    "(cancels still pass): retry shortly",
-                ) from None
+                raise limiter_closed(c) from None
             c.metrics.limiter_failures.labels("open").inc()
         else:
             note(decision)

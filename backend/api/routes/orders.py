@@ -201,13 +201,18 @@ async def trader_limit(c: ApiContext, trader: str, orders: int = 1) -> Decision:
             c.limiter, trader, c.rules.trader, c.settings.api_rate_limiter_timeout_s, orders
         )
     except LimiterUnavailableError:  # orders fail closed (middleware.py)
-        c.metrics.limiter_failures.labels("closed").inc()
-        raise DexError(
-            ErrorCode.RATE_LIMITER_UNAVAILABLE,
-            "the rate limiter is unavailable; orders are refused until it returns "
-            "(cancels still pass): retry shortly",
-        ) from None
+        raise limiter_closed(c) from None
     return decision
+
+
+def limiter_closed(c: ApiContext) -> DexError:
+    """The refusal of an order when the limiter cannot answer (orders fail closed)."""
+    c.metrics.limiter_failures.labels("closed").inc()
+    return DexError(
+        ErrorCode.RATE_LIMITER_UNAVAILABLE,
+        "the rate limiter is unavailable; orders are refused until it returns "
+        "(cancels still pass): retry shortly",
+    )
 
 
 def require_allowed(decision: Decision, trader: str, orders: int = 1) -> None:

@@ -3,7 +3,6 @@ a second trader takes one quote, and its beliefs match the API (open orders, fil
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -13,19 +12,10 @@ from hybridex_client import BUY, SELL, Client
 from backend.chain.anvil import free_port
 from backend.config import DEV_PRIVATE_KEYS
 from backend.devstack.demo import Demo, DemoConfig
+from tests.integration.e2e.examples import load_example
 from tests.integration.e2e.test_round_trip import DevStack
 
 pytestmark = pytest.mark.integration
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "market_maker.py"
-
-
-def _load() -> object:
-    spec = importlib.util.spec_from_file_location("market_maker", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fund(demo: Demo, c: Client, token: str, amount: int) -> None:
@@ -47,7 +37,8 @@ def test_market_maker_keeps_its_quotes_and_its_fill_shows(tmp_path: Path) -> Non
         _fund(demo, maker, m.quote.address, 10**11)
         _fund(demo, taker, m.quote.address, 10**11)
 
-        mm = _load().MarketMaker(maker, "WETH-USDC", 3_000 * 10**6, levels=2)  # type: ignore[attr-defined]
+        example = load_example("market_maker")
+        mm = example.MarketMaker(maker, "WETH-USDC", 3_000 * 10**6, levels=2)
         mm.start()
         assert len(mm.quotes) == 4
         believed = set(mm.quotes.values())

@@ -4,10 +4,8 @@ replaces every quote in one message, and when its connection drops the API pulls
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hybridex_client import Client
@@ -15,20 +13,11 @@ from hybridex_client import Client
 from backend.chain.anvil import free_port
 from backend.config import DEV_PRIVATE_KEYS
 from backend.devstack.demo import Demo, DemoConfig
+from tests.integration.e2e.examples import load_example
 from tests.integration.e2e.test_market_maker import _fund
 from tests.integration.e2e.test_round_trip import DevStack
 
 pytestmark = pytest.mark.integration
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "market_maker_ws.py"
-
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("market_maker_ws", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _open(c: Client) -> set[str]:
@@ -46,7 +35,9 @@ def test_batch_quoter_replaces_quotes_in_one_message_and_is_pulled_on_disconnect
         _fund(demo, maker, m.base.address, 10**19)
         _fund(demo, maker, m.quote.address, 10**11)
 
-        quoter = _load().BatchQuoter(maker, "WETH-USDC", 3_000 * 10**6, levels=2)
+        quoter = load_example("market_maker_ws").BatchQuoter(
+            maker, "WETH-USDC", 3_000 * 10**6, levels=2
+        )
         quoter.start()
         first = set(quoter.quotes)
         assert len(first) == 4

@@ -43,6 +43,16 @@ def _oldest() -> float | None:
     return REGISTRY.get_sample_value("hybridex_settlement_oldest_unsettled_seconds")
 
 
+def _trade(stack: Stack) -> None:
+    """The market listed, four traders funded, and TRADES matched in the engine."""
+    h = stack.h
+    commands = stack.listing()
+    for t in h.traders[:4]:
+        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
+    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
+    assert stack.engine(commands) == len(TRADES)
+
+
 @pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
 def test_backlog_counts_fills_until_they_settle_or_fail(
     stack: Stack, dialect: str, tmp_path: Path
@@ -52,11 +62,7 @@ def test_backlog_counts_fills_until_they_settle_or_fail(
         upgrade(url)
         stack = replace(stack, db_url=url, factory=session_factory(make_engine(url)))
     h = stack.h
-    commands = stack.listing()
-    for t in h.traders[:4]:
-        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
-    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
-    assert stack.engine(commands) == len(TRADES)
+    _trade(stack)
     ctx = stack.context(batch_max_fills=2)
     weth, usdc = h.weth.address, h.usdc.address
 
@@ -185,11 +191,7 @@ def test_a_batch_claiming_fills_during_the_backlog_read_counts_them_once(stack: 
     """Two ticks overlap in the worker (threads): one forms a batch while the other reads the
     backlog. The batch commits between the backlog's two reads; each fill still counts once."""
     h = stack.h
-    commands = stack.listing()
-    for t in h.traders[:4]:
-        commands += stack.fund(t, weth=UNIT, usdc=10_000 * USDC)
-    commands += stack.trades([(h.traders[m], h.traders[t], lots) for m, t, lots in TRADES])
-    assert stack.engine(commands) == len(TRADES)
+    _trade(stack)
     ctx = stack.context(batch_max_fills=len(TRADES))
     claimed: list[int | None] = []
 
