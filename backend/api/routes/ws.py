@@ -79,6 +79,9 @@ READ_LIMIT = 1000
 
 
 MAX_REQUEST_ID = 64
+# Orders a connection remembers for cancel-on-disconnect. Fills by other traders are not seen
+# here, so without a bound a long-lived quoting connection would grow without end.
+MAX_TRACKED = 10_000
 RESTING = frozenset({"open", "partially_filled", "pending"})
 ORDER_OPS = frozenset({"place", "cancel", "cancelAll", "batch", "cancelOnDisconnect"})
 _pulls: set[asyncio.Task[None]] = set()  # cancel-on-disconnect runs past its connection
@@ -429,6 +432,8 @@ class WsSession:
         h = prepared.command.order_hash
         if isinstance(prepared, PreparedPlace) and reply[1].get("status") in RESTING:
             self.placed[h] = prepared.trader
+            if len(self.placed) > MAX_TRACKED:  # mostly filled since: forget the oldest
+                del self.placed[next(iter(self.placed))]
         elif reply[1].get("status") in ("cancelled", "filled", "expired"):
             self.placed.pop(h, None)
 
