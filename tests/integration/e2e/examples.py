@@ -1,9 +1,11 @@
-"""Loads a script of examples/ as a module (examples/ is not a package: each script stands
-alone, as a user would copy it)."""
+"""Helpers of the end-to-end tests: load a script of examples/ as a module (examples/ is not a
+package: each script stands alone, as a user would copy it), wait for REST to catch up."""
 
 from __future__ import annotations
 
 import importlib.util
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,3 +19,12 @@ def load_example(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def until(probe: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Waits for `probe`: REST reads what the persister wrote, which follows the engine's
+    answer closely but not at once."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.1)

@@ -12,7 +12,7 @@ from hybridex_client import BUY, SELL, Client
 from backend.chain.anvil import free_port
 from backend.config import DEV_PRIVATE_KEYS
 from backend.devstack.demo import Demo, DemoConfig
-from tests.integration.e2e.examples import load_example
+from tests.integration.e2e.examples import load_example, until
 from tests.integration.e2e.test_round_trip import DevStack
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,8 @@ def test_market_maker_keeps_its_quotes_and_its_fill_shows(tmp_path: Path) -> Non
         mm.start()
         assert len(mm.quotes) == 4
         believed = set(mm.quotes.values())
-        assert {o.order_hash for o in maker.open_orders("WETH-USDC")} == believed
+        until(lambda: {o.order_hash for o in maker.open_orders("WETH-USDC")} == believed,
+              "the quotes open on REST")  # fmt: skip
 
         mm.stream.disconnect()  # forced from the client side
         mm.step(timeout=1.5)
@@ -53,7 +54,8 @@ def test_market_maker_keeps_its_quotes_and_its_fill_shows(tmp_path: Path) -> Non
         for _ in range(3):
             mm.step(timeout=1.0)
         assert len(mm.quotes) == 4  # the taken quote is back
-        assert {o.order_hash for o in maker.open_orders("WETH-USDC")} == set(mm.quotes.values())
+        until(lambda: {o.order_hash for o in maker.open_orders("WETH-USDC")}
+              == set(mm.quotes.values()), "the quotes open on REST")  # fmt: skip
         assert {f.order_hash for f in maker.fills()} == {taken.fills[0].maker_order_hash}
         assert mm.stream.book("WETH-USDC").best_ask() == best_ask
         mm.stream.close()

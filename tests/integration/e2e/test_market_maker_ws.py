@@ -4,7 +4,6 @@ replaces every quote in one message, and when its connection drops the API pulls
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from hybridex_client import Client
 from backend.chain.anvil import free_port
 from backend.config import DEV_PRIVATE_KEYS
 from backend.devstack.demo import Demo, DemoConfig
-from tests.integration.e2e.examples import load_example
+from tests.integration.e2e.examples import load_example, until
 from tests.integration.e2e.test_market_maker import _fund
 from tests.integration.e2e.test_round_trip import DevStack
 
@@ -41,25 +40,22 @@ def test_batch_quoter_replaces_quotes_in_one_message_and_is_pulled_on_disconnect
         quoter.start()
         first = set(quoter.quotes)
         assert len(first) == 4
-        assert _open(maker) == first
+        until(lambda: _open(maker) == first, "the quotes open on REST")
         quoter.step()  # cancel four, place four: one message
         second = set(quoter.quotes)
         assert len(second) == 4
         assert not second & first
-        assert _open(maker) == second
+        until(lambda: _open(maker) == second, "the new quotes open on REST")
 
         quoter.entry.close()  # the connection drops: the API pulls the quotes
-        deadline = time.monotonic() + 10
-        while _open(maker):
-            assert time.monotonic() < deadline, "quotes not pulled on disconnect"
-            time.sleep(0.2)
+        until(lambda: _open(maker) == set(), "quotes pulled on disconnect")
         quoter.start()  # back: a clean book, quoting again
-        assert _open(maker) == set(quoter.quotes)
+        until(lambda: _open(maker) == set(quoter.quotes), "quoting again")
         assert len(quoter.quotes) == 4
         # The same items over REST: a batch of cancels, each answered on its own.
         results = maker.batch([maker.cancel_body(h) for h in quoter.quotes])
         assert [r.cancelled().status for r in results] == ["cancelled"] * 4
-        assert _open(maker) == set()
+        until(lambda: _open(maker) == set(), "the batch of cancels on REST")
         quoter.entry.close()
     finally:
         stack.stop()

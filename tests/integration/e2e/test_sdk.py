@@ -4,7 +4,6 @@ over the WebSocket, a forced disconnect resumed, cancel-all."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,10 @@ from hybridex_client import SELL, BookReset, Client, NotFoundError, Reconnected,
 from backend.chain.anvil import free_port
 from backend.config import DEV_PRIVATE_KEYS
 from backend.devstack.demo import Demo, DemoConfig
+from tests.integration.e2e.examples import until
 from tests.integration.e2e.test_round_trip import DevStack
 
 pytestmark = pytest.mark.integration
-
-
-def _until(probe: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.1)
 
 
 def test_sdk_round_trip_against_the_dev_stack(tmp_path: Path) -> None:
@@ -49,14 +42,14 @@ def test_sdk_round_trip_against_the_dev_stack(tmp_path: Path) -> None:
         assert placed.status == "open"
         # REST reads what the persister wrote and the book what the feed sent: both follow the
         # engine's answer closely, not at once.
-        _until(lambda: [o.order_hash for o in c.open_orders("WETH-USDC")] == [placed.order_hash],
+        until(lambda: [o.order_hash for o in c.open_orders("WETH-USDC")] == [placed.order_hash],
                "the order open on REST")  # fmt: skip
 
         def in_local_book() -> bool:
             stream.events(timeout=0.2)
             return stream.book("WETH-USDC").asks.get(price) == amount
 
-        _until(in_local_book, "the order in the local book")
+        until(in_local_book, "the order in the local book")
 
         stream.disconnect()  # forced from the client side: the next read resumes from fromSeq
         c.place(m, SELL, price + m.tick_size, amount)
@@ -67,7 +60,7 @@ def test_sdk_round_trip_against_the_dev_stack(tmp_path: Path) -> None:
 
         done = c.cancel_all(m)
         assert done.cancelled == 2
-        _until(lambda: c.open_orders("WETH-USDC") == [], "cancelled orders gone from REST")
+        until(lambda: c.open_orders("WETH-USDC") == [], "cancelled orders gone from REST")
         with pytest.raises(NotFoundError) as err:
             c.cancel(placed.order_hash)
         assert err.value.code == "ORDER_NOT_FOUND"
