@@ -30,12 +30,15 @@ from backend.config import Settings
 from backend.db.session import make_engine, session_factory
 from backend.devstack.markets import DemoMarket, listing_commands
 from backend.domain.errors import DexError
+from backend.engine.auth import Role
 from backend.engine.client import EngineClient, EngineOutcomeUnknownError, Intake, Outcome
 from backend.engine.feed_memory import MemoryFeedStore
 from backend.engine.inprocess import InProcessEngineClient
 from backend.engine.runtime import service_options
+from backend.engine.server import EngineServer
 from backend.engine.service import EngineService
 from backend.matching.commands import Command
+from backend.reconcile.engine_side import loop_engine_read
 from backend.reconcile.tasks import ReconcileLoop
 from backend.settlement.context import SettlementContext, set_context
 from backend.settlement.inprocess import SettlementLoop
@@ -100,6 +103,8 @@ class Services:
     indexer: Indexer
     settlement: SettlementLoop
     reconcile: ReconcileLoop
+    engine_server: EngineServer | None = None
+    """The engine port on its unix socket (dev keys), for the CLI: `hybridex reconcile`, …"""
     threads: list[threading.Thread] = field(default_factory=list)
     indexer_error: BaseException | None = None
 
@@ -188,8 +193,14 @@ async def start_services(
         server,
         indexer,
         SettlementLoop(ctx),
-        ReconcileLoop(factory, settings, settings.exchange_address),
+        ReconcileLoop(
+            factory,
+            settings,
+            settings.exchange_address,
+            loop_engine_read(client.balances, loop, timeout_s=settings.rpc_timeout_s),
+        ),
     )
+    services.engine_server = await _serve_engine_port(service, settings)
 
     def run_indexer() -> None:
         try:
@@ -206,6 +217,19 @@ async def start_services(
     services.settlement.start()
     services.reconcile.start()
     return services
+
+
+async def _serve_engine_port(service: EngineService, settings: Settings) -> EngineServer | None:
+    """The engine port on `settings.engine_socket_path`, as `hybridex engine` serves it, so the
+    operator CLI works against the dev stack too. Dev keys only; a path too long for a unix
+    socket leaves the port closed (the stack itself does not need it)."""
+    try:
+        server = EngineServer(service, {role: settings.engine_keys(role.value) for role in Role})
+        await server.start_unix(settings.engine_socket_path())
+    except DexError as exc:
+        log.warning("dev_engine_port_closed", reason=exc.message)
+        return None
+    return server
 
 
 async def serve_until(services: Services, stop: asyncio.Event) -> None:
@@ -226,6 +250,8 @@ async def stop_services(services: Services) -> None:
     services.indexer.stop_event.set()
     services.settlement.stop()
     services.reconcile.stop()
+    if services.engine_server is not None:
+        await services.engine_server.stop()
     for thread in services.threads:
         await asyncio.to_thread(thread.join, 15)
     set_context(None)

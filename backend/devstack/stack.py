@@ -158,6 +158,12 @@ def describe(stack: DevStack) -> str:
             f"{stack.services.settings.engine_journal_dir}), indexer, settlement.",
             "Try it: `hybridex demo` in another terminal.",
         ]
+        if stack.services.engine_server is not None:
+            socket = stack.services.settings.engine_socket_path()
+            lines.append(
+                f"Engine port unix:{socket}  (dev keys; `hybridex reconcile` and the other "
+                f"engine CLI commands reach it from here, or with HYBRIDEX_ENGINE_SOCKET={socket})"
+            )
     lines += ["", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 

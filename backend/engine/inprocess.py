@@ -76,6 +76,9 @@ class InProcessEngineClient:
     async def state(self) -> tuple[int, str]:
         return self.service.state()
 
+    async def balances(self) -> tuple[int, list[tuple[str, str, int, int]]]:
+        return self.service.balances()
+
     async def close(self) -> None:
         if self.owns_service:
             await self.service.close()

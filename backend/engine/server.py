@@ -231,6 +231,9 @@ class EngineServer:
         if kind == p.STATE:
             seq, digest = service.state()
             return p.STATE_ANSWER, json.dumps({"seq": seq, "stateHash": digest}).encode()
+        if kind == p.BALANCES:
+            seq, rows = service.balances()  # on the loop: one seq; encoding is off it
+            return p.BALANCES_ANSWER, await asyncio.to_thread(p.encode_balances, seq, rows)
         raise ValueError(f"unknown request kind {kind}")
 
 

@@ -368,6 +368,11 @@ class EngineService:
         """(last applied seq, `state_hash()`) — what the crash test compares."""
         return self.engine.last_seq, self.engine.state_hash()
 
+    def balances(self) -> tuple[int, list[tuple[str, str, int, int]]]:
+        """(last applied seq, every (trader, token, total, locked)): the ledger reconciliation
+        compares with the database. One read between commands, so all rows are of that seq."""
+        return self.engine.last_seq, self.engine.balance_rows()
+
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:

@@ -269,6 +269,11 @@ class TcpEngineClient:
         data = json.loads(answer)
         return int(data["seq"]), str(data["stateHash"])
 
+    async def balances(self, *, timeout: float = 30.0) -> tuple[int, list[p.BalanceRow]]:
+        """(seq, every (trader, token, total, locked)) of the live engine, addresses lower-case."""
+        _, answer = await self._request(p.BALANCES, b"", timeout)
+        return p.decode_balances(answer)
+
     async def find_refs(
         self, refs: Sequence[bytes], *, after_seq: int, before_seq: int, timeout: float = 60.0
     ) -> dict[bytes, int]:

@@ -19,8 +19,8 @@ from backend.reconcile.reads import LedgerView, Pair
 class Discrepancy:
     kind: str
     """`balance_mismatch`, `failed_fill`, `refused_chain_effect`, `batch_mismatch` (a settled
-    batch on chain that is not the one the worker signed, or one it never signed) or
-    `token_deficit`."""
+    batch on chain that is not the one the worker signed, or one it never signed),
+    `token_deficit` or `engine_mismatch` (the live engine and the database disagree)."""
     trader: str | None
     token: str | None
     amounts: dict[str, int]
@@ -50,6 +50,9 @@ class Report:
     discrepancies: list[Discrepancy]
     reverted_fills: int = 0
     """Fills the chain refused that the engine has undone (RevertFill): resolved."""
+    engine: dict[str, Any] | None = None
+    """The live engine's ledger against the database (`engine_side.EngineCheck.as_json`);
+    None when the run had no way to the engine."""
 
     @property
     def clean(self) -> bool:
@@ -69,6 +72,7 @@ class Report:
                 "chainEffects": self.in_flight_chain_effects,
             },
             "revertedFills": self.reverted_fills,
+            "engine": self.engine,
             "discrepancies": [d.as_json(self.block) for d in self.discrepancies],
         }
 

@@ -87,6 +87,9 @@ class LedgerView:
     fee_recipient: str | None
     ledger: dict[Pair, int] = field(default_factory=dict)
     """The engine's `total` (available + locked) per (trader, token)."""
+    rows: dict[Pair, tuple[int, int, int]] = field(default_factory=dict)
+    """(total, locked, updated_seq) per (trader, token): what the engine's live ledger is
+    compared with."""
     chain_holders: set[Pair] = field(default_factory=set)
     """Every pair the indexer saw hold a balance in the contract."""
     in_flight: list[ChainEffect] = field(default_factory=list)
@@ -138,6 +141,7 @@ def read_ledger(
     view = LedgerView(block=block, persister_seq=int(seq or 0), fee_recipient=recipient)
     for b in session.scalars(select(Balance)):
         view.ledger[(b.trader, b.token)] = int(b.total)
+        view.rows[(b.trader, b.token)] = (int(b.total), int(b.locked), int(b.updated_seq))
     view.chain_holders = {
         (c.trader, c.token)
         for c in session.scalars(select(ChainBalance).where(ChainBalance.amount > 0))

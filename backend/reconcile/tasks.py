@@ -17,6 +17,7 @@ from backend.db.session import unit_of_work
 from backend.domain.errors import DexError
 from backend.reconcile.chain import ChainReader
 from backend.reconcile.compare import Report
+from backend.reconcile.engine_side import EngineRead, tcp_engine_read
 from backend.reconcile.run import reconcile
 from backend.settlement.celery_app import app
 from backend.settlement.context import get_context
@@ -28,10 +29,18 @@ KEEP_RUNS = 1_000
 
 
 def run_and_store(
-    factory: sessionmaker[Session], reader: ChainReader, settings: Settings
+    factory: sessionmaker[Session],
+    reader: ChainReader,
+    settings: Settings,
+    engine_read: EngineRead | None = None,
 ) -> Report:
     started = time.monotonic()
-    report = reconcile(factory.kw["bind"], reader, fallback_fee_recipient=settings.fee_recipient)
+    report = reconcile(
+        factory.kw["bind"],
+        reader,
+        fallback_fee_recipient=settings.fee_recipient,
+        engine_read=engine_read,
+    )
     with unit_of_work(factory) as session:
         session.add(
             ReconciliationRun(
@@ -61,7 +70,11 @@ def reconcile_task() -> int:
     ctx = get_context()
     rpc = RpcClient(ctx.settings.rpc_url, timeout_s=ctx.settings.rpc_timeout_s)
     try:
-        report = run_and_store(ctx.factory, ChainReader(rpc, ctx.exchange), ctx.settings)
+        # The worker holds the settlement role's key; reads are open to every role.
+        engine_read = tcp_engine_read(ctx.settings, "settlement")
+        report = run_and_store(
+            ctx.factory, ChainReader(rpc, ctx.exchange), ctx.settings, engine_read
+        )
     finally:
         rpc.close()
     return len(report.discrepancies)
@@ -70,8 +83,15 @@ def reconcile_task() -> int:
 class ReconcileLoop:
     """`hybridex dev`: one reconciliation every `reconcile_interval_s` in a daemon thread."""
 
-    def __init__(self, factory: sessionmaker[Session], settings: Settings, exchange: str) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        exchange: str,
+        engine_read: EngineRead | None = None,
+    ) -> None:
         self.factory, self.settings, self.exchange = factory, settings, exchange
+        self.engine_read = engine_read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
 
@@ -87,7 +107,12 @@ class ReconcileLoop:
         try:
             while not self._stop.wait(self.settings.reconcile_interval_s):
                 try:
-                    run_and_store(self.factory, ChainReader(rpc, self.exchange), self.settings)
+                    run_and_store(
+                        self.factory,
+                        ChainReader(rpc, self.exchange),
+                        self.settings,
+                        self.engine_read,
+                    )
                 except DexError as exc:
                     log.warning("reconcile_failed", code=exc.code.name, error=exc.message)
                 except Exception:

@@ -3,6 +3,7 @@ clean, then each injected discrepancy reported with its kind and amounts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -19,14 +20,19 @@ from web3 import Web3
 from backend.chain.anvil import Anvil
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
-from backend.config import DEV_PRIVATE_KEYS
+from backend.config import DEV_PRIVATE_KEYS, dev_engine_key
 from backend.db.models import Balance, SettlementBatch
 from backend.db.session import make_engine, session_factory, unit_of_work
 from backend.devstack.chain import dev_accounts
+from backend.devstack.stack import DEV_JOURNAL_DIR
+from backend.engine.auth import Role
+from backend.engine.tcp_client import TcpEngineClient
+from backend.matching.commands import Command, Credit, Debit
 from tests.integration.e2e.test_round_trip import DevStack, _env
 
 pytestmark = pytest.mark.integration
 
+DEV_ENGINE_SOCKET = DEV_JOURNAL_DIR / "engine.sock"  # relative to the stack's working directory
 SELLER_KEY = DEV_PRIVATE_KEYS[1]  # the demo's seller: ends with USDC inside the Exchange
 ADMIN_TOKEN = "operator-only-" + "x" * 24
 
@@ -62,7 +68,8 @@ def _reconcile(
         HYBRIDEX_RPC_URL=stack.rpc,
         HYBRIDEX_EXCHANGE_ADDRESS=exchange,
         HYBRIDEX_FEE_RECIPIENT=dev_accounts(1)[0],
-        HYBRIDEX_MODE="dev",  # the dev stack's well-known accounts
+        HYBRIDEX_MODE="dev",  # the dev stack's well-known accounts (and engine keys)
+        HYBRIDEX_ENGINE_SOCKET=str(DEV_ENGINE_SOCKET),  # the dev stack's engine port
     )
     result = subprocess.run(
         [sys.executable, "-m", "backend.cli.main", "reconcile", "--json"],
@@ -71,6 +78,21 @@ def _reconcile(
     assert result.returncode in (0, 1), result.stdout + result.stderr
     assert result.stdout.startswith("{"), result.stdout + result.stderr
     return result.returncode, json.loads(result.stdout)
+
+
+def _engine_submit(tmp_path: Path, command: Command) -> int:
+    """Submit straight to the dev stack's engine port as the indexer role (what a compromised
+    or buggy indexer could do); returns the command's seq."""
+
+    async def go() -> int:
+        key = dev_engine_key(Role.INDEXER.value).encode()
+        client = TcpEngineClient(tmp_path / DEV_ENGINE_SOCKET, role=Role.INDEXER, key=key)
+        try:
+            return (await client.submit(command, timeout=10)).seq
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
 
 
 def _exchange_of(stack: DevStack) -> str:
@@ -124,6 +146,9 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         assert report["discrepancies"] == [], report
         assert code == 0
         assert report["accounts"] >= 3  # buyer, seller, fee recipient
+        # The live engine's ledger was read and every balance equals the database's.
+        assert report["engine"]["skipped"] is None, report["engine"]
+        assert report["engine"]["compared"] >= 6, report["engine"]
         held = {t: int(v["held"]) for t, v in report["tokens"].items()}
         assert held[usdc_address] > 0
         assert all(v["unattributed"] == "0" for v in report["tokens"].values())
@@ -136,6 +161,7 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         periodic = _admin_report(stack)
         assert periodic["clean"] is True
         assert periodic["discrepancies"] == []
+        assert periodic["engine"]["skipped"] is None  # the dev stack's own engine
 
         # Tokens sent to the contract without a deposit: unattributed, not a ledger error.
         w3 = Web3(Web3.HTTPProvider(stack.rpc))
@@ -147,7 +173,21 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         assert report["discrepancies"] == []
         assert report["tokens"][usdc_address]["unattributed"] == "12345"
 
-        # A ledger row changed behind the engine's back: that trader and token, those amounts.
+        # An engine credit without a deposit (straight to the engine port): the engine and the
+        # database agree, the chain does not, by exactly that amount.
+        _engine_submit(tmp_path, Credit(0, 0, seller.address, usdc_address, 1_000))
+        code, report = _reconcile(tmp_path, stack, exchange, database_url)
+        assert code == 1
+        (d,) = report["discrepancies"]
+        assert d["kind"] == "balance_mismatch"
+        assert (d["trader"], d["token"]) == (seller.address, usdc_address)
+        assert int(d["difference"]) == 1_000
+        _engine_submit(tmp_path, Debit(0, 0, seller.address, usdc_address, 1_000, None))
+        code, report = _reconcile(tmp_path, stack, exchange, database_url)
+        assert (code, report["discrepancies"]) == (0, [])
+
+        # A ledger row changed behind the engine's back: that trader and token, those amounts,
+        # against the chain and against the live engine.
         engine = make_engine(database_url)
         with unit_of_work(session_factory(engine)) as session:
             row = session.get(Balance, (seller.address, usdc_address))
@@ -157,8 +197,10 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         engine.dispose()
         code, report = _reconcile(tmp_path, stack, exchange, database_url)
         assert code == 1
-        (d,) = report["discrepancies"]
-        assert d["kind"] == "balance_mismatch"
+        d, e = sorted(report["discrepancies"], key=lambda x: str(x["kind"]))
+        assert (d["kind"], e["kind"]) == ("balance_mismatch", "engine_mismatch")
+        assert (e["trader"], e["token"]) == (seller.address, usdc_address)
+        assert (int(e["engine"]), int(e["database"]), int(e["difference"])) == (total, total + 7, 7)
         assert (d["trader"], d["token"]) == (seller.address, usdc_address)
         assert int(d["ledger"]) == int(total) + 7
         assert int(d["difference"]) == 7
@@ -167,7 +209,10 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         while periodic["block"] < report["block"]:
             periodic = _admin_report(stack, after_id=periodic["runId"])
         assert periodic["clean"] is False
-        assert [x["kind"] for x in periodic["discrepancies"]] == ["balance_mismatch"]
+        assert sorted(x["kind"] for x in periodic["discrepancies"]) == [
+            "balance_mismatch",
+            "engine_mismatch",
+        ]
 
         # The worker's record of the settled batch no longer matches what the chain applied.
         engine = make_engine(database_url)
@@ -180,7 +225,7 @@ def test_round_trip_reconciles_then_each_injected_fault_is_reported(
         code, report = _reconcile(tmp_path, stack, exchange, database_url)
         assert code == 1
         kinds = sorted(x["kind"] for x in report["discrepancies"])
-        assert kinds == ["balance_mismatch", "batch_mismatch"]
+        assert kinds == ["balance_mismatch", "batch_mismatch", "engine_mismatch"]
         (b,) = [x for x in report["discrepancies"] if x["kind"] == "batch_mismatch"]
         assert b["batchId"] == 1
         assert b["recordedFillsHash"] == "0x" + "00" * 32
