@@ -383,6 +383,8 @@ class RoundResult:
     discrepancies: list[dict[str, Any]]
     reverted_fills: int
     accounts: int
+    engine_compared: bool
+    """The live engine's ledger was compared with the database (not skipped)."""
 
     @property
     def ok(self) -> bool:
@@ -516,6 +518,7 @@ def check(
         double_settled=double_settled(stack), discrepancies=report["discrepancies"],
         reverted_fills=int(report["revertedFills"]),
         accounts=int(report["accounts"]),
+        engine_compared=bool(report["engine"]) and report["engine"]["skipped"] is None,
     )  # fmt: skip
 
 
@@ -586,6 +589,7 @@ def soak(rounds: int, round_s: float, seed: int) -> dict[str, Any]:
         "refusals": tally.refusals,
         "accounts_reconciled": results[-1].accounts if results else 0,
         "discrepancies": sum(len(r.discrepancies) for r in results),
+        "engine_compared_rounds": sum(r.engine_compared for r in results),
         "double_settled": sum(r.double_settled for r in results),
         "missing": sum(r.missing_orders + r.missing_fills + r.missing_withdrawals for r in results),
         "max_settle_s": max((r.settle_s for r in results), default=0.0),

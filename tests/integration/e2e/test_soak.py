@@ -27,6 +27,8 @@ def test_every_role_killed_mid_trading_loses_nothing_and_reconciles() -> None:
     assert result["rounds_survived"] == result["rounds"] == 4
     assert result["kills"] == {"engine": 1, "api": 1, "indexer": 1, "worker": 1}
     assert (result["discrepancies"], result["double_settled"], result["missing"]) == (0, 0, 0)
+    # Every round also compared the live engine's ledger with the database.
+    assert result["engine_compared_rounds"] == result["rounds"], result
     # the rounds did trade, and the crashes did reach the traders
     assert result["orders_acknowledged"] > 0
     assert result["fills_acknowledged"] > 0
