@@ -98,7 +98,7 @@ def test_fill_in_flight_settles_and_the_engine_stops_matching_the_cancelled_orde
                     o.expiry,
                     o.maxFeeBps,
                 )
-            )  # fmt: skip
+            )
         )
         (requested,) = exchange.events.OrderCancelRequested().process_receipt(
             receipt, errors=DISCARD
