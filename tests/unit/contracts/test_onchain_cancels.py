@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from web3.logs import DISCARD
 
 from backend.chain.exchange import SignedOrder
@@ -169,3 +171,51 @@ def test_every_dead_fill_of_a_batch_is_named_and_the_live_ones_settle(funded: Ha
     assert h.balance(d, h.usdc) == before + 2 * 3000 * USDC
     assert h.balance(a, h.weth) == 10 * UNIT
     assert h.balance(c, h.weth) == 10 * UNIT
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 20), st.sampled_from(["live", "cancelled", "pending"])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_exactly_the_fills_of_orders_cancelled_in_effect_are_skipped(
+    module_harness: Harness, plan: list[tuple[int, str]]
+) -> None:
+    """Whatever the mix: fills of orders whose on-chain cancel is in effect are skipped, those
+    of orders whose cancel still waits settle with the live ones, and exactly the settled base
+    moves from sellers to buyers."""
+    h = module_harness
+    snapshot = h.snapshot()
+    try:
+        sellers, buyers = h.traders[0:2], h.traders[2:4]
+        for t in h.traders[:4]:
+            h.fund(t, h.weth, 10 * UNIT)
+            h.fund(t, h.usdc, 100_000 * USDC)
+        makers = [
+            h.order(sellers[i % 2], Side.SELL, lots * LOT) for i, (lots, _) in enumerate(plan)
+        ]
+        for m, (_, state) in zip(makers, plan, strict=True):
+            if state == "cancelled":
+                _cancel_on_chain(h, m)
+        h.warp(3_600)
+        for m, (_, state) in zip(makers, plan, strict=True):
+            if state == "pending":  # requested now: binds only after the delay
+                _cancel_on_chain(h, m)
+        fills = [
+            fill(m, h.order(buyers[i % 2], Side.BUY, lots * LOT), lots * LOT)
+            for i, (m, (lots, _)) in enumerate(zip(makers, plan, strict=True))
+        ]
+        before = sum(h.balance(b, h.weth) for b in buyers)
+        skips = h.settle_skips(fills)
+        dead = [i for i, (_, state) in enumerate(plan) if state == "cancelled"]
+        assert skips == [(i, h.order_hash(makers[i]), "Cancelled") for i in dead]
+        moved = sum(lots * LOT for lots, state in plan if state != "cancelled")
+        assert sum(h.balance(b, h.weth) for b in buyers) - before == moved
+        assert sum(h.balance(s, h.weth) for s in sellers) == 20 * UNIT - moved
+    finally:
+        h.revert(snapshot)
