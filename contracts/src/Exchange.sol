@@ -67,6 +67,8 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     uint256 private constant EXIT_MASK = (1 << 40) - 1;
     uint256 private constant HAS_CANCELS = 1 << 253;
     uint256 private constant HAS_BARS = 1 << 254;
+    /// Account bits that send an order down the slow path of `_verifyOrders`.
+    uint256 private constant SLOW_ACCOUNT = HAS_CANCELS | HAS_BARS | (EXIT_MASK << EXIT_SHIFT);
     uint256 private constant REGISTERED = 1 << 255;
 
     /// @inheritdoc IExchange
@@ -354,17 +356,41 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             _checkSignature(orderHash, trader, meta, o.r, o.s);
             _store(orderHashes, i, uint256(orderHash));
             uint256 account = _load(ctx.accounts, (meta >> TRADER_SHIFT) & U16);
-            uint256 reason = _deadReason(account, trader, baseToken, quoteToken, meta, orderHash);
-            if (reason == 0) {
-                uint256 room = _roomOf(trader, account, uint64(meta), o.amount, orderHash);
-                if (room != 0) _store(ctx.room, i, room);
-                else reason = uint256(SkipReason.NotFillable);
+            // Fast path, the common case: no exit, bars or on-chain cancels, no expiry, fresh
+            // nonce: the whole amount is left.
+            if (
+                account & SLOW_ACCOUNT == 0 && (meta >> EXPIRY_SHIFT) & U64 == 0
+                    && !_isNonceUsed(trader, account, uint64(meta))
+            ) {
+                _store(ctx.room, i, o.amount);
+            } else {
+                _classify(ctx, i, account, trader, baseToken, quoteToken, meta, orderHash, o.amount);
             }
-            if (reason != 0) _store(ctx.reasons, i, reason);
             unchecked {
                 ++i;
             }
         }
+    }
+
+    /// @dev Slow path of `_verifyOrders`: the room of order `i`, or its `SkipReason`.
+    function _classify(
+        Ctx memory ctx,
+        uint256 i,
+        uint256 account,
+        address trader,
+        address baseToken,
+        address quoteToken,
+        uint256 meta,
+        bytes32 orderHash,
+        uint256 amount
+    ) private view {
+        uint256 reason = _deadReason(account, trader, baseToken, quoteToken, meta, orderHash);
+        if (reason == 0) {
+            uint256 room = _roomOf(trader, account, uint64(meta), amount, orderHash);
+            if (room != 0) _store(ctx.room, i, room);
+            else reason = uint256(SkipReason.NotFillable);
+        }
+        if (reason != 0) _store(ctx.reasons, i, reason);
     }
 
     /// @dev What is left of an order to fill (0 = nothing: filled whole, cancelled by a signed
@@ -412,6 +438,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     function _applyFills(Fill[] calldata fills, PackedOrder[] calldata orders, Ctx memory ctx) private {
         uint256 count = fills.length;
         uint256[] memory room = ctx.room;
+        uint256[] memory batchFilled = ctx.batchFilled;
         for (uint256 j = 0; j < count;) {
             uint256 amount = fills[j].amount;
             uint256 packed = fills[j].packed;
@@ -421,7 +448,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint256 takerIndex = (packed >> 16) & U16;
             PackedOrder calldata maker = orders[makerIndex];
             PackedOrder calldata taker = orders[takerIndex];
-            if (!_takeRoom(room, makerIndex, takerIndex, amount)) {
+            if (!_take(room, batchFilled, makerIndex, takerIndex, amount)) {
                 _skip(ctx, j, _load(room, makerIndex) < amount ? makerIndex : takerIndex);
                 unchecked {
                     ++j;
@@ -433,39 +460,37 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint256 takerFee = packed >> 144;
             _settleSide(ctx, j, maker.meta, amount, quoteAmount, makerFee);
             _settleSide(ctx, j, taker.meta, amount, quoteAmount, takerFee);
-            _addFilled(ctx.batchFilled, makerIndex, takerIndex, amount);
             unchecked {
                 ++j;
             }
         }
     }
 
-    /// @dev Takes `amount` from the room of both orders, or nothing when either has too little.
-    ///      Indices were bounds-checked by the caller's calldata reads of the two orders.
-    function _takeRoom(uint256[] memory room, uint256 makerIndex, uint256 takerIndex, uint256 amount)
-        private
-        pure
-        returns (bool)
-    {
-        uint256 makerRoom = _load(room, makerIndex);
-        uint256 takerRoom = _load(room, takerIndex);
-        if (amount > makerRoom || amount > takerRoom) return false;
-        unchecked {
-            _store(room, makerIndex, makerRoom - amount);
-            _store(room, takerIndex, takerRoom - amount);
-        }
-        return true;
-    }
-
-    /// @dev batchFilled[maker] += amount, batchFilled[taker] += amount: at most each order's
-    ///      amount, by the room check, so unchecked.
-    function _addFilled(uint256[] memory batchFilled, uint256 makerIndex, uint256 takerIndex, uint256 amount)
-        private
-        pure
-    {
-        unchecked {
-            _store(batchFilled, makerIndex, _load(batchFilled, makerIndex) + amount);
-            _store(batchFilled, takerIndex, _load(batchFilled, takerIndex) + amount);
+    /// @dev Takes `amount` from the room of both orders and adds it to their batch fills, or
+    ///      does nothing when either has too little room (the fill is then skipped). Indices
+    ///      were bounds-checked by the caller's calldata reads of the two orders; a fill is at
+    ///      most each order's room, so the sums cannot overflow.
+    function _take(
+        uint256[] memory room,
+        uint256[] memory batchFilled,
+        uint256 makerIndex,
+        uint256 takerIndex,
+        uint256 amount
+    ) private pure returns (bool ok) {
+        assembly ("memory-safe") {
+            let makerRoom := add(add(room, 0x20), shl(5, makerIndex))
+            let takerRoom := add(add(room, 0x20), shl(5, takerIndex))
+            let m := mload(makerRoom)
+            let t := mload(takerRoom)
+            ok := iszero(or(gt(amount, m), gt(amount, t)))
+            if ok {
+                mstore(makerRoom, sub(m, amount))
+                mstore(takerRoom, sub(t, amount))
+                let makerFilled := add(add(batchFilled, 0x20), shl(5, makerIndex))
+                let takerFilled := add(add(batchFilled, 0x20), shl(5, takerIndex))
+                mstore(makerFilled, add(mload(makerFilled), amount))
+                mstore(takerFilled, add(mload(takerFilled), amount))
+            }
         }
     }
 
