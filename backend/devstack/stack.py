@@ -132,7 +132,8 @@ def describe(stack: DevStack) -> str:
         "",
         f"Exchange  {stack.exchange_address}",
         f"          (operator, admin and fee recipient: dev account 0; "
-        f"exit delay {DEV_EXIT_DELAY_BLOCKS} blocks)",
+        f"exit delay {DEV_EXIT_DELAY_BLOCKS} blocks, on-chain cancel delay "
+        f"{stack.settings.cancel_delay_s} s)",
         "",
         "Demo tokens:",
     ]
