@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Expected `eth_chainId`; checked at start-up when set."
     )
     exchange_address: ChecksumAddress = Field(default=None)
+    cancel_delay_s: int = Field(
+        default=3_600,
+        ge=60,
+        le=604_800,
+        description="Seconds an on-chain cancel waits before it takes effect: the Exchange's "
+        "`cancelDelay`, set at deployment (published in /v1/info; the indexer checks it).",
+    )
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     confirmations: int = Field(
         default=12, ge=0, description="Depth at which deposits are credited (0 only in dev)."

@@ -37,6 +37,7 @@ from indexer.sync.reorg import BlockWindow
 
 log = structlog.get_logger("indexer.daemon")
 FEE_RECIPIENT_CALL = keccak(text="feeRecipient()")[:4]
+CANCEL_DELAY_CALL = keccak(text="cancelDelay()")[:4]
 ZERO_HASH = b"\x00" * 32
 
 
@@ -61,6 +62,8 @@ class IndexerConfig:
     fee_recipient: str | None = None
     """Who receives the trading fees when no `FeeRecipientSet` was indexed before a settled
     batch (indexing started after the deployment): `HYBRIDEX_FEE_RECIPIENT`."""
+    cancel_delay_s: int | None = None
+    """`HYBRIDEX_CANCEL_DELAY_S`, what the API publishes: checked against `cancelDelay()`."""
 
 
 class Indexer:
@@ -113,6 +116,7 @@ class Indexer:
                 exchange_address=self.config.exchange_address,
             )
         self._check_fee_recipient()
+        self._check_cancel_delay()
         with unit_of_work(self.factory) as session:
             stored = store.cursor_chain_id(session=session)
         if stored is not None and stored != self.chain_id:
@@ -140,6 +144,26 @@ class Indexer:
                 "credits fees to another account than the chain",
                 configured=self.config.fee_recipient or "unset (the engine's placeholder)",
                 on_chain=on_chain,
+            )
+
+    def _check_cancel_delay(self) -> None:
+        """Refuse to start when the contract's `cancelDelay()` is not the configured one: the
+        API would publish a delay that traders then rely on wrongly."""
+        if self.config.cancel_delay_s is None:
+            return
+        call = {"to": self.config.exchange_address, "data": "0x" + CANCEL_DELAY_CALL.hex()}
+        try:
+            word = bytes.fromhex(str(self.rpc.call("eth_call", [call, "latest"]))[2:])
+        except (RpcError, ValueError) as exc:
+            log.warning("could not read the contract's cancelDelay()", error=str(exc))
+            return
+        on_chain = int.from_bytes(word, "big") if len(word) == 32 else None
+        if on_chain != self.config.cancel_delay_s:
+            raise ChainMismatchError(
+                "HYBRIDEX_CANCEL_DELAY_S is not the contract's cancelDelay(): set it to the "
+                "delay the Exchange was deployed with",
+                configured=self.config.cancel_delay_s,
+                on_chain="0x" + word.hex() if on_chain is None else on_chain,
             )
 
     def resync_from(self, number: int) -> None:

@@ -28,6 +28,9 @@ FOLLOWED = (
     "BatchSettled",
     "OrderCancelled",
     "NoncesInvalidated",
+    "OrderCancelRequested",
+    "NonceInvalidationRequested",
+    "FillSkipped",
     "FeeRecipientSet",
 )
 JSON_SAFE_INT = 2**53 - 1

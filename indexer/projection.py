@@ -6,8 +6,10 @@ Two halves, so that a crash anywhere neither loses nor repeats an effect:
    what the engine is owed as `indexer_commands` rows (the outbox) and updates
    `chain_balances`:
    - at once, whatever the confirmations: `ExitRequested` → `FreezeTrader`,
-     `OrderCancelled` → `CancelOrder`, `NoncesInvalidated` → `CancelAll` (only ever
-     protective, and harmless to repeat);
+     `OrderCancelled` / `OrderCancelRequested` → `CancelOrder`, `NoncesInvalidated` /
+     `NonceInvalidationRequested` → `CancelAll` (only ever protective, and harmless to
+     repeat; an on-chain request takes effect on chain only after `cancelDelay`, but the
+     engine stops matching the order at once);
    - once `confirmations` deep: `Deposited` → `Credit`, `Withdrawn` / `ExitWithdrawn` → `Debit`,
      with the `chain_balances` delta;
    - on a reorg, for blocks above the common ancestor: owed-but-unsent commands are cancelled,
@@ -32,7 +34,7 @@ from typing import Any
 
 import structlog
 from eth_hash.auto import keccak
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db import chain_facts
@@ -64,8 +66,15 @@ from indexer.events import ChainLog
 
 log = structlog.get_logger("indexer.projection")
 
-IMMEDIATE = ("ExitRequested", "OrderCancelled", "NoncesInvalidated")
-CONFIRMED = ("Deposited", "Withdrawn", "ExitWithdrawn", "BatchSettled")
+IMMEDIATE = (
+    "ExitRequested",
+    "OrderCancelled",
+    "NoncesInvalidated",
+    "OrderCancelRequested",
+    "NonceInvalidationRequested",
+)
+# FillSkipped precedes its batch's BatchSettled (same transaction, lower log index).
+CONFIRMED = ("Deposited", "Withdrawn", "ExitWithdrawn", "FillSkipped", "BatchSettled")
 # kind → sign of its on-chain balance delta, for the confirmed kinds. A `settle` row is the
 # signed net change a settled batch made to one (trader, token): ledger only, no engine command
 # (the engine applied the fills when it matched them), so it is written `done`.
@@ -119,9 +128,12 @@ def on_events(*, session: Session, logs: Iterable[ChainLog]) -> None:
         a = e.args
         if e.name == "ExitRequested":
             rows.append(_row("freeze", e, {"trader": a["trader"]}))
-        elif e.name == "OrderCancelled":
+        elif e.name in ("OrderCancelled", "OrderCancelRequested"):
             cmd = {"trader": a["trader"], "order_hash": "0x" + a["orderHash"].hex()}
             rows.append(_row("cancel_order", e, cmd))
+        elif e.name == "NonceInvalidationRequested":  # every market
+            cmd = {"trader": a["trader"], "market_id": None, "nonce_below": a["below"]}
+            rows.append(_row("cancel_all", e, cmd))
         elif e.name == "NoncesInvalidated":
             market = _market_id(session, a["baseToken"], a["quoteToken"])
             if market is False:
@@ -220,10 +232,15 @@ def confirm(
         )
     else:
         events = store.events_between(session=session, after=after, upto=upto, names=CONFIRMED)
+    skipped: dict[int, set[int]] = {}  # batch id → indices of its fills the chain skipped
     for ev in events:
         a = ev.args
+        if ev.event == "FillSkipped":
+            skipped.setdefault(int(a["batchId"]), set()).add(int(a["fillIndex"]))
+            continue
         if ev.event == "BatchSettled":
-            for row in _settle_rows(session, ev, fee_recipient):
+            left_out = skipped.get(int(a["batchId"]), set())
+            for row in _settle_rows(session, ev, fee_recipient, left_out):
                 c = row["command"]
                 rows.append(row)
                 deltas.append(
@@ -256,11 +273,14 @@ def confirm(
     )
 
 
-def _settle_rows(session: Session, ev: Any, fallback_recipient: str | None) -> list[dict[str, Any]]:
+def _settle_rows(
+    session: Session, ev: Any, fallback_recipient: str | None, skipped: set[int]
+) -> list[dict[str, Any]]:
     """`settle` ledger rows for a confirmed `BatchSettled`: the batch's fills as the settlement
     worker recorded them, netted per (trader, token), the fees to the contract's fee recipient
     at that point of the chain — only when they are the batch the chain applied (same fill
-    count and `fillsHash`); otherwise nothing is guessed, loudly."""
+    count and `fillsHash`); otherwise nothing is guessed, loudly. `skipped`: indices (in the
+    batch as sent, engine order) of the fills the contract left out (`FillSkipped`)."""
     batch_id, count = int(ev.args["batchId"]), int(ev.args["fillCount"])
     on_chain_hash = bytes.fromhex(str(ev.args["fillsHash"]).removeprefix("0x"))
     batch = session.get(SettlementBatch, batch_id)
@@ -268,7 +288,11 @@ def _settle_rows(session: Session, ev: Any, fallback_recipient: str | None) -> l
         select(Fill, Market.base_token, Market.quote_token)
         .join(FillSettlement, FillSettlement.fill_id == Fill.id)
         .join(Market, Market.id == Fill.market_id)
-        .where(FillSettlement.batch_id == batch_id, FillSettlement.status != FillStatus.FAILED)
+        .where(
+            FillSettlement.batch_id == batch_id,
+            or_(FillSettlement.status != FillStatus.FAILED, FillSettlement.skipped_on_chain),
+        )
+        .order_by(Fill.seq, Fill.fill_index)
     ).all()
     recorded_hash = None if batch is None or batch.fills_hash is None else bytes(batch.fills_hash)
     if len(fills) != count or recorded_hash != on_chain_hash:
@@ -297,7 +321,9 @@ def _settle_rows(session: Session, ev: Any, fallback_recipient: str | None) -> l
             batch_id=batch_id,
         )
     net: dict[tuple[str, str], int] = {}
-    for fill, base, quote in fills:
+    for index, (fill, base, quote) in enumerate(fills):
+        if index in skipped:
+            continue
         for trader, token, delta in fill.balance_deltas(base, quote, recipient):
             net[(trader, token)] = net.get((trader, token), 0) + delta
     rows = []

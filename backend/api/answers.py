@@ -57,6 +57,7 @@ class InfoAnswer(Answer):
                         "types": {"Cancel": [{"name": "trader", "type": "address"}]},
                     },
                     "feeCaps": {"maxMakerFeeBps": 100, "maxTakerFeeBps": 100},
+                    "cancelDelaySeconds": 3600,
                     "serverTime": 1767225600,
                     "serverTimeMs": 1767225600000,
                 }
@@ -67,6 +68,10 @@ class InfoAnswer(Answer):
     exchangeAddress: str = Field(pattern=ADDRESS)  # noqa: N815
     eip712: Eip712Info
     feeCaps: FeeCaps  # noqa: N815
+    cancelDelaySeconds: int = Field(  # noqa: N815
+        description="Seconds an on-chain cancelOrder / invalidateNonces waits before it takes "
+        "effect; fills matched before then still settle (the engine stops matching at once)."
+    )
     serverTime: int  # noqa: N815
     serverTimeMs: int  # noqa: N815
 

@@ -101,6 +101,7 @@ def deploy_exchange_behind_timelock(
     fee_recipient: str,
     exit_delay: int,
     admin_delay_s: int,
+    cancel_delay_s: int = 3_600,
 ) -> Deployment:
     """Deploys the Exchange with `sender` as operator and an `AdminTimelock` as its only admin;
     `admin` (a multisig) proposes and executes through the timelock, never directly.
@@ -112,7 +113,7 @@ def deploy_exchange_behind_timelock(
     timelock_address = create_address(sender.address, nonce + 1)
     exchange = sender.deploy(
         "Exchange", timelock_address, sender.address, Web3.to_checksum_address(fee_recipient),
-        exit_delay,
+        exit_delay, cancel_delay_s,
     )  # fmt: skip
     members = [Web3.to_checksum_address(admin)]
     timelock = sender.deploy("AdminTimelock", admin_delay_s, members, members)

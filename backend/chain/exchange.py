@@ -253,6 +253,18 @@ def settle_calldata(batch_id: int, batch: EncodedBatch) -> bytes:
 # ----------------------------------------------------------------------------------------------
 
 
+SKIP_REASONS = (
+    "None",
+    "Cancelled",
+    "NonceInvalidated",
+    "Expired",
+    "TraderExited",
+    "NotFillable",
+    "Overfilled",
+)
+"""`IExchange.SkipReason`, by value."""
+
+
 @cache
 def exchange_abi() -> list[dict[str, Any]]:
     return load("Exchange").abi
@@ -270,6 +282,7 @@ def deploy_exchange(
     operator: str,
     fee_recipient: str,
     exit_delay: int,
+    cancel_delay: int = 3_600,
     gas: int = 6_000_000,
 ) -> ChecksumAddress:
     """Deploys the Exchange from a node-managed (unlocked) `deployer`; returns its address."""
@@ -280,6 +293,7 @@ def deploy_exchange(
         to_checksum_address(operator),
         to_checksum_address(fee_recipient),
         exit_delay,
+        cancel_delay,
     ).transact({"from": to_checksum_address(deployer), "gas": gas})
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1 or receipt["contractAddress"] is None:
@@ -319,6 +333,9 @@ class ExchangeReader:
 
     def exit_delay(self) -> int:
         return int(self.contract.functions.exitDelay().call())
+
+    def cancel_delay(self) -> int:
+        return int(self.contract.functions.cancelDelay().call())
 
     def fee_recipient(self) -> ChecksumAddress:
         return to_checksum_address(self.contract.functions.feeRecipient().call())

@@ -55,6 +55,14 @@ def deploy(
     exit_delay: Annotated[
         int, typer.Option(help="Blocks between requestExit and exitWithdraw (10 … 201600).")
     ] = DEFAULT_EXIT_DELAY_BLOCKS,
+    cancel_delay: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds an on-chain cancelOrder / invalidateNonces waits before it takes effect "
+            "(60 … 604800; default HYBRIDEX_CANCEL_DELAY_S, 3600). Keep it above settlement "
+            "latency: fills matched before it runs out still settle."
+        ),
+    ] = None,
     write_env: Annotated[
         Path | None, typer.Option(help="Also write HYBRIDEX_EXCHANGE_ADDRESS=… to this file.")
     ] = None,
@@ -83,18 +91,28 @@ def deploy(
         admin_address = _checked_admin(admin, operator.address, dev=dev)
         _check_admin_delay(admin_delay, exit_delay, dev=dev)
         recipient = fee_recipient or settings.fee_recipient or admin_address
+        cancel_delay_s = settings.cancel_delay_s if cancel_delay is None else cancel_delay
+        if cancel_delay_s != settings.cancel_delay_s:
+            typer.echo(
+                f"--cancel-delay {cancel_delay_s} differs from HYBRIDEX_CANCEL_DELAY_S "
+                f"({settings.cancel_delay_s}): the API would publish the wrong delay and the "
+                "indexer refuses to start; set both alike"
+            )
+            raise typer.Exit(2)
         deployed = deploy_exchange_behind_timelock(
             operator,
             admin=admin_address,
             fee_recipient=recipient,
             exit_delay=exit_delay,
             admin_delay_s=admin_delay,
+            cancel_delay_s=cancel_delay_s,
         )
         address = str(deployed.exchange)
         typer.echo(
             f"Exchange deployed at {address} on chain {chain_id} (admin timelock "
             f"{deployed.timelock}: proposer and executor {admin_address}, delay {admin_delay} s; "
-            f"operator {operator.address}, fee recipient {recipient}, exit delay {exit_delay})"
+            f"operator {operator.address}, fee recipient {recipient}, exit delay {exit_delay}, "
+            f"cancel delay {cancel_delay_s} s)"
         )
         if expected is not None and address != expected:
             typer.echo(f"but HYBRIDEX_EXCHANGE_ADDRESS is {expected}: fix the configuration")

@@ -57,6 +57,7 @@ def indexer(
         stale_head_s=settings.indexer_stale_head_s,
         max_log_range=settings.indexer_max_log_range,
         fee_recipient=settings.fee_recipient,
+        cancel_delay_s=settings.cancel_delay_s,
     )
     if settings.indexer_metrics_port is not None:
         from prometheus_client import start_http_server

@@ -41,11 +41,13 @@ DEV_EXIT_DELAY_BLOCKS = 20
 """Short on a dev chain so the escape hatch can be tried by hand (production: days of blocks)."""
 
 
-def deploy_dev_exchange(w3: Web3) -> str:
+def deploy_dev_exchange(w3: Web3, *, cancel_delay_s: int = 3_600) -> str:
     """Deploy the Exchange with dev account 0 as admin, operator and fee recipient."""
     deployer = Sender.from_key(w3, DEV_PRIVATE_KEYS[0])
     operator = deployer.address
-    exchange = deployer.deploy("Exchange", operator, operator, operator, DEV_EXIT_DELAY_BLOCKS)
+    exchange = deployer.deploy(
+        "Exchange", operator, operator, operator, DEV_EXIT_DELAY_BLOCKS, cancel_delay_s
+    )
     return str(exchange.address)
 
 

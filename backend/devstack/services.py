@@ -173,6 +173,7 @@ async def start_services(
             start_block=settings.indexer_start_block,
             poll_interval_s=settings.indexer_poll_interval_s,
             fee_recipient=settings.fee_recipient,
+            cancel_delay_s=settings.cancel_delay_s,
         ),
         rpc,
         factory,

@@ -102,7 +102,7 @@ def start(resources: ExitStack, port: int = DEV_RPC_PORT, chain: str = "anvil") 
 
     w3 = Web3(Web3.HTTPProvider(rpc_url))
     stack = DevStack(settings=settings, rpc_url=rpc_url, chain_id=w3.eth.chain_id, started=started)
-    stack.exchange_address = deploy_dev_exchange(w3)
+    stack.exchange_address = deploy_dev_exchange(w3, cancel_delay_s=settings.cancel_delay_s)
     stack.tokens = deploy_demo_tokens(w3)
     stack.markets = demo_markets(stack.tokens)
     return stack
@@ -132,7 +132,8 @@ def describe(stack: DevStack) -> str:
         "",
         f"Exchange  {stack.exchange_address}",
         f"          (operator, admin and fee recipient: dev account 0; "
-        f"exit delay {DEV_EXIT_DELAY_BLOCKS} blocks)",
+        f"exit delay {DEV_EXIT_DELAY_BLOCKS} blocks, on-chain cancel delay "
+        f"{stack.settings.cancel_delay_s} s)",
         "",
         "Demo tokens:",
     ]

@@ -172,7 +172,11 @@ def _read_batches(session: Session, view: LedgerView) -> None:
     counts = dict(
         session.execute(
             select(FillSettlement.batch_id, func.count())
-            .where(FillSettlement.batch_id.in_(ids), FillSettlement.status != FillStatus.FAILED)
+            .where(
+                FillSettlement.batch_id.in_(ids),
+                # a fill the chain skipped was sent in the batch (its fillsHash counts it)
+                or_(FillSettlement.status != FillStatus.FAILED, FillSettlement.skipped_on_chain),
+            )
             .group_by(FillSettlement.batch_id)
         ).all()
     )

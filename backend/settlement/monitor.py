@@ -23,8 +23,9 @@ import structlog
 from sqlalchemy import select, update
 from web3.logs import DISCARD
 
-from backend.chain.exchange import exchange_contract
+from backend.chain.exchange import SKIP_REASONS, exchange_contract
 from backend.db.models import (
+    Fill,
     FillSettlement,
     SettlementBatch,
     SettlementTransaction,
@@ -37,6 +38,7 @@ from backend.settlement import metrics
 from backend.settlement.context import SettlementContext
 from backend.settlement.fees import Fees, bumped_fees
 from backend.settlement.fill_feed import publish_fill_states
+from backend.settlement.fill_reverts import owe_reverts
 from backend.settlement.nonces import sender_lock
 from backend.settlement.releases import owe_release
 from backend.settlement.revert import rpc_guard
@@ -330,6 +332,7 @@ def _finish_batch(
     )
     if recorded:
         metrics.BATCH_GAS.observe(gas_used)
+    _fail_skipped(ctx, session, batch_id, receipt)
     settled = rowcount(
         session.execute(
             update(FillSettlement)
@@ -349,6 +352,56 @@ def _finish_batch(
         fills=settled,
         gas_used=gas_used,
     )
+
+
+def _fail_skipped(ctx: SettlementContext, session: Any, batch_id: int | None, receipt: Any) -> None:
+    """The fills the contract left out of the mined batch (`FillSkipped`: an order of theirs
+    could no longer settle) end `failed` and are owed their RevertFill, in the unit of work
+    that settles the rest. `fillIndex` counts the batch as sent: its fills that had not failed
+    before sending, in engine order (the order `load_batch` encodes them in)."""
+    events = (
+        exchange_contract(ctx.w3, ctx.exchange)
+        .events.FillSkipped()
+        .process_receipt(receipt, errors=DISCARD)
+    )
+    skips = {
+        int(e["args"]["fillIndex"]): e["args"]
+        for e in events
+        if int(e["args"]["batchId"]) == batch_id
+    }
+    if not skips:
+        return
+    sent = session.scalars(
+        select(FillSettlement.fill_id)
+        .join(Fill, Fill.id == FillSettlement.fill_id)
+        .where(
+            FillSettlement.batch_id == batch_id,
+            FillSettlement.status == FillStatus.SUBMITTED,
+        )
+        .order_by(Fill.seq, Fill.fill_index)
+    ).all()
+    failed: list[int] = []
+    for index, args in sorted(skips.items()):
+        if index >= len(sent):  # the fills hash matched, so this cannot happen
+            raise HaltError(
+                ErrorCode.SETTLEMENT_INCONSISTENT,
+                f"batch {batch_id} skipped fill {index} of {len(sent)}",
+                batch_id=batch_id,
+            )
+        code = int(args["reason"])
+        name = SKIP_REASONS[code] if code < len(SKIP_REASONS) else f"reason {code}"
+        reason = f"{name}(order 0x{bytes(args['orderHash']).hex()}, skipped on chain)"
+        fill_id = int(sent[index])
+        session.execute(
+            update(FillSettlement)
+            .where(FillSettlement.fill_id == fill_id, FillSettlement.status == FillStatus.SUBMITTED)
+            .values(status=FillStatus.FAILED, failure_reason=reason, skipped_on_chain=True)
+        )
+        failed.append(fill_id)
+        metrics.FILLS_FAILED.labels(reason=name).inc()
+        log.warning("fill_skipped", batch_id=batch_id, fill_id=fill_id, reason=reason)
+    # The engine's ledger is ahead of the chain by these fills: owe their undoing.
+    owe_reverts(session, failed)
 
 
 def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction]) -> None:

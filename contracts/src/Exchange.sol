@@ -34,6 +34,9 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     /// @notice Bounds of `exitDelay`, in blocks.
     uint256 public constant MIN_EXIT_DELAY = 10;
     uint256 public constant MAX_EXIT_DELAY = 201_600;
+    /// @notice Bounds of `cancelDelay`, in seconds: above settlement latency, below a week.
+    uint256 public constant MIN_CANCEL_DELAY = 60;
+    uint256 public constant MAX_CANCEL_DELAY = 604_800;
 
     uint256 private constant BPS = 10_000;
     uint256 private constant PRICE_SCALE = 1e18;
@@ -54,13 +57,18 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     uint256 private constant NO_TOKEN = 0xffff;
 
     // Account word: [0,128) nonce window bits · [128,185) window word (nonce >> 7) ·
-    // [185,225) exit block · bit 254 has nonce bars · bit 255 registered (keeps the word non-zero).
+    // [185,225) exit block · bit 253 has on-chain cancels · bit 254 has nonce bars · bit 255
+    // registered (keeps the word non-zero). The two "has" flags keep every other trader's
+    // settlement free of the lookups they guard.
     uint256 private constant WINDOW_BITS = (1 << 128) - 1;
     uint256 private constant WORD_SHIFT = 128;
     uint256 private constant WORD_MASK = (1 << 57) - 1;
     uint256 private constant EXIT_SHIFT = 185;
     uint256 private constant EXIT_MASK = (1 << 40) - 1;
+    uint256 private constant HAS_CANCELS = 1 << 253;
     uint256 private constant HAS_BARS = 1 << 254;
+    /// Account bits that send an order down the slow path of `_verifyOrders`.
+    uint256 private constant SLOW_ACCOUNT = HAS_CANCELS | HAS_BARS | (EXIT_MASK << EXIT_SHIFT);
     uint256 private constant REGISTERED = 1 << 255;
 
     /// @inheritdoc IExchange
@@ -69,6 +77,8 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     uint256 public exitDelay;
     /// @notice Receives every trading fee (credited to its internal balance).
     address public feeRecipient;
+    /// @inheritdoc IExchange
+    uint256 public immutable override cancelDelay;
 
     mapping(address trader => mapping(address token => uint256)) private _balances;
     mapping(address trader => uint256) private _accounts;
@@ -79,6 +89,10 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     mapping(address trader => mapping(uint256 word => uint256)) private _withdrawalNonceWords;
     /// keccak256(trader, baseToken, quoteToken) → invalidation bar; zero tokens = every market.
     mapping(bytes32 key => uint64) private _nonceBars;
+    /// Unix time from which an on-chain `cancelOrder` is in effect (0 = never requested).
+    mapping(bytes32 orderHash => uint256) private _cancelTimes;
+    /// On-chain `invalidateNonces` waiting for (or past) its delay: [0,64) below · [64,128) time.
+    mapping(address trader => uint256) private _pendingBars;
 
     /// @dev Working memory of one `settleBatch`.
     struct Ctx {
@@ -91,19 +105,32 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         uint256[] feeCredits; // per token index
         uint256[] orderHashes; // per order index
         uint256[] batchFilled; // per order index
+        uint256[] room; // per order index: what is left to fill (0 = dead)
+        uint256[] reasons; // per order index: SkipReason of a dead order
+        uint256 batchId;
+        uint256 skipped; // fills left out
     }
 
     /// @param admin Holder of DEFAULT_ADMIN_ROLE (roles, fee recipient, exit delay, pause).
     /// @param operator Holder of OPERATOR_ROLE (settlement, withdrawals).
     /// @param feeRecipient_ Receives the trading fees.
     /// @param exitDelay_ Blocks between `requestExit` and the exit taking effect.
-    constructor(address admin, address operator, address feeRecipient_, uint256 exitDelay_) EIP712("Hybridex", "1") {
+    /// @param cancelDelay_ Seconds between an on-chain cancel request and its effect.
+    constructor(address admin, address operator, address feeRecipient_, uint256 exitDelay_, uint256 cancelDelay_)
+        EIP712("Hybridex", "1")
+    {
         // Must name every role holder and the fee recipient.
         if (admin == address(0) || operator == address(0) || feeRecipient_ == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(OPERATOR_ROLE, operator);
         _setFeeRecipient(feeRecipient_);
         _setExitDelay(exitDelay_);
+        // Must outlast settlement latency (else a trader could void fills already matched), and
+        // leave traders a bounded wait.
+        if (cancelDelay_ < MIN_CANCEL_DELAY || cancelDelay_ > MAX_CANCEL_DELAY) {
+            revert CancelDelayOutOfBounds(cancelDelay_, MIN_CANCEL_DELAY, MAX_CANCEL_DELAY);
+        }
+        cancelDelay = cancelDelay_;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -192,22 +219,39 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     // On-chain cancels (never paused)
     // ------------------------------------------------------------------------------------------
 
+    // Both take effect `cancelDelay` seconds after the request, like the exit: a fill matched
+    // before then settles, so a trader cannot take back a trade by front-running its batch.
+
     /// @inheritdoc IExchange
     function cancelOrder(Order calldata order) external override {
         // Must be the order's own trader.
         if (msg.sender != order.trader) revert NotOrderTrader(msg.sender, order.trader);
         bytes32 orderHash = _hashOrder(order);
-        uint256 account = _accounts[msg.sender];
-        uint256 updated = _killOrder(msg.sender, account, order.nonce, orderHash);
-        if (updated != account) _accounts[msg.sender] = updated;
-        emit OrderCancelled(msg.sender, orderHash);
+        uint256 effective = _cancelTimes[orderHash];
+        // Must not restart a pending cancel (that would postpone it).
+        if (effective != 0) revert CancelAlreadyRequested(orderHash, effective);
+        effective = block.timestamp + cancelDelay;
+        _cancelTimes[orderHash] = effective;
+        _accounts[msg.sender] |= HAS_CANCELS | REGISTERED;
+        emit OrderCancelRequested(msg.sender, orderHash, effective);
     }
 
     /// @inheritdoc IExchange
     function invalidateNonces(uint64 below) external override {
-        uint64 bar = _raiseBar(msg.sender, address(0), address(0), below);
+        uint256 pending = _pendingBars[msg.sender];
+        uint64 pendingBelow = uint64(pending);
+        uint256 pendingTime = pending >> 64;
+        if (pendingTime != 0 && block.timestamp >= pendingTime) {
+            // In effect already: it becomes the bar, the new request waits on its own.
+            _raiseBar(msg.sender, address(0), address(0), pendingBelow);
+        } else if (below <= pendingBelow) {
+            // Must raise the bar: a lower request would only postpone the pending one.
+            revert InvalidationAlreadyRequested(below, pendingBelow, pendingTime);
+        }
+        uint256 effective = block.timestamp + cancelDelay;
+        _pendingBars[msg.sender] = uint256(below) | (effective << 64);
         _accounts[msg.sender] |= HAS_BARS | REGISTERED;
-        emit NoncesInvalidated(msg.sender, bar, address(0), address(0));
+        emit NonceInvalidationRequested(msg.sender, below, effective);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -230,6 +274,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         address[] calldata tokens = batch.tokens;
         PackedOrder[] calldata orders = batch.orders;
         Ctx memory ctx = _loadContext(traders, tokens, orders.length);
+        ctx.batchId = batchId;
         _verifyOrders(traders, tokens, orders, ctx);
         _applyFills(batch.fills, orders, ctx);
         _updateOrders(traders, orders, ctx);
@@ -268,6 +313,8 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         ctx.feeCredits = new uint256[](tokenCount);
         ctx.orderHashes = new uint256[](orderCount);
         ctx.batchFilled = new uint256[](orderCount);
+        ctx.room = new uint256[](orderCount);
+        ctx.reasons = new uint256[](orderCount);
         uint256[] memory accounts = ctx.accounts;
         uint256[] memory loaded = ctx.loaded;
         address previous = address(0);
@@ -285,7 +332,8 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         }
     }
 
-    /// @dev Hashes every order, checks its signature, its trader's exit and its nonce bars.
+    /// @dev Hashes every order and checks its signature; finds what each order has left to
+    ///      fill (its room), 0 with a `SkipReason` for an order that can no longer settle.
     ///      Bounds-checks every trader and token index, so later loops may index without checks.
     function _verifyOrders(
         address[] calldata traders,
@@ -295,13 +343,11 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
     ) private view {
         uint256 count = orders.length;
         bytes32 separator = ctx.domainSeparator;
-        uint256[] memory accounts = ctx.accounts;
         uint256[] memory orderHashes = ctx.orderHashes;
         for (uint256 i = 0; i < count;) {
             PackedOrder calldata o = orders[i];
             uint256 meta = o.meta;
-            uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
-            address trader = traders[traderIndex];
+            address trader = traders[(meta >> TRADER_SHIFT) & U16];
             address baseToken = tokens[(meta >> BASE_SHIFT) & U16];
             address quoteToken = tokens[(meta >> QUOTE_SHIFT) & U16];
             bytes32 orderHash = MessageHashUtils.toTypedDataHash(
@@ -309,15 +355,16 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             );
             _checkSignature(orderHash, trader, meta, o.r, o.s);
             _store(orderHashes, i, uint256(orderHash));
-            uint256 account = _load(accounts, traderIndex);
-            uint256 effective = (account >> EXIT_SHIFT) & EXIT_MASK;
-            // Must not touch a trader whose exit took effect.
-            if (effective != 0 && block.number >= effective) revert TraderExited(trader, effective);
-            if (account & HAS_BARS != 0) _checkBars(trader, baseToken, quoteToken, uint64(meta), orderHash);
-            uint256 expiry = (meta >> EXPIRY_SHIFT) & U64;
-            // Must not settle an order past its expiry (plus the grace for batches in flight).
-            if (expiry != 0 && block.timestamp > expiry + EXPIRY_GRACE) {
-                revert OrderExpired(orderHash, uint64(expiry), block.timestamp);
+            uint256 account = _load(ctx.accounts, (meta >> TRADER_SHIFT) & U16);
+            // Fast path, the common case: no exit, bars or on-chain cancels, no expiry, fresh
+            // nonce: the whole amount is left.
+            if (
+                account & SLOW_ACCOUNT == 0 && (meta >> EXPIRY_SHIFT) & U64 == 0
+                    && !_isNonceUsed(trader, account, uint64(meta))
+            ) {
+                _store(ctx.room, i, o.amount);
+            } else {
+                _classify(ctx, i, account, trader, baseToken, quoteToken, meta, orderHash, o.amount);
             }
             unchecked {
                 ++i;
@@ -325,9 +372,72 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         }
     }
 
+    /// @dev Slow path of `_verifyOrders`: the room of order `i`, or its `SkipReason`.
+    function _classify(
+        Ctx memory ctx,
+        uint256 i,
+        uint256 account,
+        address trader,
+        address baseToken,
+        address quoteToken,
+        uint256 meta,
+        bytes32 orderHash,
+        uint256 amount
+    ) private view {
+        uint256 reason = _deadReason(account, trader, baseToken, quoteToken, meta, orderHash);
+        if (reason == 0) {
+            uint256 room = _roomOf(trader, account, uint64(meta), amount, orderHash);
+            if (room != 0) _store(ctx.room, i, room);
+            else reason = uint256(SkipReason.NotFillable);
+        }
+        if (reason != 0) _store(ctx.reasons, i, reason);
+    }
+
+    /// @dev What is left of an order to fill (0 = nothing: filled whole, cancelled by a signed
+    ///      cancel, closed, or its nonce taken by another order).
+    function _roomOf(address trader, uint256 account, uint64 nonce, uint256 amount, bytes32 orderHash)
+        private
+        view
+        returns (uint256)
+    {
+        if (!_isNonceUsed(trader, account, nonce)) return amount;
+        // A used nonce: left partly filled before (a stored amount), or dead.
+        uint256 filled = _filled[orderHash];
+        return filled == 0 || filled >= amount ? 0 : amount - filled;
+    }
+
+    /// @dev Why an order can no longer settle, from what the chain holds (0 = it can).
+    function _deadReason(
+        uint256 account,
+        address trader,
+        address baseToken,
+        address quoteToken,
+        uint256 meta,
+        bytes32 orderHash
+    ) private view returns (uint256) {
+        uint256 effective = (account >> EXIT_SHIFT) & EXIT_MASK;
+        // Must not touch a trader whose exit took effect.
+        if (effective != 0 && block.number >= effective) return uint256(SkipReason.TraderExited);
+        // Must not be below the trader's invalidation bar (all markets or this market).
+        if (account & HAS_BARS != 0 && uint64(meta) < _barOf(trader, baseToken, quoteToken)) {
+            return uint256(SkipReason.NonceInvalidated);
+        }
+        uint256 expiry = (meta >> EXPIRY_SHIFT) & U64;
+        // Must not settle an order past its expiry (plus the grace for batches in flight).
+        if (expiry != 0 && block.timestamp > expiry + EXPIRY_GRACE) return uint256(SkipReason.Expired);
+        if (account & HAS_CANCELS != 0) {
+            uint256 cancelTime = _cancelTimes[orderHash];
+            // Must not settle an order whose on-chain cancel is in effect.
+            if (cancelTime != 0 && block.timestamp >= cancelTime) return uint256(SkipReason.Cancelled);
+        }
+        return 0;
+    }
+
     /// @dev Checks every fill against its two orders and nets the balance changes in memory.
+    ///      A fill that takes more than either order has room for is skipped (`FillSkipped`).
     function _applyFills(Fill[] calldata fills, PackedOrder[] calldata orders, Ctx memory ctx) private {
         uint256 count = fills.length;
+        uint256[] memory room = ctx.room;
         uint256[] memory batchFilled = ctx.batchFilled;
         for (uint256 j = 0; j < count;) {
             uint256 amount = fills[j].amount;
@@ -338,17 +448,60 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
             uint256 takerIndex = (packed >> 16) & U16;
             PackedOrder calldata maker = orders[makerIndex];
             PackedOrder calldata taker = orders[takerIndex];
+            if (!_take(room, batchFilled, makerIndex, takerIndex, amount)) {
+                _skip(ctx, j, _load(room, makerIndex) < amount ? makerIndex : takerIndex);
+                unchecked {
+                    ++j;
+                }
+                continue;
+            }
             uint256 quoteAmount = _checkMatch(j, amount, maker, taker);
             uint256 makerFee = (packed >> 32) & U112;
             uint256 takerFee = packed >> 144;
             _settleSide(ctx, j, maker.meta, amount, quoteAmount, makerFee);
             _settleSide(ctx, j, taker.meta, amount, quoteAmount, takerFee);
-            _addAt(batchFilled, makerIndex, amount);
-            _addAt(batchFilled, takerIndex, amount);
             unchecked {
                 ++j;
             }
         }
+    }
+
+    /// @dev Takes `amount` from the room of both orders and adds it to their batch fills, or
+    ///      does nothing when either has too little room (the fill is then skipped). Indices
+    ///      were bounds-checked by the caller's calldata reads of the two orders; a fill is at
+    ///      most each order's room, so the sums cannot overflow.
+    function _take(
+        uint256[] memory room,
+        uint256[] memory batchFilled,
+        uint256 makerIndex,
+        uint256 takerIndex,
+        uint256 amount
+    ) private pure returns (bool ok) {
+        assembly ("memory-safe") {
+            let makerRoom := add(add(room, 0x20), shl(5, makerIndex))
+            let takerRoom := add(add(room, 0x20), shl(5, takerIndex))
+            let m := mload(makerRoom)
+            let t := mload(takerRoom)
+            ok := iszero(or(gt(amount, m), gt(amount, t)))
+            if ok {
+                mstore(makerRoom, sub(m, amount))
+                mstore(takerRoom, sub(t, amount))
+                let makerFilled := add(add(batchFilled, 0x20), shl(5, makerIndex))
+                let takerFilled := add(add(batchFilled, 0x20), shl(5, takerIndex))
+                mstore(makerFilled, add(mload(makerFilled), amount))
+                mstore(takerFilled, add(mload(takerFilled), amount))
+            }
+        }
+    }
+
+    /// @dev Leaves fill `j` out: `orderIndex`, one of its orders, is dead or has too little room.
+    function _skip(Ctx memory ctx, uint256 j, uint256 orderIndex) private {
+        uint256 reason = _load(ctx.reasons, orderIndex);
+        if (reason == 0) reason = uint256(SkipReason.Overfilled);
+        unchecked {
+            ++ctx.skipped;
+        }
+        emit FillSkipped(ctx.batchId, j, bytes32(_load(ctx.orderHashes, orderIndex)), uint8(reason));
     }
 
     /// @dev Market, sides, price and exact quote of fill `j`; returns its quote amount.
@@ -407,8 +560,17 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         uint256[] memory accounts = ctx.accounts;
         for (uint256 i = 0; i < count;) {
             uint256 batchFilled = _load(ctx.batchFilled, i);
-            // Must not list an order that no fill uses (it would be marked consumed for nothing).
-            if (batchFilled == 0) revert UnusedOrder(i);
+            if (batchFilled == 0) {
+                // Untouched: its fills were skipped (it stays as the chain had it).
+                if (ctx.skipped != 0) {
+                    unchecked {
+                        ++i;
+                    }
+                    continue;
+                }
+                // Must not list an order that no fill uses (it would be marked consumed for nothing).
+                revert UnusedOrder(i);
+            }
             PackedOrder calldata o = orders[i];
             uint256 meta = o.meta;
             uint256 traderIndex = (meta >> TRADER_SHIFT) & U16;
@@ -643,10 +805,7 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
 
     /// @inheritdoc IExchange
     function isNonceUsed(address trader, uint64 nonce) external view override returns (bool) {
-        uint256 account = _accounts[trader];
-        uint256 word = nonce >> 7;
-        uint256 bits = word == ((account >> WORD_SHIFT) & WORD_MASK) ? account : _nonceWords[trader][word];
-        return bits & (1 << (nonce & 127)) != 0;
+        return _isNonceUsed(trader, _accounts[trader], nonce);
     }
 
     /// @inheritdoc IExchange
@@ -656,7 +815,18 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
 
     /// @inheritdoc IExchange
     function nonceBar(address trader, address baseToken, address quoteToken) external view override returns (uint64) {
-        return _nonceBars[_barKey(trader, baseToken, quoteToken)];
+        return _barOf(trader, baseToken, quoteToken);
+    }
+
+    /// @inheritdoc IExchange
+    function cancelEffectiveTime(bytes32 orderHash) external view override returns (uint256) {
+        return _cancelTimes[orderHash];
+    }
+
+    /// @inheritdoc IExchange
+    function pendingNonceBar(address trader) external view override returns (uint64 below, uint256 effectiveTime) {
+        uint256 pending = _pendingBars[trader];
+        return (uint64(pending), pending >> 64);
     }
 
     /// @inheritdoc IExchange
@@ -761,15 +931,25 @@ contract Exchange is IExchange, EIP712, AccessControl, Pausable, ReentrancyGuard
         if (err != ECDSA.RecoverError.NoError || recovered != signer) revert InvalidSignature(signer, digest);
     }
 
-    function _checkBars(address trader, address baseToken, address quoteToken, uint64 nonce, bytes32 orderHash)
-        private
-        view
-    {
-        uint64 bar = _nonceBars[_barKey(trader, address(0), address(0))];
-        uint64 marketBar = _nonceBars[_barKey(trader, baseToken, quoteToken)];
-        if (marketBar > bar) bar = marketBar;
-        // Must not be below the trader's invalidation bar (all markets or this market).
-        if (nonce < bar) revert NonceInvalidated(orderHash, nonce, bar);
+    /// @dev The bar in force for (trader, market): the global bar, the market's, and an
+    ///      on-chain invalidation whose delay has passed, whichever is highest.
+    function _barOf(address trader, address baseToken, address quoteToken) private view returns (uint64 bar) {
+        bar = _nonceBars[_barKey(trader, address(0), address(0))];
+        if (baseToken != address(0) || quoteToken != address(0)) {
+            uint64 marketBar = _nonceBars[_barKey(trader, baseToken, quoteToken)];
+            if (marketBar > bar) bar = marketBar;
+        }
+        uint256 pending = _pendingBars[trader];
+        if (pending != 0 && block.timestamp >= pending >> 64 && uint64(pending) > bar) bar = uint64(pending);
+    }
+
+    /// @dev Whether `nonce` is set in the trader's order-nonce bitmap (as `_useNonce` reads it).
+    function _isNonceUsed(address trader, uint256 account, uint64 nonce) private view returns (bool) {
+        uint256 word = nonce >> 7;
+        uint256 windowWord = (account >> WORD_SHIFT) & WORD_MASK;
+        if (word > windowWord) return false;
+        uint256 bits = word == windowWord ? account : _nonceWords[trader][word];
+        return bits & (1 << (nonce & 127)) != 0;
     }
 
     /// @dev Raises (never lowers) a bar; returns the bar now in force.

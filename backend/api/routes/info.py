@@ -37,6 +37,7 @@ async def info(request: Request) -> Response:
             "exchangeAddress": c.domain.verifying_contract,
             "eip712": {"domain": c.domain.as_dict(), "types": EIP712_TYPES},
             "feeCaps": {"maxMakerFeeBps": MAX_FEE_BPS, "maxTakerFeeBps": MAX_FEE_BPS},
+            "cancelDelaySeconds": c.settings.cancel_delay_s,
             "serverTime": int(now),
             "serverTimeMs": int(now * 1000),
         }

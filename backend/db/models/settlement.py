@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db.base import Base, auto_id, created_at, updated_at
@@ -70,6 +80,9 @@ class FillSettlement(Base):
     status: Mapped[FillStatus] = mapped_column(StrEnumType(FillStatus))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_batches.batch_id"))
     failure_reason: Mapped[str | None] = mapped_column(Text())
+    skipped_on_chain: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())
+    """Failed by a `FillSkipped` of its mined batch (so it is in the batch's `fillsHash`),
+    not by the simulation before sending."""
     updated_at: Mapped[datetime] = updated_at()
 
 

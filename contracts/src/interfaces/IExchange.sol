@@ -108,6 +108,18 @@ interface IExchange {
         Kill[] kills;
     }
 
+    /// @notice Why a fill was left out of its batch (`FillSkipped`): the order named cannot
+    ///         settle on chain any more, so the rest of the batch settles without the fill.
+    enum SkipReason {
+        None,
+        Cancelled, // the trader's on-chain `cancelOrder` is in effect
+        NonceInvalidated, // below the trader's invalidation bar (signed, or on chain and in effect)
+        Expired, // past expiry + EXPIRY_GRACE
+        TraderExited, // the trader's exit took effect
+        NotFillable, // filled whole, cancelled by a signed cancel, closed, or nonce taken
+        Overfilled // the fill takes more than the order has left
+    }
+
     // ------------------------------------------------------------------------------------------
     // Events (the indexer's API)
     // ------------------------------------------------------------------------------------------
@@ -136,6 +148,20 @@ interface IExchange {
         uint256 cancelAllCount,
         bytes32 fillsHash
     );
+
+    /// @notice Fill `fillIndex` (its index in `Batch.fills`) of batch `batchId` was left out:
+    ///         `orderHash`, its maker or taker, cannot settle for `reason` (a `SkipReason`).
+    ///         The other fills of the batch settled; the operator undoes this one off chain.
+    event FillSkipped(uint256 indexed batchId, uint256 fillIndex, bytes32 indexed orderHash, uint8 reason);
+
+    /// @notice `trader` cancelled `orderHash` on chain; from `effectiveTime` (unix seconds,
+    ///         `cancelDelay` after the request) no batch settles a fill of it. Fills matched
+    ///         before then still settle.
+    event OrderCancelRequested(address indexed trader, bytes32 indexed orderHash, uint256 effectiveTime);
+
+    /// @notice `trader` invalidated on chain every order with a nonce below `below`, in every
+    ///         market, from `effectiveTime` (unix seconds, `cancelDelay` after the request).
+    event NonceInvalidationRequested(address indexed trader, uint64 below, uint256 effectiveTime);
 
     /// @notice `orderHash` of `trader` can no longer be settled.
     event OrderCancelled(address indexed trader, bytes32 indexed orderHash);
@@ -173,13 +199,12 @@ interface IExchange {
     error TokensNotSorted(uint256 index);
     /// @notice A signature over `digest` was not made by `signer` (or is malformed / high-s).
     error InvalidSignature(address signer, bytes32 digest);
-    /// @notice `trader`'s exit took effect at `effectiveBlock`: settlement may not touch them.
-    error TraderExited(address trader, uint256 effectiveBlock);
-    /// @notice The order's nonce is below the trader's invalidation bar.
-    error NonceInvalidated(bytes32 orderHash, uint64 nonce, uint64 bar);
-    /// @notice The order is fully filled, cancelled, or its nonce was used by another order.
+    /// @notice Two orders of one batch share a trader's nonce: the later one is not fillable.
+    ///         (A dead order is skipped with `FillSkipped`; this guards the batch's own
+    ///         consistency, which only the operator controls.)
     error OrderNotFillable(bytes32 orderHash);
-    /// @notice The fills would take `filled` of an order for only `amount`.
+    /// @notice The fills would take `filled` of an order for only `amount` (an order listed
+    ///         twice in one batch; over-filling a listed order once is skipped instead).
     error OrderOverfilled(bytes32 orderHash, uint256 amount, uint256 filled);
     /// @notice The order at `orderIndex` is referenced by no fill.
     error UnusedOrder(uint256 orderIndex);
@@ -194,9 +219,6 @@ interface IExchange {
     /// @notice A fee of fill `fillIndex` exceeds `maxFee`: the paying order's signed `maxFeeBps`
     ///         (at most MAX_FEE_BPS) of what it receives.
     error FeeTooHigh(uint256 fillIndex, uint256 fee, uint256 maxFee);
-    /// @notice The order expired at `expiry` (unix seconds); the block's time is `timestamp`,
-    ///         past `expiry + EXPIRY_GRACE`.
-    error OrderExpired(bytes32 orderHash, uint64 expiry, uint256 timestamp);
     /// @notice The withdrawal's signature expired at `expiry`; the block's time is `timestamp`.
     error WithdrawalExpired(address trader, uint64 nonce, uint64 expiry, uint256 timestamp);
     /// @notice Withdrawal nonce `nonce` of `trader` was already used.
@@ -207,6 +229,14 @@ interface IExchange {
     error ExitNotReady(address trader, uint256 effectiveBlock, uint256 currentBlock);
     /// @notice `exitDelay` must lie within [min, max] blocks.
     error ExitDelayOutOfBounds(uint256 exitDelay, uint256 min, uint256 max);
+    /// @notice `cancelDelay` must lie within [min, max] seconds.
+    error CancelDelayOutOfBounds(uint256 cancelDelay, uint256 min, uint256 max);
+    /// @notice The on-chain cancel of `orderHash` was already requested (effective at
+    ///         `effectiveTime`); asking again would postpone it.
+    error CancelAlreadyRequested(bytes32 orderHash, uint256 effectiveTime);
+    /// @notice An on-chain invalidation up to `pendingBelow` is still waiting for its delay and
+    ///         already covers `below`.
+    error InvalidationAlreadyRequested(uint64 below, uint64 pendingBelow, uint256 effectiveTime);
     /// @notice Only the order's trader may cancel it on chain.
     error NotOrderTrader(address caller, address trader);
 
@@ -228,6 +258,8 @@ interface IExchange {
     function lastBatchId() external view returns (uint256);
 
     /// @notice Applies batch `batchId` (must be `lastBatchId() + 1`): fills, then signed cancels.
+    ///         A fill of an order that can no longer settle (see `SkipReason`) is left out with
+    ///         `FillSkipped`; every other fill settles.
     function settleBatch(uint256 batchId, Batch calldata batch) external;
 
     /// @notice Executes a trader-signed withdrawal, sending the tokens to the trader.
@@ -239,11 +271,25 @@ interface IExchange {
     /// @notice After the exit is effective, sends the caller their whole balance of `token`.
     function exitWithdraw(address token) external;
 
-    /// @notice Cancels one of the caller's orders on chain.
+    /// @notice Cancels one of the caller's orders on chain, `cancelDelay` seconds from now:
+    ///         fills matched before then still settle (the operator's engine stops matching the
+    ///         order as soon as it sees `OrderCancelRequested`).
     function cancelOrder(Order calldata order) external;
 
-    /// @notice Invalidates every order of the caller with a nonce below `below`, in every market.
+    /// @notice Invalidates every order of the caller with a nonce below `below`, in every market,
+    ///         `cancelDelay` seconds from now. A request made while an earlier one still waits
+    ///         replaces it (the higher bar, the new time).
     function invalidateNonces(uint64 below) external;
+
+    /// @notice Seconds between an on-chain cancel request and its effect (set at deployment).
+    function cancelDelay() external view returns (uint256);
+
+    /// @notice Unix time from which the on-chain cancel of `orderHash` is in effect (0 = none).
+    function cancelEffectiveTime(bytes32 orderHash) external view returns (uint256);
+
+    /// @notice `trader`'s on-chain invalidation bar still waiting for its delay (or already in
+    ///         effect when `effectiveTime` has passed), as (below, effectiveTime); (0, 0) if none.
+    function pendingNonceBar(address trader) external view returns (uint64 below, uint256 effectiveTime);
 
     /// @notice Base units of `orderHash` filled so far, or 0 if untouched, fully filled or dead
     ///         (see `orderState`).
@@ -256,7 +302,8 @@ interface IExchange {
     /// @notice Whether `trader`'s withdrawal nonce `nonce` has been used.
     function isWithdrawalNonceUsed(address trader, uint64 nonce) external view returns (bool);
 
-    /// @notice Invalidation bar of `trader` in (baseToken, quoteToken); zero tokens = every market.
+    /// @notice Invalidation bar of `trader` in (baseToken, quoteToken) in force now; zero
+    ///         tokens = every market (including an on-chain invalidation whose delay has passed).
     function nonceBar(address trader, address baseToken, address quoteToken) external view returns (uint64);
 
     /// @notice Block from which `trader`'s exit is effective (0 = no exit requested).

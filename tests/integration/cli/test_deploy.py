@@ -39,7 +39,7 @@ def test_deploys_once_then_recognises_its_contract(tmp_path: Path) -> None:
     with Anvil() as node:
         first = _deploy(
             node, tmp_path, "--exit-delay", "30", "--write-env", "exchange.env",
-            HYBRIDEX_DEPLOY_ADMIN=MULTISIG,
+            HYBRIDEX_DEPLOY_ADMIN=MULTISIG, HYBRIDEX_CANCEL_DELAY_S="900",
         )  # fmt: skip
         assert first.returncode == 0, first.stderr + first.stdout
         match = re.search(r"Exchange deployed at (0x[0-9a-fA-F]{40}) on chain 31337", first.stdout)
@@ -49,6 +49,7 @@ def test_deploys_once_then_recognises_its_contract(tmp_path: Path) -> None:
         w3 = Web3(Web3.HTTPProvider(node.url))
         reader = ExchangeReader.at(w3, address)
         assert reader.contract.functions.exitDelay().call() == 30
+        assert reader.cancel_delay() == 900  # HYBRIDEX_CANCEL_DELAY_S, what /v1/info publishes
         operator_role = reader.contract.functions.OPERATOR_ROLE().call()
         operator = w3.eth.account.from_key(OPERATOR_KEY).address
         assert reader.contract.functions.hasRole(operator_role, operator).call()
@@ -100,6 +101,9 @@ def test_refuses_the_operator_as_admin_unless_dev(tmp_path: Path) -> None:
         short = _deploy(node, tmp_path, "--admin", MULTISIG, "--admin-delay", "3600")
         assert short.returncode == 2
         assert "not longer than the exit delay" in short.stdout
+        other = _deploy(node, tmp_path, "--admin", MULTISIG, "--cancel-delay", "120")
+        assert other.returncode == 2
+        assert "differs from HYBRIDEX_CANCEL_DELAY_S" in other.stdout
         w3 = Web3(Web3.HTTPProvider(node.url))
         assert w3.eth.get_transaction_count(operator) == 0  # refused before sending anything
         dev = _deploy(node, tmp_path, "--dev", "--admin-delay", "0")

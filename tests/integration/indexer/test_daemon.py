@@ -13,6 +13,7 @@ from sqlalchemy import select
 from backend.chain.anvil import Anvil
 from backend.db import unit_of_work
 from backend.db.models.indexer import IndexerCommand
+from backend.domain.types import Side
 from indexer.projection import build_command
 from tests.integration.indexer.rig import Chain, Rig, fresh_ledger
 
@@ -134,5 +135,40 @@ def test_start_up_reports_a_fee_recipient_other_than_the_contracts(
             assert bool(found) == warned, (configured, logs)
             if warned:
                 assert found[0]["on_chain"] == on_chain
+    finally:
+        rig.close()
+
+
+def test_on_chain_cancel_requests_reach_the_engine_within_one_poll(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """`OrderCancelRequested` / `NonceInvalidationRequested` bind settlement only after the
+    contract's `cancelDelay`, but the engine is told at once (before any confirmation)."""
+    rig = Rig(chain, tmp_path / "live", confirmations=12, reorg_window=64)
+    try:
+        rig.sync()
+        h = chain.h
+        trader = h.traders[0]
+        order = h.order(trader, Side.SELL, 10**15).order
+        o = order
+        as_tuple = (o.trader, o.baseToken, o.quoteToken, o.side, o.price, o.amount,
+                    o.timeInForce, o.nonce, o.expiry, o.maxFeeBps)  # fmt: skip
+        h.send(h.contract.functions.cancelOrder(as_tuple), trader)
+        h.send(h.contract.functions.invalidateNonces(50), trader)
+        rig.indexer.step()  # one poll, long before 12 confirmations
+        with rig.factory() as session:
+            rows = session.scalars(
+                select(IndexerCommand)
+                .where(IndexerCommand.kind.in_(("cancel_order", "cancel_all")))
+                .order_by(IndexerCommand.id)
+            ).all()
+            got = [(r.kind, r.command, r.status, r.outcome) for r in rows]
+        assert got == [
+            ("cancel_order", {"trader": trader.address,
+                              "order_hash": "0x" + h.order_hash(order).hex()},
+             "done", "ORDER_NOT_FOUND"),  # answered: this order was never placed in the engine
+            ("cancel_all", {"trader": trader.address, "market_id": None, "nonce_below": 50},
+             "done", "applied"),
+        ]  # fmt: skip
     finally:
         rig.close()

@@ -242,7 +242,7 @@ def test_stuck_transaction_is_replaced_with_bumped_fees_and_included(
     assert collector.named("settlement tick")
 
 
-def test_fill_of_an_exited_trader_is_bisected_out_and_the_rest_settle(stack: Stack) -> None:
+def test_fill_of_an_exited_trader_is_skipped_on_chain_and_the_rest_settle(stack: Stack) -> None:
     # trader 2 sells in the second fill; the others never trade with trader 2.
     pairs = [(0, 1, 2), (2, 3, 3), (0, 1, 1), (0, 3, 1), (0, 1, 4)]
     assert _market_with_fills(stack, pairs) == 5
@@ -275,11 +275,14 @@ def test_fill_of_an_exited_trader_is_bisected_out_and_the_rest_settle(stack: Sta
         "JOIN fills f ON f.id = fs.fill_id WHERE fs.status = 'failed'"
     )
     assert maker == exited.address
-    assert reason.startswith(f"TraderExited({exited.address}, ")
+    assert reason.startswith("TraderExited(order 0x")
+    assert reason.endswith(", skipped on chain)")
     assert batch_id == 1
+    # The batch went out whole; the contract left the dead fill out (FillSkipped).
     assert stack.query("SELECT batch_id, status, fill_count FROM settlement_batches") == [
-        (1, "settled", 4)
+        (1, "settled", 5)
     ]
+    assert stack.query("SELECT count(*) FROM fill_reverts") == [(1,)]  # owed its RevertFill
     assert h.exchange.last_batch_id() == 1
     for trader in (h.traders[0], h.traders[1]):  # untouched by the failed fill
         for token in (h.weth, h.usdc):

@@ -32,6 +32,7 @@ def test_info_publishes_the_signing_domain_and_types(api: Harness) -> None:
     assert body["eip712"]["types"] == EIP712_TYPES
     assert abs(body["serverTime"] - time.time()) < 5
     assert body["feeCaps"]["maxTakerFeeBps"] > 0
+    assert body["cancelDelaySeconds"] == 3_600  # the default HYBRIDEX_CANCEL_DELAY_S
 
 
 def test_markets_list_sizes_fees_and_state(api: Harness) -> None:

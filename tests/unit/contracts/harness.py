@@ -14,10 +14,12 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.contract.contract import ContractFunction
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from backend.chain.artifacts import load
 from backend.chain.exchange import (
+    SKIP_REASONS,
     EncodedBatch,
     ExchangeReader,
     FillInput,
@@ -329,6 +331,37 @@ class Harness:
         batch_id: int | None = None,
     ) -> TxReceipt:
         return self.settle_raw(self.batch(fills, cancels, cancel_alls), batch_id)
+
+    def settle_skips(
+        self,
+        fills: Sequence[FillInput] | EncodedBatch,
+        cancels: Sequence[SignedCancel] = (),
+        cancel_alls: Sequence[SignedCancelAll] = (),
+    ) -> list[tuple[int, bytes, str]]:
+        """Settles (the batch must go through) and returns its `FillSkipped` events as
+        (fill index, order hash, reason name)."""
+        batch = (
+            fills if isinstance(fills, EncodedBatch) else self.batch(fills, cancels, cancel_alls)
+        )
+        before = self.exchange.last_batch_id()
+        receipt = self.settle_raw(batch)
+        assert self.exchange.last_batch_id() == before + 1
+        events = self.contract.events.FillSkipped().process_receipt(receipt, errors=DISCARD)
+        return [
+            (
+                int(e["args"]["fillIndex"]),
+                bytes(e["args"]["orderHash"]),
+                SKIP_REASONS[e["args"]["reason"]],
+            )
+            for e in events
+        ]
+
+    def expect_skip(self, reason: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        """Settles a batch in which exactly one fill is skipped, for `reason`; returns its
+        (fill index, order hash)."""
+        skips = self.settle_skips(*args, **kwargs)
+        assert [r for _, _, r in skips] == [reason], skips
+        return skips[0][0], skips[0][1]
 
     def settle_error(
         self,

@@ -14,12 +14,15 @@ TRADER = "0x" + "ab" * 20
 
 
 def test_custom_error_decodes_to_name_and_arguments() -> None:
-    data = function_signature_to_4byte_selector("TraderExited(address,uint256)") + encode(
-        ["address", "uint256"], [TRADER, 42]
-    )
+    data = function_signature_to_4byte_selector(
+        "InsufficientBalance(address,address,uint256,uint256)"
+    ) + encode(["address", "address", "uint256", "uint256"], [TRADER, TRADER, 41, 42])
     revert = decode_revert(data)
-    assert revert.name == "TraderExited"
-    assert revert.reason == "TraderExited(0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB, 42)"
+    assert revert.name == "InsufficientBalance"
+    assert revert.reason == (
+        "InsufficientBalance(0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB, "
+        "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB, 41, 42)"
+    )
     assert not revert.is_global
 
 
