@@ -87,9 +87,6 @@ class LedgerView:
     fee_recipient: str | None
     ledger: dict[Pair, int] = field(default_factory=dict)
     """The engine's `total` (available + locked) per (trader, token)."""
-    rows: dict[Pair, tuple[int, int, int]] = field(default_factory=dict)
-    """(total, locked, updated_seq) per (trader, token): what the engine's live ledger is
-    compared with."""
     chain_holders: set[Pair] = field(default_factory=set)
     """Every pair the indexer saw hold a balance in the contract."""
     in_flight: list[ChainEffect] = field(default_factory=list)
@@ -127,6 +124,15 @@ def confirmed_block(session: Session) -> int | None:
     return None if cursor is None else int(cursor.block_number)
 
 
+def read_balance_rows(session: Session) -> tuple[int, dict[Pair, tuple[int, int, int]]]:
+    """(persister cursor, (total, locked, updated_seq) per (trader, token)): what the live
+    engine's ledger is compared with."""
+    seq = session.scalar(select(EngineCursor.seq).where(EngineCursor.name == PERSISTER_CURSOR))
+    rows = session.execute(select(Balance.trader, Balance.token, Balance.total, Balance.locked,
+                                  Balance.updated_seq))  # fmt: skip
+    return int(seq or 0), {(t, k): (int(v), int(lk), int(u)) for t, k, v, lk, u in rows}
+
+
 def read_ledger(
     session: Session,
     *,
@@ -141,7 +147,6 @@ def read_ledger(
     view = LedgerView(block=block, persister_seq=int(seq or 0), fee_recipient=recipient)
     for b in session.scalars(select(Balance)):
         view.ledger[(b.trader, b.token)] = int(b.total)
-        view.rows[(b.trader, b.token)] = (int(b.total), int(b.locked), int(b.updated_seq))
     view.chain_holders = {
         (c.trader, c.token)
         for c in session.scalars(select(ChainBalance).where(ChainBalance.amount > 0))

@@ -20,7 +20,7 @@ from backend.reconcile.engine_side import (
     compare_engine,
     wait_for_persister,
 )
-from backend.reconcile.reads import confirmed_block, read_ledger, snapshot
+from backend.reconcile.reads import confirmed_block, read_balance_rows, read_ledger, snapshot
 
 log = structlog.get_logger("hybridex.reconcile")
 
@@ -65,8 +65,6 @@ def reconcile(
         except Exception as exc:  # any failure to read is reported, never a crash of the run
             unreachable = f"the engine could not be read: {exc or type(exc).__name__}"
             log.warning("reconcile_engine_unreadable", error=unreachable)
-        else:
-            wait_for_persister(engine, live.seq)
     with snapshot(engine) as session:
         block = confirmed_block(session)
         if block is None:
@@ -80,7 +78,13 @@ def reconcile(
     chain = reader.internal_balances(pairs_to_read(view), block)
     report = compare(view, chain, reader.held(view.tokens, block))
     if live is not None:
-        check = compare_engine(live, view.rows, view.persister_seq)
+        # Its own snapshot, once the persister has the engine's seq. Not the chain comparison's:
+        # right after the persister catches up, the indexer may not have recorded the engine's
+        # answer to a deposit yet, and that comparison would count the deposit twice.
+        wait_for_persister(engine, live.seq)
+        with snapshot(engine) as session:
+            persister_seq, rows = read_balance_rows(session)
+        check = compare_engine(live, rows, persister_seq)
         report.discrepancies += check.discrepancies
         report.engine = check.as_json()
     elif unreachable is not None:
