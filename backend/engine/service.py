@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PROGRESS_EVERY = 100_000
+QUIET_BATCH = 4_096
 CONSUMER_BATCH = 1_000
 # Backpressure (docs/runbook.md "The database is behind the engine"). Past `persist_lag_max`
 # applied-but-unstored commands, new orders and withdrawals are refused; cancels pass until
@@ -252,10 +253,38 @@ class EngineService:
         engine, publisher, sink = self.engine, self.publisher, self.sink
         start = time.perf_counter()
         first = engine.last_seq + 1
+        # Records up to `quiet` are ones every consumer already holds (each skips what it has,
+        # by seq): they only rebuild the engine's state, so they are applied without building
+        # commands or events (the native core reads them straight from the journal's bytes).
+        quiet = self.journal.last_seq
+        if sink is not None:
+            quiet = min(quiet, sink.cursor())
+        if publisher is not None:
+            quiet = min(quiet, publisher.published_seq)
         n = 0
+        quiet_applied = False
         batch: list[Applied] = []
         messages: list[FeedMessage] = []
+        pending: list[bytes] = []
+        pending_seq = first
         for seq, payload in self.journal.read_from(first):
+            if seq <= quiet:
+                if not pending:
+                    pending_seq = seq
+                pending.append(payload)
+                if len(pending) >= QUIET_BATCH:
+                    before = n
+                    n += self._apply_quietly(pending, pending_seq)
+                    pending, quiet_applied = [], True
+                    if n // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                        self._progress(n, seq, start)
+                continue
+            if pending:
+                n += self._apply_quietly(pending, pending_seq)
+                pending, quiet_applied = [], True
+            if quiet_applied and publisher is not None:
+                publisher.reset(engine)  # it saw none of the quiet records
+                quiet_applied = False
             command, intake = decode_record(payload)
             if command.seq != seq:
                 raise JournalCorruptError(
@@ -273,11 +302,15 @@ class EngineService:
                     batch = []
             n += 1
             if n % PROGRESS_EVERY == 0:
-                elapsed = time.perf_counter() - start
-                log.info("engine_replay_progress", commands=n, seq=seq, rate=int(n / elapsed))
+                self._progress(n, seq, start)
                 if messages and self.feeds is not None:
                     await self.feeds.append(seq, messages)
                     messages = []
+        if pending:
+            n += self._apply_quietly(pending, pending_seq)
+            quiet_applied = True
+        if quiet_applied and publisher is not None:
+            publisher.reset(engine)
         if sink is not None and batch:
             sink.push(batch)
         if self.feeds is not None and messages:
@@ -292,6 +325,34 @@ class EngineService:
         )
         self.replayed = n
         self.replay_seconds = elapsed
+
+    @staticmethod
+    def _progress(n: int, seq: int, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        log.info("engine_replay_progress", commands=n, seq=seq, rate=int(n / elapsed))
+
+    def _apply_quietly(self, payloads: list[bytes], seq: int) -> int:
+        """Apply journal records with seqs `seq`… whose events nobody needs; returns how many."""
+        engine = self.engine
+        native = getattr(engine, "apply_records", None)
+        i = 0
+        while i < len(payloads):
+            if native is not None:
+                i, now = native(payloads, i, seq + i)
+                self._last_now = max(self._last_now, now)
+                if i == len(payloads):
+                    break
+            # Not in a layout the core reads (or damaged): the Python decoder takes it.
+            command, _ = decode_record(payloads[i])
+            if command.seq != seq + i:
+                raise JournalCorruptError(
+                    self.journal.directory, -1, seq + i,
+                    f"its record holds command seq {command.seq}",
+                )  # fmt: skip
+            engine.apply(command)
+            self._last_now = max(self._last_now, command.now)
+            i += 1
+        return len(payloads)
 
     def _start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="engine-loop"))

@@ -196,7 +196,8 @@ pub enum Ev {
     Accepted { trader: Sym, market: Sym, side: Side, tif: Tif },
     Rejected { trader: Sym, market: Sym, code: Code, msg: String },
     Duplicate { trader: Sym },
-    Fill { fill_index: u32, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: H, taker_trader: Sym, taker_side: Side, price: U256, amount: U256, quote: U256, maker_fee: U256, taker_fee: U256, maker_left: U256, taker_left: U256 },
+    /// Boxed, as FillReverted: the two largest variants would make every event as large.
+    Fill(Box<FillEv>),
     Cancelled { hash: H, trader: Sym, market: Sym, reason: Reason, remaining: U256 },
     CancelRejected { trader: Sym },
     CancelAllApplied { trader: Sym, market: Option<Sym>, nonce_below: u128, cancelled: usize },
@@ -208,8 +209,14 @@ pub enum Ev {
     MarketState { market: Sym, old: MState, new: MState, reason: &'static str },
     Risk { market: Sym, kind: &'static str, msg: String, reference: U256, price: U256 },
     CmdRejected { command: &'static str, code: Code, msg: String },
-    FillReverted { fill_seq: i128, fill_index: i128, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: Hash, taker_trader: Sym, amount: U256, maker_left: Option<U256>, taker_left: Option<U256> },
+    FillReverted(Box<RevertEv>),
 }
+
+#[derive(Debug)]
+pub struct FillEv { pub fill_index: u32, pub market: Sym, pub maker_hash: Hash, pub maker_trader: Sym, pub taker_hash: H, pub taker_trader: Sym, pub taker_side: Side, pub price: U256, pub amount: U256, pub quote: U256, pub maker_fee: U256, pub taker_fee: U256, pub maker_left: U256, pub taker_left: U256 }
+
+#[derive(Debug)]
+pub struct RevertEv { pub fill_seq: i128, pub fill_index: i128, pub market: Sym, pub maker_hash: Hash, pub maker_trader: Sym, pub taker_hash: Hash, pub taker_trader: Sym, pub amount: U256, pub maker_left: Option<U256>, pub taker_left: Option<U256> }
 
 pub struct SpecIn {
     pub market_id: Sym,
@@ -610,10 +617,10 @@ impl Engine {
             reject!(Code::InvalidOrder, "price and amount must fit in uint256".into())
         };
         let spec = &market.spec;
-        if !(price % spec.tick).is_zero() {
+        if !divides(spec.tick, price) {
             reject!(Code::InvalidTick, format!("price off tick {}", spec.tick));
         }
-        if !(amount % spec.lot).is_zero() || amount < spec.min_amount {
+        if !divides(spec.lot, amount) || amount < spec.min_amount {
             reject!(Code::InvalidLot, "amount off lot size or below minimum".into());
         }
         let is_buy = side == Side::Buy;
@@ -715,7 +722,8 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn do_match(&mut self, mi: u32, events: &mut Vec<Ev>, now: i128, taker_hash: &[u8], trader: Sym, is_buy: bool, limit: U256, mut remaining: U256) -> R<U256> {
         let _ = taker_hash;
-        let spec = self.markets[mi as usize].spec.clone();
+        let spec = &self.markets[mi as usize].spec;
+        let (market_id, window_s, move_bps) = (spec.market_id, spec.window_s, spec.move_bps);
         let (base, quote) = (spec.base, spec.quote);
         let (maker_bps, taker_bps) = (U256::from(spec.maker_bps), U256::from(spec.taker_bps));
         let taker_side = if is_buy { Side::Buy } else { Side::Sell };
@@ -809,7 +817,7 @@ impl Engine {
                 let maker_hash = o.hash.clone();
                 let level = self.markets[mi as usize].side_mut(maker_side).get_mut(&key).expect("level");
                 level.total = sub(level.total, amount)?;
-                events.push(Ev::Fill { fill_index, market: spec.market_id, maker_hash, maker_trader, taker_hash: H::Cmd, taker_trader: trader, taker_side, price, amount, quote: quote_amount, maker_fee, taker_fee, maker_left, taker_left: remaining });
+                events.push(Ev::Fill(Box::new(FillEv { fill_index, market: market_id, maker_hash, maker_trader, taker_hash: H::Cmd, taker_trader: trader, taker_side, price, amount, quote: quote_amount, maker_fee, taker_fee, maker_left, taker_left: remaining })));
                 fill_index += 1;
                 filled_here = true;
                 if maker_left.is_zero() {
@@ -853,11 +861,11 @@ impl Engine {
             market.state = MState::CancelOnly;
             market.highs.clear();
             market.lows.clear();
-            events.push(Ev::MarketState { market: spec.market_id, old, new: MState::CancelOnly, reason: "circuit_breaker" });
+            events.push(Ev::MarketState { market: market_id, old, new: MState::CancelOnly, reason: "circuit_breaker" });
             events.push(Ev::Risk {
-                market: spec.market_id,
+                market: market_id,
                 kind: "circuit_breaker",
-                msg: format!("price moved from {low} to {high} within {}s (limit {} bps)", spec.window_s, spec.move_bps),
+                msg: format!("price moved from {low} to {high} within {}s (limit {} bps)", window_s, move_bps),
                 reference: low,
                 price: high,
             });
@@ -1219,7 +1227,7 @@ impl Engine {
         let amount = amount.val().expect("checked");
         let maker_left = self.offer_again(*maker_trader, maker_hash, amount, &mut out)?;
         let taker_left = self.offer_again(*taker_trader, taker_hash, amount, &mut out)?;
-        events.push(Ev::FillReverted {
+        events.push(Ev::FillReverted(Box::new(RevertEv {
             fill_seq: *fill_seq,
             fill_index: *fill_index,
             market: *market,
@@ -1230,7 +1238,7 @@ impl Engine {
             amount,
             maker_left,
             taker_left,
-        });
+        })));
         events.append(&mut out);
         self.flush(events);
         Ok(())

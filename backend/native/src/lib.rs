@@ -6,6 +6,7 @@
 mod codec;
 mod core;
 mod num;
+mod record;
 mod slots;
 mod snap;
 
@@ -68,7 +69,8 @@ pub(crate) struct Config {
     pub(crate) tifs: Vec<Py<PyAny>>,
     pub(crate) states: Vec<Py<PyAny>>,
     pub(crate) reasons: Vec<Py<PyAny>>,
-    codes: Vec<Py<PyAny>>,
+    pub(crate) codes: Vec<Py<PyAny>>,
+    pub(crate) code_values: Vec<u16>,
     invariant_error: Py<PyAny>,
     int_from_bytes: Py<PyAny>,
 }
@@ -116,7 +118,8 @@ fn configure(
         }
         ev_kinds.push(kinds);
     }
-    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
+    let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
     Ok(())
 }
 
@@ -125,6 +128,18 @@ fn configure(
 pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
     if !ob.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err("expected an int"));
+    }
+    #[cfg(not(Py_3_12))]
+    // SAFETY: ob is an int; before 3.12 its ob_size is the signed digit count (30-bit digits),
+    // so 0..=2 digits is a value below 2**60 that PyLong_AsUnsignedLongLong returns exactly.
+    unsafe {
+        let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
+        if size < 0 {
+            return Ok(PInt::Neg);
+        }
+        if size <= 2 {
+            return Ok(PInt::Val(U256::from(pyo3::ffi::PyLong_AsUnsignedLongLong(ob.as_ptr()))));
+        }
     }
     #[cfg(not(Py_3_13))]
     // SAFETY: ob is an int; the buffer holds the 32 bytes asked for.
@@ -148,6 +163,16 @@ pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
 }
 
 fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
+    #[cfg(not(Py_3_12))]
+    // SAFETY: as in `pint`: an int of at most two 30-bit digits either way is exact in i64.
+    unsafe {
+        if ob.is_exact_instance_of::<pyo3::types::PyInt>() {
+            let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
+            if (-2..=2).contains(&size) {
+                return Ok(pyo3::ffi::PyLong_AsLongLong(ob.as_ptr()) as i128);
+            }
+        }
+    }
     ob.extract::<i128>()
 }
 
@@ -396,31 +421,26 @@ impl Core {
         let u = |v: &U256| py_u256(py, c, v);
         let code = |k: Code| c.codes[k as usize].bind(py).clone();
         let none = || py.None().into_bound(py);
-        let args: Vec<Bound<'py, PyAny>>;
-        let idx: usize;
         match ev {
             Ev::Accepted { trader, market, side, tif, .. } => {
                 // Price, amount, nonce and expiry are the command's own: its int objects.
-                idx = 0;
                 let (cs, command) = (&c.cmd_slots[0], command.expect("PlaceOrder"));
                 const PRICE: usize = field_pos(COMMAND_FIELDS[0], "price");
                 const AMOUNT: usize = field_pos(COMMAND_FIELDS[0], "amount");
                 const NONCE: usize = field_pos(COMMAND_FIELDS[0], "nonce");
                 const EXPIRY: usize = field_pos(COMMAND_FIELDS[0], "expiry");
                 let g = |i: usize| cs.get(command, i);
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), g(PRICE)?, g(AMOUNT)?, c.tifs[tif as usize].bind(py).clone(), g(NONCE)?, g(EXPIRY)?, extra.expect("client_order_id").clone()];
+                return c.ev_slots[0].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), g(PRICE)?, g(AMOUNT)?, c.tifs[tif as usize].bind(py).clone(), g(NONCE)?, g(EXPIRY)?, extra.expect("client_order_id").clone()]);
             }
             Ev::Rejected { trader, market, code: k, msg } => {
-                idx = 1;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), code(k), PyString::new(py, &msg).into_any()];
+                return c.ev_slots[1].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), code(k), PyString::new(py, &msg).into_any()]);
             }
             Ev::Duplicate { trader } => {
-                idx = 2;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader)];
+                return c.ev_slots[2].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader)]);
             }
-            Ev::Fill { fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote, maker_fee, taker_fee, maker_left, taker_left } => {
-                idx = 3;
-                args = vec![
+            Ev::Fill(f) => {
+                let FillEv { fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote, maker_fee, taker_fee, maker_left, taker_left } = *f;
+                return c.ev_slots[3].build(py, [
                     seq.clone(),
                     fill_index.into_bound_py_any(py)?,
                     self.pystr(py, market),
@@ -436,61 +456,50 @@ impl Core {
                     u(&taker_fee)?,
                     u(&maker_left)?,
                     u(&taker_left)?,
-                ];
+                ]);
             }
             Ev::Cancelled { hash, trader, market, reason, remaining } => {
-                idx = 4;
-                args = vec![seq.clone(), Self::hash_obj(py, cmd_hash, hash), self.pystr(py, trader), self.pystr(py, market), c.reasons[reason as usize].bind(py).clone(), u(&remaining)?];
+                return c.ev_slots[4].build(py, [seq.clone(), Self::hash_obj(py, cmd_hash, hash), self.pystr(py, trader), self.pystr(py, market), c.reasons[reason as usize].bind(py).clone(), u(&remaining)?]);
             }
             Ev::CancelRejected { trader } => {
-                idx = 5;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), code(Code::OrderNotFound)];
+                return c.ev_slots[5].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), code(Code::OrderNotFound)]);
             }
             Ev::CancelAllApplied { trader, market, nonce_below, cancelled } => {
-                idx = 6;
+                let _ = nonce_below; // the command's own int object is handed back instead
                 let m = match market {
                     Some(m) => self.pystr(py, m),
                     None => none(),
                 };
-                args = vec![seq.clone(), self.pystr(py, trader), m, extra.expect("nonce_below").clone(), cancelled.into_bound_py_any(py)?];
-                let _ = nonce_below;
+                return c.ev_slots[6].build(py, [seq.clone(), self.pystr(py, trader), m, extra.expect("nonce_below").clone(), cancelled.into_bound_py_any(py)?]);
             }
             Ev::Balance { trader, token, total, locked } => {
-                idx = 7;
-                args = vec![seq.clone(), self.pystr(py, trader), self.pystr(py, token), u(&total)?, u(&locked)?];
+                return c.ev_slots[7].build(py, [seq.clone(), self.pystr(py, trader), self.pystr(py, token), u(&total)?, u(&locked)?]);
             }
             Ev::WReserved { wid, trader, token, amount } => {
-                idx = 8;
-                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+                return c.ev_slots[8].build(py, [seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?]);
             }
             Ev::WReleased { wid, trader, token, amount } => {
-                idx = 9;
-                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+                return c.ev_slots[9].build(py, [seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?]);
             }
             Ev::Frozen { trader } => {
-                idx = 10;
-                args = vec![seq.clone(), self.pystr(py, trader)];
+                return c.ev_slots[10].build(py, [seq.clone(), self.pystr(py, trader)]);
             }
             Ev::MarketAdded { market } => {
-                idx = 11;
-                args = vec![seq.clone(), self.pystr(py, market)];
+                return c.ev_slots[11].build(py, [seq.clone(), self.pystr(py, market)]);
             }
             Ev::MarketState { market, old, new, reason } => {
-                idx = 12;
-                args = vec![seq.clone(), self.pystr(py, market), c.states[old as usize].bind(py).clone(), c.states[new as usize].bind(py).clone(), PyString::new(py, reason).into_any()];
+                return c.ev_slots[12].build(py, [seq.clone(), self.pystr(py, market), c.states[old as usize].bind(py).clone(), c.states[new as usize].bind(py).clone(), PyString::new(py, reason).into_any()]);
             }
             Ev::Risk { market, kind, msg, reference, price } => {
-                idx = 13;
-                args = vec![seq.clone(), self.pystr(py, market), PyString::new(py, kind).into_any(), PyString::new(py, &msg).into_any(), u(&reference)?, u(&price)?];
+                return c.ev_slots[13].build(py, [seq.clone(), self.pystr(py, market), PyString::new(py, kind).into_any(), PyString::new(py, &msg).into_any(), u(&reference)?, u(&price)?]);
             }
             Ev::CmdRejected { command: name, code: k, msg } => {
-                idx = 14;
-                args = vec![seq.clone(), PyString::new(py, name).into_any(), code(k), PyString::new(py, &msg).into_any()];
+                return c.ev_slots[14].build(py, [seq.clone(), PyString::new(py, name).into_any(), code(k), PyString::new(py, &msg).into_any()]);
             }
-            Ev::FillReverted { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, amount, maker_left, taker_left } => {
-                idx = 15;
+            Ev::FillReverted(f) => {
+                let RevertEv { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, amount, maker_left, taker_left } = *f;
                 let opt = |v: Option<U256>| -> PyResult<Bound<'py, PyAny>> { v.map_or_else(|| Ok(none()), |v| u(&v)) };
-                args = vec![
+                return c.ev_slots[15].build(py, [
                     seq.clone(),
                     fill_seq.into_bound_py_any(py)?,
                     fill_index.into_bound_py_any(py)?,
@@ -502,10 +511,9 @@ impl Core {
                     u(&amount)?,
                     opt(maker_left)?,
                     opt(taker_left)?,
-                ];
+                ]);
             }
         }
-        c.ev_slots[idx].build(py, args)
     }
 }
 
@@ -562,6 +570,49 @@ impl Core {
             all.append(out)?;
         }
         Ok(all)
+    }
+
+    /// Replay journal records (`records.encode_record` payloads) from `payloads[start]` on,
+    /// the first of them carrying `seq`, without building commands or events: for records
+    /// whose events no consumer needs any more. Takes the packed PlaceOrder / CancelOrder
+    /// layouts; stops at the first record of another layout, a damaged one or one whose seq
+    /// is not the next (the caller decodes that one in Python, which reports damage as the
+    /// decoder does). Returns (index of the first record not applied, largest `now` seen).
+    fn apply_records(&mut self, py: Python<'_>, payloads: &Bound<'_, PyList>, start: usize, seq: i128) -> PyResult<(usize, i128)> {
+        self.check_usable()?;
+        let mut events: Vec<Ev> = Vec::with_capacity(8);
+        let mut max_now: i128 = 0;
+        let mut expected = seq;
+        let n = payloads.len();
+        let mut i = start;
+        while i < n {
+            let item = payloads.get_item(i)?;
+            let Ok(b) = item.cast::<PyBytes>() else { break };
+            let Some((cmd_seq, now, cmd)) = record::packed(b.as_bytes(), &mut self.e.syms) else { break };
+            if cmd_seq != expected {
+                break;
+            }
+            events.clear();
+            let result = catch_unwind(AssertUnwindSafe(|| self.e.apply(cmd_seq, &cmd, &mut events)));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(Fault(msg))) => {
+                    if !msg.starts_with("sequence number must increase") {
+                        self.poisoned = Some(msg.clone());
+                    }
+                    return Err(self.invariant(py, msg));
+                }
+                Err(panic) => {
+                    let msg = panic_message(&panic);
+                    self.poisoned = Some(format!("panic: {msg}"));
+                    return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
+                }
+            }
+            max_now = max_now.max(now);
+            expected += 1;
+            i += 1;
+        }
+        Ok((i, max_now))
     }
 
     #[getter]

@@ -61,8 +61,8 @@ impl Slotted {
     }
 
     /// A new instance with its fields set to `values` (one per offset), without `__init__`.
-    pub fn build<'py>(&self, py: Python<'py>, values: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-        debug_assert_eq!(values.len(), self.offsets.len());
+    pub fn build<'py, const N: usize>(&self, py: Python<'py>, values: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
+        assert_eq!(N, self.offsets.len(), "event field count");
         // SAFETY: tp_alloc returns a zeroed instance (GC-tracked if the type is) with every
         // slot NULL; each slot then takes one owned reference, as __init__ would have stored.
         unsafe {
