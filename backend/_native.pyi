@@ -1,11 +1,13 @@
 """Type stubs of the native engine core (backend/native, built by maturin)."""
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from backend.domain.types import Side
 from backend.matching.commands import Command
 from backend.matching.events import Event
+
+_C = TypeVar("_C", bound=Command)
 
 CODE_NAMES: list[str]
 SNAPSHOT_VERSION: int
@@ -22,6 +24,9 @@ def configure(
 ) -> None: ...
 def encode_events(events: list[Event], out: bytearray) -> bool: ...
 def encode_command(command: Command) -> bytes | None: ...
+def frame_records(payloads: list[bytes]) -> bytearray: ...
+def crc32_of(data: bytes) -> int: ...
+def stamp(command: _C, seq: int, now: int) -> _C: ...
 
 class Core:
     last_seq: int

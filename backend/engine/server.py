@@ -210,6 +210,8 @@ class EngineServer:
 
     async def _answer(self, kind: int, body: bytes) -> tuple[int, bytes]:
         service = self.service  # SUBMIT never comes here: `_submit` checks the allow-list
+        if kind in (p.BOOK, p.STATE):
+            await service.settled()
         if kind == p.BOOK:
             (depth,) = p.U16.unpack_from(body)
             book = service.book(body[2:].decode(), depth)

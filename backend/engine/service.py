@@ -29,10 +29,10 @@ Usage (tests, `hybridex dev`)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,7 +55,7 @@ from backend.engine.journal import (
     JournalCorruptError,
 )
 from backend.engine.publisher import FeedPublisher
-from backend.engine.records import Applied, decode_record, encode_record
+from backend.engine.records import Applied, decode_record, encode_record, stamp
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
@@ -165,6 +165,8 @@ class EngineService:
         self.replayed = 0
         self.replay_seconds = 0.0
         self.stopped = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     # ------------------------------------------------------------------ start-up
 
@@ -470,8 +472,8 @@ class EngineService:
         futures: list[asyncio.Future[Outcome] | None] = []
         payloads: list[bytes] = []
         for command, intake, fut in group:
-            stamped = replace(command, seq=seq + 1, now=now)
             try:
+                stamped = stamp(command, seq + 1, now)
                 payload = encode_record(stamped, intake)
             except Exception as exc:  # an unencodable command is the caller's error, not ours
                 if fut is not None and not fut.done():
@@ -484,38 +486,62 @@ class EngineService:
             payloads.append(payload)
         if not payloads:
             return
-        try:
-            await loop.run_in_executor(self._journal_thread, self.journal.append_group, payloads)
-        except BaseException:
+
+        def fail(why: str) -> None:
             for fut in futures:
                 if fut is not None and not fut.done():
-                    fut.set_exception(EngineOutcomeUnknownError("journal write failed"))
-            raise
-        engine, publisher = self.engine, self.publisher
-        applied: list[Applied] = []
-        messages: list[FeedMessage] = []
+                    fut.set_exception(EngineOutcomeUnknownError(why))
+
+        # The group is applied while the journal thread writes and fsyncs it, so the two
+        # overlap; nothing of it leaves the engine — answers, consumers, reads of the book or
+        # the state hash (`settled`) — before the fsync returns. If the write fails, the engine
+        # holds commands the journal does not: the loop fails and the process stops, and a
+        # restart replays the journal (no snapshot is taken of a failed engine).
+        self._settled.clear()
         try:
-            for command, intake, fut in zip(commands, intakes, futures, strict=True):
-                level = publisher.before(engine, command) if publisher is not None else None
-                events = engine.apply(command)
-                if fut is not None and not fut.done():
-                    fut.set_result(Outcome(command.seq, events))
-                if publisher is not None:
-                    messages += publisher.on_command(engine, command, events, level)
-                applied.append(Applied(command, intake, events))
-        except BaseException:
-            # A broken invariant: the command is journaled but the engine cannot apply it.
-            # Stop (the loop fails) rather than guess; nobody is left waiting forever.
-            for fut in futures:
-                if fut is not None and not fut.done():
-                    fut.set_exception(EngineOutcomeUnknownError("engine stopped"))
-            raise
+            journal = self.journal
+            written = loop.run_in_executor(self._journal_thread, journal.append_group, payloads)
+            engine, publisher = self.engine, self.publisher
+            applied: list[Applied] = []
+            messages: list[FeedMessage] = []
+            try:
+                for command, intake in zip(commands, intakes, strict=True):
+                    level = publisher.before(engine, command) if publisher is not None else None
+                    events = engine.apply(command)
+                    if publisher is not None:
+                        messages += publisher.on_command(engine, command, events, level)
+                    applied.append(Applied(command, intake, events))
+            except BaseException:
+                # A broken invariant: the command is journaled (or about to be) but the engine
+                # cannot apply it. Stop (the loop fails) rather than guess; nobody is left
+                # waiting forever.
+                with contextlib.suppress(BaseException):
+                    await written
+                fail("engine stopped")
+                raise
+            try:
+                await written
+            except BaseException:
+                fail("journal write failed")
+                raise
+        finally:
+            self._settled.set()
+        for item, fut in zip(applied, futures, strict=True):
+            if fut is not None and not fut.done():
+                fut.set_result(Outcome(item.command.seq, item.events))
         if self.sink is not None:
             self.sink.push(applied)
         if publisher is not None:
             self._feed_queue.put_nowait((engine.last_seq, messages))
         if engine.last_seq - self._last_snapshot_seq >= self.snapshot_every:
             self._snapshot()
+
+    async def settled(self) -> None:
+        """Wait until no group is between its apply and its fsync: what reads the engine's
+        state (the book, the state hash) must not see commands that are not yet durable."""
+        await self._settled.wait()
+        if self.failed is not None:
+            raise EngineUnavailableError("engine stopped")
 
     def _snapshot(self) -> None:
         engine = self.engine

@@ -5,6 +5,7 @@
 
 mod codec;
 mod core;
+mod journal;
 mod num;
 mod record;
 mod slots;
@@ -121,6 +122,26 @@ fn configure(
     let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
     let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
     Ok(())
+}
+
+/// A copy of an engine command with its `seq` and `now` set (what `dataclasses.replace` gives,
+/// without calling `__init__`): the sequencer stamps every command it journals.
+#[pyfunction]
+fn stamp<'py>(py: Python<'py>, command: &Bound<'py, PyAny>, seq: &Bound<'py, PyAny>, now: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let c = cfg(py)?;
+    let tp = command.get_type();
+    let Some(kind) = c.commands.iter().position(|t| t.as_ptr() == tp.as_ptr()) else {
+        return Err(PyTypeError::new_err(format!("not an engine command: {}", tp.name()?)));
+    };
+    let cs = &c.cmd_slots[kind];
+    let n = cs.offsets.len();
+    let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(n);
+    values.push(seq.clone());
+    values.push(now.clone());
+    for i in 2..n {
+        values.push(cs.get(command, i)?);
+    }
+    cs.build_vec(py, values)
 }
 
 // ---------------------------------------------------------------------- conversions
@@ -782,6 +803,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::frame_records, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
+    m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())

@@ -78,4 +78,24 @@ impl Slotted {
             Ok(Bound::from_owned_ptr(py, obj))
         }
     }
+
+    /// As `build`, from a vector (one value per offset).
+    pub fn build_vec<'py>(&self, py: Python<'py>, values: Vec<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        if values.len() != self.offsets.len() {
+            return Err(PyTypeError::new_err("wrong number of fields"));
+        }
+        // SAFETY: as in `build`.
+        unsafe {
+            let tp = self.cls.as_ptr() as *mut ffi::PyTypeObject;
+            let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+            let obj = alloc(tp, 0);
+            if obj.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            for (v, off) in values.into_iter().zip(&self.offsets) {
+                *((obj as *mut u8).offset(*off) as *mut *mut ffi::PyObject) = v.into_ptr();
+            }
+            Ok(Bound::from_owned_ptr(py, obj))
+        }
+    }
 }
