@@ -731,9 +731,9 @@ impl Core {
     fn order_level<'py>(&self, py: Python<'py>, trader: &str, order_hash: &[u8]) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
         let c = cfg(py)?;
         let Some(t) = self.e.syms.find(trader) else { return Ok(None) };
-        let Some(r) = self.e.open_orders.get(&t).and_then(|m| m.get(order_hash)).copied() else { return Ok(None) };
+        let Some(r) = self.e.find_open(t, order_hash) else { return Ok(None) };
         let Some(o) = self.e.get(r) else { return Ok(None) };
-        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &o.price)?)))
+        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &self.e.price(o))?)))
     }
 
     /// The earliest expiry among scheduled orders (closed ones may linger), or None.
