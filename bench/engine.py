@@ -16,8 +16,9 @@ cancels name orders that are really open), then replayed on fresh engines:
 2. full: the engine service's group commit (`EngineService._commit` less asyncio): every
    `--group` commands are stamped and encoded as journal records, written by a journal thread
    with the engine's own `Journal.append_group` (record framing, group trailer, one
-   fdatasync, on a temp directory) while the engine applies them, and after the fsync each
-   command's events are encoded as the engine port's answer (`encode_events`);
+   fdatasync, on a temp directory) while the engine applies them and encodes each command's
+   events for its answer (`apply_encoded`, as the service does); the answers leave after the
+   fsync;
 3. memory: a child process that imports what `hybridex engine` imports holds 1M resting
    orders and reports its RSS (and its RSS before the orders);
 4. floor: the same commands on `SkeletonBook`, the least a price-time book on sortedcontainers
@@ -75,6 +76,7 @@ from backend.matching.commands import (
     PlaceOrder,
 )
 from backend.matching.engine import PythonEngine as ReferenceEngine
+from backend.matching.events import Event
 
 WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
@@ -294,13 +296,21 @@ def run_full(
     """The engine service's group commit (`EngineService._commit`), without its asyncio
     plumbing: every `group` commands are stamped and encoded as journal records, handed to a
     journal thread (`Journal.append_group`: framing, trailer, one fdatasync) and applied while
-    it writes; after the fsync each command's events are encoded as the engine port's answer
-    (`encode_events`). Returns (seconds, fsyncs, seconds inside `append_group`, journal bytes,
-    seconds the loop waited for the journal)."""
+    it writes, each command's events encoded for the engine port's answer as they are made
+    (`apply_encoded`); the answers are framed after the fsync. Returns (seconds, fsyncs,
+    seconds inside `append_group`, journal bytes, seconds the loop waited for the journal)."""
     engine = Engine()
     apply = engine.apply
     for cmd in commands[:warm]:
         apply(cmd)
+    apply_encoded = getattr(engine, "apply_encoded", None)
+    if apply_encoded is None:  # the Python engine: its events are encoded from the objects
+
+        def apply_encoded(command: Command, out: bytearray) -> list[Event]:
+            events = apply(command)
+            encode_events(events, out)
+            return events
+
     fsyncs = 0
     fsync_s = 0.0
     wait_s = 0.0
@@ -329,12 +339,16 @@ def run_full(
                     stamped.append(cmd)
                     payloads.append(encode_record(cmd))
                 written = thread.submit(append, journal, payloads)
-                outcomes = [apply(cmd) for cmd in stamped]
+                answers = []
+                for cmd in stamped:  # each command's events, and their encoding for its answer
+                    answer = bytearray()
+                    apply_encoded(cmd, answer)
+                    answers.append(answer)
                 s0 = time.perf_counter()
                 written.result()
                 wait_s += time.perf_counter() - s0
-                for events in outcomes:
-                    encode_events(events, bytearray(8))  # the SUBMITTED answer: seq + events
+                for answer in answers:  # the SUBMITTED answer: seq + events
+                    bytearray(8) + answer
             elapsed = time.perf_counter() - t0
         journal.close()
         written_bytes = sum(p.stat().st_size for p in Path(tmp).glob("journal-*.log"))

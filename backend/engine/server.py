@@ -189,7 +189,10 @@ class EngineServer:
             if exc is None:
                 outcome = f.result()
                 payload = bytearray(p.U64.pack(outcome.seq))
-                encode_events(outcome.events, payload)
+                if outcome.encoded is not None:
+                    payload += outcome.encoded
+                else:
+                    encode_events(outcome.events, payload)
                 out.send(p.SUBMITTED, request_id, payload)
                 return
             answer = _error_answer(exc)

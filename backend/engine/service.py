@@ -503,11 +503,21 @@ class EngineService:
             written = loop.run_in_executor(self._journal_thread, journal.append_group, payloads)
             engine, publisher = self.engine, self.publisher
             applied: list[Applied] = []
+            answers: list[bytearray | None] = []
             messages: list[FeedMessage] = []
+            # The native core encodes each command's events as it applies it (the engine
+            # port's answer), from its own values rather than from the event objects.
+            apply_encoded = getattr(engine, "apply_encoded", None)
             try:
                 for command, intake in zip(commands, intakes, strict=True):
                     level = publisher.before(engine, command) if publisher is not None else None
-                    events = engine.apply(command)
+                    if apply_encoded is not None:
+                        encoded = bytearray()
+                        events = apply_encoded(command, encoded)
+                        answers.append(encoded)
+                    else:
+                        events = engine.apply(command)
+                        answers.append(None)
                     if publisher is not None:
                         messages += publisher.on_command(engine, command, events, level)
                     applied.append(Applied(command, intake, events))
@@ -526,9 +536,9 @@ class EngineService:
                 raise
         finally:
             self._settled.set()
-        for item, fut in zip(applied, futures, strict=True):
+        for item, answer, fut in zip(applied, answers, futures, strict=True):
             if fut is not None and not fut.done():
-                fut.set_result(Outcome(item.command.seq, item.events))
+                fut.set_result(Outcome(item.command.seq, item.events, answer))
         if self.sink is not None:
             self.sink.push(applied)
         if publisher is not None:

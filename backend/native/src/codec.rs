@@ -39,7 +39,7 @@ impl Kind {
     }
 }
 
-fn w_len(out: &mut Vec<u8>, n: usize) {
+pub fn w_len(out: &mut Vec<u8>, n: usize) {
     if n < 0xFF {
         out.push(n as u8);
     } else {
@@ -48,7 +48,7 @@ fn w_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-fn w_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub fn w_bytes(out: &mut Vec<u8>, b: &[u8]) {
     w_len(out, b.len());
     out.extend_from_slice(b);
 }

@@ -5,6 +5,7 @@
 
 mod codec;
 mod core;
+mod evenc;
 mod journal;
 mod num;
 mod record;
@@ -16,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::core::*;
@@ -273,7 +274,9 @@ impl Core {
         }
     }
 
-    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+    /// Apply `command`, append its event objects to `out` and, if `enc` is given, their
+    /// encoding (`codec.encode_events`) to it: Ok(false) if the encoder declined (see evenc).
+    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>, enc: Option<&mut Vec<u8>>) -> PyResult<bool> {
         self.check_usable()?;
         let ty = command.get_type();
         let tp = ty.as_ptr();
@@ -411,6 +414,10 @@ impl Core {
                 return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
             }
         }
+        let encoded = match enc {
+            Some(buf) => evenc::encode(&self.e, &c.code_values, seq, &cmd, &events, buf),
+            None => true,
+        };
         let seq_obj = cs.get(command, 0)?;
         let cmd_hash = match kind {
             0 | 1 => Some(cs.get(command, 2)?),
@@ -425,7 +432,7 @@ impl Core {
             let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), Some(command), ev)?;
             out.append(obj)?;
         }
-        Ok(())
+        Ok(encoded)
     }
 
     fn hash_obj<'py>(py: Python<'py>, cmd_hash: Option<&Bound<'py, PyAny>>, h: H) -> Bound<'py, PyAny> {
@@ -577,8 +584,28 @@ impl Core {
     fn apply<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let c = cfg(py)?;
         let out = PyList::empty(py);
-        self.apply_one(py, c, command, &out)?;
+        self.apply_one(py, c, command, &out, None)?;
         Ok(out)
+    }
+
+    /// Apply one command; (its events, whether their encoding was appended to `encoded`).
+    /// The bytes are `codec.encode_events(events)`'s, written from the core's own values; on
+    /// false `encoded` is unchanged and the caller encodes the objects instead.
+    #[pyo3(name = "_apply_encoded")]
+    fn apply_encoded<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>, encoded: &Bound<'py, PyByteArray>) -> PyResult<(Bound<'py, PyList>, bool)> {
+        let c = cfg(py)?;
+        let out = PyList::empty(py);
+        let mut buf: Vec<u8> = Vec::with_capacity(256);
+        let ok = self.apply_one(py, c, command, &out, Some(&mut buf))?;
+        if ok {
+            let old = encoded.len();
+            encoded.resize(old + buf.len())?;
+            // SAFETY: just resized; nothing else runs while the GIL is held.
+            unsafe {
+                encoded.as_bytes_mut()[old..].copy_from_slice(&buf);
+            }
+        }
+        Ok((out, ok))
     }
 
     /// Apply commands in order; one list of events per command.
@@ -587,7 +614,7 @@ impl Core {
         let all = PyList::empty(py);
         for command in commands.try_iter()? {
             let out = PyList::empty(py);
-            self.apply_one(py, c, &command?, &out)?;
+            self.apply_one(py, c, &command?, &out, None)?;
             all.append(out)?;
         }
         Ok(all)

@@ -276,3 +276,36 @@ def test_format_1_flipped_bit_in_an_early_record_raises(tmp_path: Path) -> None:
         Journal(tmp_path)
     assert info.value.seq == 2
     assert path.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 8, 9], [255, 256, 1000, 3], list(range(1, 40))])
+def test_native_framing_is_the_reference_framing(sizes: list[int]) -> None:
+    import os
+
+    from backend import _native
+    from backend.engine.journal import frame_records, frame_records_python
+
+    payloads = [os.urandom(n) for n in sizes]
+    assert frame_records(payloads) == frame_records_python(payloads)
+    assert all(_native.crc32_of(p) == zlib.crc32(p) for p in payloads)
+    with pytest.raises(ValueError, match="empty"):
+        frame_records([b"x", b""])
+
+
+def test_stamp_is_replace() -> None:
+    import dataclasses
+
+    from backend.domain.types import Side, TimeInForce
+    from backend.engine.records import stamp
+    from backend.matching import commands as c
+
+    for cmd in (
+        c.PlaceOrder(0, 0, b"h" * 32, "t", "m", Side.BUY, 5, 6, TimeInForce.IOC, 1, 0, "x"),
+        c.CancelOrder(0, 0, b"h", "t"),
+        c.SweepExpired(0, 0),
+        c.Credit(3, 4, "t", "k", 10**70),
+    ):
+        stamped = stamp(cmd, 17, 1_700_000_000)
+        assert stamped == dataclasses.replace(cmd, seq=17, now=1_700_000_000)
+        assert stamped is not cmd
+        assert cmd.seq in (0, 3)
