@@ -92,3 +92,70 @@ pub fn frame_records<'py>(py: Python<'py>, payloads: &Bound<'py, PyList>) -> PyR
 pub fn crc32_of(data: &[u8]) -> u32 {
     crc32(data)
 }
+
+/// Write a group — its framed records and the trailer `u32 0xFFFFFFFF, u32 count, u32 record
+/// bytes, u64 last_seq, u32 crc32(the four fields)` — to `fd` and fdatasync it, with the GIL
+/// released for the CRCs, the write and the sync (the engine applies the group meanwhile).
+/// Returns the bytes written; OSError if the write or the sync fails.
+#[pyfunction]
+pub fn write_group(py: Python<'_>, fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64) -> PyResult<usize> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(payloads.len());
+    for p in payloads.iter() {
+        let b = p.cast_into::<PyBytes>().map_err(|_| PyValueError::new_err("a journal record must be bytes"))?;
+        let p = b.as_bytes();
+        if p.is_empty() {
+            return Err(PyValueError::new_err("a journal record cannot be empty"));
+        }
+        if p.len() >= 0xFFFF_FFFF {
+            return Err(PyValueError::new_err("journal record too long"));
+        }
+        buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        spans.push((buf.len(), p.len()));
+        buf.extend_from_slice(p);
+    }
+    let count = spans.len() as u32;
+    py.detach(move || -> PyResult<usize> {
+        for &(start, n) in &spans {
+            let c = crc32(&buf[start..start + n]).to_le_bytes();
+            buf[start - 4..start].copy_from_slice(&c);
+        }
+        let nbytes = buf.len() as u32;
+        let mut fields = Vec::with_capacity(24);
+        fields.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+        fields.extend_from_slice(&count.to_le_bytes());
+        fields.extend_from_slice(&nbytes.to_le_bytes());
+        fields.extend_from_slice(&last_seq.to_le_bytes());
+        let c = crc32(&fields);
+        buf.extend_from_slice(&fields);
+        buf.extend_from_slice(&c.to_le_bytes());
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: a plain write(2) of our own buffer to the caller's descriptor.
+            let n = unsafe { libc_write(fd, buf[done..].as_ptr(), buf.len() - done) };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err.into());
+            }
+            done += n as usize;
+        }
+        // SAFETY: fdatasync(2) on the caller's descriptor.
+        if unsafe { libc_fdatasync(fd) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(buf.len())
+    })
+}
+
+unsafe extern "C" {
+    #[link_name = "write"]
+    fn libc_write(fd: i32, buf: *const u8, count: usize) -> isize;
+    // fdatasync also persists the file size, which is all an append needs (journal.py `_sync`)
+    #[cfg_attr(target_os = "linux", link_name = "fdatasync")]
+    #[cfg_attr(not(target_os = "linux"), link_name = "fsync")]
+    fn libc_fdatasync(fd: i32) -> i32;
+}

@@ -832,6 +832,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
     m.add_function(wrap_pyfunction!(journal::frame_records, m)?)?;
     m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::write_group, m)?)?;
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;

@@ -44,12 +44,21 @@ def torn_files(tmp_path: Path) -> list[Path]:
 
 
 def test_group_commit_fsyncs_once_per_group(tmp_path: Path) -> None:
+    """A list of payloads is written natively (one write_group call: records, trailer, one
+    fdatasync); any other sequence by the Python path (one `_sync`). Both read back."""
+    from backend import _native
+
     journal = Journal(tmp_path)
-    with mock.patch("backend.engine.journal._sync") as sync:
-        assert journal.append_group(payloads(1, 100)) == 100
-        assert journal.append_group(payloads(101, 5)) == 105
-    assert sync.call_count == 2
+    native = mock.patch.object(_native, "write_group", wraps=_native.write_group)
+    with native as write_group, mock.patch("backend.engine.journal._sync") as sync:
+        assert journal.append_group(list(payloads(1, 100))) == 100
+        assert journal.append_group(list(payloads(101, 5))) == 105
+        assert journal.append_group(tuple(payloads(106, 3))) == 108
+    assert write_group.call_count == 2
+    assert sync.call_count == 1
     journal.close()
+    assert [seq for seq, _ in read_journal(tmp_path, 1)] == list(range(1, 109))
+    assert Journal(tmp_path).last_seq == 108
 
 
 def test_reopen_continues_the_sequence_across_segments(tmp_path: Path) -> None:
