@@ -14,7 +14,7 @@ timeout (the indexer's outbox window) instead of a task, a future and a timer pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from backend.domain.errors import ErrorCode, RetryableError
@@ -37,10 +37,13 @@ class EngineOutcomeUnknownError(EngineUnavailableError):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The journaled command's sequence number and every event it caused, in order."""
+    """The journaled command's sequence number and every event it caused, in order;
+    `encoded`, when the engine wrote it, is `codec.encode_events(events)`'s bytes (the engine
+    port's answer carries them as they are)."""
 
     seq: int
     events: list[Event]
+    encoded: bytes | bytearray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

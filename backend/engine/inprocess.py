@@ -71,9 +71,11 @@ class InProcessEngineClient:
         return out
 
     async def book(self, market_id: str, depth: int) -> BookSnapshot:
+        await self.service.settled()
         return self.service.book(market_id, depth)
 
     async def state(self) -> tuple[int, str]:
+        await self.service.settled()
         return self.service.state()
 
     async def balances(self) -> tuple[int, list[tuple[str, str, int, int]]]:

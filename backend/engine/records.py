@@ -13,12 +13,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from backend import _native
 from backend.engine.client import Intake, TokenInfo
 from backend.matching.codec import decode_command_at, encode_command
 from backend.matching.commands import Command
 from backend.matching.events import Event
 
 _U32 = struct.Struct("<I")
+
+# `dataclasses.replace(command, seq=seq, now=now)`, without `__init__`: the sequencer stamps
+# every command it journals.
+stamp = _native.stamp
 
 
 def encode_intake(intake: Intake | None) -> bytes:

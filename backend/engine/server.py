@@ -189,7 +189,10 @@ class EngineServer:
             if exc is None:
                 outcome = f.result()
                 payload = bytearray(p.U64.pack(outcome.seq))
-                encode_events(outcome.events, payload)
+                if outcome.encoded is not None:
+                    payload += outcome.encoded
+                else:
+                    encode_events(outcome.events, payload)
                 out.send(p.SUBMITTED, request_id, payload)
                 return
             answer = _error_answer(exc)
@@ -210,6 +213,8 @@ class EngineServer:
 
     async def _answer(self, kind: int, body: bytes) -> tuple[int, bytes]:
         service = self.service  # SUBMIT never comes here: `_submit` checks the allow-list
+        if kind in (p.BOOK, p.STATE):
+            await service.settled()
         if kind == p.BOOK:
             (depth,) = p.U16.unpack_from(body)
             book = service.book(body[2:].decode(), depth)

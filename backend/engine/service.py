@@ -29,10 +29,10 @@ Usage (tests, `hybridex dev`)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,7 +55,7 @@ from backend.engine.journal import (
     JournalCorruptError,
 )
 from backend.engine.publisher import FeedPublisher
-from backend.engine.records import Applied, decode_record, encode_record
+from backend.engine.records import Applied, decode_record, encode_record, stamp
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PROGRESS_EVERY = 100_000
+QUIET_BATCH = 4_096
 CONSUMER_BATCH = 1_000
 # Backpressure (docs/runbook.md "The database is behind the engine"). Past `persist_lag_max`
 # applied-but-unstored commands, new orders and withdrawals are refused; cancels pass until
@@ -164,6 +165,8 @@ class EngineService:
         self.replayed = 0
         self.replay_seconds = 0.0
         self.stopped = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     # ------------------------------------------------------------------ start-up
 
@@ -252,10 +255,38 @@ class EngineService:
         engine, publisher, sink = self.engine, self.publisher, self.sink
         start = time.perf_counter()
         first = engine.last_seq + 1
+        # Records up to `quiet` are ones every consumer already holds (each skips what it has,
+        # by seq): they only rebuild the engine's state, so they are applied without building
+        # commands or events (the native core reads them straight from the journal's bytes).
+        quiet = self.journal.last_seq
+        if sink is not None:
+            quiet = min(quiet, sink.cursor())
+        if publisher is not None:
+            quiet = min(quiet, publisher.published_seq)
         n = 0
+        quiet_applied = False
         batch: list[Applied] = []
         messages: list[FeedMessage] = []
+        pending: list[bytes] = []
+        pending_seq = first
         for seq, payload in self.journal.read_from(first):
+            if seq <= quiet:
+                if not pending:
+                    pending_seq = seq
+                pending.append(payload)
+                if len(pending) >= QUIET_BATCH:
+                    before = n
+                    n += self._apply_quietly(pending, pending_seq)
+                    pending, quiet_applied = [], True
+                    if n // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                        self._progress(n, seq, start)
+                continue
+            if pending:
+                n += self._apply_quietly(pending, pending_seq)
+                pending, quiet_applied = [], True
+            if quiet_applied and publisher is not None:
+                publisher.reset(engine)  # it saw none of the quiet records
+                quiet_applied = False
             command, intake = decode_record(payload)
             if command.seq != seq:
                 raise JournalCorruptError(
@@ -273,11 +304,15 @@ class EngineService:
                     batch = []
             n += 1
             if n % PROGRESS_EVERY == 0:
-                elapsed = time.perf_counter() - start
-                log.info("engine_replay_progress", commands=n, seq=seq, rate=int(n / elapsed))
+                self._progress(n, seq, start)
                 if messages and self.feeds is not None:
                     await self.feeds.append(seq, messages)
                     messages = []
+        if pending:
+            n += self._apply_quietly(pending, pending_seq)
+            quiet_applied = True
+        if quiet_applied and publisher is not None:
+            publisher.reset(engine)
         if sink is not None and batch:
             sink.push(batch)
         if self.feeds is not None and messages:
@@ -292,6 +327,34 @@ class EngineService:
         )
         self.replayed = n
         self.replay_seconds = elapsed
+
+    @staticmethod
+    def _progress(n: int, seq: int, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        log.info("engine_replay_progress", commands=n, seq=seq, rate=int(n / elapsed))
+
+    def _apply_quietly(self, payloads: list[bytes], seq: int) -> int:
+        """Apply journal records with seqs `seq`… whose events nobody needs; returns how many."""
+        engine = self.engine
+        native = getattr(engine, "apply_records", None)
+        i = 0
+        while i < len(payloads):
+            if native is not None:
+                i, now = native(payloads, i, seq + i)
+                self._last_now = max(self._last_now, now)
+                if i == len(payloads):
+                    break
+            # Not in a layout the core reads (or damaged): the Python decoder takes it.
+            command, _ = decode_record(payloads[i])
+            if command.seq != seq + i:
+                raise JournalCorruptError(
+                    self.journal.directory, -1, seq + i,
+                    f"its record holds command seq {command.seq}",
+                )  # fmt: skip
+            engine.apply(command)
+            self._last_now = max(self._last_now, command.now)
+            i += 1
+        return len(payloads)
 
     def _start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="engine-loop"))
@@ -414,8 +477,8 @@ class EngineService:
         futures: list[asyncio.Future[Outcome] | None] = []
         payloads: list[bytes] = []
         for command, intake, fut in group:
-            stamped = replace(command, seq=seq + 1, now=now)
             try:
+                stamped = stamp(command, seq + 1, now)
                 payload = encode_record(stamped, intake)
             except Exception as exc:  # an unencodable command is the caller's error, not ours
                 if fut is not None and not fut.done():
@@ -428,38 +491,72 @@ class EngineService:
             payloads.append(payload)
         if not payloads:
             return
-        try:
-            await loop.run_in_executor(self._journal_thread, self.journal.append_group, payloads)
-        except BaseException:
+
+        def fail(why: str) -> None:
             for fut in futures:
                 if fut is not None and not fut.done():
-                    fut.set_exception(EngineOutcomeUnknownError("journal write failed"))
-            raise
-        engine, publisher = self.engine, self.publisher
-        applied: list[Applied] = []
-        messages: list[FeedMessage] = []
+                    fut.set_exception(EngineOutcomeUnknownError(why))
+
+        # The group is applied while the journal thread writes and fsyncs it, so the two
+        # overlap; nothing of it leaves the engine — answers, consumers, reads of the book or
+        # the state hash (`settled`) — before the fsync returns. If the write fails, the engine
+        # holds commands the journal does not: the loop fails and the process stops, and a
+        # restart replays the journal (no snapshot is taken of a failed engine).
+        self._settled.clear()
         try:
-            for command, intake, fut in zip(commands, intakes, futures, strict=True):
-                level = publisher.before(engine, command) if publisher is not None else None
-                events = engine.apply(command)
-                if fut is not None and not fut.done():
-                    fut.set_result(Outcome(command.seq, events))
-                if publisher is not None:
-                    messages += publisher.on_command(engine, command, events, level)
-                applied.append(Applied(command, intake, events))
-        except BaseException:
-            # A broken invariant: the command is journaled but the engine cannot apply it.
-            # Stop (the loop fails) rather than guess; nobody is left waiting forever.
-            for fut in futures:
-                if fut is not None and not fut.done():
-                    fut.set_exception(EngineOutcomeUnknownError("engine stopped"))
-            raise
+            journal = self.journal
+            written = loop.run_in_executor(self._journal_thread, journal.append_group, payloads)
+            engine, publisher = self.engine, self.publisher
+            applied: list[Applied] = []
+            answers: list[bytearray | None] = []
+            messages: list[FeedMessage] = []
+            # The native core encodes each command's events as it applies it (the engine
+            # port's answer), from its own values rather than from the event objects.
+            apply_encoded = getattr(engine, "apply_encoded", None)
+            try:
+                for command, intake in zip(commands, intakes, strict=True):
+                    level = publisher.before(engine, command) if publisher is not None else None
+                    if apply_encoded is not None:
+                        encoded = bytearray()
+                        events = apply_encoded(command, encoded)
+                        answers.append(encoded)
+                    else:
+                        events = engine.apply(command)
+                        answers.append(None)
+                    if publisher is not None:
+                        messages += publisher.on_command(engine, command, events, level)
+                    applied.append(Applied(command, intake, events))
+            except BaseException:
+                # A broken invariant: the command is journaled (or about to be) but the engine
+                # cannot apply it. Stop (the loop fails) rather than guess; nobody is left
+                # waiting forever.
+                with contextlib.suppress(BaseException):
+                    await written
+                fail("engine stopped")
+                raise
+            try:
+                await written
+            except BaseException:
+                fail("journal write failed")
+                raise
+        finally:
+            self._settled.set()
+        for item, answer, fut in zip(applied, answers, futures, strict=True):
+            if fut is not None and not fut.done():
+                fut.set_result(Outcome(item.command.seq, item.events, answer))
         if self.sink is not None:
             self.sink.push(applied)
         if publisher is not None:
             self._feed_queue.put_nowait((engine.last_seq, messages))
         if engine.last_seq - self._last_snapshot_seq >= self.snapshot_every:
             self._snapshot()
+
+    async def settled(self) -> None:
+        """Wait until no group is between its apply and its fsync: what reads the engine's
+        state (the book, the state hash) must not see commands that are not yet durable."""
+        await self._settled.wait()
+        if self.failed is not None:
+            raise EngineUnavailableError("engine stopped")
 
     def _snapshot(self) -> None:
         engine = self.engine

@@ -1,8 +1,6 @@
 //! The outbox encoding of events (backend/matching/codec.py, generic layout) in native code:
 //! byte for byte what `codec.encode_events` writes, for the events of either engine.
 
-use std::fmt::Write as _;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString};
 
@@ -41,7 +39,7 @@ impl Kind {
     }
 }
 
-fn w_len(out: &mut Vec<u8>, n: usize) {
+pub fn w_len(out: &mut Vec<u8>, n: usize) {
     if n < 0xFF {
         out.push(n as u8);
     } else {
@@ -50,20 +48,35 @@ fn w_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-fn w_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub fn w_bytes(out: &mut Vec<u8>, b: &[u8]) {
     w_len(out, b.len());
     out.extend_from_slice(b);
 }
 
-/// Lower-case hex of a non-negative int, as Python's "%x"; None if negative or wider.
+/// Lower-case hex of `v` without leading zeros ("0" for zero), as Python's "%x".
+pub fn push_hex(text: &mut String, v: &crate::num::U256) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bits = v.bit_len();
+    if bits == 0 {
+        text.push('0');
+        return;
+    }
+    let limbs = v.as_limbs();
+    let mut buf = [0u8; 64];
+    let n = bits.div_ceil(4);
+    for i in 0..n {
+        let nib = (limbs[i / 16] >> ((i % 16) * 4)) & 0xF;
+        buf[n - 1 - i] = DIGITS[nib as usize];
+    }
+    // SAFETY: ASCII hex digits only.
+    text.push_str(unsafe { std::str::from_utf8_unchecked(&buf[..n]) });
+}
+
+/// Lower-case hex of a non-negative int, as Python's "%x"; false if negative or wider.
 fn hex_of(ob: &Bound<'_, PyAny>, text: &mut String) -> PyResult<bool> {
     match crate::pint(ob)? {
         PInt::Val(v) => {
-            if v.bit_len() <= 64 {
-                let _ = write!(text, "{:x}", v.as_limbs()[0]);
-            } else {
-                let _ = write!(text, "{v:x}");
-            }
+            push_hex(text, &v);
             Ok(true)
         }
         _ => Ok(false),
@@ -134,12 +147,18 @@ fn encode_one(cfg: &crate::Config, ev: &Bound<'_, PyAny>, out: &mut Vec<u8>, int
                     None => false,
                 }
             }
-            Kind::Code => match v.getattr(pyo3::intern!(v.py(), "value"))?.extract::<u16>() {
-                Ok(code) => {
-                    out.extend_from_slice(&code.to_le_bytes());
+            Kind::Code => match cfg.codes.iter().position(|m| m.as_ptr() == v.as_ptr()) {
+                Some(i) => {
+                    out.extend_from_slice(&cfg.code_values[i].to_le_bytes());
                     true
                 }
-                Err(_) => false,
+                None => match v.getattr(pyo3::intern!(v.py(), "value"))?.extract::<u16>() {
+                    Ok(code) => {
+                        out.extend_from_slice(&code.to_le_bytes());
+                        true
+                    }
+                    Err(_) => false,
+                },
             },
             Kind::OptInt => {
                 if v.is_none() {

@@ -22,12 +22,6 @@ pub enum Hash {
     Heap(Box<[u8]>),
 }
 
-impl Hash {
-    pub fn empty() -> Self {
-        Hash::Heap(Box::new([]))
-    }
-}
-
 impl std::ops::Deref for Hash {
     type Target = [u8];
     #[inline]
@@ -196,7 +190,8 @@ pub enum Ev {
     Accepted { trader: Sym, market: Sym, side: Side, tif: Tif },
     Rejected { trader: Sym, market: Sym, code: Code, msg: String },
     Duplicate { trader: Sym },
-    Fill { fill_index: u32, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: H, taker_trader: Sym, taker_side: Side, price: U256, amount: U256, quote: U256, maker_fee: U256, taker_fee: U256, maker_left: U256, taker_left: U256 },
+    /// Boxed, as FillReverted: the two largest variants would make every event as large.
+    Fill(Box<FillEv>),
     Cancelled { hash: H, trader: Sym, market: Sym, reason: Reason, remaining: U256 },
     CancelRejected { trader: Sym },
     CancelAllApplied { trader: Sym, market: Option<Sym>, nonce_below: u128, cancelled: usize },
@@ -208,8 +203,14 @@ pub enum Ev {
     MarketState { market: Sym, old: MState, new: MState, reason: &'static str },
     Risk { market: Sym, kind: &'static str, msg: String, reference: U256, price: U256 },
     CmdRejected { command: &'static str, code: Code, msg: String },
-    FillReverted { fill_seq: i128, fill_index: i128, market: Sym, maker_hash: Hash, maker_trader: Sym, taker_hash: Hash, taker_trader: Sym, amount: U256, maker_left: Option<U256>, taker_left: Option<U256> },
+    FillReverted(Box<RevertEv>),
 }
+
+#[derive(Debug)]
+pub struct FillEv { pub fill_index: u32, pub market: Sym, pub maker_hash: Hash, pub maker_trader: Sym, pub taker_hash: H, pub taker_trader: Sym, pub taker_side: Side, pub price: U256, pub amount: U256, pub quote: U256, pub maker_fee: U256, pub taker_fee: U256, pub maker_left: U256, pub taker_left: U256 }
+
+#[derive(Debug)]
+pub struct RevertEv { pub fill_seq: i128, pub fill_index: i128, pub market: Sym, pub maker_hash: Hash, pub maker_trader: Sym, pub taker_hash: Hash, pub taker_trader: Sym, pub amount: U256, pub maker_left: Option<U256>, pub taker_left: Option<U256> }
 
 pub struct SpecIn {
     pub market_id: Sym,
@@ -261,27 +262,86 @@ pub struct Spec {
     pub window_s: u64,
 }
 
+/// A resting order, compact (the book holds millions): its hash is an index into the engine's
+/// hash arena, its amounts are `Amt`s, its client order id (rare) lives in a side table.
 pub struct Order {
-    pub hash: Hash,
-    pub price: U256,
-    pub amount: U256,
-    pub remaining: U256,
+    pub price: Amt,
+    pub amount: Amt,
+    pub remaining: Amt,
     pub nonce: u64,
     pub expiry: u64,
-    pub coid: Option<Box<str>>,
+    pub hid: u32,
     pub trader: Sym,
     pub market: u32,
     pub generation: u32,
     pub side: Side,
     pub tif: Tif,
     pub open: bool,
+    pub has_coid: bool,
 }
 
-impl Order {
-    pub fn reserved(&self) -> R<U256> {
-        if self.side == Side::Buy { mul_div(self.remaining, self.price, PRICE_SCALE) } else { Ok(self.remaining) }
+/// An amount as stored in an order: the value itself below 2**127 (every real one), else an
+/// index into the engine's table of wide values (`Bigs`). Exact either way.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Amt([u64; 2]);
+
+const WIDE: u64 = 1 << 63;
+
+/// The wide amounts of resting orders, with a free list: slots are reused when orders close.
+#[derive(Default)]
+pub struct Bigs {
+    vals: Vec<U256>,
+    free: Vec<u32>,
+}
+
+impl Bigs {
+    #[inline]
+    pub fn put(&mut self, v: U256) -> Amt {
+        let l = v.as_limbs();
+        if l[2] == 0 && l[3] == 0 && l[1] & WIDE == 0 {
+            return Amt([l[0], l[1]]);
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.vals[i as usize] = v;
+                i
+            }
+            None => {
+                self.vals.push(v);
+                (self.vals.len() - 1) as u32
+            }
+        };
+        Amt([i as u64, WIDE])
+    }
+    #[inline]
+    pub fn get(&self, a: Amt) -> U256 {
+        if a.0[1] & WIDE == 0 { U256::from_limbs([a.0[0], a.0[1], 0, 0]) } else { self.vals[a.0[0] as usize] }
+    }
+    #[inline]
+    pub fn free(&mut self, a: Amt) {
+        if a.0[1] & WIDE != 0 {
+            self.free.push(a.0[0] as u32);
+        }
+    }
+    /// Replace the value `a` holds by `v`.
+    #[inline]
+    pub fn set(&mut self, a: &mut Amt, v: U256) {
+        self.free(*a);
+        *a = self.put(v);
     }
 }
+
+/// The FxHash of an order hash's bytes: how the per-trader tables of open orders find one.
+#[inline]
+pub fn hash_key(h: &[u8]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut s = rustc_hash::FxHasher::default();
+    h.hash(&mut s);
+    s.finish()
+}
+
+/// One trader's open orders: slab indexes, found by the order's hash bytes.
+pub type OpenOrders = hashbrown::HashTable<u32>;
 
 /// A reference into the order slab; a stale one (the order closed, the slot reused) no
 /// longer matches the slot's generation, as a closed Python `Order` has `open == False`.
@@ -413,8 +473,12 @@ pub struct Engine {
     pub cell_index: HashMap<(Sym, Sym), u32>,
     /// Sum of `total` per token: bounded by 2**256-1 as on chain, so no cell can overflow.
     pub supply: HashMap<Sym, U256>,
-    pub open_orders: HashMap<Sym, HashMap<Hash, ORef>>,
-    pub nonces: HashMap<Sym, HashMap<u64, Hash>>,
+    pub open_orders: HashMap<Sym, OpenOrders>,
+    /// Every hash an accepted order had (nonces keep them after the order closes).
+    pub hashes: Vec<Hash>,
+    pub nonces: HashMap<Sym, HashMap<u64, u32>>,
+    pub coids: HashMap<u32, Box<str>>,
+    pub bigs: Bigs,
     pub client_ids: HashMap<Sym, HashMap<Box<str>, Hash>>,
     pub cancel_bars: HashMap<Sym, HashMap<Sym, u128>>,
     pub frozen: HashSet<Sym>,
@@ -444,7 +508,10 @@ impl Engine {
             cell_index: HashMap::default(),
             supply: HashMap::default(),
             open_orders: HashMap::default(),
+            hashes: Vec::new(),
             nonces: HashMap::default(),
+            coids: HashMap::default(),
+            bigs: Bigs::default(),
             client_ids: HashMap::default(),
             cancel_bars: HashMap::default(),
             frozen: HashSet::default(),
@@ -482,9 +549,76 @@ impl Engine {
         if o.generation == r.generation {
             o.open = false;
             o.generation = o.generation.wrapping_add(1);
-            o.hash = Hash::empty();
-            o.coid = None;
+            let (p, a, m) = (o.price, o.amount, o.remaining);
+            if o.has_coid {
+                o.has_coid = false;
+                self.coids.remove(&r.idx);
+            }
+            self.bigs.free(p);
+            self.bigs.free(a);
+            self.bigs.free(m);
             self.free.push(r.idx);
+        }
+    }
+
+    /// An order's hash, price, amount, remaining and reservation.
+    #[inline]
+    pub fn hash_of(&self, o: &Order) -> &Hash {
+        &self.hashes[o.hid as usize]
+    }
+    #[inline]
+    pub fn price(&self, o: &Order) -> U256 {
+        self.bigs.get(o.price)
+    }
+    #[inline]
+    pub fn amount(&self, o: &Order) -> U256 {
+        self.bigs.get(o.amount)
+    }
+    #[inline]
+    pub fn remaining(&self, o: &Order) -> U256 {
+        self.bigs.get(o.remaining)
+    }
+    pub fn coid(&self, idx: u32) -> Option<&str> {
+        self.coids.get(&idx).map(|c| &**c)
+    }
+    pub fn reserved(&self, o: &Order) -> R<U256> {
+        let remaining = self.remaining(o);
+        if o.side == Side::Buy { mul_div(remaining, self.price(o), PRICE_SCALE) } else { Ok(remaining) }
+    }
+
+    pub fn push_hash(&mut self, h: &[u8]) -> u32 {
+        self.hashes.push(h.into());
+        (self.hashes.len() - 1) as u32
+    }
+
+    /// The trader's open order with hash `h`.
+    #[inline]
+    pub fn find_open(&self, trader: Sym, h: &[u8]) -> Option<ORef> {
+        let table = self.open_orders.get(&trader)?;
+        let idx = *table.find(hash_key(h), |&i| *self.hashes[self.slab[i as usize].hid as usize] == *h)?;
+        Some(ORef { idx, generation: self.slab[idx as usize].generation })
+    }
+
+    /// The trader's open orders, in no particular order.
+    pub fn open_of(&self, trader: Sym) -> Vec<ORef> {
+        self.open_orders.get(&trader).map(|t| t.iter().map(|&idx| ORef { idx, generation: self.slab[idx as usize].generation }).collect()).unwrap_or_default()
+    }
+
+    fn index_open(&mut self, trader: Sym, idx: u32) {
+        let (slab, hashes) = (&self.slab, &self.hashes);
+        let key = hash_key(&hashes[slab[idx as usize].hid as usize]);
+        self.open_orders.entry(trader).or_default().insert_unique(key, idx, |&i| hash_key(&hashes[slab[i as usize].hid as usize]));
+    }
+
+    fn unindex_open(&mut self, trader: Sym, idx: u32) {
+        let key = hash_key(&self.hashes[self.slab[idx as usize].hid as usize]);
+        if let Some(table) = self.open_orders.get_mut(&trader) {
+            if let Ok(entry) = table.find_entry(key, |&i| i == idx) {
+                entry.remove();
+            }
+            if table.is_empty() {
+                self.open_orders.remove(&trader);
+            }
         }
     }
 
@@ -575,9 +709,9 @@ impl Engine {
             reject!(Code::InvalidOrder, "nonce and expiry must fit in uint64".into())
         };
         if let Some(used) = self.nonces.get(&trader)
-            && let Some(prev) = used.get(&nonce)
+            && let Some(&prev) = used.get(&nonce)
         {
-            if &**prev == *h {
+            if *self.hashes[prev as usize] == **h {
                 events.push(Ev::Duplicate { trader });
                 return Ok(());
             }
@@ -610,10 +744,10 @@ impl Engine {
             reject!(Code::InvalidOrder, "price and amount must fit in uint256".into())
         };
         let spec = &market.spec;
-        if !(price % spec.tick).is_zero() {
+        if !divides(spec.tick, price) {
             reject!(Code::InvalidTick, format!("price off tick {}", spec.tick));
         }
-        if !(amount % spec.lot).is_zero() || amount < spec.min_amount {
+        if !divides(spec.lot, amount) || amount < spec.min_amount {
             reject!(Code::InvalidLot, "amount off lot size or below minimum".into());
         }
         let is_buy = side == Side::Buy;
@@ -662,10 +796,11 @@ impl Engine {
         }
 
         // Accepted: from here on the order changes state.
-        self.nonces.entry(trader).or_default().insert(nonce, (*h).into());
+        let market_id = spec.market_id;
+        let hid = self.push_hash(h);
+        self.nonces.entry(trader).or_default().insert(nonce, hid);
         let bal = &mut self.cells[c as usize];
         bal.locked = add(bal.locked, need)?;
-        let market_id = spec.market_id;
         events.push(Ev::Accepted { trader, market: market_id, side, tif });
         if !crosses {
             if tif == Tif::Ioc || tif == Tif::Fok {
@@ -675,7 +810,7 @@ impl Engine {
                 events.push(self.balance_ev(c));
                 return Ok(());
             }
-            self.rest(h, trader, mi, side, price, amount, amount, tif, nonce, expiry, *coid)?;
+            self.rest(hid, trader, mi, side, price, amount, amount, tif, nonce, expiry, *coid)?;
             events.push(self.balance_ev(c));
             return Ok(());
         }
@@ -688,7 +823,7 @@ impl Engine {
                 bal.locked = sub(bal.locked, back)?;
                 events.push(Ev::Cancelled { hash: H::Cmd, trader, market: market_id, reason: Reason::IocRemainder, remaining });
             } else {
-                self.rest(h, trader, mi, side, price, amount, remaining, tif, nonce, expiry, *coid)?;
+                self.rest(hid, trader, mi, side, price, amount, remaining, tif, nonce, expiry, *coid)?;
             }
         }
         self.flush(events);
@@ -696,18 +831,21 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn rest(&mut self, h: &[u8], trader: Sym, mi: u32, side: Side, price: U256, amount: U256, remaining: U256, tif: Tif, nonce: u64, expiry: u64, coid: Option<&str>) -> R<ORef> {
-        let r = self.alloc(Order { hash: h.into(), price, amount, remaining, nonce, expiry, coid: coid.map(Into::into), trader, market: mi, generation: 0, side, tif, open: true });
+    pub fn rest(&mut self, hid: u32, trader: Sym, mi: u32, side: Side, price: U256, amount: U256, remaining: U256, tif: Tif, nonce: u64, expiry: u64, coid: Option<&str>) -> R<ORef> {
+        let (p, a, m) = (self.bigs.put(price), self.bigs.put(amount), self.bigs.put(remaining));
+        let r = self.alloc(Order { price: p, amount: a, remaining: m, nonce, expiry, hid, trader, market: mi, generation: 0, side, tif, open: true, has_coid: coid.is_some() });
+        let h: Hash = self.hashes[hid as usize].clone();
         let level = self.markets[mi as usize].side_mut(side).entry(level_key(side, price)).or_insert_with(|| Level::new(price));
         level.orders.push_back(r);
         level.total = add(level.total, remaining)?;
         level.live += 1;
-        self.open_orders.entry(trader).or_default().insert(h.into(), r);
+        self.index_open(trader, r.idx);
         if let Some(coid) = coid {
-            self.client_ids.entry(trader).or_default().insert(coid.into(), h.into());
+            self.coids.insert(r.idx, coid.into());
+            self.client_ids.entry(trader).or_default().insert(coid.into(), h.clone());
         }
         if expiry != 0 {
-            self.expiries.push(Reverse((expiry, h.into(), r)));
+            self.expiries.push(Reverse((expiry, h, r)));
         }
         Ok(r)
     }
@@ -715,7 +853,8 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn do_match(&mut self, mi: u32, events: &mut Vec<Ev>, now: i128, taker_hash: &[u8], trader: Sym, is_buy: bool, limit: U256, mut remaining: U256) -> R<U256> {
         let _ = taker_hash;
-        let spec = self.markets[mi as usize].spec.clone();
+        let spec = &self.markets[mi as usize].spec;
+        let (market_id, window_s, move_bps) = (spec.market_id, spec.window_s, spec.move_bps);
         let (base, quote) = (spec.base, spec.quote);
         let (maker_bps, taker_bps) = (U256::from(spec.maker_bps), U256::from(spec.taker_bps));
         let taker_side = if is_buy { Side::Buy } else { Side::Sell };
@@ -744,7 +883,7 @@ impl Engine {
                     continue;
                 }
                 let maker_trader = o.trader;
-                let maker_left = o.remaining;
+                let maker_left = self.bigs.get(o.remaining);
                 if maker_trader == trader || (o.expiry != 0 && (o.expiry as i128) <= now) {
                     level.orders.pop_front();
                     level.total = sub(level.total, maker_left)?;
@@ -805,11 +944,11 @@ impl Engine {
                 remaining -= amount;
                 let maker_left = maker_left - amount;
                 let o = &mut self.slab[r.idx as usize];
-                o.remaining = maker_left;
-                let maker_hash = o.hash.clone();
+                self.bigs.set(&mut o.remaining, maker_left);
+                let maker_hash = self.hashes[o.hid as usize].clone();
                 let level = self.markets[mi as usize].side_mut(maker_side).get_mut(&key).expect("level");
                 level.total = sub(level.total, amount)?;
-                events.push(Ev::Fill { fill_index, market: spec.market_id, maker_hash, maker_trader, taker_hash: H::Cmd, taker_trader: trader, taker_side, price, amount, quote: quote_amount, maker_fee, taker_fee, maker_left, taker_left: remaining });
+                events.push(Ev::Fill(Box::new(FillEv { fill_index, market: market_id, maker_hash, maker_trader, taker_hash: H::Cmd, taker_trader: trader, taker_side, price, amount, quote: quote_amount, maker_fee, taker_fee, maker_left, taker_left: remaining })));
                 fill_index += 1;
                 filled_here = true;
                 if maker_left.is_zero() {
@@ -853,11 +992,11 @@ impl Engine {
             market.state = MState::CancelOnly;
             market.highs.clear();
             market.lows.clear();
-            events.push(Ev::MarketState { market: spec.market_id, old, new: MState::CancelOnly, reason: "circuit_breaker" });
+            events.push(Ev::MarketState { market: market_id, old, new: MState::CancelOnly, reason: "circuit_breaker" });
             events.push(Ev::Risk {
-                market: spec.market_id,
+                market: market_id,
                 kind: "circuit_breaker",
-                msg: format!("price moved from {low} to {high} within {}s (limit {} bps)", spec.window_s, spec.move_bps),
+                msg: format!("price moved from {low} to {high} within {}s (limit {} bps)", window_s, move_bps),
                 reference: low,
                 price: high,
             });
@@ -870,13 +1009,8 @@ impl Engine {
         let o = &mut self.slab[r.idx as usize];
         o.open = false;
         let trader = o.trader;
-        if let Some(orders) = self.open_orders.get_mut(&trader) {
-            orders.remove(&*o.hash);
-            if orders.is_empty() {
-                self.open_orders.remove(&trader);
-            }
-        }
-        if let Some(coid) = &o.coid
+        self.unindex_open(trader, r.idx);
+        if let Some(coid) = self.coids.get(&r.idx)
             && let Some(ids) = self.client_ids.get_mut(&trader)
         {
             ids.remove(coid);
@@ -890,9 +1024,9 @@ impl Engine {
     fn close(&mut self, r: ORef, reason: Reason, events: &mut Vec<Ev>) -> R<()> {
         self.forget(r);
         let o = &self.slab[r.idx as usize];
-        let reserved = o.reserved()?;
+        let reserved = self.reserved(o)?;
         let token = self.lock_token(o);
-        let (trader, hash, remaining) = (o.trader, o.hash.clone(), o.remaining);
+        let (trader, hash, remaining) = (o.trader, self.hash_of(o).clone(), self.remaining(o));
         let market = self.markets[o.market as usize].spec.market_id;
         let c = self.cell(trader, token);
         let bal = &mut self.cells[c as usize];
@@ -906,7 +1040,7 @@ impl Engine {
     /// Take an open order's remaining out of its level (OrderBook.remove).
     fn unbook(&mut self, r: ORef) -> R<()> {
         let o = &self.slab[r.idx as usize];
-        let (side, key, remaining) = (o.side, level_key(o.side, o.price), o.remaining);
+        let (side, key, remaining) = (o.side, level_key(o.side, self.price(o)), self.remaining(o));
         let levels = self.markets[o.market as usize].side_mut(side);
         let level = levels.get_mut(&key).ok_or_else(|| Fault("order's level missing".into()))?;
         level.total = sub(level.total, remaining)?;
@@ -930,15 +1064,14 @@ impl Engine {
     }
 
     fn cancel(&mut self, h: &[u8], trader: Sym, events: &mut Vec<Ev>) -> R<()> {
-        let r = self.open_orders.get(&trader).and_then(|m| m.get(h)).copied();
-        let Some(r) = r else {
+        let Some(r) = self.find_open(trader, h) else {
             // Unknown, closed, or someone else's: the same answer, so nothing leaks.
             events.push(Ev::CancelRejected { trader });
             return Ok(());
         };
         self.unbook(r)?;
         let o = &self.slab[r.idx as usize];
-        let (remaining, reserved, token) = (o.remaining, o.reserved()?, self.lock_token(o));
+        let (remaining, reserved, token) = (self.remaining(o), self.reserved(o)?, self.lock_token(o));
         let market = self.markets[o.market as usize].spec.market_id;
         self.forget(r);
         self.release(r);
@@ -952,10 +1085,10 @@ impl Engine {
 
     /// The trader's open orders in (nonce, hash) order, as bulk cancels take them.
     fn sorted_orders(&self, trader: Sym) -> Vec<ORef> {
-        let mut v: Vec<ORef> = self.open_orders.get(&trader).map(|m| m.values().copied().collect()).unwrap_or_default();
+        let mut v: Vec<ORef> = self.open_of(trader);
         v.sort_by(|a, b| {
             let (x, y) = (&self.slab[a.idx as usize], &self.slab[b.idx as usize]);
-            (x.nonce, &x.hash).cmp(&(y.nonce, &y.hash))
+            (x.nonce, self.hash_of(x)).cmp(&(y.nonce, self.hash_of(y)))
         });
         v
     }
@@ -1219,7 +1352,7 @@ impl Engine {
         let amount = amount.val().expect("checked");
         let maker_left = self.offer_again(*maker_trader, maker_hash, amount, &mut out)?;
         let taker_left = self.offer_again(*taker_trader, taker_hash, amount, &mut out)?;
-        events.push(Ev::FillReverted {
+        events.push(Ev::FillReverted(Box::new(RevertEv {
             fill_seq: *fill_seq,
             fill_index: *fill_index,
             market: *market,
@@ -1230,7 +1363,7 @@ impl Engine {
             amount,
             maker_left,
             taker_left,
-        });
+        })));
         events.append(&mut out);
         self.flush(events);
         Ok(())
@@ -1250,13 +1383,13 @@ impl Engine {
     }
 
     fn offer_again(&mut self, trader: Sym, h: &[u8], amount: U256, events: &mut Vec<Ev>) -> R<Option<U256>> {
-        let Some(r) = self.open_orders.get(&trader).and_then(|m| m.get(h)).copied() else {
+        let Some(r) = self.find_open(trader, h) else {
             return Ok(None);
         };
         let o = &self.slab[r.idx as usize];
         let is_buy = o.side == Side::Buy;
         let token = self.lock_token(o);
-        let (price, side, remaining, total_amount, mi) = (o.price, o.side, o.remaining, o.amount, o.market);
+        let (price, side, remaining, total_amount, mi) = (self.price(o), o.side, self.remaining(o), self.amount(o), o.market);
         let c = self.cell(trader, token);
         let need = if is_buy { mul_div_wide(amount, price, PRICE_SCALE) } else { wide(amount) };
         let b = &self.cells[c as usize];
@@ -1266,7 +1399,8 @@ impl Engine {
         }
         let need = narrow(need).ok_or_else(|| Fault("need above 2**256-1".into()))?;
         let new_remaining = add(remaining, amount)?;
-        self.slab[r.idx as usize].remaining = new_remaining;
+        let o = &mut self.slab[r.idx as usize];
+        self.bigs.set(&mut o.remaining, new_remaining);
         let level = self.markets[mi as usize].side_mut(side).get_mut(&level_key(side, price)).ok_or_else(|| Fault("order's level missing".into()))?;
         level.total = add(level.total, amount)?;
         let b = &mut self.cells[c as usize];
@@ -1369,7 +1503,7 @@ impl Engine {
                     && o.trader != trader
                     && !(o.expiry != 0 && (o.expiry as i128) <= now)
                 {
-                    found += wide(o.remaining);
+                    found += wide(self.remaining(o));
                     if found >= wanted {
                         return found;
                     }
@@ -1398,17 +1532,18 @@ impl Engine {
                     must(*key == level_key(side, level.price), "level key")?;
                     let live: Vec<ORef> = level.orders.iter().copied().filter(|r| self.get(*r).is_some()).collect();
                     must(live.len() == level.live as usize && level.live > 0, "level live count")?;
-                    let sum: U512 = live.iter().map(|r| wide(self.slab[r.idx as usize].remaining)).fold(U512::ZERO, |a, b| a + b);
+                    let sum: U512 = live.iter().map(|r| wide(self.remaining(&self.slab[r.idx as usize]))).fold(U512::ZERO, |a, b| a + b);
                     must(wide(level.total) == sum, "level total")?;
                     for r in live {
                         let o = &self.slab[r.idx as usize];
-                        must(o.side == side && o.price == level.price, "order in wrong level")?;
+                        must(o.side == side && self.price(o) == level.price, "order in wrong level")?;
                         must(o.market as usize == mi, "order in wrong market")?;
-                        must(!o.remaining.is_zero() && o.remaining <= o.amount, "remaining out of range")?;
-                        must(!in_books.contains_key(&*o.hash), "order twice in book")?;
-                        in_books.insert(&*o.hash, r);
+                        let remaining = self.remaining(o);
+                        must(!remaining.is_zero() && remaining <= self.amount(o), "remaining out of range")?;
+                        must(!in_books.contains_key(&**self.hash_of(o)), "order twice in book")?;
+                        in_books.insert(&**self.hash_of(o), r);
                         let token = if side == Side::Buy { spec.quote } else { spec.base };
-                        *expected.entry((o.trader, token)).or_insert(U512::ZERO) += wide(o.reserved().map_err(|e| e.0)?);
+                        *expected.entry((o.trader, token)).or_insert(U512::ZERO) += wide(self.reserved(o).map_err(|e| e.0)?);
                     }
                 }
             }
@@ -1416,24 +1551,29 @@ impl Engine {
         let scheduled: HashSet<ORef> = self.expiries.iter().map(|e| e.0.2).collect();
         let mut indexed = 0usize;
         for (trader, orders) in &self.open_orders {
-            for (h, r) in orders {
+            for &idx in orders.iter() {
                 indexed += 1;
-                let o = self.get(*r).ok_or("index entry")?;
-                must(o.trader == *trader && o.hash == *h, "index entry")?;
-                must(in_books.get(&**h) == Some(r), "indexed order not in book")?;
-                must(self.nonces.get(trader).and_then(|n| n.get(&o.nonce)) == Some(h), "open order nonce not recorded")?;
-                if let Some(coid) = &o.coid {
+                let r = ORef { idx, generation: self.slab[idx as usize].generation };
+                let o = self.get(r).ok_or("index entry")?;
+                let h = self.hash_of(o);
+                must(o.trader == *trader && self.find_open(*trader, h) == Some(r), "index entry")?;
+                must(in_books.get(&**h) == Some(&r), "indexed order not in book")?;
+                let noted = self.nonces.get(trader).and_then(|n| n.get(&o.nonce)).map(|&i| &self.hashes[i as usize]);
+                must(noted == Some(h), "open order nonce not recorded")?;
+                must(o.has_coid == self.coids.contains_key(&idx), "client order id table")?;
+                if let Some(coid) = self.coid(idx) {
                     must(self.client_ids.get(trader).and_then(|m| m.get(coid)) == Some(h), "client order id index")?;
                 }
                 if o.expiry != 0 {
-                    must(scheduled.contains(r), "expiring order not scheduled")?;
+                    must(scheduled.contains(&r), "expiring order not scheduled")?;
                 }
             }
         }
+        must(self.coids.len() <= indexed, "client order id of a closed order")?;
         must(indexed == in_books.len(), "book order missing from index")?;
         for (trader, ids) in &self.client_ids {
             for h in ids.values() {
-                must(self.open_orders.get(trader).is_some_and(|m| m.contains_key(h)), "client id of a closed order")?;
+                must(self.find_open(*trader, h).is_some(), "client id of a closed order")?;
             }
         }
         for (trader, token, amount) in self.withdrawals.values() {

@@ -5,7 +5,10 @@
 
 mod codec;
 mod core;
+mod evenc;
+mod journal;
 mod num;
+mod record;
 mod slots;
 mod snap;
 
@@ -14,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 
 use crate::core::*;
@@ -68,7 +71,8 @@ pub(crate) struct Config {
     pub(crate) tifs: Vec<Py<PyAny>>,
     pub(crate) states: Vec<Py<PyAny>>,
     pub(crate) reasons: Vec<Py<PyAny>>,
-    codes: Vec<Py<PyAny>>,
+    pub(crate) codes: Vec<Py<PyAny>>,
+    pub(crate) code_values: Vec<u16>,
     invariant_error: Py<PyAny>,
     int_from_bytes: Py<PyAny>,
 }
@@ -116,8 +120,29 @@ fn configure(
         }
         ev_kinds.push(kinds);
     }
-    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, invariant_error, int_from_bytes });
+    let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
     Ok(())
+}
+
+/// A copy of an engine command with its `seq` and `now` set (what `dataclasses.replace` gives,
+/// without calling `__init__`): the sequencer stamps every command it journals.
+#[pyfunction]
+fn stamp<'py>(py: Python<'py>, command: &Bound<'py, PyAny>, seq: &Bound<'py, PyAny>, now: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let c = cfg(py)?;
+    let tp = command.get_type();
+    let Some(kind) = c.commands.iter().position(|t| t.as_ptr() == tp.as_ptr()) else {
+        return Err(PyTypeError::new_err(format!("not an engine command: {}", tp.name()?)));
+    };
+    let cs = &c.cmd_slots[kind];
+    let n = cs.offsets.len();
+    let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(n);
+    values.push(seq.clone());
+    values.push(now.clone());
+    for i in 2..n {
+        values.push(cs.get(command, i)?);
+    }
+    cs.build_vec(py, values)
 }
 
 // ---------------------------------------------------------------------- conversions
@@ -125,6 +150,18 @@ fn configure(
 pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
     if !ob.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err("expected an int"));
+    }
+    #[cfg(not(Py_3_12))]
+    // SAFETY: ob is an int; before 3.12 its ob_size is the signed digit count (30-bit digits),
+    // so 0..=2 digits is a value below 2**60 that PyLong_AsUnsignedLongLong returns exactly.
+    unsafe {
+        let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
+        if size < 0 {
+            return Ok(PInt::Neg);
+        }
+        if size <= 2 {
+            return Ok(PInt::Val(U256::from(pyo3::ffi::PyLong_AsUnsignedLongLong(ob.as_ptr()))));
+        }
     }
     #[cfg(not(Py_3_13))]
     // SAFETY: ob is an int; the buffer holds the 32 bytes asked for.
@@ -148,6 +185,16 @@ pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
 }
 
 fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
+    #[cfg(not(Py_3_12))]
+    // SAFETY: as in `pint`: an int of at most two 30-bit digits either way is exact in i64.
+    unsafe {
+        if ob.is_exact_instance_of::<pyo3::types::PyInt>() {
+            let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
+            if (-2..=2).contains(&size) {
+                return Ok(pyo3::ffi::PyLong_AsLongLong(ob.as_ptr()) as i128);
+            }
+        }
+    }
     ob.extract::<i128>()
 }
 
@@ -227,7 +274,9 @@ impl Core {
         }
     }
 
-    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>) -> PyResult<()> {
+    /// Apply `command`, append its event objects to `out` and, if `enc` is given, their
+    /// encoding (`codec.encode_events`) to it: Ok(false) if the encoder declined (see evenc).
+    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>, enc: Option<&mut Vec<u8>>) -> PyResult<bool> {
         self.check_usable()?;
         let ty = command.get_type();
         let tp = ty.as_ptr();
@@ -365,6 +414,10 @@ impl Core {
                 return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
             }
         }
+        let encoded = match enc {
+            Some(buf) => evenc::encode(&self.e, &c.code_values, seq, &cmd, &events, buf),
+            None => true,
+        };
         let seq_obj = cs.get(command, 0)?;
         let cmd_hash = match kind {
             0 | 1 => Some(cs.get(command, 2)?),
@@ -379,7 +432,7 @@ impl Core {
             let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), Some(command), ev)?;
             out.append(obj)?;
         }
-        Ok(())
+        Ok(encoded)
     }
 
     fn hash_obj<'py>(py: Python<'py>, cmd_hash: Option<&Bound<'py, PyAny>>, h: H) -> Bound<'py, PyAny> {
@@ -396,31 +449,26 @@ impl Core {
         let u = |v: &U256| py_u256(py, c, v);
         let code = |k: Code| c.codes[k as usize].bind(py).clone();
         let none = || py.None().into_bound(py);
-        let args: Vec<Bound<'py, PyAny>>;
-        let idx: usize;
         match ev {
             Ev::Accepted { trader, market, side, tif, .. } => {
                 // Price, amount, nonce and expiry are the command's own: its int objects.
-                idx = 0;
                 let (cs, command) = (&c.cmd_slots[0], command.expect("PlaceOrder"));
                 const PRICE: usize = field_pos(COMMAND_FIELDS[0], "price");
                 const AMOUNT: usize = field_pos(COMMAND_FIELDS[0], "amount");
                 const NONCE: usize = field_pos(COMMAND_FIELDS[0], "nonce");
                 const EXPIRY: usize = field_pos(COMMAND_FIELDS[0], "expiry");
                 let g = |i: usize| cs.get(command, i);
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), g(PRICE)?, g(AMOUNT)?, c.tifs[tif as usize].bind(py).clone(), g(NONCE)?, g(EXPIRY)?, extra.expect("client_order_id").clone()];
+                return c.ev_slots[0].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), c.sides[side as usize].bind(py).clone(), g(PRICE)?, g(AMOUNT)?, c.tifs[tif as usize].bind(py).clone(), g(NONCE)?, g(EXPIRY)?, extra.expect("client_order_id").clone()]);
             }
             Ev::Rejected { trader, market, code: k, msg } => {
-                idx = 1;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), code(k), PyString::new(py, &msg).into_any()];
+                return c.ev_slots[1].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), self.pystr(py, market), code(k), PyString::new(py, &msg).into_any()]);
             }
             Ev::Duplicate { trader } => {
-                idx = 2;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader)];
+                return c.ev_slots[2].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader)]);
             }
-            Ev::Fill { fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote, maker_fee, taker_fee, maker_left, taker_left } => {
-                idx = 3;
-                args = vec![
+            Ev::Fill(f) => {
+                let FillEv { fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, taker_side, price, amount, quote, maker_fee, taker_fee, maker_left, taker_left } = *f;
+                return c.ev_slots[3].build(py, [
                     seq.clone(),
                     fill_index.into_bound_py_any(py)?,
                     self.pystr(py, market),
@@ -436,61 +484,50 @@ impl Core {
                     u(&taker_fee)?,
                     u(&maker_left)?,
                     u(&taker_left)?,
-                ];
+                ]);
             }
             Ev::Cancelled { hash, trader, market, reason, remaining } => {
-                idx = 4;
-                args = vec![seq.clone(), Self::hash_obj(py, cmd_hash, hash), self.pystr(py, trader), self.pystr(py, market), c.reasons[reason as usize].bind(py).clone(), u(&remaining)?];
+                return c.ev_slots[4].build(py, [seq.clone(), Self::hash_obj(py, cmd_hash, hash), self.pystr(py, trader), self.pystr(py, market), c.reasons[reason as usize].bind(py).clone(), u(&remaining)?]);
             }
             Ev::CancelRejected { trader } => {
-                idx = 5;
-                args = vec![seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), code(Code::OrderNotFound)];
+                return c.ev_slots[5].build(py, [seq.clone(), cmd_hash.expect("hash").clone(), self.pystr(py, trader), code(Code::OrderNotFound)]);
             }
             Ev::CancelAllApplied { trader, market, nonce_below, cancelled } => {
-                idx = 6;
+                let _ = nonce_below; // the command's own int object is handed back instead
                 let m = match market {
                     Some(m) => self.pystr(py, m),
                     None => none(),
                 };
-                args = vec![seq.clone(), self.pystr(py, trader), m, extra.expect("nonce_below").clone(), cancelled.into_bound_py_any(py)?];
-                let _ = nonce_below;
+                return c.ev_slots[6].build(py, [seq.clone(), self.pystr(py, trader), m, extra.expect("nonce_below").clone(), cancelled.into_bound_py_any(py)?]);
             }
             Ev::Balance { trader, token, total, locked } => {
-                idx = 7;
-                args = vec![seq.clone(), self.pystr(py, trader), self.pystr(py, token), u(&total)?, u(&locked)?];
+                return c.ev_slots[7].build(py, [seq.clone(), self.pystr(py, trader), self.pystr(py, token), u(&total)?, u(&locked)?]);
             }
             Ev::WReserved { wid, trader, token, amount } => {
-                idx = 8;
-                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+                return c.ev_slots[8].build(py, [seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?]);
             }
             Ev::WReleased { wid, trader, token, amount } => {
-                idx = 9;
-                args = vec![seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?];
+                return c.ev_slots[9].build(py, [seq.clone(), PyString::new(py, &wid).into_any(), self.pystr(py, trader), self.pystr(py, token), u(&amount)?]);
             }
             Ev::Frozen { trader } => {
-                idx = 10;
-                args = vec![seq.clone(), self.pystr(py, trader)];
+                return c.ev_slots[10].build(py, [seq.clone(), self.pystr(py, trader)]);
             }
             Ev::MarketAdded { market } => {
-                idx = 11;
-                args = vec![seq.clone(), self.pystr(py, market)];
+                return c.ev_slots[11].build(py, [seq.clone(), self.pystr(py, market)]);
             }
             Ev::MarketState { market, old, new, reason } => {
-                idx = 12;
-                args = vec![seq.clone(), self.pystr(py, market), c.states[old as usize].bind(py).clone(), c.states[new as usize].bind(py).clone(), PyString::new(py, reason).into_any()];
+                return c.ev_slots[12].build(py, [seq.clone(), self.pystr(py, market), c.states[old as usize].bind(py).clone(), c.states[new as usize].bind(py).clone(), PyString::new(py, reason).into_any()]);
             }
             Ev::Risk { market, kind, msg, reference, price } => {
-                idx = 13;
-                args = vec![seq.clone(), self.pystr(py, market), PyString::new(py, kind).into_any(), PyString::new(py, &msg).into_any(), u(&reference)?, u(&price)?];
+                return c.ev_slots[13].build(py, [seq.clone(), self.pystr(py, market), PyString::new(py, kind).into_any(), PyString::new(py, &msg).into_any(), u(&reference)?, u(&price)?]);
             }
             Ev::CmdRejected { command: name, code: k, msg } => {
-                idx = 14;
-                args = vec![seq.clone(), PyString::new(py, name).into_any(), code(k), PyString::new(py, &msg).into_any()];
+                return c.ev_slots[14].build(py, [seq.clone(), PyString::new(py, name).into_any(), code(k), PyString::new(py, &msg).into_any()]);
             }
-            Ev::FillReverted { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, amount, maker_left, taker_left } => {
-                idx = 15;
+            Ev::FillReverted(f) => {
+                let RevertEv { fill_seq, fill_index, market, maker_hash, maker_trader, taker_hash, taker_trader, amount, maker_left, taker_left } = *f;
                 let opt = |v: Option<U256>| -> PyResult<Bound<'py, PyAny>> { v.map_or_else(|| Ok(none()), |v| u(&v)) };
-                args = vec![
+                return c.ev_slots[15].build(py, [
                     seq.clone(),
                     fill_seq.into_bound_py_any(py)?,
                     fill_index.into_bound_py_any(py)?,
@@ -502,10 +539,9 @@ impl Core {
                     u(&amount)?,
                     opt(maker_left)?,
                     opt(taker_left)?,
-                ];
+                ]);
             }
         }
-        c.ev_slots[idx].build(py, args)
     }
 }
 
@@ -548,8 +584,28 @@ impl Core {
     fn apply<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let c = cfg(py)?;
         let out = PyList::empty(py);
-        self.apply_one(py, c, command, &out)?;
+        self.apply_one(py, c, command, &out, None)?;
         Ok(out)
+    }
+
+    /// Apply one command; (its events, whether their encoding was appended to `encoded`).
+    /// The bytes are `codec.encode_events(events)`'s, written from the core's own values; on
+    /// false `encoded` is unchanged and the caller encodes the objects instead.
+    #[pyo3(name = "_apply_encoded")]
+    fn apply_encoded<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>, encoded: &Bound<'py, PyByteArray>) -> PyResult<(Bound<'py, PyList>, bool)> {
+        let c = cfg(py)?;
+        let out = PyList::empty(py);
+        let mut buf: Vec<u8> = Vec::with_capacity(256);
+        let ok = self.apply_one(py, c, command, &out, Some(&mut buf))?;
+        if ok {
+            let old = encoded.len();
+            encoded.resize(old + buf.len())?;
+            // SAFETY: just resized; nothing else runs while the GIL is held.
+            unsafe {
+                encoded.as_bytes_mut()[old..].copy_from_slice(&buf);
+            }
+        }
+        Ok((out, ok))
     }
 
     /// Apply commands in order; one list of events per command.
@@ -558,10 +614,53 @@ impl Core {
         let all = PyList::empty(py);
         for command in commands.try_iter()? {
             let out = PyList::empty(py);
-            self.apply_one(py, c, &command?, &out)?;
+            self.apply_one(py, c, &command?, &out, None)?;
             all.append(out)?;
         }
         Ok(all)
+    }
+
+    /// Replay journal records (`records.encode_record` payloads) from `payloads[start]` on,
+    /// the first of them carrying `seq`, without building commands or events: for records
+    /// whose events no consumer needs any more. Takes the packed PlaceOrder / CancelOrder
+    /// layouts; stops at the first record of another layout, a damaged one or one whose seq
+    /// is not the next (the caller decodes that one in Python, which reports damage as the
+    /// decoder does). Returns (index of the first record not applied, largest `now` seen).
+    fn apply_records(&mut self, py: Python<'_>, payloads: &Bound<'_, PyList>, start: usize, seq: i128) -> PyResult<(usize, i128)> {
+        self.check_usable()?;
+        let mut events: Vec<Ev> = Vec::with_capacity(8);
+        let mut max_now: i128 = 0;
+        let mut expected = seq;
+        let n = payloads.len();
+        let mut i = start;
+        while i < n {
+            let item = payloads.get_item(i)?;
+            let Ok(b) = item.cast::<PyBytes>() else { break };
+            let Some((cmd_seq, now, cmd)) = record::packed(b.as_bytes(), &mut self.e.syms) else { break };
+            if cmd_seq != expected {
+                break;
+            }
+            events.clear();
+            let result = catch_unwind(AssertUnwindSafe(|| self.e.apply(cmd_seq, &cmd, &mut events)));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(Fault(msg))) => {
+                    if !msg.starts_with("sequence number must increase") {
+                        self.poisoned = Some(msg.clone());
+                    }
+                    return Err(self.invariant(py, msg));
+                }
+                Err(panic) => {
+                    let msg = panic_message(&panic);
+                    self.poisoned = Some(format!("panic: {msg}"));
+                    return Err(PyRuntimeError::new_err(format!("engine core panicked: {msg}")));
+                }
+            }
+            max_now = max_now.max(now);
+            expected += 1;
+            i += 1;
+        }
+        Ok((i, max_now))
     }
 
     #[getter]
@@ -659,9 +758,9 @@ impl Core {
     fn order_level<'py>(&self, py: Python<'py>, trader: &str, order_hash: &[u8]) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
         let c = cfg(py)?;
         let Some(t) = self.e.syms.find(trader) else { return Ok(None) };
-        let Some(r) = self.e.open_orders.get(&t).and_then(|m| m.get(order_hash)).copied() else { return Ok(None) };
+        let Some(r) = self.e.find_open(t, order_hash) else { return Ok(None) };
         let Some(o) = self.e.get(r) else { return Ok(None) };
-        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &o.price)?)))
+        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &self.e.price(o))?)))
     }
 
     /// The earliest expiry among scheduled orders (closed ones may linger), or None.
@@ -731,6 +830,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::frame_records, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::write_group, m)?)?;
+    m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())

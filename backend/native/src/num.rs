@@ -70,12 +70,45 @@ pub fn mul_div(a: U256, b: U256, d: u64) -> R<U256> {
     narrow(mul_div_wide(a, b, d)).ok_or_else(|| Fault("product above 2**256-1".into()))
 }
 
+/// a + b, or None on overflow: limb by limb, inlined (the library's is an out-of-line loop).
+#[inline(always)]
+pub fn checked_add(a: U256, b: U256) -> Option<U256> {
+    let (x, y) = (a.as_limbs(), b.as_limbs());
+    let (r0, c) = x[0].overflowing_add(y[0]);
+    let (r1, c) = x[1].carrying_add(y[1], c);
+    let (r2, c) = x[2].carrying_add(y[2], c);
+    let (r3, c) = x[3].carrying_add(y[3], c);
+    if c { None } else { Some(U256::from_limbs([r0, r1, r2, r3])) }
+}
+
+/// a - b, or None below zero.
+#[inline(always)]
+pub fn checked_sub(a: U256, b: U256) -> Option<U256> {
+    let (x, y) = (a.as_limbs(), b.as_limbs());
+    let (r0, c) = x[0].overflowing_sub(y[0]);
+    let (r1, c) = x[1].borrowing_sub(y[1], c);
+    let (r2, c) = x[2].borrowing_sub(y[2], c);
+    let (r3, c) = x[3].borrowing_sub(y[3], c);
+    if c { None } else { Some(U256::from_limbs([r0, r1, r2, r3])) }
+}
+
 #[inline]
 pub fn add(a: U256, b: U256) -> R<U256> {
-    a.checked_add(b).ok_or_else(|| Fault("sum above 2**256-1".into()))
+    checked_add(a, b).ok_or_else(|| Fault("sum above 2**256-1".into()))
 }
 
 #[inline]
 pub fn sub(a: U256, b: U256) -> R<U256> {
-    a.checked_sub(b).ok_or_else(|| Fault("balance or level below zero".into()))
+    checked_sub(a, b).ok_or_else(|| Fault("balance or level below zero".into()))
+}
+
+/// Whether `d` divides `x` (d > 0), without a 256-bit division when both fit in 128 bits.
+#[inline]
+pub fn divides(d: U256, x: U256) -> bool {
+    if x.bit_len() <= 128 && d.bit_len() <= 128 {
+        let (a, b) = (x.as_limbs(), d.as_limbs());
+        let (x, d) = (a[0] as u128 | ((a[1] as u128) << 64), b[0] as u128 | ((b[1] as u128) << 64));
+        return x % d == 0;
+    }
+    (x % d).is_zero()
 }

@@ -44,13 +44,13 @@ fn hex(out: &mut String, b: &[u8]) {
 }
 
 impl Engine {
-    fn order_row(&self, out: &mut String, o: &Order) {
+    fn order_row(&self, out: &mut String, idx: u32, o: &Order) {
         out.push('[');
-        hex(out, &o.hash);
+        hex(out, self.hash_of(o));
         out.push(',');
         jstr(out, self.syms.s(o.trader));
-        let _ = write!(out, ",{},{},{},{},{},{},{},", o.side as u8, o.price, o.amount, o.remaining, o.tif as u8, o.nonce, o.expiry);
-        match &o.coid {
+        let _ = write!(out, ",{},{},{},{},{},{},{},", o.side as u8, self.price(o), self.amount(o), self.remaining(o), o.tif as u8, o.nonce, o.expiry);
+        match self.coid(idx) {
             Some(c) => jstr(out, c),
             None => out.push_str("null"),
         }
@@ -67,7 +67,7 @@ impl Engine {
                         out.push(',');
                     }
                     first = false;
-                    self.order_row(out, o);
+                    self.order_row(out, r.idx, o);
                 }
             }
         }
@@ -140,7 +140,7 @@ impl Engine {
             out.push('[');
             jstr(&mut out, name);
             out.push_str(",[");
-            let mut rows: Vec<(&u64, &Hash)> = self.nonces[t].iter().collect();
+            let mut rows: Vec<(&u64, &Hash)> = self.nonces[t].iter().map(|(n, &i)| (n, &self.hashes[i as usize])).collect();
             rows.sort();
             for (j, (n, h)) in rows.iter().enumerate() {
                 if j > 0 {
@@ -347,7 +347,11 @@ pub fn load(data: &[u8]) -> Result<Engine, E> {
                 if price.is_zero() || remaining.is_zero() || remaining > amount {
                     return Err("invalid resting order".into());
                 }
-                e.rest(&h, trader, mi, oside, price, amount, remaining, tif, u64v(nonce)?, u64v(expiry)?, coid).map_err(|f| f.0)?;
+                if e.find_open(trader, &h).is_some() {
+                    return Err("order twice in book".into());
+                }
+                let hid = e.push_hash(&h);
+                e.rest(hid, trader, mi, oside, price, amount, remaining, tif, u64v(nonce)?, u64v(expiry)?, coid).map_err(|f| f.0)?;
             }
         }
     }
@@ -362,11 +366,18 @@ pub fn load(data: &[u8]) -> Result<Engine, E> {
     for row in arr(obj(root, "nonces")?)? {
         let [trader, rows] = tup::<2>(row)?;
         let t = e.syms.get(s(trader)?);
-        let used = e.nonces.entry(t).or_default();
+        let mut used: rustc_hash::FxHashMap<u64, u32> = rustc_hash::FxHashMap::default();
         for r in arr(rows)? {
             let [n, h] = tup::<2>(r)?;
-            used.insert(u64v(n)?, unhex(h)?);
+            let (n, h) = (u64v(n)?, unhex(h)?);
+            // An open order's hash is in the arena already: share it.
+            let hid = match e.find_open(t, &h) {
+                Some(r) if e.slab[r.idx as usize].nonce == n => e.slab[r.idx as usize].hid,
+                _ => e.push_hash(&h),
+            };
+            used.insert(n, hid);
         }
+        e.nonces.insert(t, used);
     }
     for row in arr(obj(root, "cancel_bars")?)? {
         let [trader, rows] = tup::<2>(row)?;

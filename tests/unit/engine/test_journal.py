@@ -44,12 +44,21 @@ def torn_files(tmp_path: Path) -> list[Path]:
 
 
 def test_group_commit_fsyncs_once_per_group(tmp_path: Path) -> None:
+    """A list of payloads is written natively (one write_group call: records, trailer, one
+    fdatasync); any other sequence by the Python path (one `_sync`). Both read back."""
+    from backend import _native
+
     journal = Journal(tmp_path)
-    with mock.patch("backend.engine.journal._sync") as sync:
-        assert journal.append_group(payloads(1, 100)) == 100
-        assert journal.append_group(payloads(101, 5)) == 105
-    assert sync.call_count == 2
+    native = mock.patch.object(_native, "write_group", wraps=_native.write_group)
+    with native as write_group, mock.patch("backend.engine.journal._sync") as sync:
+        assert journal.append_group(list(payloads(1, 100))) == 100
+        assert journal.append_group(list(payloads(101, 5))) == 105
+        assert journal.append_group(tuple(payloads(106, 3))) == 108
+    assert write_group.call_count == 2
+    assert sync.call_count == 1
     journal.close()
+    assert [seq for seq, _ in read_journal(tmp_path, 1)] == list(range(1, 109))
+    assert Journal(tmp_path).last_seq == 108
 
 
 def test_reopen_continues_the_sequence_across_segments(tmp_path: Path) -> None:
@@ -276,3 +285,36 @@ def test_format_1_flipped_bit_in_an_early_record_raises(tmp_path: Path) -> None:
         Journal(tmp_path)
     assert info.value.seq == 2
     assert path.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 8, 9], [255, 256, 1000, 3], list(range(1, 40))])
+def test_native_framing_is_the_reference_framing(sizes: list[int]) -> None:
+    import os
+
+    from backend import _native
+    from backend.engine.journal import frame_records, frame_records_python
+
+    payloads = [os.urandom(n) for n in sizes]
+    assert frame_records(payloads) == frame_records_python(payloads)
+    assert all(_native.crc32_of(p) == zlib.crc32(p) for p in payloads)
+    with pytest.raises(ValueError, match="empty"):
+        frame_records([b"x", b""])
+
+
+def test_stamp_is_replace() -> None:
+    import dataclasses
+
+    from backend.domain.types import Side, TimeInForce
+    from backend.engine.records import stamp
+    from backend.matching import commands as c
+
+    for cmd in (
+        c.PlaceOrder(0, 0, b"h" * 32, "t", "m", Side.BUY, 5, 6, TimeInForce.IOC, 1, 0, "x"),
+        c.CancelOrder(0, 0, b"h", "t"),
+        c.SweepExpired(0, 0),
+        c.Credit(3, 4, "t", "k", 10**70),
+    ):
+        stamped = stamp(cmd, 17, 1_700_000_000)
+        assert stamped == dataclasses.replace(cmd, seq=17, now=1_700_000_000)
+        assert stamped is not cmd
+        assert cmd.seq in (0, 3)

@@ -60,6 +60,11 @@ class _PanicsAt(NativeEngine):
             self._panic_for_test()
         return super().apply(command)
 
+    def apply_encoded(self, command: Command, encoded: bytearray) -> list[Event]:
+        if command.seq == self.at_seq:  # the engine service's path
+            self._panic_for_test()
+        return super().apply_encoded(command, encoded)
+
 
 def test_a_panic_in_the_core_stops_the_engine_and_a_restart_replays_to_the_same_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
