@@ -301,6 +301,7 @@ class FloorStack:
     """`bench/_floor_app.py` under uvicorn with the stack's worker count, nothing else."""
 
     workers: int = 2
+    server: str = "uvicorn"
     api_port: int = field(default_factory=free_port)
     api: subprocess.Popen[bytes] | None = None
     engine: None = None
@@ -308,11 +309,17 @@ class FloorStack:
     def start(self, timeout: float = 60) -> None:
         import httpx
 
+        if self.server == "granian":
+            args = ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                    "--port", str(self.api_port), "--workers", str(self.workers),
+                    "--log-level", "warning", "_floor_app:app"]  # fmt: skip
+        else:
+            args = ["-m", "uvicorn", "_floor_app:app", "--host", "127.0.0.1",
+                    "--port", str(self.api_port), "--workers", str(self.workers),
+                    "--no-access-log", "--log-level", "warning"]  # fmt: skip
         self.api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "_floor_app:app", "--host", "127.0.0.1",
-             "--port", str(self.api_port), "--workers", str(self.workers),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=Path(__file__).resolve().parent, stdout=subprocess.DEVNULL,
+            [sys.executable, *args], cwd=Path(__file__).resolve().parent,
+            stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -332,8 +339,8 @@ class FloorStack:
 
 
 @contextlib.contextmanager
-def floor_stack(workers: int = 2) -> Iterator[FloorStack]:
-    stack = FloorStack(workers=workers)
+def floor_stack(workers: int = 2, server: str = "uvicorn") -> Iterator[FloorStack]:
+    stack = FloorStack(workers=workers, server=server)
     try:
         stack.start()
         yield stack
@@ -893,6 +900,11 @@ def main() -> None:
         help="intake phases to run (max,half,batch,ws); the ratios need all of them",
     )  # fmt: skip
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-route phases")
+    parser.add_argument(
+        "--server", choices=("uvicorn", "granian"),
+        default=os.environ.get("HYBRIDEX_API_SERVER", "uvicorn"),
+        help="the HTTP server of the API workers and of the floor (HYBRIDEX_API_SERVER)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s phases")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--loadgen-child", help=argparse.SUPPRESS)
@@ -914,14 +926,15 @@ def main() -> None:
         "max_orders": max_orders,
         "rate": args.rate,
     }
-    with running_stack(workers=args.workers) as stack:
+    server_env = {"HYBRIDEX_API_SERVER": args.server}
+    with running_stack(workers=args.workers, extra_env=server_env) as stack:
         real = run_loadgen(stack, {**config, "port": stack.api_port, "phases": phases})
     floor: dict[str, Any] = {}
     if not args.no_floor:
         # The bare route at its max, then open loop at the very rate of the intake's half phase.
         half_rate = real["half"]["target_rate"] if "half" in real else None
         floor_phases = ["max", "half"] if half_rate else ["max"]
-        with floor_stack(workers=args.workers) as bare:
+        with floor_stack(workers=args.workers, server=args.server) as bare:
             floor = run_loadgen(
                 bare, {**config, "port": bare.api_port, "phases": floor_phases, "rate": half_rate}
             )
@@ -949,6 +962,7 @@ def main() -> None:
                         "met": met}  # fmt: skip
     result = {
         "machine": machine(),
+        "server": args.server,
         "workers": args.workers,
         "connections": args.connections,
         "duration_s": duration,
@@ -975,7 +989,8 @@ def main() -> None:
     print("Order intake (engine + API workers + PostgreSQL + Redis, loopback) against the bare")
     print("route (bench/_floor_app.py) and the signature limit, one run")
     print_machine()
-    print(f"{args.workers} API workers, {args.connections} connections, {duration:g} s a phase")
+    print(f"{args.workers} {args.server} API workers, {args.connections} connections, "
+          f"{duration:g} s a phase")  # fmt: skip
     print()
     print(f"{'phase':<16}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
           f"{'sent':>9}{'non-200':>9}")  # fmt: skip
