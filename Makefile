@@ -90,7 +90,6 @@ integration: setup
 ## bench: run every benchmark in bench/
 bench: setup
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
-	@echo "== bench/api.py --floor"; $(PY) bench/api.py --floor
 
 ## bench-smoke: every benchmark in bench/ with --quick, so that none breaks unseen;
 ## BENCH_SMOKE_SKIP names benchmarks to leave out (CI: those the test suite already runs)

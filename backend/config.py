@@ -222,6 +222,11 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1)
+    api_server: str = Field(
+        default="uvicorn",
+        pattern="^(uvicorn|granian)$",
+        description='The HTTP server of `hybridex api` (docs/deployment.md "HTTP server").',
+    )
     api_engine_timeout_s: float = Field(
         default=2.0, gt=0, description="How long POST /v1/orders waits for the engine before 202."
     )
@@ -247,6 +252,16 @@ class Settings(BaseSettings):
         default="127.0.0.1/32,::1/128",
         description="CIDR ranges whose X-Forwarded-For is believed (comma-separated; empty: "
         "none). The client is the right-most hop not in these ranges.",
+    )
+    api_rate_lease_tokens: int = Field(
+        default=20,
+        ge=1,
+        description="Most tokens an API worker takes from a shared Redis bucket at a time (a "
+        "tenth of its burst at most) and spends without asking Redis; 1: a Redis call per "
+        "request. docs/deployment.md: the bound on over-admission.",
+    )
+    api_rate_lease_s: float = Field(
+        default=1.0, gt=0, description="How long a worker may spend the tokens it took ahead."
     )
     api_rate_limiter_timeout_s: float = Field(
         default=1.0, gt=0, description="Longest wait for the limiter's store before failing."

@@ -1,4 +1,4 @@
-"""The floor of `bench/api.py --floor`: the same HTTP stack (uvicorn workers, FastAPI routing,
+"""The floor phases of `bench/api.py`: the same HTTP stack (uvicorn workers, FastAPI routing,
 JSON in and out) with no work behind it — no signature check, rate limit, engine or database.
 
 Whatever rate this reaches on a machine bounds what the real intake can reach there.

@@ -1,29 +1,38 @@
-"""API benchmark (SPEC §12): signed orders through HTTP on loopback, deployed as in production.
+"""API benchmark (SPEC §12, issue "order intake"): signed orders through HTTP and WebSocket on
+loopback, deployed as in production, against the bare HTTP route and the signature limit.
 
-    python bench/api.py                    # 2 API workers + engine; 20 s max load, 20 s half load
-    python bench/api.py --quick --json     # smoke run: 3 s + 3 s
-    python bench/api.py --workers 2 --duration 30 --connections 64
+    python bench/api.py --json             # every phase, 20 s each (≤ 60 s)
+    python bench/api.py --quick --json     # smoke run (CI's make bench-smoke): 3 s phases
+    python bench/api.py --phases max --no-floor --duration 30   # one phase, e.g. to profile
 
 What runs (all bound to 127.0.0.1, torn down afterwards):
+- `bench/sig.py --json` first, on a quiet machine: the signature check and libsecp256k1
+  recovery alone; `sig_limit_orders_per_s` = cores ÷ recovery time (every order needs one
+  recovery, so no design passes it);
 - `hybridex engine` (journal in a temp dir, persister to a fresh PostgreSQL database, feeds to
-  Redis under a fresh key prefix) and `hybridex api --workers N` (uvicorn, `production_app`:
+  Redis under a fresh key prefix) and `hybridex api --workers N` (`production_app`:
   TcpEngineClient, RedisFeedStore, Redis rate limiter with limits raised above the load);
 - the market is listed and the traders credited through the engine's command path
   (`AddMarket` / `Credit` over TcpEngineClient), never into the tables;
-- a load generator in its own process: it pre-signs every order before a phase starts
-  (coincurve, low-s, 64 traders, unique nonces; GTC limit orders around the mid, about a third
-  crossing), then drives keep-alive HTTP/1.1 connections with prepared request bytes.
+- a load generator in its own process: it pre-signs every order of a phase before the phase
+  starts (coincurve, low-s, 64 traders, unique nonces; GTC limit orders around the mid, about
+  a third crossing), then drives keep-alive connections with prepared request bytes.
 
-Phases (fixed duration each, ≤ 60 s):
-1. max load — closed loop, `--connections` requests in flight; orders/s = 200 answers / wall;
-2. half load — open loop at half the measured max rate; a request's latency counts from its
-   scheduled send time (no coordinated omission).
-Latency is from the first byte written to the last byte read. Targets: ≥ 8k orders/s and
-p99 ≤ 20 ms at half load on 2 cores.
+Intake phases (fixed duration each):
+1. `max` — single orders (`POST /v1/orders`), closed loop, `--connections` requests in flight;
+   orders/s = 200 answers / wall;
+2. `half` — open loop at half the measured max rate; a request's latency counts from its
+   scheduled send time (no coordinated omission);
+3. `batch` — `POST /v1/orders/batch` with 20 orders a request, closed loop on a quarter of the
+   connections; orders/s = items answered 200 / wall;
+4. `ws` — `place` messages over `/v1/ws` order entry on `--connections` WebSockets, up to 8
+   unanswered on each; orders/s = `result` messages with status 200 / wall.
+Then the floor: the same load generator against `bench/_floor_app.py` (the same server and
+worker count, FastAPI with nothing behind the route: no signature check, rate limit, engine or
+database): closed loop (`floor_requests_per_s`), then open loop at the `half` phase's very
+rate (`floor_half_load_p99_ms`). Latency is from the first byte written to the last byte read.
 
-`--floor` drives the same requests, the same way, at `bench/_floor_app.py` instead: uvicorn
-workers and FastAPI with nothing behind the route (no signature check, rate limit, engine or
-database). Its rate bounds what the real intake can reach on the machine.
+Every target is a ratio of two figures of this run (`RATIO_TARGETS`).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +86,6 @@ PG_ADMIN_URL = os.environ.get(
     "HYBRIDEX_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("HYBRIDEX_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-TARGETS = {"orders_per_s": 8_000, "p99_ms_half_load": 20}
 
 
 def trader_key(i: int) -> bytes:
@@ -148,6 +156,9 @@ class Stack:
             "HYBRIDEX_API_RATE_IP_BURST": "1000000",
             "HYBRIDEX_API_RATE_TRADER_PER_S": "1000000",
             "HYBRIDEX_API_RATE_TRADER_BURST": "1000000",
+            "HYBRIDEX_API_WS_MSG_PER_S": "1000000",
+            "HYBRIDEX_API_WS_MSG_BURST": "1000000",
+            "HYBRIDEX_API_WS_MAX_CONNECTIONS_PER_IP": "1000",
             "HYBRIDEX_LOG_LEVEL": self.log_level,
             **self.extra_env,
         }
@@ -290,6 +301,7 @@ class FloorStack:
     """`bench/_floor_app.py` under uvicorn with the stack's worker count, nothing else."""
 
     workers: int = 2
+    server: str = "uvicorn"
     api_port: int = field(default_factory=free_port)
     api: subprocess.Popen[bytes] | None = None
     engine: None = None
@@ -297,11 +309,17 @@ class FloorStack:
     def start(self, timeout: float = 60) -> None:
         import httpx
 
+        if self.server == "granian":
+            args = ["-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                    "--port", str(self.api_port), "--workers", str(self.workers),
+                    "--log-level", "warning", "_floor_app:app"]  # fmt: skip
+        else:
+            args = ["-m", "uvicorn", "_floor_app:app", "--host", "127.0.0.1",
+                    "--port", str(self.api_port), "--workers", str(self.workers),
+                    "--no-access-log", "--log-level", "warning"]  # fmt: skip
         self.api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "_floor_app:app", "--host", "127.0.0.1",
-             "--port", str(self.api_port), "--workers", str(self.workers),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=Path(__file__).resolve().parent, stdout=subprocess.DEVNULL,
+            [sys.executable, *args], cwd=Path(__file__).resolve().parent,
+            stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -321,8 +339,8 @@ class FloorStack:
 
 
 @contextlib.contextmanager
-def floor_stack(workers: int = 2) -> Iterator[FloorStack]:
-    stack = FloorStack(workers=workers)
+def floor_stack(workers: int = 2, server: str = "uvicorn") -> Iterator[FloorStack]:
+    stack = FloorStack(workers=workers, server=server)
     try:
         stack.start()
         yield stack
@@ -461,11 +479,12 @@ async def drive(
     rate: float | None = None,
     keep_answers: bool = False,
     result: PhaseResult | None = None,
+    on_answer: Callable[[int, bytes], None] | None = None,
 ) -> PhaseResult:
     """Send `requests` in order over `connections` keep-alive connections until they run out
     or `duration_s` passes. Closed loop when `rate` is None, else open loop at `rate`/s.
     A connection that fails is counted in `errors` and reopened. Pass `result` to watch it
-    fill while the load runs."""
+    fill while the load runs; `on_answer(status, body)` sees every answer."""
     result = PhaseResult() if result is None else result
     indices = itertools.count()
     loop = asyncio.get_running_loop()
@@ -508,6 +527,8 @@ async def drive(
                     result.latencies_s.append(t1 - (scheduled if scheduled is not None else t0))
                 if keep_answers:
                     result.answers.append((order_hash, status, body))
+                if on_answer is not None:
+                    on_answer(status, body)
         finally:
             if conn is not None:
                 conn[1].close()
@@ -609,8 +630,146 @@ def cpu_breakdown(phase: dict[str, Any], sampler: CpuSampler) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------- batches, WebSocket
+
+
+def presign_batches(
+    n_batches: int, size: int, *, seed: int, first_nonce: int, port: int
+) -> list[tuple[bytes, bytes]]:
+    """`n_batches` ready-to-send `POST /v1/orders/batch` requests of `size` signed orders each
+    (the first order's hash stands for the request)."""
+    import orjson
+
+    singles = presign(n_batches * size, seed=seed, first_nonce=first_nonce, port=port)
+    head = (
+        f"POST /v1/orders/batch HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    out: list[tuple[bytes, bytes]] = []
+    for b in range(n_batches):
+        chunk = singles[b * size : (b + 1) * size]
+        items = [orjson.loads(request.split(b"\r\n\r\n", 1)[1]) for _h, request in chunk]
+        body = orjson.dumps({"items": items})
+        out.append((chunk[0][0], head + str(len(body)).encode() + b"\r\n\r\n" + body))
+    return out
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """A client text frame. Client frames must be masked; the all-zero key is a valid mask
+    that leaves the payload as it is, so frames are built once, before the phase."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    elif n < 1 << 16:
+        head = bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x81, 0x80 | 127]) + n.to_bytes(8, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+def presign_ws(n: int, *, seed: int, first_nonce: int, port: int) -> list[bytes]:
+    """`n` WebSocket `place` frames of signed orders (request id = position)."""
+    import orjson
+
+    out = []
+    for k, (_h, request) in enumerate(presign(n, seed=seed, first_nonce=first_nonce, port=port)):
+        body = orjson.loads(request.split(b"\r\n\r\n", 1)[1])
+        out.append(ws_frame(orjson.dumps({"op": "place", "id": k, **body})))
+    return out
+
+
+async def _ws_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    import base64
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    writer.write(
+        f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .encode()
+    )  # fmt: skip
+    head = await reader.readuntil(b"\r\n\r\n")
+    if head[9:12] != b"101":
+        writer.close()
+        raise OSError(f"WebSocket handshake refused: {head[:60]!r}")
+    return reader, writer
+
+
+async def _ws_read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return b0 & 0x0F, await reader.readexactly(n)
+
+
+async def drive_ws(
+    port: int, frames: list[bytes], *, connections: int, duration_s: float, window: int = 8
+) -> PhaseResult:
+    """Send `frames` over `connections` WebSockets, `window` unanswered messages at most on
+    each (the server answers a connection's messages one after another, in order), until they
+    run out or `duration_s` passes. `statuses` counts the `result` messages' statuses."""
+    import orjson
+
+    result = PhaseResult()
+    indices = itertools.count()
+    loop = asyncio.get_running_loop()
+    conns = [await _ws_open(port) for _ in range(connections)]
+    end = loop.time() + duration_s
+
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        outstanding = 0
+
+        def send_more() -> None:
+            nonlocal outstanding
+            while outstanding < window and loop.time() < end:
+                i = next(indices)
+                if i >= len(frames):
+                    return
+                writer.write(frames[i])
+                outstanding += 1
+                result.sent += 1
+
+        send_more()
+        try:
+            while outstanding:
+                opcode, payload = await asyncio.wait_for(_ws_read(reader), 30)
+                if opcode == 0x9:  # ping: answer with the payload, masked
+                    writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                elif opcode == 0x8:
+                    result.errors += outstanding
+                    return
+                elif opcode == 0x1:
+                    message = orjson.loads(payload)
+                    if message.get("type") == "result":
+                        outstanding -= 1
+                        result.statuses[message["status"]] += 1
+                        send_more()
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+            result.errors += outstanding
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(*conn) for conn in conns))
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+# ------------------------------------------------------------------------- the phases
+
+BATCH_SIZE = 20
+
+
 def loadgen(config: dict[str, Any]) -> dict[str, Any]:
-    """The load generator's work (in its own process): pre-sign, max phase, half phase."""
+    """The load generator's work (in its own process): for each phase, pre-sign, then drive.
+
+    Phases (`config["phases"]`): `max` (single orders, closed loop), `half` (single orders,
+    open loop at `config["rate"]` or half the `max` phase's rate), `batch` (`BATCH_SIZE` orders
+    a request, closed loop), `ws` (WebSocket `place` messages). Nonces never repeat across
+    phases, so every order is new to the engine."""
     try:
         import uvloop
 
@@ -618,31 +777,110 @@ def loadgen(config: dict[str, Any]) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
         pass
     port, duration, connections = config["port"], config["duration"], config["connections"]
-    t0 = time.perf_counter()
-    first = presign(config["max_orders"], seed=1, first_nonce=1, port=port)
-    sign_s = time.perf_counter() - t0
+    cap = config["max_orders"]
+    out: dict[str, Any] = {}
     warm = presign(200, seed=3, first_nonce=10**12, port=port)
     asyncio.run(drive(port, warm, connections=connections, duration_s=10))
-    with phase_window() as max_window:
-        max_phase = summarize(
-            asyncio.run(drive(port, first, connections=connections, duration_s=duration))
-        )
-    max_phase.update(max_window)
-    rate = config.get("rate") or max(1.0, max_phase["orders_per_s"] / 2)
-    second = presign(int(rate * duration * 1.05) + 10, seed=2, first_nonce=10**9, port=port)
-    with phase_window() as half_window:
-        half_phase = summarize(
-            asyncio.run(
-                drive(port, second, connections=connections, duration_s=duration, rate=rate)
-            )
-        )
-    half_phase.update(half_window)
-    half_phase["target_rate"] = round(rate)
-    return {
-        "max": max_phase,
-        "half": half_phase,
-        "presign_us_per_order": round(1e6 * sign_s / max(1, len(first)), 1),
-    }
+    for k, name in enumerate(config["phases"]):
+        nonce = 1 + k * 10**9
+        t0 = time.perf_counter()
+        if name == "max":
+            requests = presign(cap, seed=1, first_nonce=nonce, port=port)
+            sign_s = time.perf_counter() - t0
+            with phase_window() as window:
+                phase = summarize(
+                    asyncio.run(drive(port, requests, connections=connections,
+                                      duration_s=duration))
+                )  # fmt: skip
+            out["presign_us_per_order"] = round(1e6 * sign_s / max(1, len(requests)), 1)
+        elif name == "half":
+            rate = config.get("rate") or max(1.0, out["max"]["orders_per_s"] / 2)
+            requests = presign(int(rate * duration * 1.05) + 10, seed=2, first_nonce=nonce,
+                               port=port)  # fmt: skip
+            with phase_window() as window:
+                phase = summarize(
+                    asyncio.run(drive(port, requests, connections=connections,
+                                      duration_s=duration, rate=rate))
+                )  # fmt: skip
+            phase["target_rate"] = round(rate)
+        elif name == "batch":
+            batches = presign_batches(max(1, cap // BATCH_SIZE), BATCH_SIZE, seed=4,
+                                      first_nonce=nonce, port=port)  # fmt: skip
+            items: Counter[int] = Counter()
+
+            def count_items(_status: int, body: bytes, items: Counter[int] = items) -> None:
+                import orjson
+
+                for item in orjson.loads(body).get("results", ()):
+                    items[item["status"]] += 1
+
+            with phase_window() as window:
+                raw = asyncio.run(
+                    drive(port, batches, connections=max(1, connections // 4),
+                          duration_s=duration, on_answer=count_items)
+                )  # fmt: skip
+                phase = summarize(raw)
+            phase["requests_per_s"] = phase["orders_per_s"]
+            phase["orders_per_s"] = round(items[200] / raw.wall_s) if raw.wall_s else 0
+            phase["ok"] = items[200]
+            phase["item_statuses"] = {str(s): v for s, v in sorted(items.items())}
+        elif name == "ws":
+            frames = presign_ws(cap, seed=5, first_nonce=nonce, port=port)
+            with phase_window() as window:
+                raw = asyncio.run(drive_ws(port, frames, connections=connections,
+                                           duration_s=duration))  # fmt: skip
+                phase = summarize(raw)
+        else:
+            raise ValueError(f"unknown phase {name!r}")
+        phase.update(window)
+        out[name] = phase
+    return out
+
+
+def run_loadgen(stack: Stack | FloorStack, config: dict[str, Any]) -> dict[str, Any]:
+    """The load generator in its own process against `stack`, with the CPU of the stack's
+    processes per phase."""
+    pids = {"api_workers": stack.api_worker_pids()}
+    if stack.engine is not None:
+        pids["engine"] = [stack.engine.pid]
+    timeout = 300 + 3 * config["duration"] * len(config["phases"])
+    with CpuSampler(pids) as sampler:
+        child = subprocess.run(
+            [sys.executable, __file__, "--loadgen-child", json.dumps(config)],
+            check=True, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    phases: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    for name in config["phases"]:
+        phases[name].update(cpu_breakdown(phases[name], sampler))
+    if stack.engine is not None:
+        assert stack.engine.poll() is None, "the engine died under load"
+    return phases
+
+
+def signature_figures(quick: bool) -> dict[str, Any]:
+    """`bench/sig.py --json` in this run: the signature check and recovery alone, timed
+    while nothing else of the benchmark runs."""
+    args = [sys.executable, str(Path(__file__).with_name("sig.py")), "--json"]
+    if quick:
+        args.append("--quick")
+    else:
+        args += ["--n", "5000"]
+    child = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600)
+    figures: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return figures
+
+
+# The issue's targets, each a ratio of two figures from one run: (numerator, denominator,
+# bound, "le" | "ge").
+RATIO_TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "sig_check_vs_recovery": ("sig_fast_mean_us", "sig_recover_mean_us", 1.15, "le"),
+    "http_orders_vs_floor": ("orders_per_s", "floor_requests_per_s", 0.5, "ge"),
+    "batch_orders_vs_sig_limit": ("batch_orders_per_s", "sig_limit_orders_per_s", 0.4, "ge"),
+    "ws_orders_vs_sig_limit": ("ws_orders_per_s", "sig_limit_orders_per_s", 0.3, "ge"),
+    "half_load_p99_vs_floor": ("half_load_p99_ms", "floor_half_load_p99_ms", 2.0, "le"),
+}
+
+ALL_PHASES = ("max", "half", "batch", "ws")
 
 
 def main() -> None:
@@ -651,15 +889,23 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase (≤ 60)")
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
     parser.add_argument(
-        "--max-orders", type=int, default=200_000, help="pre-signed for the max phase (ends if out)"
+        "--max-orders", type=int, default=200_000,
+        help="pre-signed for each closed-loop phase (a phase ends early if they run out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rate", type=float, help="open-loop rate of the half phase (default: half the max)"
     )
     parser.add_argument(
-        "--rate", type=float, help="open-loop rate of the second phase (default: half the max)"
-    )
+        "--phases", default=",".join(ALL_PHASES),
+        help="intake phases to run (max,half,batch,ws); the ratios need all of them",
+    )  # fmt: skip
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare-route phases")
+    parser.add_argument(
+        "--server", choices=("uvicorn", "granian"),
+        default=os.environ.get("HYBRIDEX_API_SERVER", "uvicorn"),
+        help="the HTTP server of the API workers and of the floor (HYBRIDEX_API_SERVER)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s phases")
-    parser.add_argument(
-        "--floor", action="store_true", help="drive the bare HTTP stack (bench/_floor_app.py)"
-    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--loadgen-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -668,70 +914,104 @@ def main() -> None:
         return
     duration = 3.0 if args.quick else min(60.0, args.duration)
     max_orders = 20_000 if args.quick else args.max_orders
+    phases = [p for p in args.phases.split(",") if p]
+    if "half" in phases and "max" not in phases and not args.rate:
+        parser.error("the half phase needs the max phase or --rate")
 
-    stacks = floor_stack if args.floor else running_stack
-    with stacks(workers=args.workers) as stack:
-        config = {
-            "port": stack.api_port,
-            "duration": duration,
-            "connections": args.connections,
-            "max_orders": max_orders,
-            "rate": args.rate,
-        }
-        pids = {"api_workers": stack.api_worker_pids()}
-        if stack.engine is not None:
-            pids["engine"] = [stack.engine.pid]
-        with CpuSampler(pids) as sampler:
-            child = subprocess.run(
-                [sys.executable, __file__, "--loadgen-child", json.dumps(config)],
-                check=True, capture_output=True, text=True, timeout=120 + 3 * duration,
-            )  # fmt: skip
-        phases = json.loads(child.stdout.strip().splitlines()[-1])
-        for name in ("max", "half"):
-            phases[name].update(cpu_breakdown(phases[name], sampler))
-        if stack.engine is not None:
-            assert stack.engine.poll() is None, "the engine died under load"
+    sig = signature_figures(args.quick)
+    cores = os.cpu_count() or 1
+    config: dict[str, Any] = {
+        "duration": duration,
+        "connections": args.connections,
+        "max_orders": max_orders,
+        "rate": args.rate,
+    }
+    server_env = {"HYBRIDEX_API_SERVER": args.server}
+    with running_stack(workers=args.workers, extra_env=server_env) as stack:
+        real = run_loadgen(stack, {**config, "port": stack.api_port, "phases": phases})
+    floor: dict[str, Any] = {}
+    if not args.no_floor:
+        # The bare route at its max, then open loop at the very rate of the intake's half phase.
+        half_rate = real["half"]["target_rate"] if "half" in real else None
+        floor_phases = ["max", "half"] if half_rate else ["max"]
+        with floor_stack(workers=args.workers, server=args.server) as bare:
+            floor = run_loadgen(
+                bare, {**config, "port": bare.api_port, "phases": floor_phases, "rate": half_rate}
+            )
 
+    def get(phase: dict[str, Any], name: str, key: str) -> Any:
+        return phase.get(name, {}).get(key)
+
+    figures: dict[str, Any] = {
+        "floor_requests_per_s": get(floor, "max", "orders_per_s"),
+        "orders_per_s": get(real, "max", "orders_per_s"),
+        "half_load_p99_ms": get(real, "half", "p99_ms"),
+        "floor_half_load_p99_ms": get(floor, "half", "p99_ms"),
+        "batch_orders_per_s": get(real, "batch", "orders_per_s"),
+        "ws_orders_per_s": get(real, "ws", "orders_per_s"),
+        "sig_limit_orders_per_s": round(cores * 1e6 / sig["floor_recover_mean_us"]),
+        "sig_fast_mean_us": sig["fast_mean_us"],
+        "sig_recover_mean_us": sig["floor_recover_mean_us"],
+    }
+    ratios: dict[str, Any] = {}
+    for name, (num, den, bound, sense) in RATIO_TARGETS.items():
+        a, b = figures[num], figures[den]
+        value = round(a / b, 3) if a is not None and b else None
+        met = None if value is None else (value <= bound if sense == "le" else value >= bound)
+        ratios[name] = {"value": value, "target": f"{'≤' if sense == 'le' else '≥'} {bound}",
+                        "met": met}  # fmt: skip
     result = {
         "machine": machine(),
-        "floor": args.floor,
+        "server": args.server,
         "workers": args.workers,
         "connections": args.connections,
         "duration_s": duration,
-        "orders_per_s": phases["max"]["orders_per_s"],
-        "p50_ms": phases["max"]["p50_ms"],
-        "p99_ms": phases["max"]["p99_ms"],
+        **{k: v for k, v in figures.items() if k != "half_load_p99_ms"},
+        "p50_ms": get(real, "max", "p50_ms"),
+        "p99_ms": get(real, "max", "p99_ms"),
         "half_load": {
-            "orders_per_s": phases["half"]["orders_per_s"],
-            "p50_ms": phases["half"]["p50_ms"],
-            "p99_ms": phases["half"]["p99_ms"],
+            "orders_per_s": get(real, "half", "orders_per_s"),
+            "target_rate": get(real, "half", "target_rate"),
+            "p50_ms": get(real, "half", "p50_ms"),
+            "p99_ms": get(real, "half", "p99_ms"),
         },
-        "max_detail": phases["max"],
-        "half_detail": phases["half"],
-        "presign_us_per_order": phases["presign_us_per_order"],
-        "cpu_us_per_order_max_load": phases["max"]["cpu_us_per_order"],
-        "cpu_share_max_load": phases["max"]["cpu_share_of_machine"],
-        "targets": TARGETS,
+        "ratios": ratios,
+        "cpu_us_per_order": {
+            name: p["cpu_us_per_order"] for name, p in real.items() if isinstance(p, dict)
+        },
+        "cpu_share": {
+            name: p["cpu_share_of_machine"] for name, p in real.items() if isinstance(p, dict)
+        },
+        "presign_us_per_order": real.get("presign_us_per_order"),
+        "detail": {"intake": real, "floor": floor, "sig": sig},
     }
-    if args.floor:
-        print("Floor: the same requests at a bare FastAPI route (uvicorn workers only, loopback)")
-    else:
-        print("Signed orders through HTTP (engine + API workers + PostgreSQL + Redis, loopback)")
+
+    print("Order intake (engine + API workers + PostgreSQL + Redis, loopback) against the bare")
+    print("route (bench/_floor_app.py) and the signature limit, one run")
     print_machine()
-    print(f"{args.workers} API workers, {args.connections} connections, {duration:g} s a phase")
+    print(f"{args.workers} {args.server} API workers, {args.connections} connections, "
+          f"{duration:g} s a phase")  # fmt: skip
     print()
-    print(f"{'load':<12}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
+    print(f"{'phase':<16}{'orders/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}"
           f"{'sent':>9}{'non-200':>9}")  # fmt: skip
-    for name, p in (("max", phases["max"]), ("half", phases["half"])):
-        bad = p["sent"] - p["ok"]
-        print(f"{name:<12}{p['orders_per_s']:>10,}{p['p50_ms']:>9}{p['p99_ms']:>9}"
+    rows = [(f"intake {k}", p) for k, p in real.items() if isinstance(p, dict)]
+    rows += [(f"floor {k}", p) for k, p in floor.items() if isinstance(p, dict)]
+    for name, p in rows:
+        bad = sum(v for s, v in p["statuses"].items() if s != "200") + p["connection_errors"]
+        print(f"{name:<16}{p['orders_per_s']:>10,}{p['p50_ms']:>9}{p['p99_ms']:>9}"
               f"{p['p999_ms']:>10}{p['sent']:>9,}{bad:>9,}")  # fmt: skip
-    cpu, share = phases["max"]["cpu_us_per_order"], phases["max"]["cpu_share_of_machine"]
-    print("CPU per order at max load: " + ", ".join(
-        f"{k} {v} µs ({100 * share[k]:.0f}% of the machine)" for k, v in cpu.items()
-    ))  # fmt: skip
-    print(f"targets: ≥ {TARGETS['orders_per_s']:,} orders/s; "
-          f"p99 ≤ {TARGETS['p99_ms_half_load']} ms at half load")  # fmt: skip
+    for name, p in real.items():
+        if isinstance(p, dict):
+            cpu, share = p["cpu_us_per_order"], p["cpu_share_of_machine"]
+            print(f"CPU per order, {name}: " + ", ".join(
+                f"{k} {v} µs ({100 * share[k]:.0f}%)" for k, v in cpu.items()
+            ))  # fmt: skip
+    print(f"signature check {sig['fast_mean_us']} µs, recovery alone "
+          f"{sig['floor_recover_mean_us']} µs: limit {figures['sig_limit_orders_per_s']:,} "
+          f"orders/s on {cores} cores")  # fmt: skip
+    for name, r in ratios.items():
+        mark = {True: "✓", False: "✗", None: "-"}[r["met"]]
+        print(f"{name:<28}{r['value']!s:>8}  target {r['target']}  {mark}")
     if args.json:
         print(json.dumps(result))
 

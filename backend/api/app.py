@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -139,7 +140,12 @@ def production_app() -> FastAPI:
     )
     redis_client = aioredis.Redis.from_url(settings.redis_url)
     limiter: RateLimiter = (
-        RedisRateLimiter.from_url(settings.redis_url, settings.redis_key_prefix)
+        RedisRateLimiter.from_url(
+            settings.redis_url,
+            settings.redis_key_prefix,
+            lease_tokens=settings.api_rate_lease_tokens,
+            lease_s=settings.api_rate_lease_s,
+        )
         if settings.api_rate_limiter == "redis"
         else MemoryRateLimiter()
     )
@@ -166,3 +172,16 @@ def production_app() -> FastAPI:
         on_shutdown=[close_all],
     )
     return app
+
+
+def granian_app() -> Any:
+    """`production_app` for granian (`HYBRIDEX_API_SERVER=granian`), behind the proxy-header
+    handling uvicorn applies itself: X-Forwarded-For is believed only from the trusted ranges."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from backend.config import get_settings
+
+    return ProxyHeadersMiddleware(
+        production_app(),  # type: ignore[arg-type]
+        trusted_hosts=get_settings().trusted_proxies(),
+    )

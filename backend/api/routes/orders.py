@@ -227,10 +227,26 @@ def require_allowed(decision: Decision, trader: str, orders: int = 1) -> None:
 
 async def submit_place(c: ApiContext, prepared: PreparedPlace) -> Reply:
     """Submit to the engine and answer; an order the engine refuses raises DexError."""
+    return await place_reply(c, prepared, await _submit(c, prepared.command, prepared.intake))
+
+
+def submit_outcome(result: Outcome | BaseException) -> Outcome | None:
+    """What `_submit` makes of one of `submit_many`'s results: the outcome, None when it is
+    unknown (202), or the DexError it raises."""
+    if isinstance(result, Outcome):
+        return result
+    if isinstance(result, EngineOutcomeUnknownError | TimeoutError):
+        return None
+    if isinstance(result, EngineUnavailableError):
+        raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {result}") from None
+    raise result
+
+
+async def place_reply(c: ApiContext, prepared: PreparedPlace, outcome: Outcome | None) -> Reply:
+    """The answer to an order the engine answered with `outcome` (None: no answer in time)."""
     command = prepared.command
     order_hash = command.order_hash
     pending = {"orderHash": hex0x(order_hash), "status": "pending"}
-    outcome = await _submit(c, command, prepared.intake)
     if outcome is None:
         c.metrics.orders.labels("pending").inc()
         return 202, pending
@@ -404,8 +420,11 @@ def prepare_cancel(c: ApiContext, body: Any, path_hash: bytes | None = None) -> 
 
 
 async def submit_cancel(c: ApiContext, prepared: PreparedCancel) -> Reply:
+    return cancel_reply(c, prepared, await _submit(c, prepared.command, prepared.intake))
+
+
+def cancel_reply(c: ApiContext, prepared: PreparedCancel, outcome: Outcome | None) -> Reply:
     h = prepared.command.order_hash
-    outcome = await _submit(c, prepared.command, prepared.intake)
     if outcome is None:
         return 202, {"orderHash": hex0x(h), "status": "pending"}
     try:

@@ -145,7 +145,8 @@ def test_rate_limiter_loads_its_script_when_redis_does_not_know_it() -> None:
             await limiter.close()
             server.close()
         assert [a[0] for a in seen] == [b"EVALSHA", b"EVAL", b"EVALSHA"]
-        assert seen[0][2:] == [b"1", b"p:rl:trader:0xabc", b"10", b"1.0"]
+        # burst, rate, then need and want: a block of one token (no lease without lease_tokens)
+        assert seen[0][2:] == [b"1", b"p:rl:trader:0xabc", b"10", b"1.0", b"1", b"1"]
         assert first == second
         assert (first.allowed, first.remaining, first.limit) == (True, 4, 10)
 
