@@ -61,7 +61,7 @@ def reconcile(
     unreachable: str | None = None
     if engine_read is not None:
         try:
-            live = engine_read()  # first: the database snapshot must be at or past its seq
+            live = engine_read()  # first: the database is then read at or past its seq
         except Exception as exc:  # any failure to read is reported, never a crash of the run
             unreachable = f"the engine could not be read: {exc or type(exc).__name__}"
             log.warning("reconcile_engine_unreadable", error=unreachable)
