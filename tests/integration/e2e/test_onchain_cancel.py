@@ -7,7 +7,6 @@ so the order's remainder is matched no more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ from tests.integration.e2e.test_round_trip import DevStack
 from tests.integration.reconcile.test_withdrawal_release import _wait
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def node() -> Iterator[Anvil]:
-    with Anvil() as anvil:
-        yield anvil
 
 
 def test_fill_in_flight_settles_and_the_engine_stops_matching_the_cancelled_order(

@@ -4,7 +4,6 @@ fill ends `failed`, the engine undoes it (RevertFill, exactly once), and the boo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ from tests.integration.reconcile.test_reconcile import _exchange_of, _reconcile
 from tests.integration.reconcile.test_withdrawal_release import _balance, _wait
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def node() -> Iterator[Anvil]:
-    with Anvil() as anvil:
-        yield anvil
 
 
 def test_a_fill_the_chain_refuses_ends_failed_and_is_undone(tmp_path: Path, node: Anvil) -> None:

@@ -5,7 +5,6 @@ demo trades and withdraws: nothing is lost, nothing settles twice, and the books
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ from tests.integration.indexer.faulty_proxy import FAULTS, FaultyProxy
 from tests.integration.reconcile.test_reconcile import _exchange_of, _reconcile
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def node() -> Iterator[Anvil]:
-    with Anvil() as anvil:
-        yield anvil
 
 
 def test_rpc_faults_lose_nothing_double_nothing_and_reconcile_clean(

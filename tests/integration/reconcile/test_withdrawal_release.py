@@ -5,7 +5,6 @@ the simulation refuses it, and the engine releases the reservation — exactly o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,6 @@ from tests.integration.e2e.test_round_trip import DevStack
 from tests.integration.reconcile.test_reconcile import _exchange_of, _reconcile
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def node() -> Iterator[Anvil]:
-    with Anvil() as anvil:
-        yield anvil
 
 
 def _balance(demo: Demo, trader: str, token: str) -> dict[str, Any]:
