@@ -278,6 +278,16 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Age limit of a worker's cached book snapshot."
     )
 
+    # Event stream (docs/deployment.md "Event stream")
+    stream_url: str | None = Field(
+        default=None,
+        description="Broker of the event stream: nats://host:4222, redis://host:6379/0 (Redis "
+        "Streams) or kafka://host:9092. Unset: no events are written to the outbox.",
+    )
+    stream_subject_prefix: str = Field(
+        default="hybridex", description="Prefix of the stream's subjects / Redis keys / topics."
+    )
+
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)
 

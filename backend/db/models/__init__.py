@@ -27,6 +27,7 @@ from backend.db.models.settlement import (
     WithdrawalRelease,
     WithdrawalSettlement,
 )
+from backend.db.models.stream import StreamOutbox
 
 __all__ = [
     "Balance",
@@ -49,6 +50,7 @@ __all__ = [
     "SettlementBatch",
     "SettlementTransaction",
     "SignedCancel",
+    "StreamOutbox",
     "Token",
     "TraderExit",
     "Withdrawal",

@@ -37,6 +37,7 @@ from backend.db.models import (
     SettlementBatch,
     SettlementTransaction,
     SignedCancel,
+    StreamOutbox,
     Token,
     TraderExit,
     Withdrawal,
@@ -216,6 +217,13 @@ def every_model_rows() -> list[list[DeclarativeBase]]:
                 clean=True,
                 report='{"discrepancies": []}' * 1000,
                 duration_ms=2**31 - 1,
+            ),
+            StreamOutbox(
+                event_id="e" * 120,
+                type="t" * 32,
+                version=2**15 - 1,
+                partition_key="k" * 120,
+                payload='{"amount": "' + str(2**256 - 1) + '"}' * 1000,
             ),
             SettlementBatch(
                 batch_id=BIG,
