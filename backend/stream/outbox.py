@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
@@ -25,8 +25,7 @@ from sqlalchemy.orm import Session
 from backend.db.models.stream import StreamOutbox
 from backend.db.session import insert_ignore_statement
 
-_TABLE = StreamOutbox.__table__
-assert isinstance(_TABLE, Table)
+_TABLE = cast(Table, StreamOutbox.__table__)
 
 
 @dataclass(frozen=True, slots=True)
