@@ -79,6 +79,7 @@ class InProcessEngineClient:
         return self.service.state()
 
     async def balances(self) -> tuple[int, list[tuple[str, str, int, int]]]:
+        await self.service.settled()
         return self.service.balances()
 
     async def close(self) -> None:

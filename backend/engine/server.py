@@ -213,7 +213,7 @@ class EngineServer:
 
     async def _answer(self, kind: int, body: bytes) -> tuple[int, bytes]:
         service = self.service  # SUBMIT never comes here: `_submit` checks the allow-list
-        if kind in (p.BOOK, p.STATE):
+        if kind in (p.BOOK, p.STATE, p.BALANCES):
             await service.settled()
         if kind == p.BOOK:
             (depth,) = p.U16.unpack_from(body)

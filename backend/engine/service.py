@@ -554,7 +554,11 @@ class EngineService:
     async def settled(self) -> None:
         """Wait until no group is between its apply and its fsync: what reads the engine's
         state (the book, the state hash) must not see commands that are not yet durable."""
-        await self._settled.wait()
+        # A loop, not one wait: another group may start between the set that wakes this task
+        # and its turn on the loop. The caller reads right after, with no await in between, so
+        # no group can start before its read.
+        while not self._settled.is_set():
+            await self._settled.wait()
         if self.failed is not None:
             raise EngineUnavailableError("engine stopped")
 
