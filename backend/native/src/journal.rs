@@ -115,6 +115,10 @@ pub fn write_group(py: Python<'_>, fd: i32, payloads: &Bound<'_, PyList>, last_s
         spans.push((buf.len(), p.len()));
         buf.extend_from_slice(p);
     }
+    // The trailer holds the group's record bytes as a u32: a larger group could not be read back.
+    if buf.len() >= 0xFFFF_FFFF - 32 {
+        return Err(PyValueError::new_err("journal group too long"));
+    }
     let count = spans.len() as u32;
     py.detach(move || -> PyResult<usize> {
         for &(start, n) in &spans {
@@ -140,6 +144,10 @@ pub fn write_group(py: Python<'_>, fd: i32, payloads: &Bound<'_, PyList>, last_s
                     continue;
                 }
                 return Err(err.into());
+            }
+            if n == 0 {
+                // Not seen on a regular file, but looping on it would hang the journal thread.
+                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "journal write made no progress").into());
             }
             done += n as usize;
         }
