@@ -63,20 +63,7 @@ impl Slotted {
     /// A new instance with its fields set to `values` (one per offset), without `__init__`.
     pub fn build<'py, const N: usize>(&self, py: Python<'py>, values: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
         assert_eq!(N, self.offsets.len(), "event field count");
-        // SAFETY: tp_alloc returns a zeroed instance (GC-tracked if the type is) with every
-        // slot NULL; each slot then takes one owned reference, as __init__ would have stored.
-        unsafe {
-            let tp = self.cls.as_ptr() as *mut ffi::PyTypeObject;
-            let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
-            let obj = alloc(tp, 0);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            for (v, off) in values.into_iter().zip(&self.offsets) {
-                *((obj as *mut u8).offset(*off) as *mut *mut ffi::PyObject) = v.into_ptr();
-            }
-            Ok(Bound::from_owned_ptr(py, obj))
-        }
+        self.fill(py, values)
     }
 
     /// As `build`, from a vector (one value per offset).
@@ -84,7 +71,14 @@ impl Slotted {
         if values.len() != self.offsets.len() {
             return Err(PyTypeError::new_err("wrong number of fields"));
         }
-        // SAFETY: as in `build`.
+        self.fill(py, values)
+    }
+
+    /// The instance of `build` and `build_vec`, whose callers checked there is one value per offset.
+    #[inline]
+    fn fill<'py>(&self, py: Python<'py>, values: impl IntoIterator<Item = Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: tp_alloc returns a zeroed instance (GC-tracked if the type is) with every
+        // slot NULL; each slot then takes one owned reference, as __init__ would have stored.
         unsafe {
             let tp = self.cls.as_ptr() as *mut ffi::PyTypeObject;
             let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
