@@ -19,7 +19,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 use ruint::aliases::U256;
 use secp256k1::Message;
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
-use tiny_keccak::{Hasher, Keccak};
+use sha3::{Digest, Keccak256};
 
 use crate::slots::Slotted;
 
@@ -94,13 +94,11 @@ const fn nibble(c: u8) -> Option<u8> {
 }
 
 pub(crate) fn keccak(parts: &[&[u8]]) -> [u8; 32] {
-    let mut k = Keccak::v256();
+    let mut k = Keccak256::new();
     for p in parts {
         k.update(p);
     }
-    let mut out = [0u8; 32];
-    k.finalize(&mut out);
-    out
+    k.finalize().into()
 }
 
 /// keccak of each message's EIP-712 `encodeType` (computed once).
@@ -114,9 +112,10 @@ fn type_hashes() -> &'static [[u8; 32]; 4] {
     })
 }
 
-/// A field as read under the GIL: the text of a string, or the value of an exact int.
+/// A field as read under the GIL: the text of a string (a range of one shared buffer), or the
+/// value of an exact int.
 enum Raw {
-    Str(String),
+    Str(usize, usize),
     Int(i64),
 }
 
@@ -218,11 +217,15 @@ fn uint(s: &str, bits: u32) -> Option<Value> {
     Some(Value::Uint { word: value.to_be_bytes::<32>(), value })
 }
 
-fn field(raw: &Raw, ty: Ty) -> Option<Value> {
+fn field(text: &str, raw: &Raw, ty: Ty) -> Option<Value> {
+    let raw = match raw {
+        Raw::Str(a, b) => Ok(&text[*a..*b]),
+        Raw::Int(i) => Err(*i),
+    };
     match (raw, ty) {
-        (Raw::Str(s), Ty::Address) => address(s),
-        (Raw::Str(s), Ty::Uint(bits)) => uint(s, bits),
-        (Raw::Str(s), Ty::Bytes32) => {
+        (Ok(s), Ty::Address) => address(s),
+        (Ok(s), Ty::Uint(bits)) => uint(s, bits),
+        (Ok(s), Ty::Bytes32) => {
             let b = s.as_bytes();
             let mut out = [0u8; 32];
             if b.len() < 2 || &b[..2] != b"0x" {
@@ -231,8 +234,8 @@ fn field(raw: &Raw, ty: Ty) -> Option<Value> {
             hex_decode(&b[2..], &mut out)?;
             Some(Value::Bytes32(out))
         }
-        (Raw::Int(v), Ty::Enum(max)) if (0..=max as i64).contains(v) => {
-            let value = U256::from(*v as u64);
+        (Err(v), Ty::Enum(max)) if (0..=max as i64).contains(&v) => {
+            let value = U256::from(v as u64);
             Some(Value::Uint { word: value.to_be_bytes::<32>(), value })
         }
         _ => None,
@@ -271,20 +274,20 @@ fn recover(digest: &[u8; 32], sig: &[u8; 65]) -> Option<[u8; 20]> {
     Some(out)
 }
 
-fn check(kind: usize, raws: &[Raw], sig: &str, separator: &[u8; 32]) -> Option<Checked> {
+/// `text` holds the fields' strings, then the signature's (from `sig_at` on).
+fn check(kind: usize, text: &str, raws: &[Raw], sig_at: usize, separator: &[u8; 32]) -> Option<Checked> {
     let fields = MESSAGES[kind].1;
     let mut values = Vec::with_capacity(fields.len());
     for (raw, (_, ty)) in raws.iter().zip(fields) {
-        values.push(field(raw, *ty)?);
+        values.push(field(text, raw, *ty)?);
     }
-    let signature = signature(sig)?;
-    let mut k = Keccak::v256();
-    k.update(&type_hashes()[kind]);
+    let signature = signature(&text[sig_at..])?;
+    let mut k = Keccak256::new();
+    k.update(type_hashes()[kind]);
     for v in &values {
         k.update(v.word());
     }
-    let mut struct_hash = [0u8; 32];
-    k.finalize(&mut struct_hash);
+    let struct_hash: [u8; 32] = k.finalize().into();
     let digest = keccak(&[b"\x19\x01", separator, &struct_hash]);
     let signer = recover(&digest, &signature);
     Some(Checked { values, signature, digest, signer })
@@ -350,6 +353,7 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
         return Ok(None);
     }
     let mut raws: Vec<Raw> = Vec::with_capacity(MAX_FIELDS);
+    let mut text = String::with_capacity(512);
     for ((_, ty), name) in fields.iter().zip(&cfg.names[kind]) {
         let Some(v) = dict.get_item(name.bind(py))? else { return Ok(None) };
         let raw = if let Ty::Enum(_) = ty {
@@ -364,14 +368,16 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
         } else {
             let Ok(s) = v.cast::<PyString>() else { return Ok(None) };
             let Ok(s) = s.to_str() else { return Ok(None) };
-            Raw::Str(s.to_owned())
+            text.push_str(s);
+            Raw::Str(text.len() - s.len(), text.len())
         };
         raws.push(raw);
     }
     let Ok(sig) = signature.cast::<PyString>() else { return Ok(None) };
     let Ok(sig) = sig.to_str() else { return Ok(None) };
-    let sig = sig.to_owned();
-    let Some(c) = py.detach(move || check(kind, &raws, &sig, &separator)) else { return Ok(None) };
+    let sig_at = text.len();
+    text.push_str(sig);
+    let Some(c) = py.detach(move || check(kind, &text, &raws, sig_at, &separator)) else { return Ok(None) };
     let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(c.values.len());
     for (v, (name, _)) in c.values.iter().zip(fields) {
         values.push(match v {
