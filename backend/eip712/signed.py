@@ -4,7 +4,8 @@ Two implementations give the same answers. The native one (backend/native/src/si
 hashes and recovers in one call, without the GIL for the work. The reference is `parsing` +
 `hashing` + `recover`; it words every refusal (the native check answers only "refused" and
 the reference is then run for its exact error), runs where the native module is missing
-or `HYBRIDEX_NATIVE_SIG=0`, and is what the tests compare the native check with.
+or `HYBRIDEX_SIGNATURE_CHECK=python` (`select`), and is what the tests compare the native
+check with.
 
 Parsing refusals raise at `check`; whether the trader signed is only asked by `verified()`,
 so callers keep their order of checks (market, fee bound, then signature).
@@ -12,10 +13,9 @@ so callers keep their order of checks (market, fee bound, then signature).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from eth_utils.address import to_checksum_address
 
@@ -55,8 +55,17 @@ def native_available() -> bool:
     return _native_sig is not None
 
 
-NATIVE: bool = native_available() and os.environ.get("HYBRIDEX_NATIVE_SIG", "1") != "0"
-"""Whether `check` uses the native implementation (read once, at import)."""
+class _Selected:
+    native: bool = native_available()
+
+
+def select(implementation: Literal["native", "python"]) -> None:
+    """Use the native check (where it is built) or the Python reference."""
+    _Selected.native = implementation == "native" and native_available()
+
+
+def uses_native() -> bool:
+    return _Selected.native
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,6 @@ def check(kind: type[M], message: object, signature: object, domain: Domain) -> 
     """Parse `message` (the JSON object of a `kind`) and `signature` strictly, hash and
     recover; parsing refusals raise DexError (INVALID_ORDER / INVALID_SIGNATURE, naming the
     field) exactly as `parsing` does."""
-    if NATIVE:
+    if _Selected.native:
         return check_native(kind, message, signature, domain)
     return check_reference(kind, message, signature, domain)

@@ -73,8 +73,14 @@ def assert_same(kind: type[Any], body: object, sig: object, domain: Domain = DOM
 # ------------------------------------------------------------------ accepted messages
 
 
-def test_the_api_uses_the_native_check() -> None:
-    assert signed_mod.NATIVE
+def test_the_api_uses_the_native_check_unless_told_otherwise() -> None:
+    assert signed_mod.uses_native()
+    try:
+        signed_mod.select("python")
+        assert not signed_mod.uses_native()
+    finally:
+        signed_mod.select("native")
+    assert signed_mod.uses_native()
 
 
 def test_equal_to_the_reference_on_the_shared_vectors() -> None:
