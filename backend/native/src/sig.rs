@@ -348,7 +348,7 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
         return Err(PyValueError::new_err("sig_check: unknown message kind"));
     };
     let separator: [u8; 32] = separator.try_into().map_err(|_| PyValueError::new_err("sig_check: a domain separator is 32 bytes"))?;
-    let Ok(dict) = message.cast::<PyDict>() else { return Ok(None) };
+    let Ok(dict) = message.cast_exact::<PyDict>() else { return Ok(None) }; // a subclass may override lookups
     if dict.len() != fields.len() {
         return Ok(None);
     }

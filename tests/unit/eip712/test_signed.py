@@ -201,6 +201,16 @@ def test_equal_on_missing_extra_and_non_object_bodies(msg: Message) -> None:
     assert assert_same(type(msg), {}, sig)[0] == "refused at parsing"
     for not_an_object in (None, [], "x", 1, [body]):
         assert assert_same(type(msg), not_an_object, sig)[0] == "refused at parsing"
+    first = next(iter(body))
+    odd_keys = {**{k: v for k, v in body.items() if k != first}, 1: body[first]}
+    assert assert_same(type(msg), odd_keys, sig)[0] == "refused at parsing"
+
+    class Lying(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            return "0x" + "00" * 20 if key == "trader" else super().__getitem__(key)
+
+    # a mapping that is not a plain dict is read as the reference reads it
+    assert assert_same(type(msg), Lying(body), sig)[-1][0] == "refused at verify"
 
 
 def _not_an_x() -> int:
