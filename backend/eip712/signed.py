@@ -55,6 +55,15 @@ def native_available() -> bool:
     return _native_sig is not None
 
 
+def _not_built(kind: int, message: object, signature: object, separator: bytes) -> None:
+    raise RuntimeError("the native crate is not built (backend._native)")
+
+
+_sig_check: Callable[[int, object, object, bytes], Any] = (
+    _native_sig.sig_check if _native_sig is not None else _not_built
+)
+
+
 class _Selected:
     native: bool = native_available()
 
@@ -117,10 +126,7 @@ def check_reference(kind: type[M], message: object, signature: object, domain: D
 
 def check_native(kind: type[M], message: object, signature: object, domain: Domain) -> Signed[M]:
     """The native check; a refusal is worded by the reference (which must refuse too)."""
-    assert _native_sig is not None
-    signed: Signed[M] | None = _native_sig.sig_check(
-        KINDS[kind], message, signature, domain.separator
-    )
+    signed: Signed[M] | None = _sig_check(KINDS[kind], message, signature, domain.separator)
     if signed is None:
         return check_reference(kind, message, signature, domain)  # raises its exact DexError
     return signed

@@ -329,6 +329,9 @@ pub(crate) fn sig_configure(py: Python<'_>, messages: Vec<Bound<'_, PyAny>>, sig
 }
 
 fn py_uint<'py>(py: Python<'py>, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if v.bit_len() <= 64 {
+        return v.to::<u64>().into_bound_py_any(py);
+    }
     if v.bit_len() <= 128 {
         return v.to::<u128>().into_bound_py_any(py);
     }
@@ -353,6 +356,7 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
         return Ok(None);
     }
     let mut raws: Vec<Raw> = Vec::with_capacity(MAX_FIELDS);
+    let mut given: Vec<Bound<'py, PyAny>> = Vec::with_capacity(MAX_FIELDS);
     let mut text = String::with_capacity(512);
     for ((_, ty), name) in fields.iter().zip(&cfg.names[kind]) {
         let Some(v) = dict.get_item(name.bind(py))? else { return Ok(None) };
@@ -372,6 +376,7 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
             Raw::Str(text.len() - s.len(), text.len())
         };
         raws.push(raw);
+        given.push(v);
     }
     let Ok(sig) = signature.cast::<PyString>() else { return Ok(None) };
     let Ok(sig) = sig.to_str() else { return Ok(None) };
@@ -379,8 +384,10 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
     text.push_str(sig);
     let Some(c) = py.detach(move || check(kind, &text, &raws, sig_at, &separator)) else { return Ok(None) };
     let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(c.values.len());
-    for (v, (name, _)) in c.values.iter().zip(fields) {
+    for ((v, (name, _)), given) in c.values.iter().zip(fields).zip(given) {
         values.push(match v {
+            // the text sent is most often the checksummed form already: no new string then
+            Value::Address { checksummed, .. } if given.is_exact_instance_of::<PyString>() && given.cast::<PyString>()?.to_str()? == checksummed => given,
             Value::Address { checksummed, .. } => PyString::new(py, checksummed).into_any(),
             Value::Uint { value, .. } if *name == "side" => cfg.sides[value.to::<usize>()].bind(py).clone(),
             Value::Uint { value, .. } if *name == "timeInForce" => cfg.tifs[value.to::<usize>()].bind(py).clone(),
