@@ -189,6 +189,10 @@ class Settings(BaseSettings):
         description="Matching engine: the native core, or the Python reference model.",
     )
     engine_snapshot_every: int = Field(default=100_000, ge=1)
+    signature_check: Literal["native", "python"] = Field(
+        default="native",
+        description="The API's signature check: the native one, or the Python reference.",
+    )
     engine_transport: Literal["unix", "tcp"] = Field(
         default="unix",
         description="`unix`: the engine listens on HYBRIDEX_ENGINE_SOCKET (one host); `tcp`: on "

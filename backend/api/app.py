@@ -31,6 +31,7 @@ from backend.api.tickers import TickerCache
 from backend.api.ws_limits import ConnectionCounter
 from backend.config import Settings
 from backend.domain.errors import ConfigurationError
+from backend.eip712 import signed
 from backend.eip712.domain import Domain
 from backend.engine.client import EngineClient
 from backend.engine.feeds import FeedReader
@@ -63,6 +64,7 @@ def create_app(
 ) -> FastAPI:
     """The app; it closes nothing it was given except through `on_shutdown`."""
     domain = domain_from_settings(settings)
+    signed.select(settings.signature_check)
     context = ApiContext(
         settings=settings,
         domain=domain,

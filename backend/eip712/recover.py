@@ -16,6 +16,8 @@ from backend.eip712.domain import Domain
 from backend.eip712.hashing import digest
 from backend.eip712.messages import Message
 
+NO_KEY = "signature does not recover a key"
+
 
 def recover_raw(digest32: bytes, signature: bytes) -> bytes:
     """The 20-byte address that signed `digest32`; raises INVALID_SIGNATURE if none."""
@@ -24,8 +26,16 @@ def recover_raw(digest32: bytes, signature: bytes) -> bytes:
             signature[:64] + bytes([signature[64] - 27]), digest32, hasher=None
         )
     except Exception as exc:  # coincurve raises plain Exception for unrecoverable input
-        raise DexError(ErrorCode.INVALID_SIGNATURE, "signature does not recover a key") from exc
+        raise DexError(ErrorCode.INVALID_SIGNATURE, NO_KEY) from exc
     return keccak(key.format(compressed=False)[1:])[-20:]
+
+
+def recover_raw_or_none(digest32: bytes, signature: bytes) -> bytes | None:
+    """`recover_raw`, None instead of the refusal (`signed.Signed.verified` raises it later)."""
+    try:
+        return recover_raw(digest32, signature)
+    except DexError:
+        return None
 
 
 def recover(digest32: bytes, signature: bytes) -> str:

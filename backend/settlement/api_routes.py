@@ -33,7 +33,8 @@ from backend.api.sessions import require_trader
 from backend.db.models import ChainEvent, Withdrawal, WithdrawalSettlement
 from backend.db.models.indexer import IndexerCommand
 from backend.domain.errors import ErrorCode as E
-from backend.eip712.parsing import parse_signature, parse_withdrawal
+from backend.eip712.messages import Withdrawal as WithdrawalMessage
+from backend.eip712.signed import check
 from backend.settlement.withdrawals import request_withdrawal, withdrawal_id_for
 
 router = APIRouter(prefix="/v1", tags=["withdrawals"])
@@ -71,15 +72,15 @@ async def post_withdrawal(request: Request) -> Response:
     api = ctx(request)
     body = await read_json_object(request)
     require_keys(body, ("withdrawal", "signature"))
-    withdrawal = parse_withdrawal(body["withdrawal"])
-    signature = parse_signature(body["signature"])
+    signed = check(WithdrawalMessage, body["withdrawal"], body["signature"], api.domain)
     outcome = await request_withdrawal(
         api.engine,
         api.sessions,
-        withdrawal,
-        signature,
+        signed.message,
+        signed.signature,
         domain=api.domain,
         timeout=api.settings.api_engine_timeout_s,
+        signed=signed,
     )
     return Json(
         {

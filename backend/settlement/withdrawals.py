@@ -23,6 +23,7 @@ from backend.domain.types import WithdrawalStatus
 from backend.eip712.domain import Domain
 from backend.eip712.messages import Withdrawal
 from backend.eip712.recover import verify
+from backend.eip712.signed import Signed
 from backend.engine.client import EngineClient, Intake
 from backend.matching import events as ev
 from backend.matching.commands import ReserveWithdrawal
@@ -97,11 +98,13 @@ async def request_withdrawal(
     *,
     domain: Domain,
     timeout: float = 2.0,
+    signed: Signed[Withdrawal] | None = None,
 ) -> WithdrawalOutcome:
     """Verifies and reserves; raises `DexError` with INVALID_SIGNATURE, NONCE_REUSED,
     EXPIRED, ACCOUNT_EXITING or INSUFFICIENT_BALANCE (the engine's code) — or
     ENGINE_UNAVAILABLE."""
-    digest = verify(withdrawal, signature, domain)  # INVALID_SIGNATURE
+    # INVALID_SIGNATURE; `signed`: the API's check of this withdrawal, already hashed and recovered
+    digest = verify(withdrawal, signature, domain) if signed is None else signed.verified()
     trader = to_checksum_address(withdrawal.trader)
     wid = withdrawal_id_for(trader, withdrawal.nonce)
     existing = await asyncio.to_thread(_existing, session_factory, trader, withdrawal.nonce)

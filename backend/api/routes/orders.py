@@ -1,9 +1,10 @@
 """Signed order intake and order state: place, cancel, cancel-all, look up (SPEC §9, §11).
 
-Intake is: parse strictly → verify the EIP-712 signature against the configured domain → the
-per-trader rate limit → submit to the engine with a short timeout → answer with the engine's
-outcome (or 202 + the order hash when the engine is slow; the outcome follows on the WebSocket
-and `GET /v1/orders/{hash}`). The API never decides an order's fate itself.
+Intake is: parse strictly → verify the EIP-712 signature against the configured domain (both
+in `eip712.signed.check`, native) → the per-trader rate limit → submit to the engine with a
+short timeout → answer with the engine's outcome (or 202 + the order hash when the engine is
+slow; the outcome follows on the WebSocket and `GET /v1/orders/{hash}`). The API never
+decides an order's fate itself.
 """
 
 from __future__ import annotations
@@ -45,14 +46,10 @@ from backend.api.serializers import hex0x, order_row
 from backend.api.sessions import require_trader
 from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import OrderStatus, TimeInForce
+from backend.eip712.messages import Cancel
+from backend.eip712.messages import CancelAll as CancelAllMessage
 from backend.eip712.messages import Order as OrderMessage
-from backend.eip712.parsing import (
-    parse_cancel,
-    parse_cancel_all,
-    parse_order,
-    parse_signature,
-)
-from backend.eip712.recover import verify
+from backend.eip712.signed import check
 from backend.engine.client import (
     EngineOutcomeUnknownError,
     EngineUnavailableError,
@@ -179,12 +176,12 @@ async def prepare_place(c: ApiContext, body: Any) -> PreparedPlace:
     if not isinstance(body, dict):
         raise DexError(ErrorCode.INVALID_REQUEST, "an order item must be a JSON object")
     require_keys(body, ("order", "signature"), ("clientOrderId",))
-    order = parse_order(body["order"])
-    signature = parse_signature(body["signature"])
+    signed = check(OrderMessage, body["order"], body["signature"], c.domain)
+    order, signature = signed.message, signed.signature
     client_order_id = _client_order_id(body.get("clientOrderId"))
     market = await c.markets.by_pair(order.baseToken, order.quoteToken)
     _check_fee_bound(order, market)
-    order_hash = verify(order, signature, c.domain)
+    order_hash = signed.verified()
     command = PlaceOrder(
         0, 0, order_hash, order.trader, market.market_id, order.side, order.price,
         order.amount, order.timeInForce, order.nonce, order.expiry, client_order_id,
@@ -404,15 +401,15 @@ def prepare_cancel(c: ApiContext, body: Any, path_hash: bytes | None = None) -> 
     if not isinstance(body, dict):
         raise DexError(ErrorCode.INVALID_REQUEST, "a cancel item must be a JSON object")
     require_keys(body, ("cancel", "signature"))
-    cancel = parse_cancel(body["cancel"])
-    signature = parse_signature(body["signature"])
+    signed = check(Cancel, body["cancel"], body["signature"], c.domain)
+    cancel, signature = signed.message, signed.signature
     if path_hash is not None and cancel.orderHash != path_hash:
         raise DexError(
             ErrorCode.INVALID_REQUEST,
             "cancel.orderHash: must equal the order hash in the path",
             field="cancel.orderHash",
         )
-    cancel_hash = verify(cancel, signature, c.domain)
+    cancel_hash = signed.verified()
     return PreparedCancel(
         CancelOrder(0, 0, cancel.orderHash, cancel.trader),
         Intake(signature=signature, signed_hash=cancel_hash),
@@ -464,10 +461,10 @@ async def prepare_cancel_all(c: ApiContext, body: Any) -> PreparedCancelAll:
     if not isinstance(body, dict):
         raise DexError(ErrorCode.INVALID_REQUEST, "a cancel-all must be a JSON object")
     require_keys(body, ("cancelAll", "signature"))
-    msg = parse_cancel_all(body["cancelAll"])
-    signature = parse_signature(body["signature"])
+    signed = check(CancelAllMessage, body["cancelAll"], body["signature"], c.domain)
+    msg, signature = signed.message, signed.signature
     market_id = await c.markets.for_cancel_all(msg.baseToken, msg.quoteToken)
-    signed_hash = verify(msg, signature, c.domain)
+    signed_hash = signed.verified()
     intake = Intake(
         signature=signature,
         signed_hash=signed_hash,

@@ -9,6 +9,7 @@ mod evenc;
 mod journal;
 mod num;
 mod record;
+mod sig;
 mod slots;
 mod snap;
 
@@ -834,6 +835,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
     m.add_function(wrap_pyfunction!(journal::write_group, m)?)?;
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
+    m.add_function(wrap_pyfunction!(sig::sig_configure, m)?)?;
+    m.add_function(wrap_pyfunction!(sig::sig_check, m)?)?;
+    m.add_function(wrap_pyfunction!(sig::sig_recover_only, m)?)?;
     m.add("CODE_NAMES", Code::NAMES.to_vec())?;
     m.add("SNAPSHOT_VERSION", snap::SNAPSHOT_VERSION)?;
     Ok(())
