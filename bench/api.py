@@ -709,7 +709,7 @@ async def drive_ws(
     port: int, frames: list[bytes], *, connections: int, duration_s: float, window: int = 8
 ) -> PhaseResult:
     """Send `frames` over `connections` WebSockets, `window` unanswered messages at most on
-    each (the server answers a connection's messages one after another, in order), until they
+    each (the server pipelines a connection's order messages and answers them in order), until they
     run out or `duration_s` passes. `statuses` counts the `result` messages' statuses."""
     import orjson
 
