@@ -251,6 +251,12 @@ class Settings(BaseSettings):
         description="Longest lifetime of a signed Session (private reads) the API accepts.",
     )
     api_ws_send_queue: int = Field(default=1000, ge=1)
+    api_ws_max_inflight: int = Field(
+        default=32,
+        ge=1,
+        description="Order messages a WebSocket may have unanswered (pipelined); the next "
+        "message is read once one is answered.",
+    )
     api_ws_ticker_interval_s: float = Field(default=1.0, gt=0)
     api_trusted_proxies: str = Field(
         default="127.0.0.1/32,::1/128",

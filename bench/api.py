@@ -579,21 +579,61 @@ def phase_window() -> Iterator[dict[str, float]]:
     out["loadgen_cpu_s"] = round(time.process_time() - cpu0, 3)
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (every process, others' too)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_where(match: Callable[[bytes], bool]) -> list[int]:
+    """The processes whose command line (NULs as spaces) `match`es."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if match((entry / "cmdline").read_bytes().replace(b"\0", b" ")):
+                    found.append(int(entry.name))
+    return found
+
+
+def database_pids(db_name: str) -> Callable[[], list[int]]:
+    """The PostgreSQL backends serving `db_name` (connections open during the run, too)."""
+    needle = f" {db_name} ".encode()
+    return lambda: pids_where(lambda cmd: cmd.startswith(b"postgres: ") and needle in cmd)
+
+
+def redis_pids() -> list[int]:
+    """redis-server (shared: its CPU includes any other user's)."""
+    return pids_where(lambda cmd: cmd.startswith(b"redis-server"))
+
+
 class CpuSampler:
     """Polls the CPU time of the stack's processes, so the CPU spent during a phase (reported
-    by the load generator as a wall-clock window) can be split per process."""
+    by the load generator as a wall-clock window) can be split per process. A group is a pid
+    list or a function giving the current one (a process gone keeps its last figure); the
+    `machine` group is the whole machine's busy time, whoever spent it."""
 
-    def __init__(self, pids: dict[str, list[int]], every_s: float = 0.1) -> None:
+    def __init__(
+        self, pids: dict[str, list[int] | Callable[[], list[int]]], every_s: float = 0.1
+    ) -> None:
         import threading
 
         self.pids = pids
         self.every_s = every_s
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self._seen: dict[str, dict[int, float]] = {name: {} for name in pids}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        cpu = {name: sum(process_cpu_s(p) for p in pids) for name, pids in self.pids.items()}
+        cpu: dict[str, float] = {}
+        for name, group in self.pids.items():
+            seen = self._seen[name]
+            for pid in group() if callable(group) else group:
+                seen[pid] = max(seen.get(pid, 0.0), process_cpu_s(pid))
+            cpu[name] = sum(seen.values())
+        cpu["machine"] = machine_busy_s()
         self.samples.append((time.time(), cpu))
 
     def _run(self) -> None:
@@ -618,9 +658,15 @@ class CpuSampler:
 
 
 def cpu_breakdown(phase: dict[str, Any], sampler: CpuSampler) -> dict[str, Any]:
-    """µs of CPU per answered order, per process, and the load generator's share of 2 cores."""
+    """µs of CPU per answered order and share of the machine's cores, per process group (the
+    API workers, the engine, the run's PostgreSQL backends, redis-server, the load generator
+    and the rest of the machine)."""
     used = sampler.between(phase["t_start"], phase["t_end"])
     used["loadgen"] = phase["loadgen_cpu_s"]
+    machine = used.pop("machine")
+    # What the machine spent besides the processes above: other users of a shared machine,
+    # the kernel's network and disk work for no process in particular, PostgreSQL's WAL writer.
+    used["machine_other"] = max(0.0, machine - sum(used.values()))
     ok = max(1, phase["ok"])
     wall = max(1e-9, phase["t_end"] - phase["t_start"])
     cores = os.cpu_count() or 1
@@ -709,7 +755,7 @@ async def drive_ws(
     port: int, frames: list[bytes], *, connections: int, duration_s: float, window: int = 8
 ) -> PhaseResult:
     """Send `frames` over `connections` WebSockets, `window` unanswered messages at most on
-    each (the server answers a connection's messages one after another, in order), until they
+    each (the server pipelines a connection's order messages and answers them in order), until they
     run out or `duration_s` passes. `statuses` counts the `result` messages' statuses."""
     import orjson
 
@@ -840,9 +886,12 @@ def loadgen(config: dict[str, Any]) -> dict[str, Any]:
 def run_loadgen(stack: Stack | FloorStack, config: dict[str, Any]) -> dict[str, Any]:
     """The load generator in its own process against `stack`, with the CPU of the stack's
     processes per phase."""
-    pids = {"api_workers": stack.api_worker_pids()}
-    if stack.engine is not None:
+    pids: dict[str, list[int] | Callable[[], list[int]]] = {"api_workers": stack.api_worker_pids()}
+    if isinstance(stack, Stack):
+        assert stack.engine is not None
         pids["engine"] = [stack.engine.pid]
+        pids["postgres"] = database_pids(stack.db_name)
+        pids["redis"] = redis_pids()
     timeout = 300 + 3 * config["duration"] * len(config["phases"])
     with CpuSampler(pids) as sampler:
         child = subprocess.run(

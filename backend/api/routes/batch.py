@@ -101,16 +101,15 @@ async def _charge(
         require_allowed(decision, trader, n)
 
 
-async def run_batch(
-    c: ApiContext,
-    items: Any,
-    *,
-    ip: str | None,
-    note: Note = lambda _: None,
-    answered: Answered = lambda _p, _r: None,
-) -> list[dict[str, Any]]:
-    """The answers of a batch's items, in order; a DexError refuses the batch whole (nothing
-    was applied). `answered(prepared, reply)` sees each item the engine answered."""
+Prepared = PreparedPlace | PreparedCancel | Reply
+"""A batch item checked: what to submit, or its refusal."""
+
+
+async def prepare_batch(
+    c: ApiContext, items: Any, *, ip: str | None, note: Note = lambda _: None
+) -> list[Prepared]:
+    """Every item checked and the limits charged for the whole batch, nothing sent yet; a
+    DexError refuses the batch whole."""
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
         raise DexError(
             E.INVALID_REQUEST,
@@ -121,6 +120,15 @@ async def run_batch(
     prepared = [await _prepare(c, item) for item in items]
     orders = Counter(p.trader for p in prepared if isinstance(p, PreparedPlace))
     await _charge(c, ip, len(items), orders, note)
+    return prepared
+
+
+async def apply_batch(
+    c: ApiContext, prepared: list[Prepared], *, answered: Answered = lambda _p, _r: None
+) -> list[dict[str, Any]]:
+    """Send a prepared batch and answer each item in order. Until its first await it only
+    queues the commands on the engine connection, so batches (and single orders) started
+    one after another reach the engine in that order."""
     sendable = [p for p in prepared if isinstance(p, PreparedPlace | PreparedCancel)]
     outcomes = iter(await _submit_all(c, sendable))
     results = []
@@ -138,6 +146,20 @@ async def run_batch(
             status, answer = error_reply(c, exc, counted=True)
         results.append({"status": status, "body": answer})
     return results
+
+
+async def run_batch(
+    c: ApiContext,
+    items: Any,
+    *,
+    ip: str | None,
+    note: Note = lambda _: None,
+    answered: Answered = lambda _p, _r: None,
+) -> list[dict[str, Any]]:
+    """The answers of a batch's items, in order; a DexError refuses the batch whole (nothing
+    was applied). `answered(prepared, reply)` sees each item the engine answered."""
+    prepared = await prepare_batch(c, items, ip=ip, note=note)
+    return await apply_batch(c, prepared, answered=answered)
 
 
 async def _submit_all(

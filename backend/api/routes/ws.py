@@ -3,7 +3,8 @@
 Client → server: `{"op": "subscribe", "channel": "book:WETH-USDC", "fromSeq": 41?}`,
 `{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`, `{"op": "auth", "session": token}`,
 and order entry: `place`, `cancel`, `cancelAll`, `batch` (the REST bodies plus an `id`, each
-answered by a `result` in order) and `cancelOnDisconnect`.
+answered by a `result` in order; pipelined, `HYBRIDEX_API_WS_MAX_INFLIGHT` unanswered at
+most) and `cancelOnDisconnect`.
 The private channels (`orders:`, `balances:`, `fills:` of an address) need that trader's signed
 read Session (`backend.api.sessions`): sent with `auth`, or as the `X-Hybridex-Session` header
 of the handshake; when it expires, those subscriptions end with a `SESSION_INVALID` error.
@@ -32,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -40,9 +43,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from backend.api.deps import ApiContext, ctx, require_keys
-from backend.api.routes.batch import error_reply, run_batch
+from backend.api.routes.batch import Prepared, apply_batch, error_reply, prepare_batch
 from backend.api.routes.orders import (
     PreparedCancel,
+    PreparedCancelAll,
     PreparedPlace,
     Reply,
     prepare_cancel,
@@ -84,7 +88,11 @@ MAX_REQUEST_ID = 64
 MAX_TRACKED = 10_000
 RESTING = frozenset({"open", "partially_filled", "pending"})
 ORDER_OPS = frozenset({"place", "cancel", "cancelAll", "batch", "cancelOnDisconnect"})
+PIPELINED_OPS = frozenset({"place", "cancel", "cancelAll", "batch"})
 _pulls: set[asyncio.Task[None]] = set()  # cancel-on-disconnect runs past its connection
+# Order messages being applied: they run past their connection (a drop loses the result, not
+# the order), so the loop's weak reference to their tasks is not the only one.
+_applying: set[asyncio.Future[Reply]] = set()
 
 
 def _request_id_ok(value: object) -> bool:
@@ -94,12 +102,12 @@ def _request_id_ok(value: object) -> bool:
 
 
 async def pull_orders(session: WsSession) -> None:
-    """Cancel-on-disconnect: once the message in flight is done, a CancelOrder per order the
-    connection placed (the engine refuses those that no longer rest). Enforced here, off
-    chain: the signed orders stay valid on chain until cancelled there or expired."""
-    if session.inflight is not None:
-        with contextlib.suppress(Exception):
-            await session.inflight
+    """Cancel-on-disconnect: once the order messages in flight are done, a CancelOrder per
+    order the connection placed (the engine refuses those that no longer rest). Enforced here,
+    off chain: the signed orders stay valid on chain until cancelled there or expired."""
+    inflight = [fut for _, fut in session.answers]
+    if inflight:
+        await asyncio.wait(inflight)  # never cancels them
     c, placed = session.ctx, dict(session.placed)
     cancelled = 0
     for order_hash, trader in placed.items():
@@ -142,7 +150,12 @@ class WsSession:
         self.session: str | None = websocket.headers.get(HEADER)
         """The read Session token presented (handshake header or `auth`), for private channels."""
         self.cancel_on_disconnect = False
-        self.inflight: asyncio.Future[Reply] | None = None
+        self.max_inflight = context.settings.api_ws_max_inflight
+        self.answers: deque[tuple[object, asyncio.Future[Reply]]] = deque()
+        """Order messages read and not yet answered (request id, reply), in the order read:
+        the answerer sends their results in this order."""
+        self._queued = asyncio.Event()  # an answer was queued
+        self._answered = asyncio.Event()  # the answerer took one off the queue
         self.placed: dict[bytes, str] = {}
         """Order hash → trader of the orders placed here that may still rest."""
 
@@ -336,9 +349,15 @@ class WsSession:
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
+            await self.drain()
             self.emit({"type": "error", "code": "INVALID_REQUEST", "message": "malformed JSON"})
             return
         op = msg.get("op") if isinstance(msg, dict) else None
+        if op in PIPELINED_OPS and _request_id_ok(msg.get("id")):
+            await self.order_entry(op, msg)  # the hot path: answered by the answerer
+            return
+        # Anything else is answered right here: once the order messages before it are.
+        await self.drain()
         try:
             if op == "ping":
                 self.emit({"type": "pong", "time": int(time.time())})
@@ -375,8 +394,11 @@ class WsSession:
     # ------------------------------------------------------------------ order entry
 
     async def order_entry(self, op: str, msg: dict[str, Any]) -> None:
-        """One order message, answered by a `result` with its `id`, the single endpoint's
-        status and body; handled before the next message is read, so answers come in order."""
+        """Start one order message, answered by a `result` with its `id`, the single endpoint's
+        status and body. Messages are pipelined: the checks (signature, limits) run here, in
+        the order read, then the command goes to the engine without waiting for its answer,
+        and the next message is read; `answerer` sends the results in the order read. At most
+        `max_inflight` are unanswered: the next message is read once one is answered."""
         rid = msg.get("id")
         if not _request_id_ok(rid):
             raise DexError(
@@ -385,47 +407,87 @@ class WsSession:
                 "an integer), echoed in its result",
                 field="id",
             )
+        await self._room(self.max_inflight)
         body = {k: v for k, v in msg.items() if k not in ("op", "id")}
-        # Shielded: a connection cancelled halfway through a batch (a disconnect, a server
-        # stopping) does not cut it short; what was sent is applied whole and on record.
-        self.inflight = asyncio.ensure_future(self._order_op(self.ctx, op, body))
-        status, answer = await asyncio.shield(self.inflight)
-        self.emit({"type": "result", "id": rid, "status": status, "body": answer})
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A task, not awaited here: a connection dropping halfway through a message (this
+        # task cancelled) does not cut it short; what was read is applied whole.
+        reply = _apply(self._order_op(self.ctx, op, body, sent))
+        self.answers.append((rid, reply))
+        self._queued.set()
+        started: list[asyncio.Future[Any]] = [sent, reply]
+        await asyncio.wait(started, return_when=asyncio.FIRST_COMPLETED)  # never cancels them
 
-    async def _order_op(self, c: ApiContext, op: str, body: dict[str, Any]) -> Reply:
+    async def _room(self, limit: int) -> None:
+        """Wait until fewer than `limit` order messages are unanswered."""
+        while len(self.answers) >= limit:
+            self._answered.clear()
+            await self._answered.wait()
+
+    async def drain(self) -> None:
+        """Wait until every order message read so far is answered."""
+        await self._room(1)
+
+    async def answerer(self) -> None:
+        """Send the order messages' results in the order the messages were read."""
+        while True:
+            if not self.answers:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            rid, reply = self.answers[0]
+            # Shielded: this task ending (the connection closing) does not cancel the order.
+            status, answer = await asyncio.shield(reply)
+            self.answers.popleft()
+            self._answered.set()
+            self.emit({"type": "result", "id": rid, "status": status, "body": answer})
+
+    async def _order_op(
+        self, c: ApiContext, op: str, body: dict[str, Any], sent: asyncio.Future[None]
+    ) -> Reply:
+        """Check an order message, then apply it. `sent` resolves once it is checked: the next
+        message is read then, and this command is already queued on the engine connection
+        by the time that runs (nothing awaits between the two), so messages reach the engine
+        in the order read."""
         try:
-            if op == "cancelOnDisconnect":
-                require_keys(body, ("enabled",))
-                if type(body["enabled"]) is not bool:
-                    raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
-                self.cancel_on_disconnect = body["enabled"]
-                return 200, {"cancelOnDisconnect": self.cancel_on_disconnect,
-                             "orders": len(self.placed)}  # fmt: skip
-            if op == "batch":
-                require_keys(body, ("items",))
-                return 200, {"results": await run_batch(c, body["items"], ip=None,
-                                                        answered=self.track)}  # fmt: skip
-            if op == "place":
-                place = await prepare_place(c, body)
-                require_allowed(await trader_limit(c, place.trader), place.trader)
-            elif op == "cancel":
-                cancel = prepare_cancel(c, body)
-            else:
-                cancel_all = await prepare_cancel_all(c, body)
-        except DexError as exc:
-            return error_reply(c, exc)
-        try:
-            if op == "place":
-                reply = await submit_place(c, place)
-                self.track(place, reply)
-            elif op == "cancel":
-                reply = await submit_cancel(c, cancel)
-                self.track(cancel, reply)
-            else:
-                reply = await submit_cancel_all(c, cancel_all)
-        except DexError as exc:  # counted where it was raised
-            return error_reply(c, exc, counted=True)
-        return reply
+            try:
+                if op == "cancelOnDisconnect":
+                    require_keys(body, ("enabled",))
+                    if type(body["enabled"]) is not bool:
+                        raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
+                    self.cancel_on_disconnect = body["enabled"]
+                    return 200, {"cancelOnDisconnect": self.cancel_on_disconnect,
+                                 "orders": len(self.placed)}  # fmt: skip
+                if op == "batch":
+                    require_keys(body, ("items",))
+                    prepared: Prepared | list[Prepared] | PreparedCancelAll
+                    prepared = await prepare_batch(c, body["items"], ip=None)
+                elif op == "place":
+                    prepared = await prepare_place(c, body)
+                    require_allowed(await trader_limit(c, prepared.trader), prepared.trader)
+                elif op == "cancel":
+                    prepared = prepare_cancel(c, body)
+                else:
+                    prepared = await prepare_cancel_all(c, body)
+            except DexError as exc:
+                return error_reply(c, exc)
+            sent.set_result(None)
+            try:
+                if isinstance(prepared, list):
+                    return 200, {"results": await apply_batch(c, prepared, answered=self.track)}
+                if isinstance(prepared, PreparedPlace):
+                    reply = await submit_place(c, prepared)
+                elif isinstance(prepared, PreparedCancel):
+                    reply = await submit_cancel(c, prepared)
+                else:
+                    return await submit_cancel_all(c, prepared)
+            except DexError as exc:  # counted where it was raised
+                return error_reply(c, exc, counted=True)
+            self.track(prepared, reply)
+            return reply
+        finally:
+            if not sent.done():
+                sent.set_result(None)
 
     def track(self, prepared: PreparedPlace | PreparedCancel, reply: Reply) -> None:
         """Orders placed on this connection that may rest: what cancel-on-disconnect pulls."""
@@ -463,6 +525,13 @@ class WsSession:
             await self.handle(raw)
 
 
+def _apply(coro: Coroutine[Any, Any, Reply]) -> asyncio.Future[Reply]:
+    task = asyncio.ensure_future(coro)
+    _applying.add(task)
+    task.add_done_callback(_applying.discard)
+    return task
+
+
 def _from_seq(value: object) -> int | None:
     if value is None:
         return None
@@ -481,6 +550,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     tasks = [
         asyncio.create_task(session.sender()),
         asyncio.create_task(session.receiver()),
+        asyncio.create_task(session.answerer()),
         asyncio.create_task(session.ticker_loop()),
     ]
     try:

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import text
 
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import OrderStatus
 from backend.engine.client import Intake
+from backend.engine.persister import DbPersister
 from backend.engine.service import EngineService
 from backend.matching.commands import CancelAll, FreezeTrader
 from backend.matching.events import Fill
@@ -78,3 +80,31 @@ def test_events_persisted_once_and_replay_is_idempotent(db_url: str, tmp_path: P
 
     assert asyncio.run(second_run()) == 6 * 2 + 1 + 600 + 2
     assert dump(db_url) == rows
+
+
+def test_groups_applied_within_the_write_interval_share_one_transaction(
+    db_url: str, tmp_path: Path
+) -> None:
+    factory = session_factory(make_engine(db_url))
+    steps = workload(5, 2)
+
+    async def run() -> list[int]:
+        service = await EngineService.open(journal_dir=tmp_path, session_factory=factory)
+        persister = service.sink
+        assert isinstance(persister, DbPersister)
+        persister.min_interval_s = 0.5
+        with structlog.testing.capture_logs() as logs:
+            for cmd, intake in setup(2):
+                await service.submit(cmd, intake)
+            await asyncio.to_thread(persister.flush)
+            for cmd, intake in steps:  # five groups of one command, well within 0.5 s
+                await service.submit(cmd, intake)
+            await asyncio.to_thread(persister.flush)
+        await service.close()
+        return [e["commands"] for e in logs if e["event"] == "persister_batch"]
+
+    batches = asyncio.run(run())
+    # The set-up's groups (one or more transactions), then one transaction for the five.
+    assert batches[-1] == len(steps)
+    assert sum(batches) == len(setup(2)) + len(steps)
+    assert len(dump(db_url)["orders"]) > 0

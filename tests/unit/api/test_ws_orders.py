@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -140,17 +141,22 @@ def test_a_client_that_stops_reading_is_dropped_and_what_was_accepted_stands(
         ctx.settings = api.settings.model_copy(update={"api_ws_send_queue": 2})
         session = WsSession(StuckSocket(), ctx)  # type: ignore[arg-type]
         sender = asyncio.create_task(session.sender())
+        answerer = asyncio.create_task(session.answerer())
         sent = 0
 
         async def place_all() -> None:
             nonlocal sent
             for i, o in enumerate(orders):
+                if answerer.done():  # the connection is closed: nothing more is read
+                    return
                 sent += 1
                 await session.order_entry("place", {"op": "place", "id": i, **api.order_body(o)})
+                await session.drain()
 
         try:
+            await place_all()
             with pytest.raises(SlowClientError):
-                await place_all()
+                await answerer
         finally:
             sender.cancel()
         return sent
@@ -160,3 +166,84 @@ def test_a_client_that_stops_reading_is_dropped_and_what_was_accepted_stands(
     # (its state is on REST), and nothing after it was read.
     assert sent == 4  # the sender holds one answer, the queue two: the fourth overflows
     assert len(_book(api)["bids"]) == sent
+
+
+class HeldAnswers:
+    """The real engine, its answers held until the test releases them: a slow engine. Each
+    submission is queued on the engine at once (in the order made), only the answer waits."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.submitted = 0
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, command: Any, *, timeout: float, intake: Any = None) -> Any:
+        outcome = asyncio.ensure_future(self.inner.submit(command, timeout=timeout, intake=intake))
+        self.submitted += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
+        return await outcome
+
+
+def _hold_answers(api: Harness, **settings: Any) -> HeldAnswers:
+    held = HeldAnswers(api.ctx.engine)
+    api.ctx.engine = held
+    api.ctx.settings = api.settings.model_copy(update=settings)
+    return held
+
+
+def test_order_messages_are_pipelined_within_the_bound_and_answered_in_order(
+    api: Harness,
+) -> None:
+    held = _hold_answers(api, api_ws_max_inflight=3)
+    orders = [api.order(0, Side.BUY, PRICE - i * TICK) for i in range(1, 6)]
+    with api.client.websocket_connect("/v1/ws") as ws:
+        for i, o in enumerate(orders):
+            ws.send_json({"op": "place", "id": i, **api.order_body(o)})
+        ws.send_json({"op": "ping"})
+        # Three in flight at once, none answered yet; the fourth is not read before one is.
+        _wait_for(lambda: held.submitted == 3, "three orders in flight")
+        time.sleep(0.3)
+        assert held.submitted == 3
+        held.release.set()
+        got = [ws.receive_json() for _ in range(6)]
+    assert [(m["type"], m.get("id"), m.get("status")) for m in got] == [
+        *[("result", i, 200) for i in range(5)],
+        ("pong", None, None),  # answered after the order messages before it
+    ]
+    assert [m["body"]["orderHash"] for m in got[:5]] == [
+        api.place(o).json()["orderHash"] for o in orders
+    ]
+    assert len(_book(api)["bids"]) == 5
+
+
+def test_pipelined_messages_reach_the_engine_in_the_order_sent(api: Harness) -> None:
+    ask = api.order(0, Side.SELL, PRICE, ONE)
+    bid = api.order(1, Side.BUY, PRICE, ONE)
+    with api.client.websocket_connect("/v1/ws") as ws:
+        # A cancel right behind its order, and a taker right behind the maker: each applies
+        # after the message before it, though neither waited for the other's answer.
+        ws.send_json({"op": "place", "id": 1, **api.order_body(ask)})
+        ws.send_json({"op": "place", "id": 2, **api.order_body(bid)})
+        rest = api.order(0, Side.BUY, PRICE - TICK)
+        ws.send_json({"op": "place", "id": 3, **api.order_body(rest)})
+        ws.send_json({"op": "cancel", "id": 4, **api.cancel_body(rest)})
+        got = _results(ws, 4)
+    assert [r["body"]["status"] for r in got] == ["open", "filled", "open", "cancelled"]
+    book = _book(api)
+    assert (book["bids"], book["asks"]) == ([], [])
+
+
+def test_a_disconnect_with_messages_in_flight_loses_nothing_accepted(api: Harness) -> None:
+    held = _hold_answers(api)
+    orders = [api.order(0, Side.BUY, PRICE - i * TICK) for i in range(1, 6)]
+    with api.client.websocket_connect("/v1/ws") as ws:
+        for i, o in enumerate(orders):
+            ws.send_json({"op": "place", "id": i, **api.order_body(o)})
+        _wait_for(lambda: held.submitted == 5, "every order in flight")
+    # Gone before any answer: every order it sent is applied.
+    held.release.set()
+    _wait_for(lambda: len(_book(api)["bids"]) == 5, "the orders applied")
