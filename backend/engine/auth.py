@@ -64,7 +64,7 @@ ALLOWED: Mapping[Role, frozenset[type[Command]]] = {
             ArmCancelOnDisconnect,
             CancelOnDisconnect,
         }
-    ),  # fmt: skip
+    ),
     Role.INDEXER: frozenset({Credit, Debit, FreezeTrader, CancelOrder, CancelAll}),
     Role.SETTLEMENT: frozenset({ReleaseWithdrawal, RevertFill}),
     Role.OPERATOR: frozenset({AddMarket, SetMarketState}),
