@@ -452,7 +452,7 @@ class WsSession:
         need) the opt-in also arms an engine-side timer for the trader, so the orders are
         cancelled even if this API worker dies: renewed while the connection lives, fired at
         once on disconnect, or by the engine's sweep `timeoutS` after the last renewal."""
-        require_keys(body, ("enabled",))
+        require_keys(body, ("enabled",), ("timeoutS",))
         enabled = body["enabled"]
         if type(enabled) is not bool:
             raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
