@@ -263,6 +263,17 @@ class CancelAllAnswer(Answer):
     hash: str = Field(pattern=HASH, description="the signed CancelAll's hash")
 
 
+class ScheduleCancelAnswer(Answer):
+    trader: str = Field(pattern=ADDRESS)
+    time: Uint = _uint()
+    nonce: Uint = _uint()
+    status: str = Field(
+        description='"scheduled", "cleared" (time 0), or "pending" (202: the engine was slow)'
+    )
+    seq: int | None = None
+    hash: str = Field(pattern=HASH, description="the signed ScheduleCancel's hash")
+
+
 # ------------------------------------------------------------------ accounts
 
 

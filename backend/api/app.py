@@ -25,7 +25,7 @@ from backend.api.metrics import ApiMetrics
 from backend.api.middleware import EdgeMiddleware, Endpoint
 from backend.api.openapi import install_openapi, operation_id
 from backend.api.ratelimit import RateLimiter
-from backend.api.routes import accounts, admin, batch, info, markets, orders, ws
+from backend.api.routes import accounts, admin, batch, info, markets, orders, schedule, ws
 from backend.api.sessions import SessionVerifier
 from backend.api.tickers import TickerCache
 from backend.api.ws_limits import ConnectionCounter
@@ -98,7 +98,7 @@ def create_app(
     install_openapi(app)
     app.state.ctx = context
     install_error_handlers(app)
-    for module in (info, markets, orders, batch, accounts, withdrawals, ws, admin):
+    for module in (info, markets, orders, schedule, batch, accounts, withdrawals, ws, admin):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware, context=context, direct=_direct_routes())
     return app

@@ -29,6 +29,7 @@ STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.INVALID_LOT: 400,
     ErrorCode.EXPIRED: 400,
     ErrorCode.FEE_BOUND_TOO_LOW: 400,
+    ErrorCode.SCHEDULE_TOO_SOON: 400,
     # the signature does not prove the trader's consent
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.ADMIN_UNAUTHORIZED: 401,

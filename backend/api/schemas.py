@@ -74,6 +74,17 @@ class CancelAllBody(BaseModel):
     signature: str = Field(pattern=SIG)
 
 
+class ScheduleCancelMessage(BaseModel):
+    trader: str = Field(pattern=ADDRESS)
+    time: str = Field(pattern=UINT, description="unix seconds; 0 clears the schedule")
+    nonce: str = Field(pattern=UINT, description="above the trader's last ScheduleCancel nonce")
+
+
+class ScheduleCancelBody(BaseModel):
+    scheduleCancel: ScheduleCancelMessage  # noqa: N815
+    signature: str = Field(pattern=SIG)
+
+
 class BatchBody(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

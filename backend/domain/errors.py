@@ -30,6 +30,7 @@ class ErrorCode(Enum):
     SESSION_INVALID = 1014  # a Session that is malformed, badly signed, expired or too long
     SESSION_FORBIDDEN = 1015  # a valid Session of another trader than the one asked about
     FEE_BOUND_TOO_LOW = 1016  # an order's signed maxFeeBps is below what its market charges
+    SCHEDULE_TOO_SOON = 1017  # a ScheduleCancel time in the past or nearer than the minimum delay
     # 2xxx risk
     INSUFFICIENT_BALANCE = 2000
     PRICE_OUT_OF_BAND = 2001

@@ -7,6 +7,13 @@ these, never inside them.
 """
 
 from backend.eip712.domain import Domain
-from backend.eip712.messages import Cancel, CancelAll, Message, Order, Withdrawal
+from backend.eip712.messages import (
+    Cancel,
+    CancelAll,
+    Message,
+    Order,
+    ScheduleCancel,
+    Withdrawal,
+)
 
-__all__ = ["Cancel", "CancelAll", "Domain", "Message", "Order", "Withdrawal"]
+__all__ = ["Cancel", "CancelAll", "Domain", "Message", "Order", "ScheduleCancel", "Withdrawal"]

@@ -21,6 +21,7 @@ from backend.eip712.messages import (
     CancelAll,
     Message,
     Order,
+    ScheduleCancel,
     Session,
     Withdrawal,
     encode_type,
@@ -31,6 +32,7 @@ ORDER_TYPEHASH: Final = keccak(encode_type("Order").encode())
 CANCEL_TYPEHASH: Final = keccak(encode_type("Cancel").encode())
 CANCEL_ALL_TYPEHASH: Final = keccak(encode_type("CancelAll").encode())
 WITHDRAWAL_TYPEHASH: Final = keccak(encode_type("Withdrawal").encode())
+SCHEDULE_CANCEL_TYPEHASH: Final = keccak(encode_type("ScheduleCancel").encode())
 SESSION_TYPEHASH: Final = keccak(encode_type("Session").encode())
 
 _ZERO12: Final = b"\0" * 12
@@ -86,6 +88,10 @@ def struct_hash(msg: Message) -> bytes:
             + _uint(msg.amount)
             + _uint(msg.nonce)
             + _uint(msg.expiry)
+        )
+    if isinstance(msg, ScheduleCancel):
+        return keccak(
+            SCHEDULE_CANCEL_TYPEHASH + _address(msg.trader) + _uint(msg.time) + _uint(msg.nonce)
         )
     if isinstance(msg, Session):
         return keccak(

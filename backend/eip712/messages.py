@@ -51,6 +51,12 @@ WITHDRAWAL_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("expiry", "uint64"),
 )
 
+SCHEDULE_CANCEL_FIELDS: Final[tuple[tuple[str, str], ...]] = (
+    ("trader", "address"),
+    ("time", "uint64"),
+    ("nonce", "uint64"),
+)
+
 SESSION_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("trader", "address"),
     ("scope", "string"),
@@ -62,6 +68,7 @@ MESSAGE_FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "Cancel": CANCEL_FIELDS,
     "CancelAll": CANCEL_ALL_FIELDS,
     "Withdrawal": WITHDRAWAL_FIELDS,
+    "ScheduleCancel": SCHEDULE_CANCEL_FIELDS,
     "Session": SESSION_FIELDS,
 }
 
@@ -140,6 +147,19 @@ class Withdrawal:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleCancel:
+    """A dead-man's switch: cancel all the trader's open orders at `time` (unix seconds; 0
+    clears it) unless a later ScheduleCancel (a higher `nonce`) replaces it. Off chain only:
+    the engine enforces it, the contract never sees it."""
+
+    trader: str
+    time: int
+    nonce: int
+
+    PRIMARY_TYPE = "ScheduleCancel"
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A trader's consent to read their private data (open orders, fills, balances) until
     `expiry` (unix seconds); off chain only, never verified by the contract. `scope` names
@@ -152,7 +172,7 @@ class Session:
     PRIMARY_TYPE = "Session"
 
 
-Message = Order | Cancel | CancelAll | Withdrawal | Session
+Message = Order | Cancel | CancelAll | Withdrawal | ScheduleCancel | Session
 
 
 def message_fields(msg: Message) -> dict[str, int | str | bytes]:

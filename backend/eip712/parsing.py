@@ -19,7 +19,15 @@ from eth_utils.address import to_checksum_address
 
 from backend.domain.errors import DexError, ErrorCode
 from backend.domain.types import UINT64_MAX, UINT256_MAX, Side, TimeInForce
-from backend.eip712.messages import Cancel, CancelAll, Message, Order, Session, Withdrawal
+from backend.eip712.messages import (
+    Cancel,
+    CancelAll,
+    Message,
+    Order,
+    ScheduleCancel,
+    Session,
+    Withdrawal,
+)
 
 UINT16_MAX: Final = (1 << 16) - 1
 _DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,77}")
@@ -163,6 +171,15 @@ def parse_withdrawal(obj: object, name: str = "withdrawal") -> Withdrawal:
         amount=parse_uint(f["amount"], f"{name}.amount"),
         nonce=parse_uint(f["nonce"], f"{name}.nonce", max_value=UINT64_MAX),
         expiry=parse_uint(f["expiry"], f"{name}.expiry", max_value=UINT64_MAX),
+    )
+
+
+def parse_schedule_cancel(obj: object, name: str = "scheduleCancel") -> ScheduleCancel:
+    f = _fields(obj, name, tuple(ScheduleCancel.__dataclass_fields__))
+    return ScheduleCancel(
+        trader=parse_address(f["trader"], f"{name}.trader"),
+        time=parse_uint(f["time"], f"{name}.time", max_value=UINT64_MAX),
+        nonce=parse_uint(f["nonce"], f"{name}.nonce", max_value=UINT64_MAX),
     )
 
 

@@ -22,7 +22,9 @@ from enum import StrEnum
 
 from backend.matching.commands import (
     AddMarket,
+    ArmCancelOnDisconnect,
     CancelAll,
+    CancelOnDisconnect,
     CancelOrder,
     Command,
     Credit,
@@ -32,6 +34,7 @@ from backend.matching.commands import (
     ReleaseWithdrawal,
     ReserveWithdrawal,
     RevertFill,
+    ScheduleCancel,
     SetMarketState,
 )
 
@@ -51,7 +54,17 @@ class Role(StrEnum):
 # comes only from the engine itself. The indexer also forwards the cancels traders make on
 # chain (`cancelOrder`, `invalidateNonces`), and its in-doubt probe is a no-op CancelAll.
 ALLOWED: Mapping[Role, frozenset[type[Command]]] = {
-    Role.API: frozenset({PlaceOrder, CancelOrder, CancelAll, ReserveWithdrawal}),
+    Role.API: frozenset(
+        {
+            PlaceOrder,
+            CancelOrder,
+            CancelAll,
+            ReserveWithdrawal,
+            ScheduleCancel,
+            ArmCancelOnDisconnect,
+            CancelOnDisconnect,
+        }
+    ),
     Role.INDEXER: frozenset({Credit, Debit, FreezeTrader, CancelOrder, CancelAll}),
     Role.SETTLEMENT: frozenset({ReleaseWithdrawal, RevertFill}),
     Role.OPERATOR: frozenset({AddMarket, SetMarketState}),

@@ -59,11 +59,14 @@ from backend.engine.records import Applied, decode_record, encode_record, stamp
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
+    ArmCancelOnDisconnect,
     CancelAll,
+    CancelOnDisconnect,
     CancelOrder,
     Command,
     PlaceOrder,
     ReserveWithdrawal,
+    ScheduleCancel,
     SweepExpired,
 )
 from backend.matching.view import EngineView
@@ -83,7 +86,14 @@ CONSUMER_BATCH = 1_000
 # always passes: it is paced by the chain, and refusing it would only delay money moves.
 CANCEL_LAG_FACTOR = 2
 _SHED_AT_LAG = (PlaceOrder, ReserveWithdrawal)
-_SHED_AT_CANCEL_LAG = (CancelOrder, CancelAll)
+# The switches only ever cancel (or arm a cancel): they pass with the cancels.
+_SHED_AT_CANCEL_LAG = (
+    CancelOrder,
+    CancelAll,
+    ScheduleCancel,
+    ArmCancelOnDisconnect,
+    CancelOnDisconnect,
+)
 
 
 class EventSink(Protocol):

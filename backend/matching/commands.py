@@ -169,6 +169,44 @@ class RevertFill:
     taker_fee: int
 
 
+@dataclass(slots=True)
+class ScheduleCancel:
+    """The trader's signed dead-man's switch: cancel all their open orders at `time` (unix
+    seconds) unless a later ScheduleCancel replaces it; `time` 0 clears it. `nonce` must be
+    above the trader's last ScheduleCancel nonce, so an old signed message cannot be replayed
+    to clear or move a newer switch."""
+
+    seq: int
+    now: int
+    trader: str
+    time: int
+    nonce: int
+
+
+@dataclass(slots=True)
+class ArmCancelOnDisconnect:
+    """An API worker holds a WebSocket with cancel-on-disconnect for the trader: if it is not
+    renewed by `deadline` (unix seconds), the sweep cancels all the trader's orders (the worker
+    died). `deadline` 0 disarms it (the client opted out)."""
+
+    seq: int
+    now: int
+    trader: str
+    connection_id: str
+    deadline: int
+
+
+@dataclass(slots=True)
+class CancelOnDisconnect:
+    """The connection closed: if its timer is armed, remove it and cancel all the trader's
+    orders now; if not (never armed, disarmed, already fired), nothing happens."""
+
+    seq: int
+    now: int
+    trader: str
+    connection_id: str
+
+
 Command = (
     PlaceOrder
     | CancelOrder
@@ -182,6 +220,9 @@ Command = (
     | SetMarketState
     | SweepExpired
     | RevertFill
+    | ScheduleCancel
+    | ArmCancelOnDisconnect
+    | CancelOnDisconnect
 )
 
 COMMAND_TYPES: tuple[type[Command], ...] = (
@@ -197,5 +238,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     SetMarketState,
     SweepExpired,
     RevertFill,
+    ScheduleCancel,
+    ArmCancelOnDisconnect,
+    CancelOnDisconnect,
 )
 """Stable order: the index is the journal tag byte, so only ever append."""

@@ -41,7 +41,9 @@ from backend.domain.types import (
 from backend.matching.balances import Balance, Balances
 from backend.matching.commands import (
     AddMarket,
+    ArmCancelOnDisconnect,
     CancelAll,
+    CancelOnDisconnect,
     CancelOrder,
     Command,
     Credit,
@@ -51,6 +53,7 @@ from backend.matching.commands import (
     ReleaseWithdrawal,
     ReserveWithdrawal,
     RevertFill,
+    ScheduleCancel,
     SetMarketState,
     SweepExpired,
 )
@@ -59,6 +62,7 @@ from backend.matching.events import (
     CancelAllApplied,
     CancelReason,
     CancelRejected,
+    CancelScheduled,
     CommandRejected,
     Event,
     Fill,
@@ -117,6 +121,11 @@ class Engine:
         self.expiries: list[tuple[int, bytes, Order]] = []
         # (seq, fill_index) of every fill undone by RevertFill: a re-sent revert is refused.
         self.reverted_fills: set[tuple[int, int]] = set()
+        # trader -> (time the ScheduleCancel fires, 0 = none; the last ScheduleCancel nonce,
+        # kept after it fires or is cleared so an old signed message cannot be replayed).
+        self.cancel_schedules: dict[str, tuple[int, int]] = {}
+        # (trader, connection id) -> deadline of a cancel-on-disconnect timer.
+        self.disconnect_timers: dict[tuple[str, str], int] = {}
         self.last_seq = 0
         self._dirty: dict[Balance, None] = {}
         self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
@@ -132,6 +141,9 @@ class Engine:
             SetMarketState: self._set_market_state,
             SweepExpired: self._sweep,
             RevertFill: self._revert_fill,
+            ScheduleCancel: self._schedule_cancel,
+            ArmCancelOnDisconnect: self._arm_cancel_on_disconnect,
+            CancelOnDisconnect: self._cancel_on_disconnect,
         }
 
     # ------------------------------------------------------------------ public interface
@@ -204,8 +216,13 @@ class Engine:
         return None if order is None else (order.side, order.price)
 
     def next_expiry(self) -> int | None:
-        """The earliest scheduled expiry (the order may have closed since), or None."""
-        return self.expiries[0][0] if self.expiries else None
+        """The earliest time a sweep has work (an order expiry — the order may have closed
+        since —, a ScheduleCancel or a cancel-on-disconnect deadline), or None."""
+        times = [t for t, _ in self.cancel_schedules.values() if t]
+        times.extend(self.disconnect_timers.values())
+        if self.expiries:
+            times.append(self.expiries[0][0])
+        return min(times) if times else None
 
     def open_order_count(self) -> int:
         return sum(len(orders) for orders in self.open_orders.values())
@@ -645,6 +662,58 @@ class Engine:
             order = heapq.heappop(heap)[2]
             if order.open:
                 self._cancel_resting(order, CancelReason.EXPIRED, c.seq, events)
+        # Then the switches that are due, each in (time, trader[, connection]) order.
+        due = sorted(
+            (t, trader) for trader, (t, _) in self.cancel_schedules.items() if 0 < t <= c.now
+        )
+        for _, trader in due:
+            self.cancel_schedules[trader] = (0, self.cancel_schedules[trader][1])
+            self._cancel_every_order(trader, CancelReason.SCHEDULED, c.seq, events)
+        timers = sorted((d, k) for k, d in self.disconnect_timers.items() if d <= c.now)
+        for _, key in timers:
+            del self.disconnect_timers[key]
+            self._cancel_every_order(key[0], CancelReason.DISCONNECT, c.seq, events)
+        return self._flush(c.seq, events)
+
+    def _cancel_every_order(
+        self, trader: str, reason: CancelReason, seq: int, events: list[Event]
+    ) -> None:
+        orders = self.open_orders.get(trader)
+        for order in sorted(orders.values(), key=_cancel_order_key) if orders else ():
+            self._cancel_resting(order, reason, seq, events)
+
+    def _schedule_cancel(self, c: ScheduleCancel) -> list[Event]:
+        name = "ScheduleCancel"
+        if not (0 <= c.time <= UINT64_MAX and 0 <= c.nonce <= UINT64_MAX):
+            msg = "time and nonce must fit in uint64"
+            return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, msg)]
+        prev = self.cancel_schedules.get(c.trader)
+        if prev is not None and c.nonce <= prev[1]:
+            msg = f"nonce {c.nonce} is not above the last ScheduleCancel nonce {prev[1]}"
+            return [CommandRejected(c.seq, name, ErrorCode.NONCE_REUSED, msg)]
+        if c.time and c.time <= c.now:
+            msg = f"time {c.time} is not after the engine's time {c.now}"
+            return [CommandRejected(c.seq, name, ErrorCode.SCHEDULE_TOO_SOON, msg)]
+        self.cancel_schedules[c.trader] = (c.time, c.nonce)
+        return [CancelScheduled(c.seq, c.trader, c.time, c.nonce)]
+
+    def _arm_cancel_on_disconnect(self, c: ArmCancelOnDisconnect) -> list[Event]:
+        name = "ArmCancelOnDisconnect"
+        if not 0 <= c.deadline <= UINT64_MAX or (c.deadline and c.deadline <= c.now):
+            msg = "deadline must be 0 or after the engine's time, within uint64"
+            return [CommandRejected(c.seq, name, ErrorCode.INVALID_REQUEST, msg)]
+        key = (c.trader, c.connection_id)
+        if c.deadline:
+            self.disconnect_timers[key] = c.deadline
+        else:
+            self.disconnect_timers.pop(key, None)
+        return []
+
+    def _cancel_on_disconnect(self, c: CancelOnDisconnect) -> list[Event]:
+        if self.disconnect_timers.pop((c.trader, c.connection_id), None) is None:
+            return []
+        events: list[Event] = []
+        self._cancel_every_order(c.trader, CancelReason.DISCONNECT, c.seq, events)
         return self._flush(c.seq, events)
 
     def _freeze(self, c: FreezeTrader) -> list[Event]:

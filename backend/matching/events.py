@@ -25,6 +25,8 @@ class CancelReason(StrEnum):
     FROZEN = "frozen"  # the trader requested an on-chain exit
     CANCEL_ALL = "cancel_all"
     FILL_REVERTED = "fill_reverted"  # a reverted fill took back the funds the order locked
+    SCHEDULED = "scheduled"  # the trader's ScheduleCancel (dead-man's switch) fired
+    DISCONNECT = "disconnect"  # a cancel-on-disconnect WebSocket closed or stopped renewing
 
 
 @dataclass(slots=True)
@@ -207,6 +209,17 @@ class FillReverted:
     taker_remaining: int | None
 
 
+@dataclass(slots=True)
+class CancelScheduled:
+    """A ScheduleCancel was accepted: the trader's orders are cancelled at `time` (0: the
+    switch is cleared)."""
+
+    seq: int
+    trader: str
+    time: int
+    nonce: int
+
+
 Event = (
     OrderAccepted
     | OrderRejected
@@ -224,6 +237,7 @@ Event = (
     | RiskEvent
     | CommandRejected
     | FillReverted
+    | CancelScheduled
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -243,5 +257,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RiskEvent,
     CommandRejected,
     FillReverted,
+    CancelScheduled,
 )
 """Stable order: the index is the encoded tag byte, so only ever append."""

@@ -33,6 +33,8 @@ _native.configure(
         CancelReason.FROZEN,
         CancelReason.CANCEL_ALL,
         CancelReason.FILL_REVERTED,
+        CancelReason.SCHEDULED,
+        CancelReason.DISCONNECT,
     ],
     [ErrorCode[name] for name in _native.CODE_NAMES],
     InvariantError,

@@ -70,6 +70,15 @@ def _canonical(engine: Engine, last_seq: int) -> bytes:
     }
     if engine.reverted_fills:  # only when present: states without reverts keep their hash
         state["reverted_fills"] = [list(k) for k in sorted(engine.reverted_fills)]
+    # Likewise the switches (added after version 1: older snapshots load without them).
+    if engine.cancel_schedules:
+        state["cancel_schedules"] = [
+            [t, *engine.cancel_schedules[t]] for t in sorted(engine.cancel_schedules)
+        ]
+    if engine.disconnect_timers:
+        state["disconnect_timers"] = [
+            [*k, engine.disconnect_timers[k]] for k in sorted(engine.disconnect_timers)
+        ]
     return json.dumps(state, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -125,4 +134,8 @@ def from_snapshot(data: bytes) -> Engine:
     for wid, trader, token, amount in state["withdrawals"]:
         engine.withdrawals[wid] = (trader, token, amount)
     engine.reverted_fills = {(s, i) for s, i in state.get("reverted_fills", ())}
+    for trader, at, nonce in state.get("cancel_schedules", ()):
+        engine.cancel_schedules[strings.setdefault(trader, trader)] = (at, nonce)
+    for trader, connection_id, deadline in state.get("disconnect_timers", ()):
+        engine.disconnect_timers[strings.setdefault(trader, trader), connection_id] = deadline
     return engine

@@ -4,7 +4,8 @@ Client → server: `{"op": "subscribe", "channel": "book:WETH-USDC", "fromSeq": 
 `{"op": "unsubscribe", "channel": ...}`, `{"op": "ping"}`, `{"op": "auth", "session": token}`,
 and order entry: `place`, `cancel`, `cancelAll`, `batch` (the REST bodies plus an `id`, each
 answered by a `result` in order; pipelined, `HYBRIDEX_API_WS_MAX_INFLIGHT` unanswered at
-most) and `cancelOnDisconnect`.
+most) and `cancelOnDisconnect` (`{"enabled": true, "timeoutS": 15}`; on an authenticated
+connection it arms a journaled engine timer for the trader, see `set_cancel_on_disconnect`).
 The private channels (`orders:`, `balances:`, `fills:` of an address) need that trader's signed
 read Session (`backend.api.sessions`): sent with `auth`, or as the `X-Hybridex-Session` header
 of the handshake; when it expires, those subscriptions end with a `SESSION_INVALID` error.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -64,10 +66,10 @@ from backend.api.tickers import compute_ticker
 from backend.api.ws_limits import MessageBucket
 from backend.domain.errors import DexError, ErrorCode
 from backend.eip712.parsing import parse_address
-from backend.engine.client import Intake
+from backend.engine.client import EngineOutcomeUnknownError, Intake
 from backend.engine.feeds import FeedMessage
-from backend.matching.commands import CancelOrder
-from backend.matching.events import OrderCancelled
+from backend.matching.commands import ArmCancelOnDisconnect, CancelOnDisconnect, CancelOrder
+from backend.matching.events import CommandRejected, OrderCancelled
 
 router = APIRouter()
 log = structlog.get_logger("backend.api")
@@ -93,6 +95,10 @@ _pulls: set[asyncio.Task[None]] = set()  # cancel-on-disconnect runs past its co
 # Order messages being applied: they run past their connection (a drop loses the result, not
 # the order), so the loop's weak reference to their tasks is not the only one.
 _applying: set[asyncio.Future[Reply]] = set()
+# The engine-side timer of an authenticated cancel-on-disconnect: it fires `timeoutS` after the
+# last renewal (the API worker died), renewed every third of that while the connection lives.
+COD_TIMEOUT_S = 15
+COD_TIMEOUT_RANGE = (3, 300)
 
 
 def _request_id_ok(value: object) -> bool:
@@ -102,13 +108,26 @@ def _request_id_ok(value: object) -> bool:
 
 
 async def pull_orders(session: WsSession) -> None:
-    """Cancel-on-disconnect: once the order messages in flight are done, a CancelOrder per
-    order the connection placed (the engine refuses those that no longer rest). Enforced here,
-    off chain: the signed orders stay valid on chain until cancelled there or expired."""
+    """Cancel-on-disconnect: once the order messages in flight are done, fire the engine timer
+    of an authenticated connection (every order of its trader, one journaled command), then a
+    CancelOrder per other order the connection placed (the engine refuses those that no
+    longer rest). Enforced off chain: the signed orders stay valid on chain until cancelled
+    there or expired."""
     inflight = [fut for _, fut in session.answers]
     if inflight:
         await asyncio.wait(inflight)  # never cancels them
-    c, placed = session.ctx, dict(session.placed)
+    c, trader = session.ctx, session.cod_trader
+    if trader is not None:
+        try:
+            outcome = await c.engine.submit(
+                CancelOnDisconnect(0, 0, trader, session.connection_id),
+                timeout=c.settings.api_engine_timeout_s,
+            )
+            fired = sum(isinstance(e, OrderCancelled) for e in outcome.events)
+            log.info("ws_cancel_on_disconnect_fired", trader=trader, cancelled=fired)
+        except Exception as exc:  # the engine's timer fires on its own at the deadline
+            log.warning("ws_cancel_on_disconnect_deferred", trader=trader, error=repr(exc))
+    placed = {h: t for h, t in session.placed.items() if t != trader}
     cancelled = 0
     for order_hash, trader in placed.items():
         try:
@@ -156,6 +175,11 @@ class WsSession:
         the answerer sends their results in this order."""
         self._queued = asyncio.Event()  # an answer was queued
         self._answered = asyncio.Event()  # the answerer took one off the queue
+        self.connection_id = uuid.uuid4().hex
+        self.cod_trader: str | None = None
+        """The trader whose engine-side cancel-on-disconnect timer this connection holds."""
+        self.cod_timeout = COD_TIMEOUT_S
+        self.cod_renewer: asyncio.Task[None] | None = None
         self.placed: dict[bytes, str] = {}
         """Order hash → trader of the orders placed here that may still rest."""
 
@@ -452,12 +476,7 @@ class WsSession:
         try:
             try:
                 if op == "cancelOnDisconnect":
-                    require_keys(body, ("enabled",))
-                    if type(body["enabled"]) is not bool:
-                        raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
-                    self.cancel_on_disconnect = body["enabled"]
-                    return 200, {"cancelOnDisconnect": self.cancel_on_disconnect,
-                                 "orders": len(self.placed)}  # fmt: skip
+                    return await self.set_cancel_on_disconnect(body)
                 if op == "batch":
                     require_keys(body, ("items",))
                     prepared: Prepared | list[Prepared] | PreparedCancelAll
@@ -488,6 +507,76 @@ class WsSession:
         finally:
             if not sent.done():
                 sent.set_result(None)
+
+    async def set_cancel_on_disconnect(self, body: dict[str, Any]) -> Reply:
+        """Opt in or out. On an authenticated connection (a read Session, as private channels
+        need) the opt-in also arms an engine-side timer for the trader, so the orders are
+        cancelled even if this API worker dies: renewed while the connection lives, fired at
+        once on disconnect, or by the engine's sweep `timeoutS` after the last renewal."""
+        require_keys(body, ("enabled",), ("timeoutS",))
+        enabled = body["enabled"]
+        if type(enabled) is not bool:
+            raise DexError(ErrorCode.INVALID_REQUEST, "enabled: true or false")
+        timeout = body.get("timeoutS", COD_TIMEOUT_S)
+        low, high = COD_TIMEOUT_RANGE
+        if type(timeout) is not int or not low <= timeout <= high:
+            raise DexError(
+                ErrorCode.INVALID_REQUEST,
+                f"timeoutS: an integer number of seconds from {low} to {high}",
+                field="timeoutS",
+            )
+        trader = self.ctx.read_sessions.trader(self.session) if self.session else None
+        if self.cod_trader is not None and (not enabled or trader != self.cod_trader):
+            await self._arm(self.cod_trader, 0)
+            self._stop_renewer()
+            self.cod_trader = None
+        if enabled and trader is not None:
+            self.cod_timeout = timeout
+            await self._arm(trader, int(time.time()) + timeout)
+            self.cod_trader = trader
+            if self.cod_renewer is None:
+                self.cod_renewer = asyncio.create_task(self._renew())
+        self.cancel_on_disconnect = enabled
+        return 200, {
+            "cancelOnDisconnect": enabled,
+            "orders": len(self.placed),
+            "trader": self.cod_trader,
+            "timeoutS": self.cod_timeout if self.cod_trader else None,
+        }
+
+    async def _arm(self, trader: str, deadline: int) -> None:
+        """Arm (or, deadline 0, disarm) this connection's engine timer; refused → DexError.
+        No answer in time: the command may be journaled, and the renewal re-arms it."""
+        c = self.ctx
+        command = ArmCancelOnDisconnect(0, 0, trader, self.connection_id, deadline)
+        try:
+            outcome = await c.engine.submit(command, timeout=c.settings.api_engine_timeout_s)
+        except (TimeoutError, EngineOutcomeUnknownError):
+            return
+        except DexError:
+            raise
+        except Exception as exc:
+            raise DexError(ErrorCode.ENGINE_UNAVAILABLE, f"engine unavailable: {exc}") from None
+        for e in outcome.events:
+            if isinstance(e, CommandRejected):
+                raise DexError(e.code, f"cancelOnDisconnect: {e.message}")
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.cod_timeout / 3)
+            trader = self.cod_trader
+            if trader is None:
+                return
+            try:
+                await self._arm(trader, int(time.time()) + self.cod_timeout)
+            except DexError as exc:  # the next renewal retries; the engine fires at the deadline
+                log.warning("ws_cancel_on_disconnect_renew_failed", trader=trader,
+                            code=exc.code.name)  # fmt: skip
+
+    def _stop_renewer(self) -> None:
+        if self.cod_renewer is not None:
+            self.cod_renewer.cancel()
+            self.cod_renewer = None
 
     def track(self, prepared: PreparedPlace | PreparedCancel, reply: Reply) -> None:
         """Orders placed on this connection that may rest: what cancel-on-disconnect pulls."""
@@ -589,6 +678,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             if t is not None:
                 t.cancel()
         session.pump_task = None
+        session._stop_renewer()
         if session.cancel_on_disconnect:
             pull = asyncio.create_task(pull_orders(session))
             _pulls.add(pull)

@@ -128,6 +128,8 @@ pub enum Reason {
     Frozen,
     CancelAll,
     FillReverted,
+    Scheduled,
+    Disconnect,
 }
 
 /// The ErrorCode members the engine emits (names as in backend/domain/errors.py).
@@ -151,10 +153,11 @@ pub enum Code {
     MarketNotAccepting,
     DuplicateClientOrderId,
     FillAlreadyReverted,
+    ScheduleTooSoon,
 }
 
 impl Code {
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 19] = [
         "INVALID_REQUEST",
         "INVALID_ORDER",
         "UNKNOWN_MARKET",
@@ -173,6 +176,7 @@ impl Code {
         "MARKET_NOT_ACCEPTING",
         "DUPLICATE_CLIENT_ORDER_ID",
         "FILL_ALREADY_REVERTED",
+        "SCHEDULE_TOO_SOON",
     ];
 }
 
@@ -204,6 +208,7 @@ pub enum Ev {
     Risk { market: Sym, kind: &'static str, msg: String, reference: U256, price: U256 },
     CmdRejected { command: &'static str, code: Code, msg: String },
     FillReverted(Box<RevertEv>),
+    CancelScheduled { trader: Sym, time: u64, nonce: u64 },
 }
 
 #[derive(Debug)]
@@ -241,6 +246,9 @@ pub enum Cmd<'a> {
     AddMarket { spec: SpecIn },
     SetState { market: Sym, state: MState },
     Sweep { now: i128 },
+    ScheduleCancel { now: i128, trader: Sym, time: PInt, nonce: PInt },
+    ArmDisconnect { now: i128, trader: Sym, conn: &'a str, deadline: PInt },
+    CancelOnDisconnect { trader: Sym, conn: &'a str },
     Revert { fill_seq: i128, fill_index: i128, market: Sym, maker_hash: &'a [u8], maker_trader: Sym, taker_hash: &'a [u8], taker_trader: Sym, taker_side: Side, price: PInt, amount: PInt, quote_amount: PInt, maker_fee: PInt, taker_fee: PInt },
 }
 
@@ -485,6 +493,10 @@ pub struct Engine {
     pub withdrawals: HashMap<Box<str>, (Sym, Sym, U256)>,
     pub expiries: BinaryHeap<Reverse<(u64, Hash, ORef)>>,
     pub reverted: HashSet<(i128, i128)>,
+    /// trader -> (time the ScheduleCancel fires, 0 = none; the last ScheduleCancel nonce).
+    pub cancel_schedules: HashMap<Sym, (u64, u64)>,
+    /// (trader, connection id) -> deadline of a cancel-on-disconnect timer.
+    pub disconnect_timers: HashMap<(Sym, Box<str>), u64>,
     pub last_seq: i128,
     dirty: Vec<u32>,
 }
@@ -518,6 +530,8 @@ impl Engine {
             withdrawals: HashMap::default(),
             expiries: BinaryHeap::new(),
             reverted: HashSet::default(),
+            cancel_schedules: HashMap::default(),
+            disconnect_timers: HashMap::default(),
             last_seq: 0,
             dirty: Vec::new(),
         }
@@ -689,7 +703,25 @@ impl Engine {
             }
             Cmd::Sweep { now } => self.sweep(*now, events),
             Cmd::Revert { .. } => self.revert(cmd, events),
+            Cmd::ScheduleCancel { now, trader, time, nonce } => {
+                self.schedule_cancel(*now, *trader, time, nonce, events);
+                Ok(())
+            }
+            Cmd::ArmDisconnect { now, trader, conn, deadline } => {
+                self.arm_disconnect(*now, *trader, conn, deadline, events);
+                Ok(())
+            }
+            Cmd::CancelOnDisconnect { trader, conn } => self.cancel_on_disconnect(*trader, conn, events),
         }
+    }
+
+    /// The earliest time a sweep has work: an order expiry (the order may have closed
+    /// since), a ScheduleCancel or a cancel-on-disconnect deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let expiry = self.expiries.peek().map(|Reverse((e, _, _))| *e);
+        let schedules = self.cancel_schedules.values().map(|&(t, _)| t).filter(|&t| t != 0);
+        let timers = self.disconnect_timers.values().copied();
+        expiry.into_iter().chain(schedules).chain(timers).min()
     }
 
     // ------------------------------------------------------------------ orders
@@ -1137,6 +1169,72 @@ impl Engine {
                 self.cancel_resting(r, Reason::Expired, events)?;
             }
         }
+        // Then the switches that are due, each in (time, trader[, connection]) order (the
+        // reference model's: by string, not by symbol number).
+        let mut due: Vec<(u64, Sym)> = self.cancel_schedules.iter().filter(|(_, (t, _))| *t != 0 && (*t as i128) <= now).map(|(k, (t, _))| (*t, *k)).collect();
+        due.sort_by(|a, b| (a.0, self.syms.s(a.1)).cmp(&(b.0, self.syms.s(b.1))));
+        for (_, trader) in due {
+            if let Some(e) = self.cancel_schedules.get_mut(&trader) {
+                e.0 = 0;
+            }
+            self.cancel_every_order(trader, Reason::Scheduled, events)?;
+        }
+        let mut timers: Vec<(u64, Sym, Box<str>)> = self.disconnect_timers.iter().filter(|(_, d)| (**d as i128) <= now).map(|((t, c), d)| (*d, *t, c.clone())).collect();
+        timers.sort_by(|a, b| (a.0, self.syms.s(a.1), &a.2).cmp(&(b.0, self.syms.s(b.1), &b.2)));
+        for (_, trader, conn) in timers {
+            self.disconnect_timers.remove(&(trader, conn));
+            self.cancel_every_order(trader, Reason::Disconnect, events)?;
+        }
+        self.flush(events);
+        Ok(())
+    }
+
+    fn cancel_every_order(&mut self, trader: Sym, reason: Reason, events: &mut Vec<Ev>) -> R<()> {
+        for r in self.sorted_orders(trader) {
+            self.cancel_resting(r, reason, events)?;
+        }
+        Ok(())
+    }
+
+    fn schedule_cancel(&mut self, now: i128, trader: Sym, time: &PInt, nonce: &PInt, events: &mut Vec<Ev>) {
+        let reject = |events: &mut Vec<Ev>, code: Code, msg: String| events.push(Ev::CmdRejected { command: "ScheduleCancel", code, msg });
+        let (Some(time), Some(nonce)) = (time.u64(), nonce.u64()) else {
+            return reject(events, Code::InvalidRequest, "time and nonce must fit in uint64".into());
+        };
+        if let Some(&(_, last)) = self.cancel_schedules.get(&trader)
+            && nonce <= last
+        {
+            return reject(events, Code::NonceReused, format!("nonce {nonce} is not above the last ScheduleCancel nonce {last}"));
+        }
+        if time != 0 && (time as i128) <= now {
+            return reject(events, Code::ScheduleTooSoon, format!("time {time} is not after the engine's time {now}"));
+        }
+        self.cancel_schedules.insert(trader, (time, nonce));
+        events.push(Ev::CancelScheduled { trader, time, nonce });
+    }
+
+    fn arm_disconnect(&mut self, now: i128, trader: Sym, conn: &str, deadline: &PInt, events: &mut Vec<Ev>) {
+        let deadline = match deadline.u64() {
+            Some(d) if d == 0 || (d as i128) > now => d,
+            _ => {
+                let msg = "deadline must be 0 or after the engine's time, within uint64".into();
+                events.push(Ev::CmdRejected { command: "ArmCancelOnDisconnect", code: Code::InvalidRequest, msg });
+                return;
+            }
+        };
+        let key = (trader, Box::<str>::from(conn));
+        if deadline != 0 {
+            self.disconnect_timers.insert(key, deadline);
+        } else {
+            self.disconnect_timers.remove(&key);
+        }
+    }
+
+    fn cancel_on_disconnect(&mut self, trader: Sym, conn: &str, events: &mut Vec<Ev>) -> R<()> {
+        if self.disconnect_timers.remove(&(trader, Box::<str>::from(conn))).is_none() {
+            return Ok(());
+        }
+        self.cancel_every_order(trader, Reason::Disconnect, events)?;
         self.flush(events);
         Ok(())
     }

@@ -163,6 +163,9 @@ fn encode_all(e: &Engine, codes: &[u16], seq: i128, cmd: &Cmd<'_>, events: &[Ev]
                 ];
                 write(out, &mut body, &mut ints, 15, &vals);
             }
+            Ev::CancelScheduled { trader, time, nonce } => {
+                write(out, &mut body, &mut ints, 16, &[V::I(seqv), V::S(s(*trader)), V::I(U256::from(*time)), V::I(U256::from(*nonce))]);
+            }
         }
     }
     Some(())

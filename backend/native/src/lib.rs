@@ -27,7 +27,7 @@ use crate::slots::Slotted;
 
 /// The dataclass fields of each command class, in order (COMMAND_TYPES order); the binding
 /// reads them by position.
-const COMMAND_FIELDS: [&[&str]; 12] = [
+const COMMAND_FIELDS: [&[&str]; 15] = [
     &["seq", "now", "order_hash", "trader", "market_id", "side", "price", "amount", "time_in_force", "nonce", "expiry", "client_order_id"],
     &["seq", "now", "order_hash", "trader"],
     &["seq", "now", "trader", "market_id", "nonce_below"],
@@ -40,6 +40,9 @@ const COMMAND_FIELDS: [&[&str]; 12] = [
     &["seq", "now", "market_id", "state"],
     &["seq", "now"],
     &["seq", "now", "fill_seq", "fill_index", "market_id", "maker_hash", "maker_trader", "taker_hash", "taker_trader", "taker_side", "price", "amount", "quote_amount", "maker_fee", "taker_fee"],
+    &["seq", "now", "trader", "time", "nonce"],
+    &["seq", "now", "trader", "connection_id", "deadline"],
+    &["seq", "now", "trader", "connection_id"],
 ];
 
 
@@ -97,11 +100,11 @@ fn configure(
     codes: Vec<Py<PyAny>>,
     invariant_error: Py<PyAny>,
 ) -> PyResult<()> {
-    if commands.len() != 12 || events.len() != 16 || sides.len() != 2 || tifs.len() != 4 || states.len() != 4 || reasons.len() != 7 || codes.len() != Code::NAMES.len() {
+    if commands.len() != COMMAND_FIELDS.len() || events.len() != 17 || sides.len() != 2 || tifs.len() != 4 || states.len() != 4 || reasons.len() != 9 || codes.len() != Code::NAMES.len() {
         return Err(PyValueError::new_err("configure: wrong number of classes or members"));
     }
     let int_from_bytes = py.get_type::<pyo3::types::PyInt>().getattr("from_bytes")?.unbind();
-    let mut cmd_slots = Vec::with_capacity(12);
+    let mut cmd_slots = Vec::with_capacity(COMMAND_FIELDS.len());
     for (cls, names) in commands.iter().zip(COMMAND_FIELDS) {
         let cls = cls.bind(py);
         let fields: Vec<String> = cls.getattr("__dataclass_fields__")?.cast::<pyo3::types::PyDict>()?.keys().extract()?;
@@ -375,6 +378,17 @@ impl Core {
             }
             9 => Cmd::SetState { market: self.sym(&f!(9, "market_id"))?, state: state_of(&f!(9, "state"))? },
             10 => Cmd::Sweep { now: i128_of(&f!(10, "now"))? },
+            12 => Cmd::ScheduleCancel { now: i128_of(&f!(12, "now"))?, trader: self.sym(&f!(12, "trader"))?, time: pint(&f!(12, "time"))?, nonce: pint(&f!(12, "nonce"))? },
+            13 => {
+                wid_obj = f!(13, "connection_id");
+                let conn = wid_obj.cast::<PyString>().map_err(|_| PyTypeError::new_err("connection_id must be a str"))?.to_str()?;
+                Cmd::ArmDisconnect { now: i128_of(&f!(13, "now"))?, trader: self.sym(&f!(13, "trader"))?, conn, deadline: pint(&f!(13, "deadline"))? }
+            }
+            14 => {
+                wid_obj = f!(14, "connection_id");
+                let conn = wid_obj.cast::<PyString>().map_err(|_| PyTypeError::new_err("connection_id must be a str"))?.to_str()?;
+                Cmd::CancelOnDisconnect { trader: self.sym(&f!(14, "trader"))?, conn }
+            }
             _ => {
                 let mh = f!(11, "maker_hash");
                 maker_buf = mh.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("maker_hash must be bytes"))?.as_bytes().to_vec();
@@ -541,6 +555,9 @@ impl Core {
                     opt(maker_left)?,
                     opt(taker_left)?,
                 ]);
+            }
+            Ev::CancelScheduled { trader, time, nonce } => {
+                return c.ev_slots[16].build(py, [seq.clone(), self.pystr(py, trader), time.into_bound_py_any(py)?, nonce.into_bound_py_any(py)?]);
             }
         }
     }
@@ -764,9 +781,9 @@ impl Core {
         Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &self.e.price(o))?)))
     }
 
-    /// The earliest expiry among scheduled orders (closed ones may linger), or None.
+    /// The earliest time a sweep has work (order expiries, closed ones may linger; switches).
     fn next_expiry(&self) -> Option<u64> {
-        self.e.expiries.peek().map(|e| e.0.0)
+        self.e.next_deadline()
     }
 
     fn open_order_count(&self) -> usize {

@@ -211,6 +211,37 @@ impl Engine {
             }
             out.push(']');
         }
+        // Likewise the switches (added after version 1: older snapshots load without them).
+        if !self.cancel_schedules.is_empty() {
+            out.push_str(",\"cancel_schedules\":[");
+            let mut rows: Vec<(&str, u64, u64)> = self.cancel_schedules.iter().map(|(t, &(at, n))| (self.syms.s(*t), at, n)).collect();
+            rows.sort();
+            for (i, (t, at, n)) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                jstr(&mut out, t);
+                let _ = write!(out, ",{at},{n}]");
+            }
+            out.push(']');
+        }
+        if !self.disconnect_timers.is_empty() {
+            out.push_str(",\"disconnect_timers\":[");
+            let mut rows: Vec<(&str, &str, u64)> = self.disconnect_timers.iter().map(|((t, c), &d)| (self.syms.s(*t), &**c, d)).collect();
+            rows.sort();
+            for (i, (t, c, d)) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                jstr(&mut out, t);
+                out.push(',');
+                jstr(&mut out, c);
+                let _ = write!(out, ",{d}]");
+            }
+            out.push(']');
+        }
         out.push('}');
         out
     }
@@ -406,6 +437,20 @@ pub fn load(data: &[u8]) -> Result<Engine, E> {
         for r in arr(rows)? {
             let [a, b] = tup::<2>(r)?;
             e.reverted.insert((i128v(a)?, i128v(b)?));
+        }
+    }
+    if let Some(rows) = root.get("cancel_schedules") {
+        for r in arr(rows)? {
+            let [t, at, n] = tup::<3>(r)?;
+            let t = e.syms.get(s(t)?);
+            e.cancel_schedules.insert(t, (u64v(at)?, u64v(n)?));
+        }
+    }
+    if let Some(rows) = root.get("disconnect_timers") {
+        for r in arr(rows)? {
+            let [t, c, d] = tup::<3>(r)?;
+            let t = e.syms.get(s(t)?);
+            e.disconnect_timers.insert((t, s(c)?.into()), u64v(d)?);
         }
     }
     e.recompute_supply().map_err(|f| f.0)?;

@@ -29,7 +29,7 @@ from backend.db.session import make_engine, session_factory
 from backend.domain.types import Side, TimeInForce
 from backend.eip712.domain import Domain
 from backend.eip712.hashing import digest
-from backend.eip712.messages import Cancel, CancelAll, Message, Order
+from backend.eip712.messages import Cancel, CancelAll, Message, Order, ScheduleCancel
 from backend.eip712.parsing import message_to_json
 from backend.eip712.signing import sign
 from backend.engine.client import BookSnapshot, Intake, Outcome, TokenInfo
@@ -192,6 +192,17 @@ class Harness:
     def cancel_all(self, who: int, nonce_below: int, *, every_market: bool = False) -> Any:
         body = self.cancel_all_body(who, nonce_below, every_market=every_market)
         return self.client.post("/v1/orders/cancel-all", json=body)
+
+    def schedule_cancel_body(
+        self, who: int, at: int, nonce: int, *, key: str | None = None
+    ) -> dict[str, Any]:
+        msg = ScheduleCancel(TRADERS[who], at, nonce)
+        return {"scheduleCancel": message_to_json(msg),
+                "signature": self.signed(msg, key or KEYS[who])}  # fmt: skip
+
+    def schedule_cancel(self, who: int, at: int, nonce: int, *, key: str | None = None) -> Any:
+        body = self.schedule_cancel_body(who, at, nonce, key=key)
+        return self.client.post("/v1/orders/schedule-cancel", json=body)
 
 
 # One document, parsed and compiled once for every harness.

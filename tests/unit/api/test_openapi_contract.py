@@ -194,6 +194,13 @@ def test_every_route_answers_as_documented(api: Harness) -> None:
     assert api.cancel_all(0, 1).json()["status"] == "applied"
     assert api.cancel_all(0, 1, every_market=True).status_code == 200
     assert c.post("/v1/orders/cancel-all", json={"cancelAll": 1}).status_code == 400
+    # the dead-man's switch: set, cleared, too soon, a stale nonce, signed by another key
+    soon = int(time.time()) + 60
+    assert api.schedule_cancel(0, soon, 1).json()["status"] == "scheduled"
+    assert api.schedule_cancel(0, 0, 2).json()["status"] == "cleared"
+    assert api.schedule_cancel(0, int(time.time()), 3).status_code == 400
+    assert api.schedule_cancel(0, soon, 2).status_code == 409
+    assert api.schedule_cancel(0, soon, 4, key=KEYS[1]).status_code == 401
     # batches: each item's answer (success and errors) against the document's union
     batch = api.batch(
         api.order_body(api.order(0, Side.BUY, price=PRICE - 2 * 10**6)),
@@ -254,6 +261,9 @@ def test_every_route_answers_as_documented(api: Harness) -> None:
         ("DELETE", "/v1/orders/{order_hash}", 401, "INVALID_SIGNATURE"),
         ("DELETE", "/v1/orders/{order_hash}", 404, "ORDER_NOT_FOUND"),
         ("POST", "/v1/orders/cancel-all", 400, "INVALID_REQUEST"),
+        ("POST", "/v1/orders/schedule-cancel", 400, "SCHEDULE_TOO_SOON"),
+        ("POST", "/v1/orders/schedule-cancel", 409, "NONCE_REUSED"),
+        ("POST", "/v1/orders/schedule-cancel", 401, "INVALID_SIGNATURE"),
         ("GET", "/v1/accounts/{address}/balances", 401, "SESSION_REQUIRED"),
         ("GET", "/v1/accounts/{address}/withdrawals", 403, "SESSION_FORBIDDEN"),
         ("POST", "/v1/withdrawals", 409, "NONCE_REUSED"),

@@ -110,7 +110,9 @@ def test_cancel_on_disconnect_pulls_this_connections_resting_orders(api: Harness
             ws.send_json({"op": "place", "id": i, **api.order_body(o)})
         ws.send_json({"op": "cancel", "id": "c", **api.cancel_body(mine[0])})
         got = _results(ws, 5)
-        assert got[0]["body"] == {"cancelOnDisconnect": True, "orders": 0}
+        assert got[0]["body"] == {
+            "cancelOnDisconnect": True, "orders": 0, "trader": None, "timeoutS": None,
+        }  # fmt: skip
         assert [r["status"] for r in got] == [200] * 5
         assert len(_book(api)["bids"]) == 3  # mine[1], mine[2], other
     _wait_for(lambda: _book(api)["bids"] == [[str(PRICE - 10 * TICK), str(ONE)]], "pulled")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from backend.domain.types import Side, TimeInForce
 from backend.eip712 import Cancel, CancelAll, Domain, Order, Withdrawal
 from backend.eip712.hashing import digest, typed_data
-from backend.eip712.messages import EIP712_TYPES, Session, encode_type
+from backend.eip712.messages import EIP712_TYPES, ScheduleCancel, Session, encode_type
 from backend.eip712.signing import Signature, sign, sign_typed
 
 addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
@@ -36,6 +36,7 @@ messages = st.one_of(
     st.builds(CancelAll, addresses, addresses, addresses, u64),
     st.builds(Withdrawal, addresses, addresses, u256, u64, u64),
     st.builds(Session, addresses, st.text(max_size=40), u64),
+    st.builds(ScheduleCancel, addresses, u64, u64),
 )
 
 
@@ -59,6 +60,9 @@ def test_published_types() -> None:
     )
     assert encode_type("Cancel") == "Cancel(address trader,bytes32 orderHash)"
     assert encode_type("Session") == "Session(address trader,string scope,uint64 expiry)"
+    assert encode_type("ScheduleCancel") == (
+        "ScheduleCancel(address trader,uint64 time,uint64 nonce)"
+    )
     assert encode_type("CancelAll") == (
         "CancelAll(address trader,address baseToken,address quoteToken,uint64 nonceBelow)"
     )

@@ -88,6 +88,9 @@ _ARGS: dict[type[Any], dict[str, Any]] = {
         "maker_fee": u256,
         "taker_fee": u256,
     },
+    c.ScheduleCancel: {"trader": addr, "time": anyint, "nonce": u64},
+    c.ArmCancelOnDisconnect: {"trader": addr, "connection_id": text, "deadline": anyint},
+    c.CancelOnDisconnect: {"trader": addr, "connection_id": text},
 }
 commands = st.one_of([st.builds(cls, seq=u64, now=u64, **args) for cls, args in _ARGS.items()])
 

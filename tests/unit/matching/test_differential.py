@@ -4,7 +4,8 @@ Both engines get every command; after every step their events, their `state_hash
 invariants must agree. The streams mix several markets (with size, notional, price-band and
 circuit-breaker limits, every market state), traders sharing tokens, every command type and
 time-in-force, expiry and sweeps, self-trade, cancel-all bars, freezes, funds moving in and out,
-withdrawal reservations, reverted fills, and amounts at the edges: 0, one off the lot or the
+withdrawal reservations, reverted fills, scheduled cancels and cancel-on-disconnect timers,
+and amounts at the edges: 0, one off the lot or the
 tick, the market minimum, and near 2**256 (where sums overflow a uint256: both engines must
 refuse alike). Snapshots are exchanged mid-stream (each engine continues from the other's
 snapshot) and, at the end, the stream is written to a real journal and replayed into fresh
@@ -366,6 +367,36 @@ class Differential(RuleBasedStateMachine):
     @rule()
     def sweep(self) -> None:
         self.next(c.SweepExpired)
+
+    @rule(
+        trader=st.sampled_from(TRADERS),
+        delay=st.sampled_from((0, -1, 1, 2, 5, 40, None)),
+        nonce_step=st.sampled_from((1, 1, 1, 0, -1)),
+        edge=st.sampled_from((None, None, None, 2**64, -1)),
+    )
+    def schedule_cancel(
+        self, trader: str, delay: int | None, nonce_step: int, edge: int | None
+    ) -> None:
+        """Dead-man's switch: set (a time ahead), cleared (None: 0), in the past or now
+        (refused), with a fresh, a repeated or an older nonce, or out of uint64."""
+        self.nonce += nonce_step
+        at = 0 if delay is None else self.now + delay
+        self.next(c.ScheduleCancel, trader=trader, time=at if edge is None else edge,
+                  nonce=self.nonce)  # fmt: skip
+
+    @rule(
+        trader=st.sampled_from(TRADERS),
+        connection_id=st.sampled_from(("c1", "c2", "")),
+        ttl=st.sampled_from((0, 1, 3, 15, -1)),
+    )
+    def arm_cancel_on_disconnect(self, trader: str, connection_id: str, ttl: int) -> None:
+        deadline = 0 if ttl == 0 else self.now + ttl
+        self.next(c.ArmCancelOnDisconnect, trader=trader, connection_id=connection_id,
+                  deadline=deadline)  # fmt: skip
+
+    @rule(trader=st.sampled_from(TRADERS), connection_id=st.sampled_from(("c1", "c2", "")))
+    def cancel_on_disconnect(self, trader: str, connection_id: str) -> None:
+        self.next(c.CancelOnDisconnect, trader=trader, connection_id=connection_id)
 
     @precondition(lambda self: any(p.expiry > self.now for p in self.placed))
     @rule(sweep=st.booleans())
