@@ -278,10 +278,14 @@ def fill_state(
     tx_hash: bytes | None = None,
     block: int | None = None,
     reason: str | None = None,
+    attempt: bytes | None = None,
 ) -> list[StreamEvent]:
-    """One settlement state change of a fill (`submitted`, `settled`, `failed`): an event for
-    each of its two traders, keyed by that trader."""
+    """One settlement state change of a fill (`submitted`, `settled`, `failed`, or `matched`
+    again when its transaction reverted or was dropped): an event for each of its two traders,
+    keyed by that trader. A fill can be submitted more than once, so `submitted` and the return
+    to `matched` name the transaction (`attempt`) in their ids; `settled` and `failed` are final."""
     fid = fill_id(seq, fill_index)
+    tail = state if attempt is None else f"{state}-{attempt.hex()}"
     base = {
         "seq": seq,
         "fill_index": fill_index,
@@ -297,7 +301,7 @@ def fill_state(
     }
     return [
         StreamEvent(
-            f"fill-{fid}-{side}-{state}", "fill", trader, {**base, "trader": trader, "side": side}
+            f"fill-{fid}-{side}-{tail}", "fill", trader, {**base, "trader": trader, "side": side}
         )
         for side, trader in (("maker", maker_trader), ("taker", taker_trader))
     ]
@@ -332,6 +336,37 @@ def deposit(
             "block": block,
             "confirmations": confirmations,
             "status": status,
+        },
+    )
+
+
+def withdrawal_settlement(
+    *,
+    withdrawal_id: str,
+    trader: str,
+    token: str,
+    amount: int,
+    status: str,
+    tx_hash: bytes | None,
+    block: int | None,
+    reason: str | None,
+) -> StreamEvent:
+    """The settlement worker's withdraw transaction: `submitted` (per transaction),
+    `confirmed` or `failed`."""
+    attempt = f"-{tx_hash.hex()}" if status == "submitted" and tx_hash is not None else ""
+    return StreamEvent(
+        f"wds-{withdrawal_id}-{status}{attempt}",
+        "withdrawal",
+        trader,
+        {
+            "status": status,
+            "withdrawal_id": withdrawal_id,
+            "trader": trader,
+            "token": token,
+            "amount": str(amount),
+            "tx_hash": None if tx_hash is None else hex0x(tx_hash),
+            "block": block,
+            "reason": reason,
         },
     )
 
