@@ -310,34 +310,57 @@ def fill_state(
 # ---------------------------------------------------------------- the indexer
 
 
-def deposit(
+def _chain_id(prefix: str, tx_hash: bytes, log_index: int, block_hash: bytes, status: str) -> str:
+    # The block hash too: a transaction a reorg took away can come back in another block, and
+    # its `seen` there is a new event.
+    return f"{prefix}-{tx_hash.hex()}-{log_index}-{block_hash[:8].hex()}-{status}"
+
+
+def _chain_payload(
     *,
     tx_hash: bytes,
     log_index: int,
+    block_hash: bytes,
     trader: str,
     token: str,
     amount: int,
     block: int,
     confirmations: int,
     status: str,
-) -> StreamEvent:
-    """A deposit as the indexer sees it: `seen` (in a block, not final), `confirmed` (credited),
-    `reorged` (its block left the chain)."""
-    return StreamEvent(
-        f"dep-{hex0x(tx_hash)}-{log_index}-{status}-{confirmations}",
-        "deposit",
-        trader,
-        {
-            "tx_hash": hex0x(tx_hash),
-            "log_index": log_index,
-            "trader": trader,
-            "token": token,
-            "amount": str(amount),
-            "block": block,
-            "confirmations": confirmations,
-            "status": status,
-        },
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "trader": trader,
+        "token": token,
+        "amount": str(amount),
+        "tx_hash": hex0x(tx_hash),
+        "log_index": log_index,
+        "block_hash": hex0x(block_hash),
+        "block": block,
+        "confirmations": confirmations,
+    }
+
+
+def deposit(**chain: Any) -> StreamEvent:
+    """A deposit as the indexer sees it: `seen` (in an indexed block, not final), `confirmed`
+    (final: the engine is credited), `reorged` (its block left the chain). `chain`: the
+    arguments of `_chain_payload`."""
+    payload = _chain_payload(**chain)
+    eid = _chain_id(
+        "dep", chain["tx_hash"], chain["log_index"], chain["block_hash"], chain["status"]
     )
+    return StreamEvent(eid, "deposit", chain["trader"], payload)
+
+
+def withdrawal_chain(*, withdrawal_id: str | None, exit: bool, **chain: Any) -> StreamEvent:
+    """A withdrawal seen on chain (`seen`, `confirmed`, `reorged`, as deposits): a `Withdrawn`
+    (`withdrawal_id` names the engine's reservation) or an `ExitWithdrawn` (`exit`)."""
+    payload = _chain_payload(**chain)
+    payload.update(withdrawal_id=withdrawal_id, exit=exit)
+    eid = _chain_id(
+        "wd", chain["tx_hash"], chain["log_index"], chain["block_hash"], chain["status"]
+    )
+    return StreamEvent(eid, "withdrawal", chain["trader"], payload)
 
 
 def withdrawal_settlement(
@@ -367,37 +390,6 @@ def withdrawal_settlement(
             "tx_hash": None if tx_hash is None else hex0x(tx_hash),
             "block": block,
             "reason": reason,
-        },
-    )
-
-
-def withdrawal_chain(
-    *,
-    tx_hash: bytes,
-    log_index: int,
-    trader: str,
-    token: str,
-    amount: int,
-    block: int,
-    confirmations: int,
-    status: str,
-    withdrawal_id: str | None = None,
-) -> StreamEvent:
-    """A withdrawal seen on chain (`executed` in a block, `confirmed` final, `reorged`)."""
-    return StreamEvent(
-        f"wd-{hex0x(tx_hash)}-{log_index}-{status}-{confirmations}",
-        "withdrawal",
-        trader,
-        {
-            "status": status,
-            "withdrawal_id": withdrawal_id,
-            "trader": trader,
-            "token": token,
-            "amount": str(amount),
-            "tx_hash": hex0x(tx_hash),
-            "log_index": log_index,
-            "block": block,
-            "confirmations": confirmations,
         },
     )
 
