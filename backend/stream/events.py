@@ -86,7 +86,7 @@ def _accepted(eid: str, e: ev.OrderAccepted, out: list[StreamEvent]) -> None:
         amount=str(e.amount),
         time_in_force=_TIF[e.time_in_force],
         nonce=str(e.nonce),
-        expiry=e.expiry,
+        expiry=str(e.expiry),
         client_order_id=e.client_order_id,
     )
     out.append(order)
@@ -199,6 +199,7 @@ def _withdrawal(status: str) -> Callable[[str, Any, list[StreamEvent]], None]:
                 "withdrawal",
                 e.trader,
                 {
+                    "source": "engine",
                     "seq": e.seq,
                     "status": status,
                     "withdrawal_id": e.withdrawal_id,
@@ -356,7 +357,7 @@ def withdrawal_chain(*, withdrawal_id: str | None, exit: bool, **chain: Any) -> 
     """A withdrawal seen on chain (`seen`, `confirmed`, `reorged`, as deposits): a `Withdrawn`
     (`withdrawal_id` names the engine's reservation) or an `ExitWithdrawn` (`exit`)."""
     payload = _chain_payload(**chain)
-    payload.update(withdrawal_id=withdrawal_id, exit=exit)
+    payload.update(source="chain", withdrawal_id=withdrawal_id, exit=exit)
     eid = _chain_id(
         "wd", chain["tx_hash"], chain["log_index"], chain["block_hash"], chain["status"]
     )
@@ -382,6 +383,7 @@ def withdrawal_settlement(
         "withdrawal",
         trader,
         {
+            "source": "settlement",
             "status": status,
             "withdrawal_id": withdrawal_id,
             "trader": trader,

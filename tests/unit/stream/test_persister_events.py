@@ -17,6 +17,7 @@ from backend.db.migrate import upgrade
 from backend.db.session import make_engine, session_factory, unit_of_work
 from backend.engine.persister import WriteCache, write_batch
 from backend.engine.records import Applied
+from tests.stream_schemas import check_conformance, check_key_order, outbox_rows
 from tests.unit.engine.test_persister import applied
 
 
@@ -118,3 +119,13 @@ def test_retry_adds_nothing_and_rollback_leaves_nothing(
 
 def test_no_stream_writes_no_events(tmp_path: Path, items: list[Applied]) -> None:
     assert persist_stream(f"sqlite:///{tmp_path / 'f.db'}", items, 50, stream=False) == []
+
+
+def test_every_event_matches_its_schema(tmp_path: Path, items: list[Applied]) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    persist_stream(url, items, 50)
+    engine = make_engine(url)
+    messages = check_conformance(outbox_rows(session_factory(engine)))
+    engine.dispose()
+    check_key_order(messages)
+    assert {"trade", "fill", "order", "balance"} <= {m["type"] for m in messages}
