@@ -137,6 +137,8 @@ class Rig:
     rpc_url: str | None = None
     """Another way to the node (a fault-injecting proxy); the node itself by default."""
     rpc_timeout_s: float = 10.0
+    stream: bool = False
+    """Write deposits and withdrawals to the event stream's outbox."""
     factory: sessionmaker[Session] = field(init=False)
     engine: EngineBox = field(init=False)
     indexer: Indexer = field(init=False)
@@ -168,6 +170,7 @@ class Rig:
             start_block=0,
             poll_interval_s=0.05,
             max_blocks_per_poll=self.max_blocks_per_poll,
+            stream=self.stream,
         )
         indexer = Indexer(config, rpc, self.factory, outbox)
         indexer.check_chain()

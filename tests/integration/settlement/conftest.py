@@ -67,6 +67,7 @@ class Stack:
     worker: subprocess.Popen[bytes] | None = None
     nonces: dict[str, int] = field(default_factory=dict)
     logs: list[Path] = field(default_factory=list)
+    stream: bool = False  # the engine and the worker write the event stream's outbox
 
     # --- engine ----------------------------------------------------------------------------
     def engine(self, commands: list[tuple[Command, Intake | None]]) -> int:
@@ -78,6 +79,7 @@ class Stack:
                 journal_dir=self.tmp / "journal",
                 session_factory=self.factory,
                 fee_recipient=self.h.fee_recipient.address,
+                stream=self.stream,
             )
             fills = 0
             try:
@@ -157,6 +159,8 @@ class Stack:
             "HYBRIDEX_STUCK_AFTER_BLOCKS": "2",
             "HYBRIDEX_LOG_LEVEL": "INFO",
         }
+        if self.stream:  # no relay runs here: the URL only turns the outbox on
+            env["HYBRIDEX_STREAM_URL"] = "nats://127.0.0.1:4222"
         env.update(self.env_overrides)
         env.update(extra)
         return env
