@@ -131,7 +131,8 @@ class JetStreamReader:
 
     async def close(self) -> None:
         if self._nc is not None:
-            await self._nc.drain()
+            await self._nc.flush()  # the acks sent so far reach the server
+            await self._nc.close()
         self._nc = None
 
 

@@ -61,29 +61,33 @@ class KafkaPublisher:
 
     def __init__(self, url: str, options: StreamOptions) -> None:
         try:
-            from aiokafka import AIOKafkaProducer
+            import aiokafka  # noqa: F401
         except ImportError as exc:  # the optional extra is not installed
             raise ValueError(
                 "HYBRIDEX_STREAM_URL=kafka://… needs aiokafka: pip install 'hybridex[kafka]'"
             ) from exc
         self.options = options
-        self._producer = AIOKafkaProducer(**producer_options(url, options))
-        self._started = False
+        self._settings = producer_options(url, options)
+        self._producer: Any = None  # made in start(): aiokafka binds it to the running loop
 
     async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
-        if self._started:
+        if self._producer is not None:
             return
+        producer = AIOKafkaProducer(**self._settings)
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as exc:
+            await producer.stop()
             raise PublishError(f"Kafka: {type(exc).__name__}: {exc}") from exc
-        self._started = True
+        self._producer = producer
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         from aiokafka.errors import KafkaError
 
+        assert self._producer is not None, "start() first"
         try:
             futures = [await self._producer.send(**record(r, self.options.prefix)) for r in rows]
             await asyncio.wait_for(asyncio.gather(*futures), self.options.ack_timeout_s)
@@ -91,6 +95,6 @@ class KafkaPublisher:
             raise PublishError(f"Kafka: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._started:
+        if self._producer is not None:
             await self._producer.stop()
-        self._started = False
+        self._producer = None
