@@ -314,6 +314,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)
 
+    @field_validator("stream_url")
+    @classmethod
+    def _empty_stream_url_is_none(cls, value: str | None) -> str | None:
+        return value or None  # HYBRIDEX_STREAM_URL= (empty): no stream, as when unset
+
     @field_validator("api_trusted_proxies")
     @classmethod
     def _check_proxy_ranges(cls, value: str) -> str:
