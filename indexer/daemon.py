@@ -27,7 +27,7 @@ from backend.domain.errors import (
     FatalError,
     HaltError,
 )
-from indexer import metrics, projection, store
+from indexer import metrics, projection, store, stream_events
 from indexer.events import ChainLog, EventCodec, checksum
 from indexer.projection import Outbox
 from indexer.rpc import BlockHeader, RpcClient, RpcError
@@ -64,6 +64,8 @@ class IndexerConfig:
     batch (indexing started after the deployment): `HYBRIDEX_FEE_RECIPIENT`."""
     cancel_delay_s: int | None = None
     """`HYBRIDEX_CANCEL_DELAY_S`, what the API publishes: checked against `cancelDelay()`."""
+    stream: bool = False
+    """Write deposits and withdrawals to the event stream's outbox (`HYBRIDEX_STREAM_URL` set)."""
 
 
 class Indexer:
@@ -294,6 +296,10 @@ class Indexer:
                 session=session, logs=chunk.logs, tokens=tokens, above=chunk.from_block - 1
             )
             projection.on_events(session=session, logs=chunk.logs)
+            if self.config.stream:
+                stream_events.add_chain(
+                    session, chunk.logs, status="seen", head=chunk.end.number, tokens=tokens
+                )
             store.save_blocks(session=session, headers=[chunk.end])
             store.prune_blocks(session=session, below=chunk.end.number)
             store.set_cursor(
@@ -310,6 +316,7 @@ class Indexer:
                 tokens=tokens,
                 known=(chunk.from_block, chunk.logs),
                 fee_recipient=self.config.fee_recipient,
+                stream_head=chunk.end.number if self.config.stream else None,
             )
         self._indexed = (chunk.end.number, chunk.end.timestamp)
         metrics.EVENTS.inc(len(chunk.logs))
@@ -360,6 +367,10 @@ class Indexer:
                 def flush() -> None:
                     store.save_events(session=session, logs=logs, tokens=tokens)
                     projection.on_events(session=session, logs=logs)
+                    if self.config.stream:
+                        stream_events.add_chain(
+                            session, logs, status="seen", head=tip.number, tokens=tokens
+                        )
                     logs.clear()
 
                 for item in items:
@@ -370,6 +381,7 @@ class Indexer:
                             chain_id=self.chain_id,
                             ancestor=item.ancestor.number,
                             tokens=tokens,
+                            stream=self.config.stream,
                         )
                     elif isinstance(item, Block):
                         logs.extend(item.logs)
@@ -390,6 +402,7 @@ class Indexer:
                     upto=tip.number - self.config.confirmations,
                     tokens=tokens,
                     fee_recipient=self.config.fee_recipient,
+                    stream_head=tip.number if self.config.stream else None,
                 )
         except BaseException:
             self._realtime = None  # the in-memory window may be ahead of the database

@@ -54,7 +54,7 @@ from backend.matching.commands import (
     FreezeTrader,
 )
 from backend.matching.events import CancelRejected, CommandRejected
-from indexer import store
+from indexer import store, stream_events
 from indexer.engine_sink import (
     CommandSink,
     JournalLookup,
@@ -209,6 +209,7 @@ def confirm(
     tokens: set[str],
     known: tuple[int, Sequence[ChainLog]] | None = None,
     fee_recipient: str | None = None,
+    stream_head: int | None = None,
 ) -> None:
     """Owes the engine the confirmed effects of blocks (confirmed cursor, upto].
 
@@ -218,7 +219,8 @@ def confirm(
     `(first block, every event of blocks [first block, upto])` already in hand (a backfill
     chunk, just stored) — used instead of reading them back when they cover the range.
     `fee_recipient`: who gets a settled batch's fees when no `FeeRecipientSet` precedes it in
-    `chain_events`.
+    `chain_events`. `stream_head`: the chain head, when the event stream is on: the newly
+    confirmed deposits and withdrawals go to its outbox (`confirmed`, with their depth).
     """
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     after = cursor.number if cursor is not None else -1
@@ -226,6 +228,7 @@ def confirm(
         return
     rows: list[dict[str, Any]] = []
     deltas: list[tuple[bytes, str, str, int, int]] = []
+    moved: list[tuple[bytes, Any]] = []  # (ref, event) of the deposits and withdrawals
     if known is not None and known[0] <= after + 1:
         events: Sequence[Any] = store.as_stored(
             e for e in known[1] if after < e.block_number <= upto and e.name in CONFIRMED
@@ -258,12 +261,18 @@ def confirm(
             kind = "exit_debit"
         row = _row(kind, ev, command)
         rows.append(row)
+        moved.append((row["ref"], ev))
         deltas.append((row["ref"], trader, token, BALANCE_SIGN[kind] * amount, ev.block_number))
     fresh = bool(rows) and store.nothing_above(
         session=session, table=_COMMANDS, number=after, where={"kind": list(BALANCE_SIGN)}
     )
     new = store.insert_new(session=session, table=_COMMANDS, rows=rows, key="ref", fresh=fresh)
     apply_balances(session, tokens, [(t, k, d, b) for ref, t, k, d, b in deltas if ref in new])
+    if stream_head is not None:
+        confirmed = [ev for ref, ev in moved if ref in new]
+        stream_events.add_chain(
+            session, confirmed, status="confirmed", head=stream_head, tokens=tokens
+        )
     store.set_cursor(
         session=session,
         name=store.CONFIRMED_CURSOR,
@@ -337,8 +346,11 @@ def _settle_rows(
     return rows
 
 
-def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]) -> None:
-    """Undo what blocks above `ancestor` owed or did, then forget them (store.delete_above)."""
+def on_reorg(
+    *, session: Session, chain_id: int, ancestor: int, tokens: set[str], stream: bool = False
+) -> None:
+    """Undo what blocks above `ancestor` owed or did, then forget them (store.delete_above).
+    With `stream`, their deposits and withdrawals go to the event stream as `reorged`."""
     rows = session.scalars(
         select(IndexerCommand)
         .where(IndexerCommand.block_number > ancestor, IndexerCommand.status != CANCELLED)
@@ -375,6 +387,8 @@ def on_reorg(*, session: Session, chain_id: int, ancestor: int, tokens: set[str]
     session.flush()
     apply_balances(session, tokens, deltas)
     store.insert_new(session=session, table=_COMMANDS, rows=reverses, key="ref")
+    if stream:
+        stream_events.add_reorged(session, above=ancestor, tokens=tokens)
     store.delete_above(session=session, number=ancestor)
     cursor = store.load_cursor(session=session, name=store.CONFIRMED_CURSOR)
     if cursor is not None and cursor.number > ancestor:

@@ -266,20 +266,23 @@ class StoredEvent(NamedTuple):
     block_number: int
     event: str
     args: dict[str, Any]
+    tx_hash: bytes
 
 
 def as_stored(logs: Iterable[ChainLog]) -> list[StoredEvent]:
     """`logs` as `events_between` would return them once stored (same order given)."""
     return [
-        StoredEvent(e.block_hash, e.log_index, e.block_number, e.name, args_to_json(e.args))
+        StoredEvent(
+            e.block_hash, e.log_index, e.block_number, e.name, args_to_json(e.args), e.tx_hash
+        )
         for e in logs
     ]
 
 
 def events_between(
     *, session: Session, after: int, upto: int, names: Sequence[str]
-) -> Sequence[Row[tuple[bytes, int, int, str, dict[str, Any]]]]:
-    """(block_hash, log_index, block_number, event, args) of the `names` events in blocks
+) -> Sequence[Row[tuple[bytes, int, int, str, dict[str, Any], bytes]]]:
+    """(block_hash, log_index, block_number, event, args, tx_hash) of the `names` events in blocks
     (after, upto], in chain order — plain rows, no ORM objects (one chunk holds thousands)."""
     return session.execute(
         select(
@@ -288,6 +291,7 @@ def events_between(
             ChainEvent.block_number,
             ChainEvent.event,
             ChainEvent.args,
+            ChainEvent.tx_hash,
         )
         .where(
             ChainEvent.block_number > after,

@@ -58,6 +58,7 @@ def indexer(
         max_log_range=settings.indexer_max_log_range,
         fee_recipient=settings.fee_recipient,
         cancel_delay_s=settings.cancel_delay_s,
+        stream=settings.stream_url is not None,
     )
     if settings.indexer_metrics_port is not None:
         from prometheus_client import start_http_server

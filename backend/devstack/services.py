@@ -180,6 +180,7 @@ async def start_services(
             poll_interval_s=settings.indexer_poll_interval_s,
             fee_recipient=settings.fee_recipient,
             cancel_delay_s=settings.cancel_delay_s,
+            stream=settings.stream_url is not None,
         ),
         rpc,
         factory,

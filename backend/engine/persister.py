@@ -17,6 +17,9 @@ Decisions:
   persister on a foreign key.
 - A command without a signature in its intake (tests, operator commands) stores a zero
   signature.
+- The event stream (docs/events.md): with `stream=True` the same pass that folds the rows
+  builds the stream's events (one per engine event, stable ids `eng-<seq>-<index>`), written
+  to the outbox in the same transaction (one more executemany); without it, nothing.
 - Cost: each table is one executemany per transaction (no RETURNING), statements built once per
   dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
   placeholder insert and the amount read-back of most groups.
@@ -67,6 +70,9 @@ from backend.matching.commands import (
     PlaceOrder,
     ReserveWithdrawal,
 )
+from backend.stream import outbox
+from backend.stream.events import engine_events
+from backend.stream.outbox import StreamEvent
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +118,9 @@ def _market_row(spec: MarketSpec) -> dict[str, Any]:
 class _Rows:
     """Everything one transaction writes, collected from a run of applied commands."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: bool = False) -> None:
+        self.stream = stream
+        self.events: list[StreamEvent] = []  # the stream's events, when `stream`
         self.tokens: dict[str, dict[str, Any]] = {}
         self.placeholder_tokens: set[str] = set()
         self.markets: dict[str, dict[str, Any]] = {}
@@ -131,6 +139,8 @@ class _Rows:
     def add(self, item: Applied) -> None:
         command, intake, seq = item.command, item.intake, item.command.seq
         signature = (intake.signature if intake else None) or NO_SIGNATURE
+        if self.stream:
+            engine_events(seq, item.events, self.events)
         for e in item.events:
             if isinstance(e, ev.BalanceChanged):
                 self.placeholder_tokens.add(e.token)
@@ -352,16 +362,18 @@ def write_batch(
     *,
     cursor_name: str,
     cache: WriteCache | None = None,
+    stream: bool = False,
 ) -> int:
     """Write the rows of `items` (already filtered to seq > cursor) and advance the cursor.
 
     Rows are folded per key first (one row per order, balance, cancel… per transaction), then
     every table is one executemany of plain dicts (the driver's batch path; psycopg pipelines
-    it). Call `cache.committed()` once the transaction has committed.
+    it). Call `cache.committed()` once the transaction has committed. With `stream`, the
+    events of `items` go to the stream's outbox in the same transaction.
     """
     cache = cache if cache is not None else WriteCache()
     stmts = _statements(session)
-    rows = _Rows()
+    rows = _Rows(stream)
     for item in items:
         rows.add(item)
     if rows.tokens:
@@ -383,6 +395,7 @@ def write_batch(
     _many(session, stmts.cancels, list(rows.cancels.values()))
     _many(session, stmts.withdrawals, list(rows.withdrawals.values()))
     _many(session, stmts.exits, list(rows.exits.values()))
+    outbox.add(session, rows.events)
     last = items[-1].command.seq
     session.execute(stmts.cursor, [{"name": cursor_name, "seq": last}])
     return last
@@ -468,9 +481,16 @@ def _write_closed_reverts(session: Session, rows: _Rows) -> None:
 class DbPersister:
     """A background thread writing applied commands to the database (an `EventSink`)."""
 
-    def __init__(self, factory: sessionmaker[Session], *, cursor_name: str = CURSOR_NAME) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        cursor_name: str = CURSOR_NAME,
+        stream: bool = False,
+    ) -> None:
         self.factory = factory
         self.cursor_name = cursor_name
+        self.stream = stream  # write the event stream's outbox too (settings.stream_url set)
         self.persisted = read_cursor(factory, cursor_name)
         self._cache = WriteCache()
         self.pushed = self.persisted
@@ -528,7 +548,11 @@ class DbPersister:
             try:
                 with unit_of_work(self.factory) as session:
                     last = write_batch(
-                        session, items, cursor_name=self.cursor_name, cache=self._cache
+                        session,
+                        items,
+                        cursor_name=self.cursor_name,
+                        cache=self._cache,
+                        stream=self.stream,
                     )
             except Exception:
                 # Retry the same batch forever: skipping it would lose fills.

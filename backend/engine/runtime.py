@@ -32,4 +32,5 @@ def service_options(settings: Settings) -> dict[str, Any]:
         "fee_recipient": settings.fee_recipient,
         "persist_lag_max": settings.engine_persist_lag_max,
         "engine": settings.engine,
+        "stream": settings.stream_url is not None,  # the persister writes the stream's outbox
     }

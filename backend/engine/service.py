@@ -187,6 +187,7 @@ class EngineService:
         fee_recipient: str | None = None,
         persist_lag_max: int | None = None,
         engine: str | None = None,
+        stream: bool = False,
     ) -> EngineService:
         """Load the newest usable snapshot, replay the journal after it, start the loop."""
         journal_dir = Path(journal_dir)
@@ -195,7 +196,7 @@ class EngineService:
         if sink is None and session_factory is not None:
             from backend.engine.persister import DbPersister
 
-            sink = DbPersister(session_factory)
+            sink = DbPersister(session_factory, stream=stream)
         try:
             published, channel_seqs = 0, dict[str, int]()
             if feeds is not None:

@@ -21,6 +21,8 @@ from backend.reconcile.engine_side import EngineRead, tcp_engine_read
 from backend.reconcile.run import reconcile
 from backend.settlement.celery_app import app
 from backend.settlement.context import get_context
+from backend.stream import events, outbox
+from backend.stream.outbox import StreamEvent
 from indexer.rpc import RpcClient
 
 log = structlog.get_logger(__name__)
@@ -42,17 +44,18 @@ def run_and_store(
         engine_read=engine_read,
     )
     with unit_of_work(factory) as session:
-        session.add(
-            ReconciliationRun(
-                block_number=report.block,
-                accounts=report.accounts,
-                discrepancies=len(report.discrepancies),
-                clean=report.clean,
-                report=json.dumps(report.as_json()),
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
+        run = ReconciliationRun(
+            block_number=report.block,
+            accounts=report.accounts,
+            discrepancies=len(report.discrepancies),
+            clean=report.clean,
+            report=json.dumps(report.as_json()),
+            duration_ms=int((time.monotonic() - started) * 1000),
         )
+        session.add(run)
         session.flush()
+        if settings.stream_url is not None:  # the run's result on the event stream
+            outbox.add(session, [reconciliation_event(run.id, run.duration_ms, report)])
         floor = session.scalar(
             select(ReconciliationRun.id)
             .order_by(ReconciliationRun.id.desc())
@@ -62,6 +65,35 @@ def run_and_store(
         if floor is not None:
             session.execute(delete(ReconciliationRun).where(ReconciliationRun.id <= floor))
     return report
+
+
+def reconciliation_event(run_id: int, duration_ms: int, report: Report) -> StreamEvent:
+    """The stream's `reconciliation` event of a stored run (docs/events.md): the counts and
+    each discrepancy's kind, pair and amounts."""
+    return events.reconciliation(
+        str(run_id),
+        {
+            "run_id": run_id,
+            "block": report.block,
+            "persister_seq": report.persister_seq,
+            "accounts": report.accounts,
+            "pairs": report.pairs,
+            "clean": report.clean,
+            "duration_ms": duration_ms,
+            "in_flight_fills": report.in_flight_fills,
+            "in_flight_chain_effects": report.in_flight_chain_effects,
+            "reverted_fills": report.reverted_fills,
+            "discrepancies": [
+                {
+                    "kind": d.kind,
+                    "trader": d.trader,
+                    "token": d.token,
+                    "amounts": {k: str(v) for k, v in d.amounts.items()},
+                }
+                for d in report.discrepancies
+            ],
+        },
+    )
 
 
 @app.task(name="reconcile.run", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -34,7 +34,7 @@ from backend.db.models import (
 from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, HaltError
 from backend.domain.types import BatchStatus, FillStatus, TxStatus, WithdrawalStatus
-from backend.settlement import metrics
+from backend.settlement import metrics, stream_events
 from backend.settlement.context import SettlementContext
 from backend.settlement.fees import Fees, bumped_fees
 from backend.settlement.fill_feed import publish_fill_states
@@ -249,6 +249,8 @@ def _mined(
             )
             if not success and rowcount(changed):
                 owe_release(session, tx.withdrawal_id)
+            if rowcount(changed):
+                stream_events.withdrawal_state(ctx, session, tx.withdrawal_id)
             log.info(
                 "withdrawal_confirmed" if success else "withdrawal_reverted",
                 withdrawal_id=tx.withdrawal_id,
@@ -280,6 +282,9 @@ def _finish_batch(
                 FillSettlement.status == FillStatus.SUBMITTED,
             )
             .values(status=FillStatus.MATCHED)
+        )
+        stream_events.fill_states(
+            ctx, session, FillStatus.MATCHED, batch_id=batch_id, attempt=tx.tx_hash
         )
         log.warning(
             "batch_tx_reverted", batch_id=batch_id, tx_hash=_hex(tx.tx_hash), block_number=block
@@ -342,6 +347,9 @@ def _finish_batch(
             .values(status=FillStatus.SETTLED)
         )
     )
+    stream_events.fill_states(
+        ctx, session, FillStatus.SETTLED, batch_id=batch_id, tx_hash=tx.tx_hash, block=block
+    )
     metrics.BATCHES_SETTLED.inc()
     metrics.FILLS_SETTLED.inc(settled)
     log.info(
@@ -402,6 +410,14 @@ def _fail_skipped(ctx: SettlementContext, session: Any, batch_id: int | None, re
         log.warning("fill_skipped", batch_id=batch_id, fill_id=fill_id, reason=reason)
     # The engine's ledger is ahead of the chain by these fills: owe their undoing.
     owe_reverts(session, failed)
+    stream_events.fill_states(
+        ctx,
+        session,
+        FillStatus.FAILED,
+        fill_ids=failed,
+        tx_hash=bytes(receipt["transactionHash"]),
+        block=int(receipt["blockNumber"]),
+    )
 
 
 def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction]) -> None:
@@ -433,6 +449,9 @@ def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction
                 )
                 .values(status=FillStatus.MATCHED)
             )
+            stream_events.fill_states(
+                ctx, session, FillStatus.MATCHED, batch_id=target.batch_id, attempt=target.tx_hash
+            )
         else:
             changed = session.execute(
                 update(WithdrawalSettlement)
@@ -447,6 +466,7 @@ def _dropped(ctx: SettlementContext, nonce: int, txs: list[SettlementTransaction
             )
             if rowcount(changed) and target.withdrawal_id is not None:
                 owe_release(session, target.withdrawal_id)
+                stream_events.withdrawal_state(ctx, session, target.withdrawal_id)
     log.error(
         "tx_nonce_taken",
         nonce=nonce,

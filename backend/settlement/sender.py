@@ -42,7 +42,7 @@ from backend.db.models import (
 from backend.db.session import unit_of_work
 from backend.domain.errors import ErrorCode, FatalError, RetryableError
 from backend.domain.types import BatchStatus, FillStatus, TxStatus, WithdrawalStatus
-from backend.settlement import metrics
+from backend.settlement import metrics, stream_events
 from backend.settlement.batcher import BatchContent, BatchFill, load_batch
 from backend.settlement.bisect import isolate_failures
 from backend.settlement.context import SettlementContext
@@ -328,6 +328,7 @@ def _fail_fills(
                 newly_failed.append(fill.fill_id)
         # The engine's ledger is ahead of the chain by these fills: owe their undoing.
         owe_reverts(session, newly_failed)
+        stream_events.fill_states(ctx, session, FillStatus.FAILED, fill_ids=newly_failed)
     publish_fill_states(ctx.fill_feed, ctx.factory, fill_ids=[fill.fill_id for fill, _ in failed])
     for fill, revert in failed:
         metrics.FILLS_FAILED.labels(reason=revert.name).inc()
@@ -500,6 +501,14 @@ def send_batch(ctx: SettlementContext, batch_id: int) -> str:
                 )
                 .values(status=FillStatus.SUBMITTED)
             )
+            stream_events.fill_states(
+                ctx,
+                session,
+                FillStatus.SUBMITTED,
+                batch_id=batch_id,
+                tx_hash=tx.tx_hash,
+                attempt=tx.tx_hash,
+            )
             tx_id, raw, tx_hash = tx.id, tx.raw_tx, tx.tx_hash
         metrics.BATCHES_SENT.inc()
         publish_fill_states(ctx.fill_feed, ctx.factory, batch_ids=[batch_id])
@@ -569,6 +578,7 @@ def send_withdrawal(ctx: SettlementContext, withdrawal_id: int) -> str:
                 )
                 session.flush()
                 owe_release(session, withdrawal_id)
+                stream_events.withdrawal_state(ctx, session, withdrawal_id)
             log.warning("withdrawal_failed", withdrawal_id=withdrawal_id, reason=revert.reason)
             return "failed"
         gas = with_margin(outcome)
@@ -592,6 +602,7 @@ def send_withdrawal(ctx: SettlementContext, withdrawal_id: int) -> str:
                     tx_hash=tx.tx_hash,
                 )
             )
+            stream_events.withdrawal_state(ctx, session, withdrawal_id)
             tx_id, raw, tx_hash = tx.id, tx.raw_tx, tx.tx_hash
         log.info("withdrawal_signed", withdrawal_id=withdrawal_id, tx_hash="0x" + tx_hash.hex())
         if broadcast(ctx, raw, tx_hash):
