@@ -17,6 +17,9 @@ def consume(
         "var/stream-balances.json", help="Where the rebuilt balances are kept."
     ),
     idle_s: float = typer.Option(2.0, help="Stop after this long without an event."),
+    limit: int | None = typer.Option(
+        None, help="Stop once this many events (in all, duplicates excluded) are applied."
+    ),
     compare: str | None = typer.Option(
         None,
         "--compare",
@@ -47,7 +50,7 @@ def consume(
         reader = JetStreamReader(url, settings.stream_subject_prefix, durable)
         await reader.start()
         try:
-            await rebuild(reader, book, path, idle_s=idle_s)
+            await rebuild(reader, book, path, idle_s=idle_s, limit=limit)
         finally:
             await reader.close()
 

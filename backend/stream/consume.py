@@ -148,7 +148,8 @@ async def rebuild(
     is applied, saved to `state`, then acknowledged."""
     idle_since = asyncio.get_running_loop().time()
     while limit is None or book.events < limit:
-        messages = await reader.fetch(timeout=min(1.0, idle_s))
+        want = 500 if limit is None else max(1, min(500, limit - book.events))
+        messages = await reader.fetch(want, timeout=min(1.0, idle_s))
         now = asyncio.get_running_loop().time()
         if not messages:
             if now - idle_since >= idle_s:
