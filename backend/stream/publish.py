@@ -97,6 +97,7 @@ class NatsPublisher:
         self.options = options
         self.stream = stream_name(options.prefix)
         self._nc: NatsClient | None = None
+        self._jsc: JetStreamContext | None = None  # one: each has its own ack subscription
 
     async def start(self) -> None:
         import nats
@@ -131,7 +132,9 @@ class NatsPublisher:
 
     def _js(self) -> JetStreamContext:
         assert self._nc is not None, "start() first"
-        return self._nc.jetstream(timeout=self.options.ack_timeout_s)
+        if self._jsc is None:
+            self._jsc = self._nc.jetstream(timeout=self.options.ack_timeout_s)
+        return self._jsc
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         from nats.errors import Error as NatsError
@@ -140,16 +143,19 @@ class NatsPublisher:
         prefix = self.options.prefix
         futures: list[asyncio.Future[PubAck]] = []
         try:
-            for row in rows:
-                futures.append(
-                    await js.publish_async(
-                        f"{prefix}.{row.type}.{subject_token(row.key)}",
-                        row.envelope(),
-                        wait_stall=self.options.ack_timeout_s,
-                        headers={"Nats-Msg-Id": row.event_id},
+            # One bound for the batch: sending (past 4000 unacknowledged, publish_async waits
+            # for acks to come back) and every ack.
+            async with asyncio.timeout(self.options.ack_timeout_s):
+                for row in rows:
+                    futures.append(
+                        await js.publish_async(
+                            f"{prefix}.{row.type}.{subject_token(row.key)}",
+                            row.envelope(),
+                            wait_stall=None,
+                            headers={"Nats-Msg-Id": row.event_id},
+                        )
                     )
-                )
-            await asyncio.wait_for(asyncio.gather(*futures), self.options.ack_timeout_s)
+                await asyncio.gather(*futures)
         except (NatsError, TimeoutError, OSError) as exc:
             for future in futures:
                 future.cancel()
@@ -159,6 +165,7 @@ class NatsPublisher:
         if self._nc is not None:
             await self._nc.close()
         self._nc = None
+        self._jsc = None
 
 
 class RedisPublisher:

@@ -220,3 +220,50 @@ def test_events_carry_their_payload_unchanged(
         "data": payload,
     }
     assert json.dumps(got["data"]["total"]) == f'"{2**256 - 1}"'
+
+
+def test_a_batch_larger_than_the_async_pending_limit_is_published_whole(
+    nats_server: PrivateNats, sqlite_url: str, prefix: str
+) -> None:
+    from backend.db import make_engine, session_factory
+
+    factory = session_factory(make_engine(sqlite_url))
+    add_events(factory, 0, 6000, chunk=2000)  # nats-py lets 4000 acks be outstanding
+    with factory() as session:
+        rows = outbox.pending(session, 10_000)
+
+    async def run() -> list[dict]:
+        publisher = NatsPublisher(nats_server.url, StreamOptions(prefix=prefix))
+        await publisher.start()
+        await publisher.publish(rows)
+        await publisher.close()
+        return await read_all(nats_server.url, prefix, 6000)
+
+    got = asyncio.run(run())
+    assert len(got) == 6000
+    assert_in_order_per_key(got, 6000)
+
+
+def test_a_broker_gone_mid_batch_is_a_publish_error_within_the_timeout(
+    nats_server: PrivateNats, sqlite_url: str, prefix: str
+) -> None:
+    from backend.db import make_engine, session_factory
+    from backend.stream.publish import PublishError
+
+    factory = session_factory(make_engine(sqlite_url))
+    add_events(factory, 0, 6000, chunk=2000)
+    with factory() as session:
+        rows = outbox.pending(session, 10_000)
+
+    async def run() -> float:
+        publisher = NatsPublisher(nats_server.url, StreamOptions(prefix=prefix, ack_timeout_s=2))
+        await publisher.start()
+        nats_server.stop()
+        started = time.monotonic()
+        with pytest.raises(PublishError):
+            await publisher.publish(rows)
+        took = time.monotonic() - started
+        await publisher.close()
+        return took
+
+    assert asyncio.run(run()) < 5
