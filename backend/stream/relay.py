@@ -65,6 +65,7 @@ class Relay:
                 if sent == 0:
                     await self._sleep(self.config.poll_interval_s)
         finally:
+            await self._refresh_lag(force=True)  # what is left, for the last scrape
             await self.publisher.close()
 
     async def step(self) -> int:

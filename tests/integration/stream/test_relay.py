@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +27,7 @@ from tests.integration.stream.conftest import (
     PrivateNats,
     add_events,
     assert_in_order_per_key,
+    free_port,
     outbox_rows,
     read_all,
 )
@@ -139,7 +142,9 @@ def test_resent_events_are_dropped_by_jetstream_and_by_the_consumer(
     assert book.duplicates == 3
 
 
-def relay_process(db_url: str, nats_url: str, prefix: str) -> subprocess.Popen[bytes]:
+def relay_process(
+    db_url: str, nats_url: str, prefix: str, metrics_port: int | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "HYBRIDEX_DATABASE_URL": db_url,
@@ -149,6 +154,8 @@ def relay_process(db_url: str, nats_url: str, prefix: str) -> subprocess.Popen[b
         "HYBRIDEX_RELAY_POLL_INTERVAL_S": "0.02",
         "HYBRIDEX_LOG_LEVEL": "WARNING",
     }
+    if metrics_port is not None:
+        env["HYBRIDEX_RELAY_METRICS_PORT"] = str(metrics_port)
     return subprocess.Popen(
         [sys.executable, "-m", "backend.cli.main", "relay"],
         env=env,
@@ -175,12 +182,20 @@ def test_no_loss_across_a_relay_sigkill(
         assert 0 < left < 6000
         add_events(factory, 6000, 1000)
 
-        process = relay_process(outbox_url, nats_server.url, prefix)
+        port = free_port()
+        process = relay_process(outbox_url, nats_server.url, prefix, metrics_port=port)
         deadline = time.monotonic() + 60
         while outbox_rows(factory) > 0:
             assert time.monotonic() < deadline, "outbox not drained"
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             time.sleep(0.05)
+        time.sleep(1.2)  # the lag gauges are refreshed at least once a second
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        published = re.search(r"^hybridex_stream_published_total (\S+)$", scraped, re.M)
+        assert published, scraped
+        assert float(published.group(1)) >= left + 1000  # the restarted relay's own count
+        assert re.search(r"^hybridex_stream_outbox_rows 0\.0$", scraped, re.M), scraped
+        assert re.search(r"^hybridex_stream_broker_up 1\.0$", scraped, re.M), scraped
         process.send_signal(signal.SIGTERM)  # graceful: finishes its batch, exits 0
         assert process.wait(15) == 0
     finally:
