@@ -1,9 +1,11 @@
 """The event stream after a trading session on the dev stack: the reference consumer
 (`hybridex consume`), restarted in the middle, rebuilds every trader's balances from the
-stream alone, and they equal the API's."""
+stream alone, and they equal the API's; every message on the broker is valid against its
+schema (docs/events), each key's events in order."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import pytest
 from backend.db import make_engine, session_factory
 from backend.stream import outbox
 from tests.integration.e2e.test_round_trip import DevStack, _env
-from tests.integration.stream.conftest import NATS_SERVER, PrivateNats, free_port
+from tests.integration.stream.conftest import NATS_SERVER, PrivateNats, free_port, read_all
+from tests.stream_schemas import check_key_order, validator
 
 pytestmark = pytest.mark.integration
 
@@ -82,5 +85,14 @@ def test_consumer_rebuilds_the_api_balances_across_a_restart(
         assert events > 5
         assert duplicates == 0  # the restart resumed from the durable cursor
         assert traders >= 2  # the demo's buyer and seller at least
+
+        # What arrived on the broker is what the schemas describe, each key in engine order.
+        got = asyncio.run(read_all(nats_server.url, env["HYBRIDEX_STREAM_SUBJECT_PREFIX"], events))
+        assert len({m["id"] for m in got}) == events
+        for message in got:
+            errors = list(validator(message["type"], message["version"]).iter_errors(message))
+            assert not errors, (message, [e.message for e in errors[:3]])
+        check_key_order(got)
+        assert {"trade", "fill", "order", "balance"} <= {m["type"] for m in got}
     finally:
         stack.stop()
