@@ -46,7 +46,7 @@ $(VENV)/openapi-client/.installed: requirements-openapi-client.lock | $(VENV)/.i
 LOCK_ARGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--custom-compile-command 'make lock' --quiet $(LOCK_UPGRADE)
 lock: $(VENV)/.installed
-	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kafka $(LOCK_ARGS) -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 	$(BIN)/uv pip compile requirements-checkov.in $(LOCK_ARGS) -o requirements-checkov.lock
 	$(BIN)/uv pip compile requirements-openapi-client.in $(LOCK_ARGS) \

@@ -295,11 +295,39 @@ class Settings(BaseSettings):
         "Streams) or kafka://host:9092. Unset: no events are written to the outbox.",
     )
     stream_subject_prefix: str = Field(
-        default="hybridex", description="Prefix of the stream's subjects / Redis keys / topics."
+        default="hybridex",
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="Prefix of the stream's subjects / Redis keys / topics.",
+    )
+    stream_ack_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long the relay waits for the broker's acks."
+    )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Replicas of the JetStream stream (3 in a cluster)."
+    )
+    stream_duplicate_window_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="JetStream's duplicate window: a re-sent event id within it is dropped.",
+    )
+    relay_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Outbox rows per publish of the relay."
+    )
+    relay_poll_interval_s: float = Field(
+        default=0.1, gt=0, description="How often an idle relay looks at the outbox."
+    )
+    relay_metrics_host: str = Field(default="127.0.0.1")
+    relay_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Prometheus port of `hybridex relay`."
     )
 
     log_level: str = Field(default="INFO")
     log_json: bool = Field(default=True)
+
+    @field_validator("stream_url")
+    @classmethod
+    def _empty_stream_url_is_none(cls, value: str | None) -> str | None:
+        return value or None  # HYBRIDEX_STREAM_URL= (empty): no stream, as when unset
 
     @field_validator("api_trusted_proxies")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from backend.cli import api as api_commands
+from backend.cli import consume as consume_commands
 from backend.cli import db as db_commands
 from backend.cli import demo as demo_commands
 from backend.cli import deploy as deploy_commands
@@ -13,6 +14,7 @@ from backend.cli import engine as engine_commands
 from backend.cli import indexer as indexer_commands
 from backend.cli import markets as markets_commands
 from backend.cli import reconcile as reconcile_commands
+from backend.cli import relay as relay_commands
 from backend.cli import worker as worker_commands
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ app.command("worker")(worker_commands.worker)
 app.command("beat")(worker_commands.beat)
 app.command("indexer")(indexer_commands.indexer)
 app.command("reconcile")(reconcile_commands.reconcile)
+app.command("relay")(relay_commands.relay)
+app.command("consume")(consume_commands.consume)
 
 
 @app.command("contracts-build")

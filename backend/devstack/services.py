@@ -4,7 +4,8 @@
   reached through `InProcessEngineClient` instead of TCP;
 - api: `create_app(...)` served by uvicorn on the same event loop;
 - indexer: the `Indexer` daemon in a thread, its outbox submitting to the engine's loop;
-- settlement: `SettlementLoop` (the Celery task bodies, called in a thread; no broker).
+- settlement: `SettlementLoop` (the Celery task bodies, called in a thread; no broker);
+- relay: `Relay` as a task on the same loop, when there is a stream (backend/devstack/stream).
 
 Only the wiring differs from production; no module has a dev branch of its own.
 """
@@ -43,6 +44,8 @@ from backend.reconcile.tasks import ReconcileLoop
 from backend.settlement.context import SettlementContext, set_context
 from backend.settlement.inprocess import SettlementLoop
 from backend.settlement.releases import EngineSubmit
+from backend.stream.relay import Relay
+from backend.stream.relay import from_settings as relay_from_settings
 from indexer.daemon import Indexer, IndexerConfig
 from indexer.engine_sink import JournalDirLookup
 from indexer.projection import Outbox
@@ -107,6 +110,9 @@ class Services:
     """The engine port on its unix socket (dev keys), for the CLI: `hybridex reconcile`, …"""
     threads: list[threading.Thread] = field(default_factory=list)
     indexer_error: BaseException | None = None
+    relay: Relay | None = None
+    """`hybridex relay` on this loop, when the dev stack has a stream (backend/devstack/stream)."""
+    relay_task: asyncio.Task[None] | None = None
 
     @property
     def api_url(self) -> str:
@@ -203,6 +209,9 @@ async def start_services(
         ),
     )
     services.engine_server = await _serve_engine_port(service, settings)
+    if settings.stream_url is not None:
+        services.relay = relay_from_settings(settings, factory, settings.stream_url)
+        services.relay_task = asyncio.create_task(services.relay.run())
 
     def run_indexer() -> None:
         try:
@@ -250,6 +259,10 @@ async def serve_until(services: Services, stop: asyncio.Event) -> None:
 
 async def stop_services(services: Services) -> None:
     services.indexer.stop_event.set()
+    if services.relay is not None and services.relay_task is not None:
+        services.relay.stop()  # after its batch in flight; what is left waits in the outbox
+        with contextlib.suppress(Exception):
+            await services.relay_task
     services.settlement.stop()
     services.reconcile.stop()
     if services.engine_server is not None:

@@ -32,6 +32,7 @@ from backend.devstack.chain import (
 from backend.devstack.evm_rpc import EthTesterNode
 from backend.devstack.markets import DemoMarket, demo_markets
 from backend.devstack.services import Services, serve_until, start_services
+from backend.devstack.stream import dev_stream_url
 from backend.logging import configure_logging
 from backend.redact import redact_url
 
@@ -61,6 +62,8 @@ def dev_settings() -> Settings:
         overrides["database_url"] = f"sqlite:///{DEV_DB_PATH}"
     if "HYBRIDEX_CONFIRMATIONS" not in os.environ:
         overrides["confirmations"] = 0
+    redis_url = os.environ.get("HYBRIDEX_REDIS_URL", "redis://127.0.0.1:6379/0")
+    overrides["stream_url"] = dev_stream_url(redis_url)
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
@@ -159,6 +162,15 @@ def describe(stack: DevStack) -> str:
             f"{stack.services.settings.engine_journal_dir}), indexer, settlement.",
             "Try it: `hybridex demo` in another terminal.",
         ]
+        stream = stack.services.settings.stream_url
+        if stream is not None:
+            prefix = stack.services.settings.stream_subject_prefix
+            lines.append(
+                f"Stream    {redact_url(stream)} (prefix {prefix}; relay in this process; "
+                "`hybridex consume` reads it back)"
+            )
+        else:
+            lines.append("Stream    off (no NATS on 127.0.0.1:4222, no Redis): no events written")
         if stack.services.engine_server is not None:
             socket = stack.services.settings.engine_socket_path()
             lines.append(

@@ -41,6 +41,7 @@ def test_dev_starts_chain_and_tokens_then_stops_on_ctrl_c(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRIDEX_") or "TEST" in k}
     env["HYBRIDEX_DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.db'}"
     env["HYBRIDEX_API_PORT"] = str(free_port())
+    env["HYBRIDEX_STREAM_URL"] = ""  # not the machine's shared NATS (backend/devstack/stream.py)
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli.main", "dev", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -54,6 +55,7 @@ def test_dev_starts_chain_and_tokens_then_stops_on_ctrl_c(tmp_path: Path) -> Non
         url = f"http://127.0.0.1:{port}"
         assert f"RPC URL   {url}" in out
         assert "Chain id  31337" in out
+        assert "Stream    off" in out
         w3 = Web3(Web3.HTTPProvider(url))
         exchange = re.search(r"Exchange  (0x[0-9a-fA-F]{40})", out)
         assert exchange, "Exchange address not printed"

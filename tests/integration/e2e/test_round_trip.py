@@ -35,6 +35,9 @@ def _env(tmp_path: Path, api_port: int, **extra: str) -> dict[str, str]:
         HYBRIDEX_DATABASE_URL=f"sqlite:///{tmp_path / 'dev.db'}",
         HYBRIDEX_API_PORT=str(api_port),
         HYBRIDEX_LOG_LEVEL="WARNING",
+        # No event stream unless a test gives one: `hybridex dev` would otherwise publish to
+        # the machine's shared NATS (backend/devstack/stream.py).
+        HYBRIDEX_STREAM_URL="",
     )
     env.update(extra)  # may override the database
     return env

@@ -24,7 +24,10 @@ from tests.unit.docker.deployfiles import (
 
 COMPOSE = DOCKER / "compose.yaml"
 OUR_IMAGE = "hybridex:0.1.0"
-EXPECTED = {"postgres", "redis", "anvil", "setup", "api", "engine", "worker", "beat", "indexer"}
+EXPECTED = {
+    "postgres", "redis", "nats", "anvil", "setup", "api", "engine", "worker", "beat", "indexer",
+    "relay",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def test_compose_file_follows_the_compose_specification(compose: dict[str, Any])
 
 def test_every_part_of_the_stack_is_a_service(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) >= EXPECTED
-    assert set(ours(compose)) == {"setup", "api", "engine", "worker", "beat", "indexer"}
+    assert set(ours(compose)) == {"setup", "api", "engine", "worker", "beat", "indexer", "relay"}
 
 
 def test_every_container_runs_a_command_the_cli_has(compose: dict[str, Any]) -> None:
@@ -57,7 +60,7 @@ def test_every_container_runs_a_command_the_cli_has(compose: dict[str, Any]) -> 
             path = command_path(args)
             assert path in cli_commands(), f"{name}: `hybridex {' '.join(args)}` is no command"
             seen.add(path)
-    assert seen >= {"db upgrade", "deploy", "api", "engine", "worker", "beat", "indexer"}
+    assert seen >= {"db upgrade", "deploy", "api", "engine", "worker", "beat", "indexer", "relay"}
 
 
 def test_env_files_and_overrides_are_valid_settings(compose: dict[str, Any]) -> None:
@@ -82,10 +85,21 @@ def test_services_wait_for_what_they_need(compose: dict[str, Any]) -> None:
         cond = services[name]["depends_on"]["setup"]["condition"]
         assert cond == "service_completed_successfully"
     assert services["setup"]["restart"] == "no"
-    for name in ("api", "engine", "worker", "beat", "indexer", "postgres", "redis"):
+    for name in (
+        "api",
+        "engine",
+        "worker",
+        "beat",
+        "indexer",
+        "relay",
+        "postgres",
+        "redis",
+        "nats",
+    ):
         assert services[name]["restart"] == "unless-stopped", name
-    for name in ("postgres", "redis", "anvil", "engine", "api"):
+    for name in ("postgres", "redis", "nats", "anvil", "engine", "api"):
         assert "healthcheck" in services[name], name
+    assert services["relay"]["depends_on"]["nats"]["condition"] == "service_healthy"
 
 
 def test_probes_and_ports_match_the_settings(compose: dict[str, Any]) -> None:

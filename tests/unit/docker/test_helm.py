@@ -244,6 +244,7 @@ def test_service_monitor_scrapes_every_metrics_port_under_the_alerts_job_names(
         "hybridex-engine": int(config["HYBRIDEX_ENGINE_METRICS_PORT"]),
         "hybridex-worker": int(config["HYBRIDEX_SETTLEMENT_METRICS_PORT"]),
         "hybridex-indexer": int(config["HYBRIDEX_INDEXER_METRICS_PORT"]),
+        "hybridex-relay": int(config["HYBRIDEX_RELAY_METRICS_PORT"]),
     }
     assert set(scraped) == jobs  # alerts.yml's up{job="hybridex-engine"} and the like
 
@@ -311,7 +312,7 @@ def test_single_writers_run_one_replica_and_never_overlap() -> None:
 
 
 def test_every_container_is_locked_down(docs: list[dict[str, Any]]) -> None:
-    assert len(workloads(docs)) == 6
+    assert len(workloads(docs)) == 7
     for doc in workloads(docs):
         name = doc["metadata"]["name"]
         pod = pod_spec(doc)
@@ -399,6 +400,7 @@ def test_the_chart_runs_what_the_kustomize_set_runs(docs: list[dict[str, Any]]) 
         ("HorizontalPodAutoscaler", "hybridex-api"),
         ("Service", "hybridex-worker"),
         ("Service", "hybridex-indexer"),
+        ("Service", "hybridex-relay"),
         ("ServiceMonitor", "hybridex"),
         ("PrometheusRule", "hybridex"),
     }

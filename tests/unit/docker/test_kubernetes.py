@@ -177,7 +177,7 @@ def test_single_writers_run_one_replica_and_never_overlap(
     docs: list[tuple[str, dict[str, Any]]],
 ) -> None:
     deployments = by_name(docs, "Deployment")
-    for name in ("hybridex-engine", "hybridex-indexer", "hybridex-beat"):
+    for name in ("hybridex-engine", "hybridex-indexer", "hybridex-beat", "hybridex-relay"):
         spec = deployments[name]["spec"]
         assert spec["replicas"] == 1, name
         assert spec["strategy"]["type"] == "Recreate", f"{name}: a rolling update runs two"
@@ -249,6 +249,7 @@ def test_probes_point_at_real_endpoints_and_ports(docs: list[tuple[str, dict[str
     for name, setting in (
         ("hybridex-worker", "HYBRIDEX_SETTLEMENT_METRICS_PORT"),
         ("hybridex-indexer", "HYBRIDEX_INDEXER_METRICS_PORT"),
+        ("hybridex-relay", "HYBRIDEX_RELAY_METRICS_PORT"),
     ):
         c = containers(deployments[name])[0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -296,7 +297,7 @@ def test_configmap_names_the_fee_account_and_the_indexer_start_block() -> None:
 def test_every_container_is_locked_down() -> None:
     """Non-root uid 10001, read-only root, no privilege escalation, no capabilities, seccomp,
     no service-account token: what the "restricted" Pod Security Standard asks, and more."""
-    assert len(workloads()) == 6
+    assert len(workloads()) == 7
     for doc in workloads():
         name = doc["metadata"]["name"]
         pod = pod_spec(doc)
@@ -350,7 +351,8 @@ def test_writable_paths_are_volumes_where_the_settings_point() -> None:
 def test_every_deployment_has_readiness_and_liveness_probes() -> None:
     found = deployments()
     assert set(found) == {
-        "hybridex-api", "hybridex-engine", "hybridex-worker", "hybridex-beat", "hybridex-indexer"
+        "hybridex-api", "hybridex-engine", "hybridex-worker", "hybridex-beat", "hybridex-indexer",
+        "hybridex-relay",
     }  # fmt: skip
     for name, doc in found.items():
         for c in containers(doc):

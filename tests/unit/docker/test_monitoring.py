@@ -39,6 +39,7 @@ def test_scrape_targets_are_the_ports_the_processes_serve() -> None:
         "hybridex-engine": f"engine:{settings.engine_metrics_port}",
         "hybridex-worker": f"worker:{settings.settlement_metrics_port}",
         "hybridex-indexer": f"indexer:{settings.indexer_metrics_port}",
+        "hybridex-relay": f"relay:{settings.relay_metrics_port}",
     }
     compose = load_yaml(DOCKER / "compose.yaml")
     mounted = " ".join(compose["services"]["prometheus"]["volumes"])
@@ -57,6 +58,8 @@ def test_the_alerts_the_operators_need_exist() -> None:
         "HybridexSettlementWorkerDown",
         "HybridexSettlementNotTicking",
         "HybridexOperatorBalanceLow",
+        "HybridexStreamOutboxLag",
+        "HybridexRelayDown",
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]

@@ -74,7 +74,7 @@ seccompProfile: {type: RuntimeDefault}
 
 {{/* Ports the image's processes serve; the settings below point them there. */}}
 {{- define "hybridex.ports" -}}
-{{- dict "api" 8000 "engine" 7700 "engineMetrics" 9103 "settlementMetrics" 9101 "indexerMetrics" 9102 | toJson -}}
+{{- dict "api" 8000 "engine" 7700 "engineMetrics" 9103 "settlementMetrics" 9101 "indexerMetrics" 9102 "relayMetrics" 9104 | toJson -}}
 {{- end -}}
 
 {{/* The ConfigMap's data: the operator's settings, then the wiring the chart owns (paths
@@ -90,6 +90,7 @@ the pods mount volumes on, the engine's Service, the ports). */}}
   "HYBRIDEX_ENGINE_METRICS_PORT" (toString $ports.engineMetrics)
   "HYBRIDEX_SETTLEMENT_METRICS_PORT" (toString $ports.settlementMetrics)
   "HYBRIDEX_INDEXER_METRICS_PORT" (toString $ports.indexerMetrics)
+  "HYBRIDEX_RELAY_METRICS_PORT" (toString $ports.relayMetrics)
 -}}
 {{- $settings := .Values.settings -}}
 {{- range $key, $_ := $wiring -}}
