@@ -27,12 +27,15 @@ def consume(
         "with the operator's HYBRIDEX_ADMIN_TOKEN; exit 1 on any difference.",
     ),
 ) -> None:
-    """Rebuild every trader's balances from the stream (NATS JetStream) and compare them."""
+    """Rebuild every trader's balances and open orders from the stream (NATS JetStream) and
+    compare them with the API's."""
     from backend.stream.consume import (
         BalanceBook,
         JetStreamReader,
         api_balances,
+        api_open_orders,
         differences,
+        order_differences,
         rebuild,
     )
 
@@ -57,7 +60,8 @@ def consume(
     asyncio.run(run())
     typer.echo(
         f"{book.events} events applied ({book.duplicates} duplicates ignored), "
-        f"{len(book.traders())} traders, {len(book.balances)} balances"
+        f"{len(book.traders())} traders, {len(book.balances)} balances, "
+        f"{len(book.orders)} open orders"
     )
     if compare is None:
         return
@@ -65,9 +69,10 @@ def consume(
         raise ConfigurationError("--compare reads every trader: set HYBRIDEX_ADMIN_TOKEN")
     headers = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
     api = {t: api_balances(compare.rstrip("/"), t, headers) for t in sorted(book.traders())}
-    diffs = differences(book, api)
+    orders = {t: api_open_orders(compare.rstrip("/"), t, headers) for t in sorted(book.traders())}
+    diffs = differences(book, api) + order_differences(book, orders)
     for line in diffs:
         typer.echo(f"DIFFERENT {line}")
     if diffs:
         raise typer.Exit(1)
-    typer.echo("balances equal to the API's")
+    typer.echo(f"balances and open orders ({len(book.orders)}) equal to the API's")

@@ -113,7 +113,7 @@ def add_events(factory: sessionmaker[Session], start: int, count: int, chunk: in
                 [
                     StreamEvent(
                         f"ev-{n}",
-                        "trade" if n % 3 else "order",
+                        "trade" if n % 3 else "risk",  # no payload the consumer reads
                         KEYS[n % len(KEYS)],
                         {"n": n, "amount": str(10**30 + n)},
                     )

@@ -39,11 +39,11 @@ def test_relay_to_redis_streams_in_order(redis_prefix: tuple[str, str], sqlite_u
     client = redis.Redis.from_url(url)
     try:
         assert sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*")) == [
-            f"{prefix}:order",
+            f"{prefix}:risk",
             f"{prefix}:trade",
         ]
         envelopes = []
-        for event_type in ("trade", "order"):
+        for event_type in ("trade", "risk"):
             entries = client.xrange(f"{prefix}:{event_type}")
             for _, fields in entries:
                 envelope = json.loads(fields[b"event"])
