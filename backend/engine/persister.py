@@ -371,13 +371,16 @@ def write_batch(
     cursor_name: str,
     cache: WriteCache | None = None,
     stream: bool = False,
+    first_attempt: bool = False,
 ) -> int:
     """Write the rows of `items` (already filtered to seq > cursor) and advance the cursor.
 
     Rows are folded per key first (one row per order, balance, cancel… per transaction), then
     every table is one executemany of plain dicts (the driver's batch path; psycopg pipelines
     it). Call `cache.committed()` once the transaction has committed. With `stream`, the
-    events of `items` go to the stream's outbox in the same transaction.
+    events of `items` go to the stream's outbox in the same transaction. `first_attempt`: no
+    earlier try of these items can have committed (their events are new: the outbox's fast
+    path); a retry after a failed commit, whose outcome is unknown, must pass False.
     """
     cache = cache if cache is not None else WriteCache()
     stmts = _statements(session)
@@ -403,7 +406,7 @@ def write_batch(
     _many(session, stmts.cancels, list(rows.cancels.values()))
     _many(session, stmts.withdrawals, list(rows.withdrawals.values()))
     _many(session, stmts.exits, list(rows.exits.values()))
-    outbox.add(session, rows.events)
+    outbox.add(session, rows.events, fresh=first_attempt)
     last = items[-1].command.seq
     session.execute(stmts.cursor, [{"name": cursor_name, "seq": last}])
     return last
@@ -558,8 +561,10 @@ class DbPersister:
 
     def _write(self, items: list[Applied]) -> None:
         delay = 0.1
+        attempt = 0
         while True:
             start = time.perf_counter()
+            attempt += 1
             try:
                 with unit_of_work(self.factory) as session:
                     last = write_batch(
@@ -568,6 +573,7 @@ class DbPersister:
                         cursor_name=self.cursor_name,
                         cache=self._cache,
                         stream=self.stream,
+                        first_attempt=attempt == 1,
                     )
             except Exception:
                 # Retry the same batch forever: skipping it would lose fills.

@@ -63,39 +63,54 @@ class OutboxRow:
         return f'{head[:-1]},"data":{self.payload}}}'.encode()
 
 
+def _no_float(value: Any) -> None:
+    # type() identity rather than isinstance: this runs for every event the persister writes
+    kind = type(value)
+    if kind is float:
+        raise TypeError("stream payloads carry amounts as decimal strings, never floats")
+    if kind is dict:
+        for v in value.values():
+            if type(v) not in _SCALARS:
+                _no_float(v)
+    elif kind is list or kind is tuple:
+        for v in value:
+            if type(v) not in _SCALARS:
+                _no_float(v)
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def encode_payload(payload: dict[str, Any]) -> str:
     """Compact, key-sorted JSON; refuses floats, so no amount is ever rounded on its way out."""
-
-    def check(value: Any) -> None:
-        if isinstance(value, float):
-            raise TypeError("stream payloads carry amounts as decimal strings, never floats")
-        if isinstance(value, dict):
-            for v in value.values():
-                check(v)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                check(v)
-
-    check(payload)
+    _no_float(payload)
     return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
-def add(session: Session, events: Iterable[StreamEvent]) -> None:
-    """Add `events` to the outbox in the caller's transaction (one executemany); an event id
-    already there is ignored (a retried transaction, a re-run task)."""
-    rows = [
-        {
-            "event_id": e.event_id,
-            "type": e.type,
-            "version": e.version,
-            "partition_key": e.key,
-            "payload": encode_payload(e.payload),
-        }
-        for e in events
-    ]
-    if rows:
-        stmt = insert_ignore_statement(session=session, target=StreamOutbox, conflict=["event_id"])
-        session.execute(stmt, rows)
+_COPY = "COPY stream_outbox (event_id, type, version, partition_key, payload) FROM STDIN"
+
+
+def add(session: Session, events: Iterable[StreamEvent], *, fresh: bool = False) -> None:
+    """Add `events` to the outbox in the caller's transaction; an event id already there is
+    ignored (a retried transaction, a re-run task).
+
+    `fresh`: the caller guarantees no id is there yet (the persister: its ids are made from seqs
+    above the cursor it advances in the same transaction). On PostgreSQL the rows then go in by
+    one COPY, which measured several times cheaper than an INSERT per row; a duplicate would
+    fail the transaction rather than be ignored."""
+    rows = [(e.event_id, e.type, e.version, e.key, encode_payload(e.payload)) for e in events]
+    if not rows:
+        return
+    connection = session.connection()
+    if fresh and connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    stmt = insert_ignore_statement(session=session, target=StreamOutbox, conflict=["event_id"])
+    keys = ("event_id", "type", "version", "partition_key", "payload")
+    session.execute(stmt, [dict(zip(keys, row, strict=True)) for row in rows])
 
 
 def pending(session: Session, limit: int) -> list[OutboxRow]:
