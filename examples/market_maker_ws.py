@@ -3,7 +3,8 @@
 Every `interval` it replaces all its quotes in one `batch` message: the cancels of the
 quotes it holds and the new quotes, applied in that order. The connection opts in to
 cancel-on-disconnect, so if it drops (network, crash of this process) the API pulls the
-resting quotes at once; on reconnecting it starts again from a clean book.
+resting quotes at once (journaled by the engine for the trader, so even if the API worker
+holding the connection dies); on reconnecting it starts again from a clean book.
 
     python examples/market_maker_ws.py --api http://127.0.0.1:8000 --key 0x… --reference 3000000000
 """
@@ -31,7 +32,11 @@ class BatchQuoter:
         self.size = max(self.market.min_amount, self.market.lot_size * size_lots)
         self.quotes: list[str] = []
         """Order hashes of the quotes believed resting."""
-        self.entry = OrderEntry(client.ws_url(), cancel_on_disconnect=True)
+        # With the trader's read Session the engine journals cancel-on-disconnect: the quotes
+        # are pulled even if the API worker holding the connection dies.
+        self.entry = OrderEntry(
+            client.ws_url(), cancel_on_disconnect=True, session=client.session_token()
+        )
 
     def targets(self) -> list[tuple[int, int]]:
         tick = self.market.tick_size

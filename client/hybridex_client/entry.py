@@ -17,24 +17,43 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from hybridex_client.client import SESSION_HEADER
 from hybridex_client.errors import error_from
 from hybridex_client.models import ItemResult, decode
 
 
 class OrderEntry:
-    def __init__(self, url: str, *, cancel_on_disconnect: bool = False) -> None:
+    """`session`: the trader's signed read Session (`Client.session_token()`). With it,
+    cancel-on-disconnect is journaled by the engine for the whole trader: the API renews a
+    timer while the connection lives and fires it on disconnect, and if the API itself dies the
+    engine fires it `cod_timeout_s` after the last renewal. Without it, only the orders placed
+    on this connection are cancelled, by the API worker holding it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cancel_on_disconnect: bool = False,
+        session: str | None = None,
+        cod_timeout_s: int = 15,
+    ) -> None:
         self.url = url
         self.cancel_on_disconnect = cancel_on_disconnect
+        self.session = session
+        self.cod_timeout_s = cod_timeout_s
         self.conn: ClientConnection | None = None
         self._ids = itertools.count(1)
         self._answers: dict[int, ItemResult] = {}
 
     def connect(self) -> None:
+        headers = {SESSION_HEADER: self.session} if self.session else None
         # Entered by hand: the connection outlives this call (websockets 17 wants a `with`).
-        self.conn = connect(self.url, open_timeout=10, max_size=2**24).__enter__()
+        self.conn = connect(
+            self.url, open_timeout=10, max_size=2**24, additional_headers=headers
+        ).__enter__()
         self._answers.clear()
         if self.cancel_on_disconnect:
-            self.call("cancelOnDisconnect", {"enabled": True})
+            self.call("cancelOnDisconnect", {"enabled": True, "timeoutS": self.cod_timeout_s})
 
     def close(self) -> None:
         if self.conn is not None:
