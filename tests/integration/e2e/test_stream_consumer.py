@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,12 @@ import pytest
 from backend.db import make_engine, session_factory
 from backend.stream import outbox
 from tests.integration.e2e.test_round_trip import DevStack, _env
-from tests.integration.stream.conftest import NATS_SERVER, PrivateNats, free_port, read_all
+from tests.integration.stream.conftest import PrivateNats, free_port, read_all
 from tests.stream_schemas import check_key_order, validator
 
 pytestmark = pytest.mark.integration
 
 ADMIN = "stream-test-admin-token-" + "x" * 16
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[PrivateNats]:
-    """A NATS JetStream of the test's own (tests/integration/stream/conftest.py)."""
-    if not Path(NATS_SERVER).exists():
-        pytest.skip("nats-server is not installed")
-    server = PrivateNats(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def consume(tmp_path: Path, stack: DevStack, env: dict[str, str], *args: str) -> str:

@@ -63,18 +63,6 @@ class PrivateNats:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[PrivateNats]:
-    if not Path(NATS_SERVER).exists():
-        pytest.skip("nats-server is not installed")
-    server = PrivateNats(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
