@@ -91,7 +91,7 @@ def _client_order_id(value: Any) -> str | None:
     return value
 
 
-async def _submit(c: ApiContext, command: Command, intake: Intake) -> Outcome | None:
+async def submit_command(c: ApiContext, command: Command, intake: Intake) -> Outcome | None:
     """The engine's outcome, or None when the command went out but no answer came (slow engine,
     or it died mid-request: the command may be journaled → 202); an engine that could not take
     it at all is ENGINE_UNAVAILABLE (503: nothing was sent, retry)."""
@@ -224,11 +224,13 @@ def require_allowed(decision: Decision, trader: str, orders: int = 1) -> None:
 
 async def submit_place(c: ApiContext, prepared: PreparedPlace) -> Reply:
     """Submit to the engine and answer; an order the engine refuses raises DexError."""
-    return await place_reply(c, prepared, await _submit(c, prepared.command, prepared.intake))
+    return await place_reply(
+        c, prepared, await submit_command(c, prepared.command, prepared.intake)
+    )
 
 
 def submit_outcome(result: Outcome | BaseException) -> Outcome | None:
-    """What `_submit` makes of one of `submit_many`'s results: the outcome, None when it is
+    """What `submit_command` makes of one of `submit_many`'s results: the outcome, None when it is
     unknown (202), or the DexError it raises."""
     if isinstance(result, Outcome):
         return result
@@ -417,7 +419,7 @@ def prepare_cancel(c: ApiContext, body: Any, path_hash: bytes | None = None) -> 
 
 
 async def submit_cancel(c: ApiContext, prepared: PreparedCancel) -> Reply:
-    return cancel_reply(c, prepared, await _submit(c, prepared.command, prepared.intake))
+    return cancel_reply(c, prepared, await submit_command(c, prepared.command, prepared.intake))
 
 
 def cancel_reply(c: ApiContext, prepared: PreparedCancel, outcome: Outcome | None) -> Reply:
@@ -477,7 +479,7 @@ async def prepare_cancel_all(c: ApiContext, body: Any) -> PreparedCancelAll:
 
 async def submit_cancel_all(c: ApiContext, prepared: PreparedCancelAll) -> Reply:
     command = prepared.command
-    outcome = await _submit(c, command, prepared.intake)
+    outcome = await submit_command(c, command, prepared.intake)
     base = {
         "trader": command.trader,
         "market": command.market_id,

@@ -20,7 +20,7 @@ from backend.api.answers import ScheduleCancelAnswer
 from backend.api.deps import ApiContext, ctx, read_json_object, require_keys
 from backend.api.openapi import BODY, EDGE, ENGINE, errors
 from backend.api.responses import Json
-from backend.api.routes.orders import Reply, _submit, refused
+from backend.api.routes.orders import Reply, refused, submit_command
 from backend.api.schemas import ScheduleCancelBody, body_schema
 from backend.api.serializers import hex0x
 from backend.domain.errors import DexError, ErrorCode
@@ -88,7 +88,7 @@ def prepare_schedule_cancel(
 
 async def submit_schedule_cancel(c: ApiContext, prepared: PreparedScheduleCancel) -> Reply:
     command = prepared.command
-    outcome = await _submit(c, command, prepared.intake)
+    outcome = await submit_command(c, command, prepared.intake)
     base = {
         "trader": command.trader,
         "time": str(command.time),
