@@ -96,8 +96,8 @@ def add(session: Session, events: Iterable[StreamEvent], *, fresh: bool = False)
 
     `fresh`: the caller guarantees no id is there yet (the persister: its ids are made from seqs
     above the cursor it advances in the same transaction). On PostgreSQL the rows then go in by
-    one COPY, which measured several times cheaper than an INSERT per row; a duplicate would
-    fail the transaction rather than be ignored."""
+    one COPY instead of an INSERT per row (docs/events.md "Cost"); a duplicate would fail the
+    transaction rather than be ignored."""
     rows = [(e.event_id, e.type, e.version, e.key, encode_payload(e.payload)) for e in events]
     if not rows:
         return
