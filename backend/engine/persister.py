@@ -19,7 +19,8 @@ Decisions:
   signature.
 - The event stream (docs/events.md): with `stream=True` the same pass that folds the rows
   builds the stream's events (one per engine event, stable ids `eng-<seq>-<index>`), written
-  to the outbox in the same transaction (one more executemany); without it, nothing.
+  to the outbox in the same transaction (one COPY on PostgreSQL on a batch's first attempt,
+  insert-ignore on a retry); without it, nothing.
 - Cost: each table is one executemany per transaction (no RETURNING), statements built once per
   dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
   placeholder insert and the amount read-back of most groups.
