@@ -1,22 +1,26 @@
 """The event stream after a trading session on the dev stack: the reference consumer
 (`hybridex consume`), restarted in the middle, rebuilds every trader's balances from the
 stream alone, and they equal the API's; every message on the broker is valid against its
-schema (docs/events), each key's events in order."""
+schema (docs/events), each key's events in order, every fill reaches `settled` and the
+withdrawal is seen by all three writers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backend.db import make_engine, session_factory
 from backend.stream import outbox
+from backend.stream.consume import JetStreamReader
 from tests.integration.e2e.test_round_trip import DevStack, _env
 from tests.integration.stream.conftest import PrivateNats, free_port, read_all
 from tests.stream_schemas import check_key_order, validator
@@ -35,6 +39,29 @@ def consume(tmp_path: Path, stack: DevStack, env: dict[str, str], *args: str) ->
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def withdrawal_states(messages: list[dict]) -> set[tuple[str, str]]:
+    return {(m["data"]["source"], m["data"]["status"]) for m in messages
+            if m["type"] == "withdrawal"}  # fmt: skip
+
+
+async def read_until(
+    url: str, prefix: str, done: Callable[[list[dict]], bool], timeout_s: float = 30.0
+) -> list[dict]:
+    """The stream's messages from the start, read until `done(messages)` or the timeout."""
+    reader = JetStreamReader(url, prefix, f"until-{uuid.uuid4().hex[:6]}")
+    await reader.start()
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done(got) and time.monotonic() < deadline:
+            messages = await reader.fetch(1000, timeout=1.0)
+            got += [json.loads(m.data) for m in messages]
+            await reader.ack(messages)
+    finally:
+        await reader.close()
+    return got
 
 
 def test_consumer_rebuilds_the_api_balances_across_a_restart(
@@ -80,6 +107,24 @@ def test_consumer_rebuilds_the_api_balances_across_a_restart(
             errors = list(validator(message["type"], message["version"]).iter_errors(message))
             assert not errors, (message, [e.message for e in errors[:3]])
         check_key_order(got)
-        assert {"trade", "fill", "order", "balance"} <= {m["type"] for m in got}
+        types = {m["type"] for m in got}
+        assert {"trade", "fill", "order", "balance", "deposit", "withdrawal"} <= types, types
+        # Every fill of the session reached the chain, and its withdrawal too, on the stream.
+        states = {(m["data"]["fill_id"], m["data"]["side"], m["data"]["state"])
+                  for m in got if m["type"] == "fill"}  # fmt: skip
+        fills = {(f, s) for f, s, _ in states}
+        assert fills
+        assert {(f, s, "settled") for f, s in fills} <= states, states
+        # The indexer may record the withdrawal after the demo saw it confirmed: read on.
+        expected = {
+            ("engine", "reserved"),
+            ("settlement", "submitted"),
+            ("settlement", "confirmed"),
+            ("chain", "seen"),
+            ("chain", "confirmed"),
+        }
+        later = asyncio.run(read_until(nats_server.url, env["HYBRIDEX_STREAM_SUBJECT_PREFIX"],
+                                       lambda ms: withdrawal_states(ms) >= expected))  # fmt: skip
+        assert withdrawal_states(later) == expected
     finally:
         stack.stop()
