@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.domain.types import Side, TimeInForce
 from backend.engine.journal import Journal
-from backend.engine.records import encode_record, stamp
+from backend.engine.records import encode_record, stamp_record
 from backend.engine.runtime import ENGINE_GC_THRESHOLDS
 from backend.matching import Engine
 from backend.matching.codec import encode_events
@@ -356,9 +356,9 @@ def run_full(
                 payloads: list[bytes] = []
                 for submitted in commands[i : i + group]:
                     seq += 1
-                    cmd = stamp(submitted, seq, submitted.now)
+                    cmd, payload = stamp_record(submitted, seq, submitted.now)
                     stamped.append(cmd)
-                    payloads.append(encode_record(cmd))
+                    payloads.append(payload)
                 written = thread.submit(append, journal, payloads)
                 answers = []
                 for cmd in stamped:  # each command's events, and their encoding for its answer

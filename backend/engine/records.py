@@ -76,6 +76,17 @@ def encode_record(command: Command, intake: Intake | None = None) -> bytes:
     return b"%b%b%b" % (_U32.pack(len(body)), body, encode_intake(intake))
 
 
+def stamp_record(
+    command: Command, seq: int, now: int, intake: Intake | None = None
+) -> tuple[Command, bytes]:
+    """(`stamp(command, seq, now)`, `encode_record` of it): one native call for the packed
+    layouts (the group commit's per-command work), the Python encoder for the others."""
+    stamped, payload = _native.stamp_record(command, seq, now)
+    if payload is None:
+        return stamped, encode_record(stamped, intake)
+    return stamped, payload if intake is None else payload + encode_intake(intake)
+
+
 def split_record(payload: bytes) -> tuple[bytes, bytes]:
     """(command bytes, intake bytes) without decoding either."""
     (n,) = _U32.unpack_from(payload, 0)

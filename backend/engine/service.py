@@ -55,7 +55,7 @@ from backend.engine.journal import (
     JournalCorruptError,
 )
 from backend.engine.publisher import FeedPublisher
-from backend.engine.records import Applied, decode_record, encode_record, stamp
+from backend.engine.records import Applied, decode_record, stamp_record
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
@@ -489,8 +489,7 @@ class EngineService:
         payloads: list[bytes] = []
         for command, intake, fut in group:
             try:
-                stamped = stamp(command, seq + 1, now)
-                payload = encode_record(stamped, intake)
+                stamped, payload = stamp_record(command, seq + 1, now, intake)
             except Exception as exc:  # an unencodable command is the caller's error, not ours
                 if fut is not None and not fut.done():
                     fut.set_exception(exc)

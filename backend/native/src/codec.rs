@@ -230,6 +230,13 @@ fn short(out: &mut Vec<u8>, b: &[u8]) -> bool {
 /// field): the Python encoder writes those.
 #[pyfunction]
 pub fn encode_command<'py>(py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let mut out: Vec<u8> = Vec::with_capacity(160);
+    Ok(if encode_packed(py, command, &mut out)? { Some(PyBytes::new(py, &out)) } else { None })
+}
+
+/// Append the packed encoding of `command` to `out`; false (`out` then holds a partial
+/// encoding, to be discarded) when it takes the generic layout.
+pub fn encode_packed(py: Python<'_>, command: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
     let cfg = crate::cfg(py)?;
     let tp = command.get_type();
     let kind = if tp.as_ptr() == cfg.commands[0].as_ptr() {
@@ -237,42 +244,41 @@ pub fn encode_command<'py>(py: Python<'py>, command: &Bound<'py, PyAny>) -> PyRe
     } else if tp.as_ptr() == cfg.commands[1].as_ptr() {
         1
     } else {
-        return Ok(None);
+        return Ok(false);
     };
     let slots = &cfg.cmd_slots[kind];
     let f = |i: usize| slots.get(command, i);
-    let mut out: Vec<u8> = Vec::with_capacity(160);
     out.push(kind as u8 | 0x80);
     let int_fields: &[usize] = if kind == 0 { &[0, 1, 6, 7, 9, 10] } else { &[0, 1] };
     for &i in int_fields {
         match u64_of(&f(i)?)? {
             Some(v) => out.extend_from_slice(&v.to_le_bytes()),
-            None => return Ok(None),
+            None => return Ok(false),
         }
     }
-    let Ok(h) = f(2)?.cast_into::<PyBytes>() else { return Ok(None) };
-    let Ok(trader) = f(3)?.cast_into::<PyString>() else { return Ok(None) };
-    if !short(&mut out, h.as_bytes()) || !short(&mut out, trader.to_str()?.as_bytes()) {
-        return Ok(None);
+    let Ok(h) = f(2)?.cast_into::<PyBytes>() else { return Ok(false) };
+    let Ok(trader) = f(3)?.cast_into::<PyString>() else { return Ok(false) };
+    if !short(out, h.as_bytes()) || !short(out, trader.to_str()?.as_bytes()) {
+        return Ok(false);
     }
     if kind == 0 {
-        let Ok(market) = f(4)?.cast_into::<PyString>() else { return Ok(None) };
-        if !short(&mut out, market.to_str()?.as_bytes()) {
-            return Ok(None);
+        let Ok(market) = f(4)?.cast_into::<PyString>() else { return Ok(false) };
+        if !short(out, market.to_str()?.as_bytes()) {
+            return Ok(false);
         }
-        let (Some(side), Some(tif)) = (member(&cfg.sides, &f(5)?), member(&cfg.tifs, &f(8)?)) else { return Ok(None) };
+        let (Some(side), Some(tif)) = (member(&cfg.sides, &f(5)?), member(&cfg.tifs, &f(8)?)) else { return Ok(false) };
         out.push(side);
         out.push(tif);
         let coid = f(11)?;
         if coid.is_none() {
             out.push(0);
         } else {
-            let Ok(coid) = coid.cast_into::<PyString>() else { return Ok(None) };
+            let Ok(coid) = coid.cast_into::<PyString>() else { return Ok(false) };
             out.push(1);
-            if !short(&mut out, coid.to_str()?.as_bytes()) {
-                return Ok(None);
+            if !short(out, coid.to_str()?.as_bytes()) {
+                return Ok(false);
             }
         }
     }
-    Ok(Some(PyBytes::new(py, &out)))
+    Ok(true)
 }

@@ -149,6 +149,23 @@ fn stamp<'py>(py: Python<'py>, command: &Bound<'py, PyAny>, seq: &Bound<'py, PyA
     cs.build_vec(py, values)
 }
 
+/// `stamp(command, seq, now)` and the stamped command's journal record without an intake
+/// (`records.encode_record(stamped)`: u32 length + packed encoding) in one call, the two
+/// per-command steps of a group commit; the record is None when the command takes the generic
+/// layout (the Python encoder writes it).
+#[pyfunction]
+fn stamp_record<'py>(py: Python<'py>, command: &Bound<'py, PyAny>, seq: &Bound<'py, PyAny>, now: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyBytes>>)> {
+    let stamped = stamp(py, command, seq, now)?;
+    let mut out: Vec<u8> = Vec::with_capacity(164);
+    out.extend_from_slice(&[0; 4]);
+    if !codec::encode_packed(py, &stamped, &mut out)? {
+        return Ok((stamped, None));
+    }
+    let n = u32::try_from(out.len() - 4).map_err(|_| PyValueError::new_err("command too long"))?;
+    out[..4].copy_from_slice(&n.to_le_bytes());
+    Ok((stamped, Some(PyBytes::new(py, &out))))
+}
+
 // ---------------------------------------------------------------------- conversions
 
 pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
@@ -852,6 +869,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
     m.add_function(wrap_pyfunction!(journal::write_group, m)?)?;
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
+    m.add_function(wrap_pyfunction!(stamp_record, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_configure, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_check, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_recover_only, m)?)?;
