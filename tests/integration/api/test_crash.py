@@ -11,7 +11,6 @@ answers the same, and the restarted engine's state hash equals a clean replay of
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -29,20 +28,11 @@ from sqlalchemy import text
 
 from backend.db.session import make_engine
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.load import bench_api
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def bench_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_api", ROOT / "bench" / "api.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_api"] = module  # dataclasses resolve their module while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def ok_answers(result: Any) -> list[tuple[bytes, dict[str, Any]]]:

@@ -5,14 +5,10 @@ connection closes, and — journaled in the engine — when its API worker is SI
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -28,23 +24,12 @@ from backend.eip712.messages import Message, Order, ScheduleCancel
 from backend.eip712.parsing import message_to_json
 from backend.eip712.signing import sign
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.load import bench_api
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 
-
-def _bench_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_api", ROOT / "bench" / "api.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_api"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-B = _bench_api()
+B = bench_api()
 DOMAIN = Domain(B.CHAIN_ID, B.EXCHANGE)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -35,22 +33,12 @@ from websockets.sync.client import ClientConnection, connect
 from backend.chain.anvil import free_port
 from backend.engine import protocol as p
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
+from tests.load import bench_api
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 PROXY = "127.0.0.2"  # the trusted proxy's address (all of 127/8 is loopback on Linux)
 STRANGER = "127.0.0.3"  # a peer that is not a proxy
-
-
-def bench_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_api", ROOT / "bench" / "api.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_api"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class CountingRelay:
