@@ -18,7 +18,7 @@ from web3.logs import DISCARD
 from backend.chain.anvil import Anvil
 from backend.chain.artifacts import load
 from backend.chain.deploy import Sender
-from backend.devstack.demo import Demo, DemoConfig
+from backend.devstack.demo import Demo, DemoConfig, DemoFailedError
 from backend.domain.types import PRICE_SCALE, Side
 from backend.eip712.domain import Domain
 from backend.eip712.parsing import message_to_json
@@ -106,7 +106,17 @@ def test_fill_in_flight_settles_and_the_engine_stops_matching_the_cancelled_orde
         row = _wait("the engine cancels the order", cancelled, timeout=30)
         assert int(row["filled"]) == lot
         _, later_hash = place(cfg.buyer_key, buyer.address, Side.BUY, lot)
-        later = demo.get(f"/v1/orders/{later_hash}", as_trader=buyer.address)
+
+        # REST reads what the persister stored, a few ms after the engine's answer.
+        def stored() -> dict[str, Any] | None:
+            try:
+                return dict(demo.get(f"/v1/orders/{later_hash}", as_trader=buyer.address))
+            except DemoFailedError as exc:
+                if "ORDER_NOT_FOUND" not in str(exc):
+                    raise
+                return None
+
+        later = _wait("the later order is stored", stored)
         assert later["status"] == "open"
         assert later["filled"] == "0"
         assert len(fills()) == 1
