@@ -62,7 +62,7 @@ from sortedcontainers import SortedDict
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.domain.types import Side, TimeInForce
-from backend.engine.journal import Journal
+from backend.engine.journal import Journal, PendingGroup
 from backend.engine.records import encode_record, stamp_record
 from backend.engine.runtime import ENGINE_GC_THRESHOLDS
 from backend.matching import Engine
@@ -336,10 +336,10 @@ def run_full(
     fsync_s = 0.0
     wait_s = 0.0
 
-    def append(journal: Journal, payloads: list[bytes]) -> None:
+    def append(pending: PendingGroup) -> None:
         nonlocal fsyncs, fsync_s
         s0 = time.perf_counter()
-        journal.append_group(payloads)
+        pending.wait()
         fsync_s += time.perf_counter() - s0
         fsyncs += 1
 
@@ -359,7 +359,7 @@ def run_full(
                     cmd, payload = stamp_record(submitted, seq, submitted.now)
                     stamped.append(cmd)
                     payloads.append(payload)
-                written = thread.submit(append, journal, payloads)
+                written = thread.submit(append, journal.begin_group(payloads))
                 answers = []
                 for cmd in stamped:  # each command's events, and their encoding for its answer
                     answer = bytearray()

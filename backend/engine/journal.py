@@ -26,6 +26,7 @@ raises `JournalCorruptError` (segment, offset, seq) and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -330,6 +331,31 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+class PendingGroup:
+    """A group of `Journal.begin_group`, written by the native writer thread (or already
+    written); `wait()` blocks, without the GIL, until it is synced and returns its last seq.
+    An OSError of the write or the sync is raised by every call of `wait()`."""
+
+    def __init__(
+        self, journal: Journal, write: _native.GroupWrite | None, last: int, size: int = 0
+    ) -> None:
+        self._journal = journal
+        self._write = write
+        self._last = last
+        self._size = size
+        self._settled = write is None
+        if write is None and size:
+            journal._written(last, size)
+
+    def wait(self) -> int:
+        if not self._settled:
+            assert self._write is not None
+            size = self._write.wait()
+            self._settled = True
+            self._journal._written(self._last, size)
+        return self._last
+
+
 class Journal:
     """The single writer. Opening one repairs a torn tail, so other processes (the indexer,
     `--verify-journal`) read with `read_journal`, which never writes."""
@@ -340,6 +366,7 @@ class Journal:
         self.segment_bytes = segment_bytes
         self._fd: int | None = None
         self._size = 0
+        self._pending: PendingGroup | None = None
         self.last_seq = 0
         self._open_tail()
 
@@ -404,30 +431,42 @@ class Journal:
     def append_group(self, payloads: Sequence[bytes]) -> int:
         """Append records with seqs last_seq+1… and their trailer, fsync once (group commit);
         returns the new last seq. Only after this returns may any of them be acknowledged."""
+        return self.begin_group(payloads).wait()
+
+    def begin_group(self, payloads: Sequence[bytes]) -> PendingGroup:
+        """Start `append_group`'s write and return at once; its `wait()` returns the new last
+        seq once the group is synced. The engine applies the group meanwhile: natively the
+        write runs on a thread of its own that needs no GIL, so it starts right away. One
+        group at a time: a group begun while another is pending waits for that one first."""
+        if self._pending is not None:
+            self._pending.wait()
         if not payloads:
-            return self.last_seq
+            return PendingGroup(self, None, self.last_seq, 0)
         if self._fd is None or self._size >= self.segment_bytes:
             self._roll(self.last_seq + 1)
         assert self._fd is not None
         last = self.last_seq + len(payloads)
         if type(payloads) is list:
-            # Natively: the CRCs, the write and the fdatasync run without the GIL, so the
-            # engine applies the group meanwhile.
-            size = _native.write_group(self._fd, payloads, last)
-        else:
-            buf = frame_records(payloads)
-            buf += _trailer(len(payloads), len(buf), last)
-            view = memoryview(buf)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            _sync(self._fd)
-            size = len(buf)
+            self._pending = PendingGroup(self, _native.start_group(self._fd, payloads, last), last)
+            return self._pending
+        buf = frame_records(payloads)
+        buf += _trailer(len(payloads), len(buf), last)
+        view = memoryview(buf)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        _sync(self._fd)
+        return PendingGroup(self, None, last, len(buf))
+
+    def _written(self, last: int, size: int) -> None:
         self._size += size
         self.last_seq = last
-        return last
+        self._pending = None
 
     def close(self) -> None:
+        if self._pending is not None:  # never close the descriptor under the writer thread
+            with contextlib.suppress(OSError):
+                self._pending.wait()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

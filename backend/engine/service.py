@@ -514,8 +514,14 @@ class EngineService:
         # restart replays the journal (no snapshot is taken of a failed engine).
         self._settled.clear()
         try:
-            journal = self.journal
-            written = loop.run_in_executor(self._journal_thread, journal.append_group, payloads)
+            # The native writer starts on the group at once, without the GIL; the executor
+            # thread only waits for its fsync, so the event loop stays free meanwhile.
+            try:
+                pending = self.journal.begin_group(payloads)
+            except BaseException:
+                fail("journal write failed")
+                raise
+            written = loop.run_in_executor(self._journal_thread, pending.wait)
             engine, publisher = self.engine, self.publisher
             applied: list[Applied] = []
             answers: list[bytearray | None] = []

@@ -2,6 +2,8 @@
 //! payload` per record) for a whole group in one call, and the stamping of commands with their
 //! seq and time: the per-command Python work of a group commit.
 
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList};
@@ -93,12 +95,16 @@ pub fn crc32_of(data: &[u8]) -> u32 {
     crc32(data)
 }
 
-/// Write a group — its framed records and the trailer `u32 0xFFFFFFFF, u32 count, u32 record
-/// bytes, u64 last_seq, u32 crc32(the four fields)` — to `fd` and fdatasync it, with the GIL
-/// released for the CRCs, the write and the sync (the engine applies the group meanwhile).
-/// Returns the bytes written; OSError if the write or the sync fails.
-#[pyfunction]
-pub fn write_group(py: Python<'_>, fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64) -> PyResult<usize> {
+/// A group's framed records (CRCs still zero) and where each payload starts, copied out of
+/// the Python bytes while the GIL is held; the rest of the write needs no Python object.
+struct Group {
+    buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    last_seq: u64,
+    fd: i32,
+}
+
+fn collect(fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64) -> PyResult<Group> {
     let mut buf: Vec<u8> = Vec::new();
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(payloads.len());
     for p in payloads.iter() {
@@ -119,44 +125,134 @@ pub fn write_group(py: Python<'_>, fd: i32, payloads: &Bound<'_, PyList>, last_s
     if buf.len() >= 0xFFFF_FFFF - 32 {
         return Err(PyValueError::new_err("journal group too long"));
     }
-    let count = spans.len() as u32;
-    py.detach(move || -> PyResult<usize> {
-        for &(start, n) in &spans {
-            let c = crc32(&buf[start..start + n]).to_le_bytes();
-            buf[start - 4..start].copy_from_slice(&c);
+    Ok(Group { buf, spans, last_seq, fd })
+}
+
+/// The CRCs, the trailer, the write and the fdatasync of a collected group: bytes written.
+fn write_out(g: Group) -> std::io::Result<usize> {
+    let Group { mut buf, spans, last_seq, fd } = g;
+    for &(start, n) in &spans {
+        let c = crc32(&buf[start..start + n]).to_le_bytes();
+        buf[start - 4..start].copy_from_slice(&c);
+    }
+    let nbytes = buf.len() as u32;
+    let mut fields = Vec::with_capacity(24);
+    fields.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    fields.extend_from_slice(&(spans.len() as u32).to_le_bytes());
+    fields.extend_from_slice(&nbytes.to_le_bytes());
+    fields.extend_from_slice(&last_seq.to_le_bytes());
+    let c = crc32(&fields);
+    buf.extend_from_slice(&fields);
+    buf.extend_from_slice(&c.to_le_bytes());
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: a plain write(2) of our own buffer to the caller's descriptor.
+        let n = unsafe { libc_write(fd, buf[done..].as_ptr(), buf.len() - done) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
         }
-        let nbytes = buf.len() as u32;
-        let mut fields = Vec::with_capacity(24);
-        fields.extend_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
-        fields.extend_from_slice(&count.to_le_bytes());
-        fields.extend_from_slice(&nbytes.to_le_bytes());
-        fields.extend_from_slice(&last_seq.to_le_bytes());
-        let c = crc32(&fields);
-        buf.extend_from_slice(&fields);
-        buf.extend_from_slice(&c.to_le_bytes());
-        let mut done = 0;
-        while done < buf.len() {
-            // SAFETY: a plain write(2) of our own buffer to the caller's descriptor.
-            let n = unsafe { libc_write(fd, buf[done..].as_ptr(), buf.len() - done) };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+        if n == 0 {
+            // Not seen on a regular file, but looping on it would hang the writer thread.
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "journal write made no progress"));
+        }
+        done += n as usize;
+    }
+    // SAFETY: fdatasync(2) on the caller's descriptor.
+    if unsafe { libc_fdatasync(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(buf.len())
+}
+
+// ------------------------------------------------------------------ the writer thread
+
+type Outcome = Arc<(Mutex<Option<std::io::Result<usize>>>, Condvar)>;
+
+/// One thread per process that writes and syncs groups in the order they are started. It
+/// needs no GIL, so a group's write begins the moment `start_group` hands it over; a Python
+/// thread would first wait for the GIL, which the applying thread gives up only every switch
+/// interval (5 ms), after the group is applied: the write and the apply would not overlap.
+static WRITER: Mutex<Option<(u32, mpsc::Sender<(Group, Outcome)>)>> = Mutex::new(None);
+
+fn writer() -> mpsc::Sender<(Group, Outcome)> {
+    let mut w = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    // A forked child inherits the sender but not the thread: it starts its own.
+    if let Some((owner, tx)) = w.as_ref() {
+        if *owner == pid {
+            return tx.clone();
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(Group, Outcome)>();
+    std::thread::Builder::new()
+        .name("journal-writer".into())
+        .spawn(move || {
+            for (g, out) in rx {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_out(g)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("journal writer panicked")));
+                let (lock, cv) = &*out;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                cv.notify_all();
+            }
+        })
+        .expect("spawn the journal writer thread");
+    *w = Some((pid, tx.clone()));
+    tx
+}
+
+/// A group handed to the writer thread; `wait()` returns once it is written and synced.
+#[pyclass(module = "backend._native", name = "GroupWrite")]
+pub struct GroupWrite {
+    out: Outcome,
+    taken: Option<PyResult<usize>>,
+}
+
+#[pymethods]
+impl GroupWrite {
+    /// Bytes written, once the group's fdatasync has returned (the GIL released meanwhile);
+    /// OSError if the write or the sync failed. Later calls give the same answer.
+    fn wait(&mut self, py: Python<'_>) -> PyResult<usize> {
+        if self.taken.is_none() {
+            let out = self.out.clone();
+            let r = py.detach(move || {
+                let (lock, cv) = &*out;
+                let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while g.is_none() {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
-                return Err(err.into());
-            }
-            if n == 0 {
-                // Not seen on a regular file, but looping on it would hang the journal thread.
-                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "journal write made no progress").into());
-            }
-            done += n as usize;
+                g.take().expect("outcome")
+            });
+            self.taken = Some(r.map_err(PyErr::from));
         }
-        // SAFETY: fdatasync(2) on the caller's descriptor.
-        if unsafe { libc_fdatasync(fd) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
+        match self.taken.as_ref().expect("taken") {
+            Ok(n) => Ok(*n),
+            Err(e) => Err(e.clone_ref(py)),
         }
-        Ok(buf.len())
-    })
+    }
+
+    /// True once the write and sync have finished (well or not).
+    fn done(&self) -> bool {
+        self.taken.is_some() || self.out.0.lock().map(|g| g.is_some()).unwrap_or(true)
+    }
+}
+
+/// Start writing a group — its framed records and the trailer `u32 0xFFFFFFFF, u32 count,
+/// u32 record bytes, u64 last_seq, u32 crc32(the four fields)` — to `fd` and fdatasyncing it,
+/// on the writer thread, and return at once: the payloads are copied first, so the caller may
+/// apply the group while it is written. ValueError for a record or group the format cannot
+/// hold; the write's or the sync's OSError comes from `wait()`.
+#[pyfunction]
+pub fn start_group(fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64) -> PyResult<GroupWrite> {
+    let g = collect(fd, payloads, last_seq)?;
+    let out: Outcome = Arc::new((Mutex::new(None), Condvar::new()));
+    if writer().send((g, out.clone())).is_err() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err("the journal writer thread is gone"));
+    }
+    Ok(GroupWrite { out, taken: None })
 }
 
 unsafe extern "C" {

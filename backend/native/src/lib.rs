@@ -113,7 +113,7 @@ fn configure(
         }
         cmd_slots.push(Slotted::new(cls, None)?);
     }
-    let ev_slots = events.iter().map(|cls| Slotted::new(cls.bind(py), None)).collect::<PyResult<Vec<_>>>()?;
+    let mut ev_slots = events.iter().map(|cls| Slotted::new(cls.bind(py), None)).collect::<PyResult<Vec<_>>>()?;
     let mut ev_kinds = Vec::with_capacity(events.len());
     for cls in &events {
         let fields = cls.bind(py).getattr("__dataclass_fields__")?;
@@ -123,6 +123,11 @@ fn configure(
             kinds.push(codec::Kind::of(&annotation).ok_or_else(|| PyValueError::new_err(format!("configure: no encoding for {annotation}")))?);
         }
         ev_kinds.push(kinds);
+    }
+    // Every event field has an encoding kind, and every kind is an atom (int, str, bytes, an
+    // enum member, or None): the events cannot be in a cycle, so they are built untracked.
+    for s in &mut ev_slots {
+        s.untrack = true;
     }
     let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
     let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
@@ -867,7 +872,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
     m.add_function(wrap_pyfunction!(journal::frame_records, m)?)?;
     m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
-    m.add_function(wrap_pyfunction!(journal::write_group, m)?)?;
+    m.add_function(wrap_pyfunction!(journal::start_group, m)?)?;
+    m.add_class::<journal::GroupWrite>()?;
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add_function(wrap_pyfunction!(stamp_record, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_configure, m)?)?;

@@ -14,6 +14,11 @@ use pyo3::types::{PyDict, PyType};
 pub struct Slotted {
     pub cls: Py<PyType>,
     pub offsets: Vec<isize>,
+    /// Built instances are left out of the cycle collector: set for the event classes, whose
+    /// fields are all ints, strs, bytes, enum members or None (checked at `configure`). Such an
+    /// object can be in no reference cycle, and a group's events live until the group is
+    /// persisted, so every young-generation pass would walk them again for nothing.
+    pub untrack: bool,
 }
 
 impl Slotted {
@@ -44,7 +49,7 @@ impl Slotted {
             };
             offsets.push(offset);
         }
-        Ok(Slotted { cls: cls.unbind(), offsets })
+        Ok(Slotted { cls: cls.unbind(), offsets, untrack: false })
     }
 
     /// Field `i` of `ob` (an instance of exactly this class), borrowed.
@@ -88,6 +93,9 @@ impl Slotted {
             }
             for (v, off) in values.into_iter().zip(&self.offsets) {
                 *((obj as *mut u8).offset(*off) as *mut *mut ffi::PyObject) = v.into_ptr();
+            }
+            if self.untrack && ffi::PyObject_GC_IsTracked(obj) != 0 {
+                ffi::PyObject_GC_UnTrack(obj as *mut std::ffi::c_void);
             }
             Ok(Bound::from_owned_ptr(py, obj))
         }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from unittest import mock
@@ -44,21 +46,61 @@ def torn_files(tmp_path: Path) -> list[Path]:
 
 
 def test_group_commit_fsyncs_once_per_group(tmp_path: Path) -> None:
-    """A list of payloads is written natively (one write_group call: records, trailer, one
-    fdatasync); any other sequence by the Python path (one `_sync`). Both read back."""
+    """A list of payloads is written natively (one start_group call: records, trailer, one
+    fdatasync on the writer thread); any other sequence by the Python path (one `_sync`).
+    Both read back."""
     from backend import _native
 
     journal = Journal(tmp_path)
-    native = mock.patch.object(_native, "write_group", wraps=_native.write_group)
-    with native as write_group, mock.patch("backend.engine.journal._sync") as sync:
+    native = mock.patch.object(_native, "start_group", wraps=_native.start_group)
+    with native as start_group, mock.patch("backend.engine.journal._sync") as sync:
         assert journal.append_group(list(payloads(1, 100))) == 100
         assert journal.append_group(list(payloads(101, 5))) == 105
         assert journal.append_group(tuple(payloads(106, 3))) == 108
-    assert write_group.call_count == 2
+    assert start_group.call_count == 2
     assert sync.call_count == 1
     journal.close()
     assert [seq for seq, _ in read_journal(tmp_path, 1)] == list(range(1, 109))
     assert Journal(tmp_path).last_seq == 108
+
+
+def test_begin_group_writes_while_the_caller_runs(tmp_path: Path) -> None:
+    """`begin_group` returns before the group is durable and the writer thread needs no GIL:
+    it finishes while this thread holds the GIL in a busy loop. The journal's position moves
+    only once the group is waited for; a second group waits for the first."""
+    journal = Journal(tmp_path)
+    pending = journal.begin_group(list(payloads(1, 50)))
+    assert journal.last_seq == 0
+    deadline = time.monotonic() + 5
+    while not pending._write.done() and time.monotonic() < deadline:  # type: ignore[union-attr]
+        pass  # never releases the GIL (the interpreter may switch only at its interval)
+    assert pending._write.done()  # type: ignore[union-attr]
+    assert pending.wait() == 50
+    assert pending.wait() == 50  # the same answer again
+    assert journal.last_seq == 50
+    first = journal.begin_group(list(payloads(51, 3)))
+    second = journal.begin_group(list(payloads(54, 2)))  # waits for `first`
+    assert journal.last_seq == 53
+    assert first.wait() == 53
+    assert second.wait() == 55
+    journal.close()
+    assert [seq for seq, _ in read_journal(tmp_path, 1)] == list(range(1, 56))
+
+
+def test_a_failed_group_write_raises_on_every_wait(tmp_path: Path) -> None:
+    """The write's OSError reaches the waiter (the engine then stops), every time it asks, and
+    the journal's position does not move past the group."""
+    journal = Journal(tmp_path)
+    journal.append_group(list(payloads(1, 2)))
+    assert journal._fd is not None
+    os.close(journal._fd)
+    journal._fd = os.open(os.devnull, os.O_RDONLY)  # a descriptor write(2) refuses
+    pending = journal.begin_group(list(payloads(3, 2)))
+    for _ in range(2):
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            pending.wait()
+    assert journal.last_seq == 2
+    journal.close()
 
 
 def test_reopen_continues_the_sequence_across_segments(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from backend.engine.client import (
     Outcome,
 )
 from backend.engine.inprocess import InProcessEngineClient
+from backend.engine.journal import PendingGroup
 from backend.engine.server import EngineServer
 from backend.engine.service import EngineService
 from backend.engine.tcp_client import TcpEngineClient
@@ -207,13 +208,20 @@ def test_in_process_submit_many_timeout_is_outcome_unknown_and_the_command_still
         service = await EngineService.open(journal_dir=tmp_path)
         client = InProcessEngineClient(service)
         await client.submit_many(setup(1), timeout=5)
-        slow = service.journal.append_group
+        begin = service.journal.begin_group
 
-        def append_slowly(payloads: list[bytes]) -> None:
-            time.sleep(0.3)
-            slow(payloads)
+        def begin_slowly(payloads: list[bytes]) -> PendingGroup:
+            pending = begin(payloads)
+            wait = pending.wait
 
-        service.journal.append_group = append_slowly  # type: ignore[method-assign,assignment]
+            def wait_slowly() -> int:
+                time.sleep(0.3)
+                return wait()
+
+            pending.wait = wait_slowly  # type: ignore[method-assign]
+            return pending
+
+        service.journal.begin_group = begin_slowly  # type: ignore[method-assign]
         batch = setup(1)[1:]
         results = await client.submit_many(batch, timeout=0.05)
         assert all(isinstance(r, EngineOutcomeUnknownError) for r in results)
