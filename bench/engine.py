@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.domain.types import Side, TimeInForce
 from backend.engine.journal import Journal, PendingGroup
-from backend.engine.records import encode_record, stamp_record
+from backend.engine.records import encode_record, stamp_records
 from backend.engine.runtime import ENGINE_GC_THRESHOLDS
 from backend.matching import Engine
 from backend.matching.codec import encode_events
@@ -352,13 +352,9 @@ def run_full(
         with collector(gc_mode):
             t0 = time.perf_counter()
             for i in range(warm, len(commands), group):
-                stamped: list[Command] = []
-                payloads: list[bytes] = []
-                for submitted in commands[i : i + group]:
-                    seq += 1
-                    cmd, payload = stamp_record(submitted, seq, submitted.now)
-                    stamped.append(cmd)
-                    payloads.append(payload)
+                # Each command keeps its own time (the service stamps one per group).
+                stamped, payloads = stamp_records(commands[i : i + group], seq + 1, None)
+                seq += len(payloads)
                 written = thread.submit(append, journal.begin_group(payloads))
                 answers = []
                 for cmd in stamped:  # each command's events, and their encoding for its answer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,26 @@ def stamp_record(
     if payload is None:
         return stamped, encode_record(stamped, intake)
     return stamped, payload if intake is None else payload + encode_intake(intake)
+
+
+def stamp_records(
+    commands: list[Command],
+    first_seq: int,
+    now: int | None,
+    intakes: Sequence[Intake | None] | None = None,
+) -> tuple[list[Command], list[bytes]]:
+    """`stamp_record` of each command, with seqs `first_seq`, `first_seq`+1… and `now` (each
+    command's own `now` when None), in one native call for the group. Raises on the first
+    command that cannot be stamped or encoded: the caller then stamps one by one to tell which."""
+    stamped, packed = _native.stamp_records(commands, first_seq, now)
+    records: list[bytes] = []
+    for i, payload in enumerate(packed):
+        intake = None if intakes is None else intakes[i]
+        if payload is None:
+            records.append(encode_record(stamped[i], intake))
+        else:
+            records.append(payload if intake is None else payload + encode_intake(intake))
+    return stamped, records
 
 
 def split_record(payload: bytes) -> tuple[bytes, bytes]:

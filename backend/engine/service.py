@@ -55,7 +55,7 @@ from backend.engine.journal import (
     JournalCorruptError,
 )
 from backend.engine.publisher import FeedPublisher
-from backend.engine.records import Applied, decode_record, stamp_record
+from backend.engine.records import Applied, decode_record, stamp_record, stamp_records
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
@@ -483,22 +483,25 @@ class EngineService:
         now = max(int(self.clock()), self._last_now)
         self._last_now = now
         seq = self.journal.last_seq
-        commands: list[Command] = []
-        intakes: list[Intake | None] = []
-        futures: list[asyncio.Future[Outcome] | None] = []
-        payloads: list[bytes] = []
-        for command, intake, fut in group:
-            try:
-                stamped, payload = stamp_record(command, seq + 1, now, intake)
-            except Exception as exc:  # an unencodable command is the caller's error, not ours
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
-                continue
-            seq += 1
-            commands.append(stamped)
-            intakes.append(intake)
-            futures.append(fut)
-            payloads.append(payload)
+        submitted = [item[0] for item in group]
+        intakes: list[Intake | None] = [item[1] for item in group]
+        futures: list[asyncio.Future[Outcome] | None] = [item[2] for item in group]
+        try:  # the whole group in one native call
+            commands, payloads = stamp_records(submitted, seq + 1, now, intakes)
+        except Exception:  # one by one, to refuse only the commands that cannot be encoded
+            commands, intakes, futures, payloads = [], [], [], []
+            for command, intake, fut in group:
+                try:
+                    stamped, payload = stamp_record(command, seq + 1, now, intake)
+                except Exception as exc:  # an unencodable command is the caller's error
+                    if fut is not None and not fut.done():
+                        fut.set_exception(exc)
+                    continue
+                seq += 1
+                commands.append(stamped)
+                intakes.append(intake)
+                futures.append(fut)
+                payloads.append(payload)
         if not payloads:
             return
 

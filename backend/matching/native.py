@@ -15,8 +15,8 @@ import hashlib
 from backend import _native
 from backend.domain.errors import ErrorCode
 from backend.domain.types import MarketState, Side, TimeInForce
-from backend.matching.commands import COMMAND_TYPES, Command
-from backend.matching.events import EVENT_TYPES, CancelReason, Event
+from backend.matching.commands import COMMAND_TYPES
+from backend.matching.events import EVENT_TYPES, CancelReason
 from backend.matching.invariants import InvariantError
 
 _native.configure(
@@ -48,16 +48,6 @@ class NativeEngine(_native.Core):
     def state_hash(self) -> str:
         """Digest of the state, not of the journal position (see `snapshot.state_hash`)."""
         return hashlib.blake2b(self.canonical(True), digest_size=32).hexdigest()
-
-    def apply_encoded(self, command: Command, encoded: bytearray) -> list[Event]:
-        """`apply`, and the events' encoding (`codec.encode_events`) appended to `encoded`:
-        written by the core from its own values when it can, else from the objects."""
-        events, done = self._apply_encoded(command, encoded)
-        if not done:
-            from backend.matching.codec import encode_events  # codec imports this module
-
-            encode_events(events, encoded)
-        return events
 
     def to_snapshot(self) -> bytes:
         return self.canonical()

@@ -71,39 +71,50 @@ pub fn encode(e: &Engine, codes: &[u16], seq: i128, cmd: &Cmd<'_>, events: &[Ev]
 }
 
 fn encode_all(e: &Engine, codes: &[u16], seq: i128, cmd: &Cmd<'_>, events: &[Ev], out: &mut Vec<u8>) -> Option<()> {
-    let s = |k: Sym| e.syms.s(k);
     let seqv = i(seq)?;
     let cmd_hash: &[u8] = match cmd {
         Cmd::Place { h, .. } | Cmd::Cancel { h, .. } => h,
         _ => &[],
     };
-    let hash_of = |h: &H| -> Vec<u8> {
-        match h {
-            H::Cmd => cmd_hash.to_vec(),
-            H::Own(b) => b.to_vec(),
-        }
-    };
-    let (mut body, mut ints) = (Vec::with_capacity(160), String::with_capacity(160));
+    SCRATCH.with_borrow_mut(|(body, ints)| encode_with(e, codes, seqv, cmd, cmd_hash, events, out, body, ints))
+}
+
+/// An event's order hash: the command's own, or one the core holds.
+fn hash_of<'a>(h: &'a H, cmd_hash: &'a [u8]) -> &'a [u8] {
+    match h {
+        H::Cmd => cmd_hash,
+        H::Own(b) => &b[..],
+    }
+}
+
+thread_local! {
+    /// One event's body and its integers' text while it is written: reused, never reallocated.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, String)> = std::cell::RefCell::new((Vec::with_capacity(256), String::with_capacity(256)));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_with(e: &Engine, codes: &[u16], seqv: U256, cmd: &Cmd<'_>, cmd_hash: &[u8], events: &[Ev], out: &mut Vec<u8>, body: &mut Vec<u8>, ints: &mut String) -> Option<()> {
+    let s = |k: Sym| e.syms.s(k);
     for ev in events {
         match ev {
             Ev::Accepted { trader, market, side, tif } => {
                 let Cmd::Place { price, amount, nonce, expiry, coid, .. } = cmd else { return None };
                 let vals = [V::I(seqv), V::B(cmd_hash), V::S(s(*trader)), V::S(s(*market)), V::E(*side as u8), V::I(int(price)?), V::I(int(amount)?), V::E(*tif as u8), V::I(int(nonce)?), V::I(int(expiry)?), V::OS(*coid)];
-                write(out, &mut body, &mut ints, 0, &vals);
+                write(out, body, ints, 0, &vals);
             }
             Ev::Rejected { trader, market, code, msg } => {
-                write(out, &mut body, &mut ints, 1, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader)), V::S(s(*market)), V::C(codes[*code as usize]), V::S(msg)]);
+                write(out, body, ints, 1, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader)), V::S(s(*market)), V::C(codes[*code as usize]), V::S(msg)]);
             }
-            Ev::Duplicate { trader } => write(out, &mut body, &mut ints, 2, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader))]),
+            Ev::Duplicate { trader } => write(out, body, ints, 2, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader))]),
             Ev::Fill(f) => {
-                let th = hash_of(&f.taker_hash);
+                let th = hash_of(&f.taker_hash, cmd_hash);
                 let vals = [
                     V::I(seqv),
                     V::I(U256::from(f.fill_index)),
                     V::S(s(f.market)),
                     V::B(&f.maker_hash),
                     V::S(s(f.maker_trader)),
-                    V::B(&th),
+                    V::B(th),
                     V::S(s(f.taker_trader)),
                     V::E(f.taker_side as u8),
                     V::I(f.price),
@@ -114,38 +125,38 @@ fn encode_all(e: &Engine, codes: &[u16], seq: i128, cmd: &Cmd<'_>, events: &[Ev]
                     V::I(f.maker_left),
                     V::I(f.taker_left),
                 ];
-                write(out, &mut body, &mut ints, 3, &vals);
+                write(out, body, ints, 3, &vals);
             }
             Ev::Cancelled { hash, trader, market, reason, remaining } => {
-                let h = hash_of(hash);
-                write(out, &mut body, &mut ints, 4, &[V::I(seqv), V::B(&h), V::S(s(*trader)), V::S(s(*market)), V::E(*reason as u8), V::I(*remaining)]);
+                let h = hash_of(hash, cmd_hash);
+                write(out, body, ints, 4, &[V::I(seqv), V::B(h), V::S(s(*trader)), V::S(s(*market)), V::E(*reason as u8), V::I(*remaining)]);
             }
             Ev::CancelRejected { trader } => {
-                write(out, &mut body, &mut ints, 5, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader)), V::C(codes[Code::OrderNotFound as usize])]);
+                write(out, body, ints, 5, &[V::I(seqv), V::B(cmd_hash), V::S(s(*trader)), V::C(codes[Code::OrderNotFound as usize])]);
             }
             Ev::CancelAllApplied { trader, market, nonce_below, cancelled } => {
                 let vals = [V::I(seqv), V::S(s(*trader)), V::OS(market.map(s)), V::I(U256::from(*nonce_below)), V::I(U256::from(*cancelled as u64))];
-                write(out, &mut body, &mut ints, 6, &vals);
+                write(out, body, ints, 6, &vals);
             }
             Ev::Balance { trader, token, total, locked } => {
-                write(out, &mut body, &mut ints, 7, &[V::I(seqv), V::S(s(*trader)), V::S(s(*token)), V::I(*total), V::I(*locked)]);
+                write(out, body, ints, 7, &[V::I(seqv), V::S(s(*trader)), V::S(s(*token)), V::I(*total), V::I(*locked)]);
             }
             Ev::WReserved { wid, trader, token, amount } => {
-                write(out, &mut body, &mut ints, 8, &[V::I(seqv), V::S(wid), V::S(s(*trader)), V::S(s(*token)), V::I(*amount)]);
+                write(out, body, ints, 8, &[V::I(seqv), V::S(wid), V::S(s(*trader)), V::S(s(*token)), V::I(*amount)]);
             }
             Ev::WReleased { wid, trader, token, amount } => {
-                write(out, &mut body, &mut ints, 9, &[V::I(seqv), V::S(wid), V::S(s(*trader)), V::S(s(*token)), V::I(*amount)]);
+                write(out, body, ints, 9, &[V::I(seqv), V::S(wid), V::S(s(*trader)), V::S(s(*token)), V::I(*amount)]);
             }
-            Ev::Frozen { trader } => write(out, &mut body, &mut ints, 10, &[V::I(seqv), V::S(s(*trader))]),
-            Ev::MarketAdded { market } => write(out, &mut body, &mut ints, 11, &[V::I(seqv), V::S(s(*market))]),
+            Ev::Frozen { trader } => write(out, body, ints, 10, &[V::I(seqv), V::S(s(*trader))]),
+            Ev::MarketAdded { market } => write(out, body, ints, 11, &[V::I(seqv), V::S(s(*market))]),
             Ev::MarketState { market, old, new, reason } => {
-                write(out, &mut body, &mut ints, 12, &[V::I(seqv), V::S(s(*market)), V::E(*old as u8), V::E(*new as u8), V::S(reason)]);
+                write(out, body, ints, 12, &[V::I(seqv), V::S(s(*market)), V::E(*old as u8), V::E(*new as u8), V::S(reason)]);
             }
             Ev::Risk { market, kind, msg, reference, price } => {
-                write(out, &mut body, &mut ints, 13, &[V::I(seqv), V::S(s(*market)), V::S(kind), V::S(msg), V::I(*reference), V::I(*price)]);
+                write(out, body, ints, 13, &[V::I(seqv), V::S(s(*market)), V::S(kind), V::S(msg), V::I(*reference), V::I(*price)]);
             }
             Ev::CmdRejected { command, code, msg } => {
-                write(out, &mut body, &mut ints, 14, &[V::I(seqv), V::S(command), V::C(codes[*code as usize]), V::S(msg)]);
+                write(out, body, ints, 14, &[V::I(seqv), V::S(command), V::C(codes[*code as usize]), V::S(msg)]);
             }
             Ev::FillReverted(f) => {
                 let vals = [
@@ -161,10 +172,10 @@ fn encode_all(e: &Engine, codes: &[u16], seq: i128, cmd: &Cmd<'_>, events: &[Ev]
                     V::OI(f.maker_left),
                     V::OI(f.taker_left),
                 ];
-                write(out, &mut body, &mut ints, 15, &vals);
+                write(out, body, ints, 15, &vals);
             }
             Ev::CancelScheduled { trader, time, nonce } => {
-                write(out, &mut body, &mut ints, 16, &[V::I(seqv), V::S(s(*trader)), V::I(U256::from(*time)), V::I(U256::from(*nonce))]);
+                write(out, body, ints, 16, &[V::I(seqv), V::S(s(*trader)), V::I(U256::from(*time)), V::I(U256::from(*nonce))]);
             }
         }
     }

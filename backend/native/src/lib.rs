@@ -171,6 +171,46 @@ fn stamp_record<'py>(py: Python<'py>, command: &Bound<'py, PyAny>, seq: &Bound<'
     Ok((stamped, Some(PyBytes::new(py, &out))))
 }
 
+/// `stamp_record` for a whole group: the commands stamped with seqs `first_seq`, `first_seq`+1…
+/// and `now` (each command's own `now` when None), and their records (None where the command
+/// takes the generic layout). One call per group, so that a group commit's stamping costs no
+/// Python call per command.
+#[pyfunction]
+#[pyo3(signature = (commands, first_seq, now=None))]
+fn stamp_records<'py>(py: Python<'py>, commands: &Bound<'py, PyList>, first_seq: u64, now: Option<&Bound<'py, PyAny>>) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let c = cfg(py)?;
+    let stamped = PyList::empty(py);
+    let records = PyList::empty(py);
+    let mut out: Vec<u8> = Vec::with_capacity(256);
+    for (i, command) in commands.iter().enumerate() {
+        let seq = first_seq.checked_add(i as u64).ok_or_else(|| PyValueError::new_err("seq beyond 2**64"))?.into_bound_py_any(py)?;
+        let own_now;
+        let now = match now {
+            Some(n) => n,
+            None => {
+                let tp = command.get_type();
+                let Some(kind) = c.commands.iter().position(|t| t.as_ptr() == tp.as_ptr()) else {
+                    return Err(PyTypeError::new_err(format!("not an engine command: {}", tp.name()?)));
+                };
+                own_now = c.cmd_slots[kind].get(&command, 1)?;
+                &own_now
+            }
+        };
+        let cmd = stamp(py, &command, &seq, now)?;
+        out.clear();
+        out.extend_from_slice(&[0; 4]);
+        if codec::encode_packed(py, &cmd, &mut out)? {
+            let n = u32::try_from(out.len() - 4).map_err(|_| PyValueError::new_err("command too long"))?;
+            out[..4].copy_from_slice(&n.to_le_bytes());
+            records.append(PyBytes::new(py, &out))?;
+        } else {
+            records.append(py.None())?;
+        }
+        stamped.append(cmd)?;
+    }
+    Ok((stamped, records))
+}
+
 // ---------------------------------------------------------------------- conversions
 
 pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
@@ -248,6 +288,8 @@ pub struct Core {
     /// The Python string object of each symbol (the first seen, reused for every event).
     strs: Vec<Option<Py<PyString>>>,
     poisoned: Option<String>,
+    /// `apply_encoded`'s buffer, kept between calls so that no command allocates one.
+    scratch: Vec<u8>,
 }
 
 impl Core {
@@ -617,7 +659,7 @@ impl Core {
     #[new]
     #[pyo3(signature = (fee_recipient = "0x000000000000000000000000000000000000Fee5", *_args, **_kwargs))]
     fn new(fee_recipient: &str, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> Self {
-        Core { e: Engine::new(fee_recipient), strs: Vec::new(), poisoned: None }
+        Core { e: Engine::new(fee_recipient), strs: Vec::new(), poisoned: None, scratch: Vec::with_capacity(512) }
     }
 
     /// Apply one command; its events in order.
@@ -628,15 +670,22 @@ impl Core {
         Ok(out)
     }
 
-    /// Apply one command; (its events, whether their encoding was appended to `encoded`).
-    /// The bytes are `codec.encode_events(events)`'s, written from the core's own values; on
-    /// false `encoded` is unchanged and the caller encodes the objects instead.
-    #[pyo3(name = "_apply_encoded")]
-    fn apply_encoded<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>, encoded: &Bound<'py, PyByteArray>) -> PyResult<(Bound<'py, PyList>, bool)> {
+    /// Apply one command; its events, with their encoding (`codec.encode_events`) appended to
+    /// `encoded`: written by the core from its own values, or, for the rare event the core's
+    /// encoder declines (a negative integer), by `codec.encode_events` from the objects.
+    fn apply_encoded<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>, encoded: &Bound<'py, PyByteArray>) -> PyResult<Bound<'py, PyList>> {
         let c = cfg(py)?;
         let out = PyList::empty(py);
-        let mut buf: Vec<u8> = Vec::with_capacity(256);
-        let ok = self.apply_one(py, c, command, &out, Some(&mut buf))?;
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let ok = self.apply_one(py, c, command, &out, Some(&mut buf));
+        let ok = match ok {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.scratch = buf;
+                return Err(e);
+            }
+        };
         if ok {
             let old = encoded.len();
             encoded.resize(old + buf.len())?;
@@ -645,7 +694,13 @@ impl Core {
                 encoded.as_bytes_mut()[old..].copy_from_slice(&buf);
             }
         }
-        Ok((out, ok))
+        self.scratch = buf;
+        if !ok {
+            // codec imports the module that configures this one: looked up when needed.
+            let codec = py.import(intern!(py, "backend.matching.codec"))?;
+            codec.getattr(intern!(py, "encode_events"))?.call1((&out, encoded))?;
+        }
+        Ok(out)
     }
 
     /// Apply commands in order; one list of events per command.
@@ -876,6 +931,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<journal::GroupWrite>()?;
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add_function(wrap_pyfunction!(stamp_record, m)?)?;
+    m.add_function(wrap_pyfunction!(stamp_records, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_configure, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_check, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_recover_only, m)?)?;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,31 @@ def test_concurrent_submits_all_acknowledged_with_contiguous_seqs(tmp_path: Path
     assert sorted(seqs) == list(range(seqs[0], seqs[0] + 2_000))
     assert any(isinstance(e, OrderAccepted) for o in outcomes for e in o.events)
     assert Journal(tmp_path).last_seq == 21 + 2_000
+
+
+def test_an_unencodable_command_is_refused_alone_and_its_group_goes_on(tmp_path: Path) -> None:
+    """One command of a group that cannot be journaled (an amount that is not an int) fails
+    its own submit; the others of the same group are journaled with contiguous seqs."""
+
+    async def main() -> None:
+        service = await EngineService.open(journal_dir=tmp_path, feeds=MemoryFeedStore())
+        client = InProcessEngineClient(service)
+        for cmd, intake in setup(4):
+            await client.submit(cmd, timeout=5, intake=intake)
+        before = service.engine.last_seq
+        good = [c for c, _ in workload(6, 4)]
+        bad = dataclasses.replace(good[2], amount="12")  # type: ignore[arg-type]
+        group = [*good[:2], bad, *good[3:]]
+        results = await asyncio.gather(
+            *(client.submit(c, timeout=5) for c in group), return_exceptions=True
+        )
+        assert isinstance(results[2], TypeError | ValueError)
+        seqs = [r.seq for r in results if isinstance(r, Outcome)]
+        assert seqs == list(range(before + 1, before + 6))
+        assert Journal(tmp_path).last_seq == before + 5
+        await client.close()
+
+    asyncio.run(main())
 
 
 def test_restart_from_snapshot_and_journal_gives_same_state(tmp_path: Path) -> None:
