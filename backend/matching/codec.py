@@ -431,16 +431,15 @@ def encode_command_generic(command: Command) -> bytes:
 
 
 def decode_command_at(buf: bytes, start: int, end: int) -> Command:
-    """The command encoded in `buf[start:end]`, without slicing out a copy first."""
+    """The command encoded in `buf[start:end]`, without slicing out a copy first: natively
+    for the packed layouts (the engine port's hot path); the Python readers below are the
+    reference, and read whatever the native decoder declines (and refuse what is damaged)."""
     tag = buf[start]
     if tag & _PACKED:
-        reader = _PACKED_READERS.get(tag)
-        if reader is None:
-            raise ValueError(f"unknown packed command tag {tag}")
-        try:
-            return reader(buf, start, end)
-        except (IndexError, struct.error) as exc:
-            raise ValueError(f"truncated packed command: {exc}") from None
+        native = _native.decode_packed(buf, start, end)
+        if native is not None:
+            return native
+        return decode_packed_python(buf, start, end)
     data = buf[start:end] if start or end != len(buf) else buf
     try:
         value, pos = _COMMAND_CODECS[tag][1](data, 1)
@@ -450,6 +449,18 @@ def decode_command_at(buf: bytes, start: int, end: int) -> Command:
         raise ValueError(f"trailing bytes after command: {len(data) - pos}")
     command: Command = value
     return command
+
+
+def decode_packed_python(buf: bytes, start: int, end: int) -> Command:
+    """The reference decoder of the packed layouts (`buf[start]` has the packed bit)."""
+    tag = buf[start]
+    reader = _PACKED_READERS.get(tag)
+    if reader is None:
+        raise ValueError(f"unknown packed command tag {tag}")
+    try:
+        return reader(buf, start, end)
+    except (IndexError, struct.error) as exc:
+        raise ValueError(f"truncated packed command: {exc}") from None
 
 
 def decode_command(data: bytes) -> Command:

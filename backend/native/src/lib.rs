@@ -211,6 +211,59 @@ fn stamp_records<'py>(py: Python<'py>, commands: &Bound<'py, PyList>, first_seq:
     Ok((stamped, records))
 }
 
+/// The command in `buf[start:end]` if it is in a packed layout (PlaceOrder, CancelOrder: the
+/// engine port's wire form and the journal's records), as `codec.decode_command_at` builds
+/// it; None for any other layout and for damaged bytes, which the Python decoder then reads
+/// and refuses with its own message. Traders and markets are shared str objects, as there.
+#[pyfunction]
+fn decode_packed<'py>(py: Python<'py>, buf: &Bound<'py, PyAny>, start: usize, end: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Ok(b) = buf.cast::<PyBytes>() else { return Ok(None) };
+    let Some(body) = b.as_bytes().get(start..end) else { return Ok(None) };
+    let Some(cmd) = record::parse(body) else { return Ok(None) };
+    let c = cfg(py)?;
+    let int = |v: u64| v.into_bound_py_any(py);
+    Ok(Some(match cmd {
+        record::Packed::Place { seq, now, price, amount, nonce, expiry, h, trader, market, side, tif, coid } => {
+            let coid = match coid {
+                Some(t) => PyString::new(py, t).into_any(),
+                None => py.None().into_bound(py),
+            };
+            c.cmd_slots[0].build(py, [
+                int(seq)?,
+                int(now)?,
+                PyBytes::new(py, h).into_any(),
+                shared_text(py, trader),
+                shared_text(py, market),
+                c.sides[side as usize].bind(py).clone(),
+                int(price)?,
+                int(amount)?,
+                c.tifs[tif as usize].bind(py).clone(),
+                int(nonce)?,
+                int(expiry)?,
+                coid,
+            ])?
+        }
+        record::Packed::Cancel { seq, now, h, trader } => c.cmd_slots[1].build(py, [int(seq)?, int(now)?, PyBytes::new(py, h).into_any(), shared_text(py, trader)])?,
+    }))
+}
+
+/// One str object per trader or market text seen lately (cleared past 100,000, as the Python
+/// decoder's cache): decoded commands then share them, which keeps dict lookups cheap.
+fn shared_text<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
+    static TEXTS: std::sync::Mutex<Option<std::collections::HashMap<Box<str>, Py<PyString>>>> = std::sync::Mutex::new(None);
+    let mut guard = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(std::collections::HashMap::new);
+    if let Some(s) = map.get(text) {
+        return s.bind(py).clone().into_any();
+    }
+    if map.len() >= 100_000 {
+        map.clear();
+    }
+    let s = PyString::new(py, text);
+    map.insert(text.into(), s.clone().unbind());
+    s.into_any()
+}
+
 // ---------------------------------------------------------------------- conversions
 
 pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
@@ -932,6 +985,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stamp, m)?)?;
     m.add_function(wrap_pyfunction!(stamp_record, m)?)?;
     m.add_function(wrap_pyfunction!(stamp_records, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_packed, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_configure, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_check, m)?)?;
     m.add_function(wrap_pyfunction!(sig::sig_recover_only, m)?)?;

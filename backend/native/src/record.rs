@@ -40,12 +40,17 @@ fn int(v: u64) -> PInt {
     PInt::Val(U256::from(v))
 }
 
-/// (seq, now, command) of a journal record in a packed layout, else None.
-pub fn packed<'a>(payload: &'a [u8], syms: &mut Interner) -> Option<(i128, i128, Cmd<'a>)> {
-    let n = u32::from_le_bytes(payload.get(0..4)?.try_into().ok()?) as usize;
-    let body = payload.get(4..4usize.checked_add(n)?)?;
+/// A command in a packed layout, its fields as they are in the bytes.
+pub enum Packed<'a> {
+    Place { seq: u64, now: u64, price: u64, amount: u64, nonce: u64, expiry: u64, h: &'a [u8], trader: &'a str, market: &'a str, side: Side, tif: Tif, coid: Option<&'a str> },
+    Cancel { seq: u64, now: u64, h: &'a [u8], trader: &'a str },
+}
+
+/// The command bytes `body` (tag first) in a packed layout, read whole; None for another
+/// layout or for anything damaged, truncated or followed by extra bytes.
+pub fn parse(body: &[u8]) -> Option<Packed<'_>> {
     let mut r = Reader { buf: body, pos: 1 };
-    match *body.first()? {
+    let out = match *body.first()? {
         PLACE => {
             let (seq, now, price, amount, nonce, expiry) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
             let h = r.short()?;
@@ -67,22 +72,32 @@ pub fn packed<'a>(payload: &'a [u8], syms: &mut Interner) -> Option<(i128, i128,
                 0 => None,
                 _ => Some(r.text()?),
             };
-            if r.pos != body.len() {
-                return None;
-            }
-            let (trader, market) = (syms.get(trader), syms.get(market));
-            let cmd = Cmd::Place { now: now as i128, h, trader, market, side, price: int(price), amount: int(amount), tif, nonce: int(nonce), expiry: int(expiry), coid };
-            Some((seq as i128, now as i128, cmd))
+            Packed::Place { seq, now, price, amount, nonce, expiry, h, trader, market, side, tif, coid }
         }
         CANCEL => {
             let (seq, now) = (r.u64()?, r.u64()?);
             let h = r.short()?;
             let trader = r.text()?;
-            if r.pos != body.len() {
-                return None;
-            }
-            Some((seq as i128, now as i128, Cmd::Cancel { h, trader: syms.get(trader) }))
+            Packed::Cancel { seq, now, h, trader }
         }
-        _ => None,
+        _ => return None,
+    };
+    if r.pos != body.len() {
+        return None;
+    }
+    Some(out)
+}
+
+/// (seq, now, command) of a journal record in a packed layout, else None.
+pub fn packed<'a>(payload: &'a [u8], syms: &mut Interner) -> Option<(i128, i128, Cmd<'a>)> {
+    let n = u32::from_le_bytes(payload.get(0..4)?.try_into().ok()?) as usize;
+    let body = payload.get(4..4usize.checked_add(n)?)?;
+    match parse(body)? {
+        Packed::Place { seq, now, price, amount, nonce, expiry, h, trader, market, side, tif, coid } => {
+            let (trader, market) = (syms.get(trader), syms.get(market));
+            let cmd = Cmd::Place { now: now as i128, h, trader, market, side, price: int(price), amount: int(amount), tif, nonce: int(nonce), expiry: int(expiry), coid };
+            Some((seq as i128, now as i128, cmd))
+        }
+        Packed::Cancel { seq, now, h, trader } => Some((seq as i128, now as i128, Cmd::Cancel { h, trader: syms.get(trader) })),
     }
 }

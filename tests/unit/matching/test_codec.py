@@ -8,6 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from backend import _native
 from backend.domain.errors import ErrorCode
 from backend.domain.types import MarketState, Side, TimeInForce
 from backend.matching import commands as c
@@ -15,6 +16,7 @@ from backend.matching.codec import (
     decode_command,
     decode_event,
     decode_events,
+    decode_packed_python,
     encode_command,
     encode_command_generic,
     encode_event,
@@ -125,6 +127,56 @@ def test_truncated_packed_command_refused(command: c.Command) -> None:
             decode_command(data[:cut])
     with pytest.raises(ValueError, match="left over"):
         decode_command(data + b"\x00")
+
+
+def _reference_packed(data: bytes) -> c.Command | str:
+    try:
+        return decode_packed_python(data, 0, len(data))
+    except ValueError as exc:
+        return f"refused: {exc}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(hot_commands, st.data())
+def test_native_packed_decoder_equals_the_reference(
+    command: c.Command, data: st.DataObject
+) -> None:
+    """The engine port's decoder (native) gives the reference readers' command, field for
+    field and type for type; on damaged bytes it declines (None) wherever the reference
+    refuses, so the refusal and its message stay the reference's; never a different command."""
+    encoded = encode_command(command)
+    assume(encoded[0] & 0x80)
+    native = _native.decode_packed(encoded, 0, len(encoded))
+    assert native == command
+    assert type(native) is type(command)
+    assert [type(getattr(native, f)) for f in command.__dataclass_fields__] == [
+        type(getattr(command, f)) for f in command.__dataclass_fields__
+    ]
+    framed = b"pre" + encoded + b"post"  # a slice of a larger buffer, as in a journal record
+    assert _native.decode_packed(framed, 3, 3 + len(encoded)) == command
+    damaged = bytearray(encoded)
+    i = data.draw(st.integers(0, len(damaged) - 1))
+    how = data.draw(st.sampled_from(("flip", "cut", "extend")))
+    if how == "flip":
+        damaged[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "cut":
+        del damaged[i:]
+    else:
+        damaged += data.draw(st.binary(min_size=1, max_size=4))
+    damaged_bytes = bytes(damaged)
+    assume(damaged_bytes and damaged_bytes[0] & 0x80)  # still a packed tag
+    reference = _reference_packed(damaged_bytes)
+    got = _native.decode_packed(damaged_bytes, 0, len(damaged_bytes))
+    if got is not None:
+        assert got == reference
+    assert _decoded_or_refusal(damaged_bytes) == reference
+
+
+def _decoded_or_refusal(data: bytes) -> c.Command | str:
+    try:
+        return decode_command(data)
+    except ValueError as exc:
+        return f"refused: {exc}"
 
 
 def test_hot_commands_take_the_packed_layout_and_big_integers_the_generic() -> None:
