@@ -347,6 +347,16 @@ class PendingGroup:
         if write is None and size:
             journal._written(last, size)
 
+    @property
+    def seconds(self) -> float | None:
+        """How long the writer thread took to write and sync the group, once waited for
+        (None for a group written in Python)."""
+        return None if self._write is None else self._write.seconds
+
+    def done(self) -> bool:
+        """True once the group's write has finished (well or not): `wait()` will not block."""
+        return self._settled or (self._write is not None and self._write.done())
+
     def wait(self) -> int:
         if not self._settled:
             assert self._write is not None
@@ -433,11 +443,13 @@ class Journal:
         returns the new last seq. Only after this returns may any of them be acknowledged."""
         return self.begin_group(payloads).wait()
 
-    def begin_group(self, payloads: Sequence[bytes]) -> PendingGroup:
+    def begin_group(self, payloads: Sequence[bytes], notify_fd: int | None = None) -> PendingGroup:
         """Start `append_group`'s write and return at once; its `wait()` returns the new last
         seq once the group is synced. The engine applies the group meanwhile: natively the
-        write runs on a thread of its own that needs no GIL, so it starts right away. One
-        group at a time: a group begun while another is pending waits for that one first."""
+        write runs on a thread of its own that needs no GIL, so it starts right away, and
+        when it is done it writes a byte to `notify_fd` if given (an event loop's wake-up;
+        a group written here in Python is done on return). One group at a time: a group
+        begun while another is pending waits for that one first."""
         if self._pending is not None:
             self._pending.wait()
         if not payloads:
@@ -447,7 +459,8 @@ class Journal:
         assert self._fd is not None
         last = self.last_seq + len(payloads)
         if type(payloads) is list:
-            self._pending = PendingGroup(self, _native.start_group(self._fd, payloads, last), last)
+            write = _native.start_group(self._fd, payloads, last, notify_fd)
+            self._pending = PendingGroup(self, write, last)
             return self._pending
         buf = frame_records(payloads)
         buf += _trailer(len(payloads), len(buf), last)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,7 @@ from backend.engine.journal import (
     Journal,
     JournalBehindError,
     JournalCorruptError,
+    PendingGroup,
 )
 from backend.engine.publisher import FeedPublisher
 from backend.engine.records import Applied, decode_record, stamp_record, stamp_records
@@ -164,7 +166,8 @@ class EngineService:
         self.refused_for_lag: dict[str, int] = {}
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._feed_queue: asyncio.Queue[tuple[int, list[FeedMessage]] | None] = asyncio.Queue()
-        self._journal_thread = ThreadPoolExecutor(1, thread_name_prefix="engine-journal")
+        self._wake: tuple[int, int] | None = None  # the journal writer's wake-up pipe
+        self._journal_waits: list[tuple[PendingGroup, asyncio.Future[int]]] = []
         self._snapshot_thread = ThreadPoolExecutor(1, thread_name_prefix="engine-snapshot")
         self._last_now = 0
         self._last_snapshot_seq = engine.last_seq
@@ -517,14 +520,15 @@ class EngineService:
         # restart replays the journal (no snapshot is taken of a failed engine).
         self._settled.clear()
         try:
-            # The native writer starts on the group at once, without the GIL; the executor
-            # thread only waits for its fsync, so the event loop stays free meanwhile.
+            # The native writer starts on the group at once, without the GIL, and wakes the
+            # loop through a pipe when it is synced: no Python thread has to take the GIL in
+            # between, so the answers wait for the disk and not for a GIL switch.
             try:
-                pending = self.journal.begin_group(payloads)
+                pending = self.journal.begin_group(payloads, self._wake_fd())
             except BaseException:
                 fail("journal write failed")
                 raise
-            written = loop.run_in_executor(self._journal_thread, pending.wait)
+            written = self._written(pending, loop)
             engine, publisher = self.engine, self.publisher
             applied: list[Applied] = []
             answers: list[bytearray | None] = []
@@ -569,6 +573,43 @@ class EngineService:
             self._feed_queue.put_nowait((engine.last_seq, messages))
         if engine.last_seq - self._last_snapshot_seq >= self.snapshot_every:
             self._snapshot()
+
+    def _wake_fd(self) -> int | None:
+        """The write end of the pipe the journal's writer signals (made on first use, in the
+        loop that runs the group commit)."""
+        if self._wake is None:
+            r, w = os.pipe()
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            asyncio.get_running_loop().add_reader(r, self._journal_woken)
+            self._wake = (r, w)
+        return self._wake[1]
+
+    def _written(
+        self, pending: PendingGroup, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[int]:
+        """Resolved with the group's last seq once it is synced (or with its OSError)."""
+        fut: asyncio.Future[int] = loop.create_future()
+        self._journal_waits.append((pending, fut))
+        if pending.done():  # written in Python, or already synced: no byte will come
+            self._journal_woken()
+        return fut
+
+    def _journal_woken(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 4096):
+                    pass
+        waiting = []
+        for pending, fut in self._journal_waits:
+            if not pending.done():
+                waiting.append((pending, fut))
+            elif not fut.done():
+                try:
+                    fut.set_result(pending.wait())
+                except Exception as exc:
+                    fut.set_exception(exc)
+        self._journal_waits = waiting
 
     async def settled(self) -> None:
         """Wait until no group is between its apply and its fsync: what reads the engine's
@@ -662,7 +703,11 @@ class EngineService:
             await asyncio.gather(*self._snapshot_futures, return_exceptions=True)
         if self.sink is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.sink.close)
-        self._journal_thread.shutdown()
         self._snapshot_thread.shutdown()
         self.journal.close()
+        if self._wake is not None:
+            asyncio.get_running_loop().remove_reader(self._wake[0])
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         log.info("engine_stopped", seq=self.engine.last_seq)

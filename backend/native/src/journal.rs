@@ -170,15 +170,17 @@ fn write_out(g: Group) -> std::io::Result<usize> {
 
 // ------------------------------------------------------------------ the writer thread
 
-type Outcome = Arc<(Mutex<Option<std::io::Result<usize>>>, Condvar)>;
+/// The write's result and how long the write and the sync took, once done.
+type Outcome = Arc<(Mutex<Option<(std::io::Result<usize>, f64)>>, Condvar)>;
+type Job = (Group, Outcome, Option<i32>);
 
 /// One thread per process that writes and syncs groups in the order they are started. It
 /// needs no GIL, so a group's write begins the moment `start_group` hands it over; a Python
 /// thread would first wait for the GIL, which the applying thread gives up only every switch
 /// interval (5 ms), after the group is applied: the write and the apply would not overlap.
-static WRITER: Mutex<Option<(u32, mpsc::Sender<(Group, Outcome)>)>> = Mutex::new(None);
+static WRITER: Mutex<Option<(u32, mpsc::Sender<Job>)>> = Mutex::new(None);
 
-fn writer() -> mpsc::Sender<(Group, Outcome)> {
+fn writer() -> mpsc::Sender<Job> {
     let mut w = WRITER.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
     // A forked child inherits the sender but not the thread: it starts its own.
@@ -187,16 +189,24 @@ fn writer() -> mpsc::Sender<(Group, Outcome)> {
             return tx.clone();
         }
     }
-    let (tx, rx) = mpsc::channel::<(Group, Outcome)>();
+    let (tx, rx) = mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("journal-writer".into())
         .spawn(move || {
-            for (g, out) in rx {
+            for (g, out, notify) in rx {
+                let t0 = std::time::Instant::now();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_out(g)))
                     .unwrap_or_else(|_| Err(std::io::Error::other("journal writer panicked")));
+                let seconds = t0.elapsed().as_secs_f64();
                 let (lock, cv) = &*out;
-                *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, seconds));
                 cv.notify_all();
+                if let Some(fd) = notify {
+                    // One byte wakes the waiter's event loop; a full pipe already holds a
+                    // wake-up, and any other failure leaves `wait()` as the way to learn.
+                    // SAFETY: a one-byte write(2) of our own buffer to the caller's descriptor.
+                    let _ = unsafe { libc_write(fd, [1u8].as_ptr(), 1) };
+                }
             }
         })
         .expect("spawn the journal writer thread");
@@ -209,6 +219,7 @@ fn writer() -> mpsc::Sender<(Group, Outcome)> {
 pub struct GroupWrite {
     out: Outcome,
     taken: Option<PyResult<usize>>,
+    seconds: Option<f64>,
 }
 
 #[pymethods]
@@ -226,12 +237,19 @@ impl GroupWrite {
                 }
                 g.take().expect("outcome")
             });
-            self.taken = Some(r.map_err(PyErr::from));
+            self.taken = Some(r.0.map_err(PyErr::from));
+            self.seconds = Some(r.1);
         }
         match self.taken.as_ref().expect("taken") {
             Ok(n) => Ok(*n),
             Err(e) => Err(e.clone_ref(py)),
         }
+    }
+
+    /// Seconds the writer thread spent on the write and the sync, once `wait()` has returned.
+    #[getter]
+    fn seconds(&self) -> Option<f64> {
+        self.seconds
     }
 
     /// True once the write and sync have finished (well or not).
@@ -243,16 +261,18 @@ impl GroupWrite {
 /// Start writing a group — its framed records and the trailer `u32 0xFFFFFFFF, u32 count,
 /// u32 record bytes, u64 last_seq, u32 crc32(the four fields)` — to `fd` and fdatasyncing it,
 /// on the writer thread, and return at once: the payloads are copied first, so the caller may
-/// apply the group while it is written. ValueError for a record or group the format cannot
-/// hold; the write's or the sync's OSError comes from `wait()`.
+/// apply the group while it is written. Once it is done (well or not), one byte is written to
+/// `notify_fd` if given (a non-blocking pipe an event loop watches). ValueError for a record
+/// or group the format cannot hold; the write's or the sync's OSError comes from `wait()`.
 #[pyfunction]
-pub fn start_group(fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64) -> PyResult<GroupWrite> {
+#[pyo3(signature = (fd, payloads, last_seq, notify_fd=None))]
+pub fn start_group(fd: i32, payloads: &Bound<'_, PyList>, last_seq: u64, notify_fd: Option<i32>) -> PyResult<GroupWrite> {
     let g = collect(fd, payloads, last_seq)?;
     let out: Outcome = Arc::new((Mutex::new(None), Condvar::new()));
-    if writer().send((g, out.clone())).is_err() {
+    if writer().send((g, out.clone(), notify_fd)).is_err() {
         return Err(pyo3::exceptions::PyRuntimeError::new_err("the journal writer thread is gone"));
     }
-    Ok(GroupWrite { out, taken: None })
+    Ok(GroupWrite { out, taken: None, seconds: None })
 }
 
 unsafe extern "C" {

@@ -87,6 +87,28 @@ def test_begin_group_writes_while_the_caller_runs(tmp_path: Path) -> None:
     assert [seq for seq, _ in read_journal(tmp_path, 1)] == list(range(1, 56))
 
 
+def test_the_writer_wakes_a_pipe_once_the_group_is_synced(tmp_path: Path) -> None:
+    """With `notify_fd`, the writer thread writes one byte when the group is done: an event
+    loop watching the pipe learns of the sync without a thread of its own."""
+    journal = Journal(tmp_path)
+    r, w = os.pipe()
+    try:
+        pending = journal.begin_group(list(payloads(1, 20)), notify_fd=w)
+        assert os.read(r, 16) == b"\x01"  # blocks until the writer is done
+        assert pending.done()
+        assert pending.wait() == 20
+        python = journal.begin_group(tuple(payloads(21, 2)), notify_fd=w)
+        assert python.done()  # written in Python before begin_group returned: no byte
+        assert python.wait() == 22
+        os.set_blocking(r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 16)
+    finally:
+        os.close(r)
+        os.close(w)
+        journal.close()
+
+
 def test_a_failed_group_write_raises_on_every_wait(tmp_path: Path) -> None:
     """The write's OSError reaches the waiter (the engine then stops), every time it asks, and
     the journal's position does not move past the group."""

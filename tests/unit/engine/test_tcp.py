@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -210,16 +212,22 @@ def test_in_process_submit_many_timeout_is_outcome_unknown_and_the_command_still
         await client.submit_many(setup(1), timeout=5)
         begin = service.journal.begin_group
 
-        def begin_slowly(payloads: list[bytes]) -> PendingGroup:
-            pending = begin(payloads)
-            wait = pending.wait
+        class SlowDisk:
+            """The group, synced 0.3 s late: the loop's wake-up comes then, not before."""
 
-            def wait_slowly() -> int:
-                time.sleep(0.3)
-                return wait()
+            def __init__(self, pending: PendingGroup, notify_fd: int | None) -> None:
+                self.pending, self.at = pending, time.monotonic() + 0.3
+                assert notify_fd is not None
+                threading.Timer(0.3, os.write, (notify_fd, b"\x01")).start()
 
-            pending.wait = wait_slowly  # type: ignore[method-assign]
-            return pending
+            def done(self) -> bool:
+                return time.monotonic() >= self.at and self.pending.done()
+
+            def wait(self) -> int:
+                return self.pending.wait()
+
+        def begin_slowly(payloads: list[bytes], notify_fd: int | None = None) -> SlowDisk:
+            return SlowDisk(begin(payloads), notify_fd)
 
         service.journal.begin_group = begin_slowly  # type: ignore[method-assign]
         batch = setup(1)[1:]
