@@ -17,8 +17,8 @@ cancels name orders that are really open), then replayed on fresh engines:
    `--group` commands are stamped and encoded as journal records (`stamp_records`), written
    by the journal's native writer thread (`Journal.begin_group`: record framing, group
    trailer, one fdatasync, on a temp directory) while the engine applies them and encodes
-   each command's events for its answer (`apply_encoded`, as the service does); the answers
-   leave after the fsync;
+   each command's engine-port answer (seq and events, `apply_answer`, as the service does);
+   the answers leave after the fsync;
 3. memory: a child process that imports what `hybridex engine` imports holds 1M resting
    orders and reports its RSS (and its RSS before the orders);
 4. floor: the same commands on `SkeletonBook`, the least a price-time book on sortedcontainers
@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -316,21 +317,22 @@ def run_full(
     """The engine service's group commit (`EngineService._commit`), without its asyncio
     plumbing: every `group` commands are stamped and encoded as journal records, handed to the
     journal's writer thread (`Journal.begin_group`: framing, trailer, one fdatasync) and applied
-    while it writes, each command's events encoded for the engine port's answer as they are
-    made (`apply_encoded`); the answers are framed after the fsync. Returns (seconds, fsyncs,
+    while it writes, each command's engine-port answer (seq and events) written as it is
+    applied (`apply_answer`); the answers leave after the fsync. Returns (seconds, fsyncs,
     seconds the writer spent writing and syncing, journal bytes, seconds the loop waited for
     the journal)."""
     engine = Engine()
     apply = engine.apply
     for cmd in commands[:warm]:
         apply(cmd)
-    apply_encoded = getattr(engine, "apply_encoded", None)
-    if apply_encoded is None:  # the Python engine: its events are encoded from the objects
+    apply_answer = getattr(engine, "apply_answer", None)
+    if apply_answer is None:  # the Python engine: its events are encoded from the objects
 
-        def apply_encoded(command: Command, out: bytearray) -> list[Event]:
+        def apply_answer(command: Command) -> tuple[list[Event], bytearray]:
             events = apply(command)
-            encode_events(events, out)
-            return events
+            answer = bytearray(struct.pack("<Q", command.seq))
+            encode_events(events, answer)
+            return events, answer
 
     fsyncs = 0
     fsync_s = 0.0
@@ -347,17 +349,13 @@ def run_full(
                 seq += len(payloads)
                 written = journal.begin_group(payloads)  # the writer thread starts on it
                 answers = []
-                for cmd in stamped:  # each command's events, and their encoding for its answer
-                    answer = bytearray()
-                    apply_encoded(cmd, answer)
-                    answers.append(answer)
+                for cmd in stamped:  # each command's events, and its engine-port answer
+                    answers.append(apply_answer(cmd)[1])
                 s0 = time.perf_counter()
                 written.wait()  # the service's loop wakes from the writer's pipe instead
                 wait_s += time.perf_counter() - s0
                 fsyncs += 1
                 fsync_s += written.seconds or 0.0
-                for answer in answers:  # the SUBMITTED answer: seq + events
-                    bytearray(8) + answer
             elapsed = time.perf_counter() - t0
         journal.close()
         written_bytes = sum(p.stat().st_size for p in Path(tmp).glob("journal-*.log"))

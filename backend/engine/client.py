@@ -38,12 +38,12 @@ class EngineOutcomeUnknownError(EngineUnavailableError):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The journaled command's sequence number and every event it caused, in order;
-    `encoded`, when the engine wrote it, is `codec.encode_events(events)`'s bytes (the engine
-    port's answer carries them as they are)."""
+    `answer`, when the engine wrote it, is the engine port's SUBMITTED body for it: the seq as
+    a little-endian u64, then `codec.encode_events(events)`'s bytes (sent as it is)."""
 
     seq: int
     events: list[Event]
-    encoded: bytes | bytearray | None = field(default=None, compare=False, repr=False)
+    answer: bytes | bytearray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,10 +188,9 @@ class EngineServer:
             exc = f.exception()
             if exc is None:
                 outcome = f.result()
-                payload = bytearray(p.U64.pack(outcome.seq))
-                if outcome.encoded is not None:
-                    payload += outcome.encoded
-                else:
+                payload = outcome.answer
+                if payload is None:
+                    payload = bytearray(p.U64.pack(outcome.seq))
                     encode_events(outcome.events, payload)
                 out.send(p.SUBMITTED, request_id, payload)
                 return

@@ -531,18 +531,17 @@ class EngineService:
             written = self._written(pending, loop)
             engine, publisher = self.engine, self.publisher
             applied: list[Applied] = []
-            answers: list[bytearray | None] = []
+            answers: list[bytes | bytearray | None] = []
             messages: list[FeedMessage] = []
-            # The native core encodes each command's events as it applies it (the engine
-            # port's answer), from its own values rather than from the event objects.
-            apply_encoded = getattr(engine, "apply_encoded", None)
+            # The native core writes each command's engine-port answer (seq and events) as it
+            # applies it, from its own values rather than from the event objects.
+            apply_answer = getattr(engine, "apply_answer", None)
             try:
                 for command, intake in zip(commands, intakes, strict=True):
                     level = publisher.before(engine, command) if publisher is not None else None
-                    if apply_encoded is not None:
-                        encoded = bytearray()
-                        events = apply_encoded(command, encoded)
-                        answers.append(encoded)
+                    if apply_answer is not None:
+                        events, answer = apply_answer(command)
+                        answers.append(answer)
                     else:
                         events = engine.apply(command)
                         answers.append(None)

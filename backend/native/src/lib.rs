@@ -341,7 +341,7 @@ pub struct Core {
     /// The Python string object of each symbol (the first seen, reused for every event).
     strs: Vec<Option<Py<PyString>>>,
     poisoned: Option<String>,
-    /// `apply_encoded`'s buffer, kept between calls so that no command allocates one.
+    /// `apply_answer`'s buffer, kept between calls so that no command allocates one.
     scratch: Vec<u8>,
 }
 
@@ -723,37 +723,37 @@ impl Core {
         Ok(out)
     }
 
-    /// Apply one command; its events, with their encoding (`codec.encode_events`) appended to
-    /// `encoded`: written by the core from its own values, or, for the rare event the core's
+    /// Apply one command; (its events, the engine port's SUBMITTED answer: the command's seq as
+    /// a little-endian u64, then the events' encoding, `codec.encode_events`'s bytes). The
+    /// encoding is written by the core from its own values, or, for the rare event the core's
     /// encoder declines (a negative integer), by `codec.encode_events` from the objects.
-    fn apply_encoded<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>, encoded: &Bound<'py, PyByteArray>) -> PyResult<Bound<'py, PyList>> {
+    fn apply_answer<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyAny>)> {
         let c = cfg(py)?;
         let out = PyList::empty(py);
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         let ok = self.apply_one(py, c, command, &out, Some(&mut buf));
-        let ok = match ok {
-            Ok(ok) => ok,
-            Err(e) => {
-                self.scratch = buf;
-                return Err(e);
+        // The answer's seq is a u64 on the wire (the journal's records hold no larger one).
+        let seq = u64::try_from(self.e.last_seq).map_err(|_| PyValueError::new_err("seq beyond 2**64"));
+        let answer = match ok.and_then(|ok| Ok((ok, seq?))) {
+            Ok((true, seq)) => {
+                let mut answer = Vec::with_capacity(8 + buf.len());
+                answer.extend_from_slice(&seq.to_le_bytes());
+                answer.extend_from_slice(&buf);
+                Ok(PyBytes::new(py, &answer).into_any())
             }
+            Ok((false, seq)) => {
+                // codec imports the module that configures this one: looked up when needed.
+                let answer = PyByteArray::new(py, &seq.to_le_bytes());
+                py.import(intern!(py, "backend.matching.codec"))
+                    .and_then(|codec| codec.getattr(intern!(py, "encode_events")))
+                    .and_then(|encode| encode.call1((&out, &answer)))
+                    .map(|_| answer.into_any())
+            }
+            Err(e) => Err(e),
         };
-        if ok {
-            let old = encoded.len();
-            encoded.resize(old + buf.len())?;
-            // SAFETY: just resized; nothing else runs while the GIL is held.
-            unsafe {
-                encoded.as_bytes_mut()[old..].copy_from_slice(&buf);
-            }
-        }
         self.scratch = buf;
-        if !ok {
-            // codec imports the module that configures this one: looked up when needed.
-            let codec = py.import(intern!(py, "backend.matching.codec"))?;
-            codec.getattr(intern!(py, "encode_events"))?.call1((&out, encoded))?;
-        }
-        Ok(out)
+        Ok((out, answer?))
     }
 
     /// Apply commands in order; one list of events per command.

@@ -60,10 +60,10 @@ class _PanicsAt(NativeEngine):
             self._panic_for_test()
         return super().apply(command)
 
-    def apply_encoded(self, command: Command, encoded: bytearray) -> list[Event]:
+    def apply_answer(self, command: Command) -> tuple[list[Event], bytes | bytearray]:
         if command.seq == self.at_seq:  # the engine service's path
             self._panic_for_test()
-        return super().apply_encoded(command, encoded)
+        return super().apply_answer(command)
 
 
 def test_a_panic_in_the_core_stops_the_engine_and_a_restart_replays_to_the_same_state(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -184,15 +185,15 @@ def more_commands(seq: int) -> list[Command]:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_encoded_events_are_the_encoders_bytes(seed: int) -> None:
-    """`apply_encoded` writes exactly what `encode_events` writes for the same events."""
+    """`apply_answer` writes the command's seq (u64, little-endian) and exactly what
+    `encode_events` writes for the same events: the engine port's SUBMITTED body."""
     commands = stream(seed, 800)
     commands += more_commands(commands[-1].seq)
     engine, reference = NativeEngine(), NativeEngine()
     for cmd in commands:
-        encoded = bytearray(b"head")
-        events = engine.apply_encoded(cmd, encoded)
-        expected = bytearray(b"head")
+        events, answer = engine.apply_answer(cmd)
+        expected = bytearray(struct.pack("<Q", cmd.seq))
         codec.encode_events_python(events, expected)
-        assert encoded == expected, cmd
+        assert answer == expected, cmd
         assert [type(e) for e in events] == [type(e) for e in reference.apply(cmd)]
     assert engine.state_hash() == reference.state_hash()
