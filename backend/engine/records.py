@@ -97,6 +97,8 @@ def stamp_records(
     command's own `now` when None), in one native call for the group. Raises on the first
     command that cannot be stamped or encoded: the caller then stamps one by one to tell which."""
     stamped, packed = _native.stamp_records(commands, first_seq, now)
+    if (intakes is None or not any(intakes)) and None not in packed:
+        return stamped, packed  # type: ignore[return-value]  # no None: all bytes
     records: list[bytes] = []
     for i, payload in enumerate(packed):
         intake = None if intakes is None else intakes[i]
