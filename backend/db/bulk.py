@@ -8,10 +8,10 @@ psycopg and in the server; SQLAlchemy's multi-row INSERT ("insertmanyvalues") sa
 server's part, but its text changes with the row count, so psycopg parses every one again.
 
 Values go through the columns' own SQLAlchemy bind processors, as in any other write: the
-checks of `backend.db.types` hold. Each statement writes a key at most once: the caller folds
-its rows per conflict key (or per updated key) first, as an executemany would not need; an
-ON CONFLICT DO UPDATE refuses to touch a row twice, and an UPDATE … FROM would take one of the
-duplicates.
+checks of `backend.db.types` hold. An ON CONFLICT DO UPDATE refuses to touch a row twice, so
+rows whose stored keys repeat are written one statement a row, in order (as an executemany
+would); an UPDATE … FROM would apply one of several rows of a key, so `UnnestUpdate`'s caller
+passes each key once (the persister folds its rows per key).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class UnnestInsert:
         else:
             tail += " DO NOTHING"
         self._tail = tail
+        self._conflict = tuple(conflict) if update else ()
         self._sql: dict[tuple[str, ...], str] = {}
 
     def sql(self, columns: tuple[str, ...]) -> str:
@@ -106,6 +107,14 @@ class UnnestInsert:
             return
         columns = tuple(rows[0])
         params = self._columns.arrays(rows, columns, columns)
+        if self._conflict and len(rows) > 1:
+            keys = list(zip(*(params[f"p{columns.index(c)}"] for c in self._conflict), strict=True))
+            if len(set(keys)) < len(keys):
+                # Two rows of one key once stored (e.g. two spellings of an address): one
+                # statement a row, in order, as an executemany would write them.
+                for row in rows:
+                    self.execute(session, [row])
+                return
         session.connection().exec_driver_sql(self.sql(columns), params)
 
 

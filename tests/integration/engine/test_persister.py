@@ -183,6 +183,10 @@ def test_one_statement_a_table_checks_values_as_the_column_types_do(db_url: str)
         session.execute(text(tokens), {"b": BASE, "q": QUOTE})
         writer.execute(session, [row])
         writer.execute(session, [{**row, "total": 4, "updated_seq": 0}])  # older: kept out
+        # one key twice in a statement: written a row at a time, in order (the newer wins)
+        twice = [{**row, "total": 6, "updated_seq": 2},
+                 {**row, "total": 7, "updated_seq": 3}]  # fmt: skip
+        writer.execute(session, twice)
         session.commit()
         stored = session.execute(text("SELECT trader, total FROM balances")).all()
-    assert stored == [(trader(1), 5)]
+    assert stored == [(trader(1), 7)]
