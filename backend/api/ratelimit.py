@@ -19,7 +19,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from backend.redis_pipeline import PipelinedRedis, RedisReplyError
 
@@ -79,8 +79,14 @@ class LimiterUnavailableError(Exception):
 async def hit_within(
     limiter: RateLimiter, key: str, rule: RateRule, timeout_s: float, cost: int = 1
 ) -> Decision:
-    """`limiter.hit`, or `LimiterUnavailableError` if it fails or takes over `timeout_s`."""
+    """`limiter.hit`, or `LimiterUnavailableError` if it fails or takes over `timeout_s`.
+
+    A limiter with `hit_now` (both here) answers most hits from memory: those skip the
+    timeout, whose timer was most of what a hit cost (two hits an order)."""
     try:
+        hit_now = getattr(limiter, "hit_now", None)
+        if hit_now is not None and (decision := hit_now(key, rule, cost)) is not None:
+            return cast(Decision, decision)
         async with asyncio.timeout(timeout_s):
             return await limiter.hit(key, rule, cost)
     except Exception as exc:  # connection refused, reset, timeout, an error reply
@@ -97,6 +103,10 @@ class MemoryRateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
 
     async def hit(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
+        return self.hit_now(key, rule, cost)
+
+    def hit_now(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
+        """`hit` without awaiting: this limiter never waits."""
         now = self._clock()
         full_key = f"{rule.name}:{key}"
         tokens, ts = self._buckets.get(full_key, (float(rule.burst), now))
@@ -205,21 +215,36 @@ class RedisRateLimiter:
         what the workers hold ahead stays a small part of it."""
         return max(1, min(self.lease_tokens, rule.burst // 10))
 
+    def hit_now(self, key: str, rule: RateRule, cost: int = 1) -> Decision | None:
+        """The decision when this worker's lease settles it without Redis (it holds the
+        tokens, or the bucket cannot have refilled enough since Redis last answered), else
+        None: `hit` asks Redis."""
+        lease = self._leases.get((rule.name, key))
+        return None if lease is None else self._from_lease(lease, self._clock(), rule, cost)
+
+    @staticmethod
+    def _from_lease(lease: _Lease, now: float, rule: RateRule, cost: int) -> Decision | None:
+        held = lease.tokens if now < lease.expires else 0
+        if held >= cost:
+            lease.tokens = held - cost
+            return decide(rule, lease.seen + lease.tokens, True, cost)
+        # The bucket cannot have refilled enough since Redis last refused (or answered):
+        # refuse here; nobody else puts tokens back into it.
+        level = min(float(rule.burst), lease.seen + (now - lease.seen_at) * rule.per_s)
+        if level + held < cost:
+            return decide(rule, level + held, False, cost)
+        return None
+
     async def hit(self, key: str, rule: RateRule, cost: int = 1) -> Decision:
         now = self._clock()
         lease_key = (rule.name, key)
         lease = self._leases.get(lease_key)
         held = 0
         if lease is not None:
+            found = self._from_lease(lease, now, rule, cost)
+            if found is not None:
+                return found
             held = lease.tokens if now < lease.expires else 0
-            if held >= cost:
-                lease.tokens = held - cost
-                return decide(rule, lease.seen + lease.tokens, True, cost)
-            # The bucket cannot have refilled enough since Redis last refused (or answered):
-            # refuse here; nobody else puts tokens back into it.
-            level = min(float(rule.burst), lease.seen + (now - lease.seen_at) * rule.per_s)
-            if level + held < cost:
-                return decide(rule, level + held, False, cost)
             lease.tokens = 0  # this hit's now, whatever Redis answers
         need = cost - held
         try:

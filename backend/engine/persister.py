@@ -21,7 +21,8 @@ Decisions:
   builds the stream's events (one per engine event, stable ids `eng-<seq>-<index>`), written
   to the outbox in the same transaction (one COPY on PostgreSQL on a batch's first attempt,
   insert-ignore on a retry); without it, nothing.
-- Cost: each table is one executemany per transaction (no RETURNING), statements built once per
+- Cost: each table is one statement per transaction on PostgreSQL (`backend.db.bulk`: each
+  column one array, `unnest`ed; an executemany elsewhere), statements built once per
   dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
   placeholder insert and the amount read-back of most groups.
 - A transaction starts at most every `MIN_WRITE_INTERVAL_S` (10 ms), taking every group
@@ -39,9 +40,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Dialect, Table, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db.bulk import UnnestInsert, UnnestUpdate
 from backend.db.models import (
     Balance,
     EngineCursor,
@@ -304,9 +306,10 @@ _TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EX
 
 
 class _Statements:
-    """The persister's statements for one dialect, built once (no RETURNING: executemany)."""
+    """The persister's statements for one dialect, built once: on PostgreSQL one statement a
+    table (`_unnest`), elsewhere (or with `bulk=False`) executemany without RETURNING."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, bulk: bool = True) -> None:
         def ignore(target: Any, *key: str) -> Any:
             return insert_ignore_statement(session=session, target=target, conflict=key)
 
@@ -316,14 +319,14 @@ class _Statements:
         self.cancels = ignore(SignedCancel, "cancel_hash")
         self.withdrawals = ignore(Withdrawal, "withdrawal_hash")
         self.exits = ignore(TraderExit, "trader")
-        self.balances = upsert_statement(
+        self.balances: Any = upsert_statement(
             session=session,
             target=Balance,
             conflict=["trader", "token"],
             update=["total", "locked", "updated_seq"],
             where=lambda new: Balance.updated_seq < new.updated_seq,
         )
-        self.cursor = upsert_statement(
+        self.cursor: Any = upsert_statement(
             session=session,
             target=EngineCursor,
             conflict=["name"],
@@ -331,7 +334,7 @@ class _Statements:
             where=lambda new: EngineCursor.seq < new.seq,
         )
         table = _table(Order)
-        self.order_update = (
+        self.order_update: Any = (
             table.update()
             .where(table.c.order_hash == bindparam("b_hash"))
             .where(table.c.updated_seq < bindparam("b_seq"))
@@ -341,6 +344,35 @@ class _Statements:
                 updated_seq=bindparam("b_seq"),
             )
         )
+        dialect = session.get_bind().dialect
+        if bulk and dialect.name == "postgresql":
+            self._unnest(dialect)
+
+    def _unnest(self, dialect: Dialect) -> None:
+        """The same writes, one statement a table (`backend.db.bulk`): most of the persister's
+        CPU and PostgreSQL's per command was the executemany's cost per row."""
+
+        def ignore(model: Any, *key: str) -> UnnestInsert:
+            return UnnestInsert(dialect, _table(model), conflict=key)
+
+        self.markets = ignore(Market, "id")
+        self.orders = ignore(Order, "order_hash")
+        self.fills = ignore(Fill, "seq", "fill_index")
+        self.cancels = ignore(SignedCancel, "cancel_hash")
+        self.withdrawals = ignore(Withdrawal, "withdrawal_hash")
+        self.exits = ignore(TraderExit, "trader")
+        self.balances = UnnestInsert(
+            dialect, _table(Balance), conflict=("trader", "token"),
+            update=("total", "locked", "updated_seq"), guard="updated_seq",
+        )  # fmt: skip
+        self.cursor = UnnestInsert(
+            dialect, _table(EngineCursor), conflict=("name",), update=("seq",), guard="seq"
+        )
+        self.order_update = UnnestUpdate(
+            dialect, _table(Order), guard="updated_seq",
+            params={"order_hash": "b_hash", "status": "b_status", "filled": "b_filled",
+                    "updated_seq": "b_seq"},
+        )  # fmt: skip
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -355,7 +387,11 @@ def _statements(session: Session) -> _Statements:
 
 
 def _many(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if not rows:
+        return
+    if isinstance(stmt, UnnestInsert | UnnestUpdate):
+        stmt.execute(session, rows)
+    else:
         session.execute(stmt, rows)
 
 
@@ -409,7 +445,7 @@ def write_batch(
     _many(session, stmts.exits, list(rows.exits.values()))
     outbox.add(session, rows.events, fresh=first_attempt)
     last = items[-1].command.seq
-    session.execute(stmts.cursor, [{"name": cursor_name, "seq": last}])
+    _many(session, stmts.cursor, [{"name": cursor_name, "seq": last}])
     return last
 
 

@@ -10,6 +10,7 @@ import pytest
 import structlog
 from sqlalchemy import text
 
+from backend.db.bulk import UnnestInsert
 from backend.db.session import make_engine, session_factory
 from backend.domain.types import OrderStatus
 from backend.engine.client import Intake
@@ -108,3 +109,84 @@ def test_groups_applied_within_the_write_interval_share_one_transaction(
     assert batches[-1] == len(steps)
     assert sum(batches) == len(setup(2)) + len(steps)
     assert len(dump(db_url)["orders"]) > 0
+
+
+def every_column(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the persister's tables, all columns but what the database fills in."""
+    from backend.db.base import Base
+
+    skip = {"id", "created_at", "updated_at"}
+    engine = make_engine(url)
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for table in (*TABLES, "withdrawals"):
+            cols = [c.name for c in Base.metadata.tables[table].columns if c.name not in skip]
+            rows = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}"))
+            out[table] = sorted((tuple(r) for r in rows), key=repr)
+        conn.execute(text(f"TRUNCATE {', '.join((*TABLES, 'withdrawals'))} CASCADE"))
+        conn.commit()
+    engine.dispose()
+    return out
+
+
+def test_one_statement_a_table_writes_what_executemany_writes(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's `unnest` statements against the executemany they replace: the same rows,
+    column for column, also when a replay writes commands again (the guards, ON CONFLICT)."""
+    from backend.db.session import unit_of_work
+    from backend.engine import persister
+    from tests.unit.engine.test_persister import applied
+
+    items = applied(600)
+    factory = session_factory(make_engine(db_url))
+
+    def persist(bulk: bool) -> dict[str, list[tuple[Any, ...]]]:
+        with factory() as session:
+            stmts = persister._Statements(session, bulk=bulk)
+        assert isinstance(stmts.orders, UnnestInsert) is bulk
+        monkeypatch.setitem(persister._STATEMENTS, "postgresql", stmts)
+        cache = persister.WriteCache()
+        for group, part in ((23, items), (37, items[100:400])):  # then a replay of a part
+            for i in range(0, len(part), group):
+                with unit_of_work(factory) as session:
+                    persister.write_batch(
+                        session, part[i : i + group], cursor_name="p", cache=cache
+                    )
+                cache.committed()
+        return every_column(db_url)
+
+    bulk, many = persist(True), persist(False)
+    assert bulk == many
+    assert bulk["fills"]
+    assert bulk["signed_cancels"]
+    assert {r[12] for r in bulk["orders"]} >= {"open", "partially_filled", "filled", "cancelled"}
+
+
+def test_one_statement_a_table_checks_values_as_the_column_types_do(db_url: str) -> None:
+    from sqlalchemy.dialects import postgresql
+
+    from backend.db.models import Balance
+
+    writer = UnnestInsert(
+        postgresql.psycopg.dialect(), Balance.__table__, conflict=("trader", "token"),
+        update=("total", "locked", "updated_seq"), guard="updated_seq",
+    )  # fmt: skip
+    row = {"trader": trader(1), "token": BASE, "total": 5, "locked": 0, "updated_seq": 1}
+    factory = session_factory(make_engine(db_url))
+    for bad, error in (({"total": -1}, ValueError), ({"locked": 1.0}, TypeError),
+                       ({"trader": "0x12"}, ValueError)):  # fmt: skip
+        with factory() as session, pytest.raises(error):
+            writer.execute(session, [row, {**row, "token": QUOTE, **bad}])
+    with factory() as session:
+        tokens = "INSERT INTO tokens (address, symbol, decimals) VALUES (:b, 'B', 18), (:q, 'Q', 6)"
+        session.execute(text(tokens), {"b": BASE, "q": QUOTE})
+        writer.execute(session, [row])
+        writer.execute(session, [{**row, "total": 4, "updated_seq": 0}])  # older: kept out
+        # one key twice in a statement: written a row at a time, in order (the newer wins)
+        twice = [{**row, "total": 6, "updated_seq": 2},
+                 {**row, "total": 7, "updated_seq": 3}]  # fmt: skip
+        writer.execute(session, twice)
+        session.commit()
+        stored = session.execute(text("SELECT trader, total FROM balances")).all()
+    assert stored == [(trader(1), 7)]
