@@ -187,6 +187,15 @@ def test_one_statement_a_table_checks_values_as_the_column_types_do(db_url: str)
         twice = [{**row, "total": 6, "updated_seq": 2},
                  {**row, "total": 7, "updated_seq": 3}]  # fmt: skip
         writer.execute(session, twice)
+        # uint256 is exact through the binary NUMERIC arrays, at both ends of its range
+        top = 2**256 - 1
+        writer.execute(
+            session,
+            [{**row, "total": top, "locked": top - 1, "updated_seq": 4},
+             {**row, "token": QUOTE, "total": 1, "locked": 0, "updated_seq": 4}],
+        )  # fmt: skip
         session.commit()
-        stored = session.execute(text("SELECT trader, total FROM balances")).all()
-    assert stored == [(trader(1), 7)]
+        stored = session.execute(
+            text("SELECT trader, token, total, locked FROM balances ORDER BY token")
+        ).all()
+    assert sorted(stored) == sorted([(trader(1), BASE, top, top - 1), (trader(1), QUOTE, 1, 0)])
