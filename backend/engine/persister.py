@@ -309,16 +309,27 @@ class _Statements:
     """The persister's statements for one dialect, built once: on PostgreSQL one statement a
     table (`_unnest`), elsewhere (or with `bulk=False`) executemany without RETURNING."""
 
-    def __init__(self, session: Session, *, bulk: bool = True) -> None:
-        def ignore(target: Any, *key: str) -> Any:
-            return insert_ignore_statement(session=session, target=target, conflict=key)
+    # The tables written insert-or-ignore: (attribute, model, conflict key).
+    _IGNORE: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
+        ("markets", Market, ("id",)),
+        ("orders", Order, ("order_hash",)),
+        ("fills", Fill, ("seq", "fill_index")),
+        ("cancels", SignedCancel, ("cancel_hash",)),
+        ("withdrawals", Withdrawal, ("withdrawal_hash",)),
+        ("exits", TraderExit, ("trader",)),
+    )
 
-        self.markets = ignore(Market, "id")
-        self.orders = ignore(Order, "order_hash")
-        self.fills = ignore(Fill, "seq", "fill_index")
-        self.cancels = ignore(SignedCancel, "cancel_hash")
-        self.withdrawals = ignore(Withdrawal, "withdrawal_hash")
-        self.exits = ignore(TraderExit, "trader")
+    def __init__(self, session: Session, *, bulk: bool = True) -> None:
+        self.markets: Any = None
+        self.orders: Any = None
+        self.fills: Any = None
+        self.cancels: Any = None
+        self.withdrawals: Any = None
+        self.exits: Any = None
+        for name, model, key in self._IGNORE:
+            setattr(
+                self, name, insert_ignore_statement(session=session, target=model, conflict=key)
+            )
         self.balances: Any = upsert_statement(
             session=session,
             target=Balance,
@@ -352,15 +363,8 @@ class _Statements:
         """The same writes, one statement a table (`backend.db.bulk`): most of the persister's
         CPU and PostgreSQL's per command was the executemany's cost per row."""
 
-        def ignore(model: Any, *key: str) -> UnnestInsert:
-            return UnnestInsert(dialect, _table(model), conflict=key)
-
-        self.markets = ignore(Market, "id")
-        self.orders = ignore(Order, "order_hash")
-        self.fills = ignore(Fill, "seq", "fill_index")
-        self.cancels = ignore(SignedCancel, "cancel_hash")
-        self.withdrawals = ignore(Withdrawal, "withdrawal_hash")
-        self.exits = ignore(TraderExit, "trader")
+        for name, model, key in self._IGNORE:
+            setattr(self, name, UnnestInsert(dialect, _table(model), conflict=key))
         self.balances = UnnestInsert(
             dialect, _table(Balance), conflict=("trader", "token"),
             update=("total", "locked", "updated_seq"), guard="updated_seq",
