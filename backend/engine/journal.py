@@ -342,7 +342,6 @@ class PendingGroup:
         self._journal = journal
         self._write = write
         self._last = last
-        self._size = size
         self._settled = write is None
         if write is None and size:
             journal._written(last, size)

@@ -82,8 +82,9 @@ PROGRESS_EVERY = 100_000
 QUIET_BATCH = 4_096
 CONSUMER_BATCH = 1_000
 # Feeds (market data, order and balance channels) are written to Redis at most this often,
-# taking every group applied meanwhile: one Redis write per group cost the engine process
-# ~15% of its CPU below full load. Subscribers see updates up to this much later; answers,
+# taking every group applied meanwhile: below full load groups are small, and a Redis write
+# per group took 0.8 writes a command and ~7% more of the engine process's CPU at 1,000
+# commands/s (docs/benchmarks.md). Subscribers see updates up to this much later; answers,
 # the journal and the persister never wait for feeds.
 FEED_MIN_INTERVAL_S = 0.005
 # Backpressure (docs/runbook.md "The database is behind the engine"). Past `persist_lag_max`
@@ -667,8 +668,7 @@ class EngineService:
             item = await queue.get()
             if item is None:
                 break
-            # Coalesce: below full load each group is a few commands, and a Redis write per
-            # group cost the engine a syscall round trip per command or two.
+            # Coalesce (FEED_MIN_INTERVAL_S): wait out the interval, then take all that came.
             wait = written_at + FEED_MIN_INTERVAL_S - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
