@@ -21,6 +21,10 @@ CancelOrder; BalanceChanged, OrderAccepted, Fill, OrderCancelled) are written ou
 one `%` operation each; the event ones produce exactly the generic layout (tests hold them
 equal), the command ones the packed layout (tests hold both layouts decoding to the same
 command).
+
+The native crate (backend/native, src/codec.rs) writes and reads the event batches too
+(`encode_events`, `decode_events`); `encode_events_python` and `decode_events_python` are
+the reference, and take what the native side declines.
 """
 
 from __future__ import annotations
@@ -522,6 +526,17 @@ def decode_event(data: bytes) -> Event:
 
 
 def decode_events(data: bytes) -> list[Event]:
+    """The events of an `encode_events` batch (the engine port's SUBMITTED answer). The native
+    decoder builds the same objects and refuses damaged input with ValueError wherever the
+    reference refuses; `decode_events_python` is the reference and reads what it declines."""
+    native = _native.decode_events(data)
+    if native is not None:
+        return native
+    return decode_events_python(data)
+
+
+def decode_events_python(data: bytes) -> list[Event]:
+    """The reference decoder of `decode_events`."""
     out: list[Event] = []
     pos = 0
     while pos < len(data):

@@ -1,8 +1,12 @@
 //! The outbox encoding of events (backend/matching/codec.py, generic layout) in native code:
-//! byte for byte what `codec.encode_events` writes, for the events of either engine.
+//! byte for byte what `codec.encode_events` writes, for the events of either engine, and its
+//! decoder (`decode_events`, the API's reading of the engine port's SUBMITTED answers), which
+//! builds the event objects `codec.decode_events_python` builds and refuses what it refuses.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyList, PyString};
+use pyo3::IntoPyObjectExt;
 
 use crate::num::PInt;
 
@@ -281,4 +285,163 @@ pub fn encode_packed(py: Python<'_>, command: &Bound<'_, PyAny>, out: &mut Vec<u
         }
     }
     Ok(true)
+}
+
+// ---------------------------------------------------------------------- decoding
+
+fn bad(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+/// A cursor over one buffer; every read checks its bounds, so damaged input is refused with
+/// ValueError and never read past.
+struct Cur<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn byte(&mut self) -> PyResult<u8> {
+        let b = *self.buf.get(self.pos).ok_or_else(|| bad("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| bad("truncated"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// A length-prefixed field (1 byte, or 0xFF + u32).
+    fn field(&mut self) -> PyResult<&'a [u8]> {
+        let mut n = self.byte()? as usize;
+        if n == 0xFF {
+            let raw: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
+            n = u32::from_le_bytes(raw) as usize;
+        }
+        self.take(n)
+    }
+
+    fn text(&mut self) -> PyResult<&'a str> {
+        std::str::from_utf8(self.field()?).map_err(|e| bad(format!("text field is not UTF-8 ({e})")))
+    }
+}
+
+fn hex_digit(c: u8) -> u64 {
+    match c {
+        b'0'..=b'9' => (c - b'0') as u64,
+        b'a'..=b'f' => (c - b'a' + 10) as u64,
+        _ => (c - b'A' + 10) as u64,
+    }
+}
+
+/// An integer as `int(token, 16)` reads it. What "%x" writes (hex digits, '-' before a negative
+/// value) is parsed here; anything else (a sign '+', '_', spaces, a "0x", more than 256 bits,
+/// garbage) goes to `int` itself, which accepts or refuses it exactly as the reference does.
+fn int_of<'py>(py: Python<'py>, cfg: &crate::Config, token: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let (neg, digits) = match token.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, token),
+    };
+    let sig = &digits[digits.iter().position(|&c| c != b'0').unwrap_or(digits.len())..];
+    if digits.is_empty() || sig.len() > 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return py.get_type::<PyInt>().call1((PyBytes::new(py, token), 16));
+    }
+    let v = if sig.len() <= 16 {
+        sig.iter().fold(0u64, |x, &c| (x << 4) | hex_digit(c)).into_bound_py_any(py)?
+    } else {
+        let mut limbs = [0u64; 4];
+        for (i, &c) in sig.iter().rev().enumerate() {
+            limbs[i / 16] |= hex_digit(c) << ((i % 16) * 4);
+        }
+        crate::py_u256(py, cfg, &crate::num::U256::from_limbs(limbs))?
+    };
+    if neg { v.neg() } else { Ok(v) }
+}
+
+/// One event from its body (tag, the other fields, the integers running to the end), as the
+/// reference reader builds it, written slot by slot (untracked by the GC, as the core's events).
+fn decode_one<'py>(py: Python<'py>, cfg: &crate::Config, body: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    let Some(&tag) = body.first() else { return Err(bad("empty event")) };
+    let (Some(slots), Some(kinds)) = (cfg.ev_slots.get(tag as usize), cfg.ev_kinds.get(tag as usize)) else {
+        return Err(bad(format!("unknown event tag {tag}")));
+    };
+    let shared = &cfg.ev_shared[tag as usize];
+    let fields = || -> PyResult<Bound<'py, PyAny>> {
+        let mut cur = Cur { buf: body, pos: 1 };
+        let none = || py.None().into_bound(py);
+        let mut values: Vec<Option<Bound<'py, PyAny>>> = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            values.push(match kind {
+                Kind::Int => None,
+                Kind::Str => {
+                    let t = cur.text()?;
+                    Some(if shared[i] { crate::shared_text(py, t) } else { PyString::new(py, t).into_any() })
+                }
+                Kind::Bytes => Some(PyBytes::new(py, cur.field()?).into_any()),
+                Kind::OptStr => Some(if cur.byte()? == 0 { none() } else { PyString::new(py, cur.text()?).into_any() }),
+                Kind::Side | Kind::Tif | Kind::State | Kind::Reason => {
+                    let (members, what) = match kind {
+                        Kind::Side => (&cfg.sides, "side"),
+                        Kind::Tif => (&cfg.tifs, "time in force"),
+                        Kind::State => (&cfg.states, "market state"),
+                        _ => (&cfg.reasons, "cancel reason"),
+                    };
+                    let b = cur.byte()?;
+                    Some(members.get(b as usize).ok_or_else(|| bad(format!("no {what} {b}")))?.bind(py).clone())
+                }
+                Kind::Code => {
+                    let raw: [u8; 2] = cur.take(2)?.try_into().expect("2 bytes");
+                    let v = u16::from_le_bytes(raw);
+                    Some(match cfg.code_values.iter().position(|&c| c == v) {
+                        Some(k) => cfg.codes[k].bind(py).clone(),
+                        // A code the core never gives: the enum itself looks it up (or refuses it).
+                        None => cfg.codes[0].bind(py).get_type().call1((v,))?,
+                    })
+                }
+                Kind::OptInt => Some(if cur.byte()? == 0 { none() } else { int_of(py, cfg, cur.field()?)? }),
+            });
+        }
+        let rest = &body[cur.pos..];
+        let mut tokens = rest.split(|&c| c == b',').filter(|_| !rest.is_empty());
+        let wanted = kinds.iter().filter(|k| **k == Kind::Int).count();
+        for (v, kind) in values.iter_mut().zip(kinds) {
+            if *kind == Kind::Int {
+                let token = tokens.next().ok_or_else(|| bad(format!("expected {wanted} integers")))?;
+                *v = Some(int_of(py, cfg, token)?);
+            }
+        }
+        if tokens.next().is_some() {
+            return Err(bad(format!("expected {wanted} integers")));
+        }
+        slots.build_vec(py, values.into_iter().map(|v| v.expect("every field read")).collect())
+    };
+    fields().map_err(|e| {
+        if e.is_instance_of::<PyValueError>(py) {
+            let name = slots.cls.bind(py).name().map(|n| n.to_string()).unwrap_or_default();
+            bad(format!("{name}: {}", e.value(py)))
+        } else {
+            e
+        }
+    })
+}
+
+/// The events of a batch of `codec.encode_events` (each length-prefixed), as
+/// `codec.decode_events_python` reads them; ValueError for damaged input (where the reference
+/// refuses, whatever it raises), None for anything but bytes (the reference then reads it).
+#[pyfunction]
+pub fn decode_events<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
+    let Ok(b) = data.cast::<PyBytes>() else { return Ok(None) };
+    let cfg = crate::cfg(py)?;
+    let mut cur = Cur { buf: b.as_bytes(), pos: 0 };
+    let mut events = Vec::with_capacity(8);
+    while cur.pos < cur.buf.len() {
+        let at = cur.pos;
+        let body = cur.field().map_err(|_| bad(format!("event batch: truncated record at byte {at}")))?;
+        let ev = decode_one(py, cfg, body).map_err(|e| if e.is_instance_of::<PyValueError>(py) { bad(format!("event batch, record at byte {at}: {}", e.value(py))) } else { e })?;
+        events.push(ev);
+    }
+    PyList::new(py, events).map(Some)
 }

@@ -71,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) cmd_slots: Vec<Slotted>,
     pub(crate) ev_slots: Vec<Slotted>,
     pub(crate) ev_kinds: Vec<Vec<codec::Kind>>,
+    /// Per event field: a trader, market or token, whose decoded text is shared (`shared_text`).
+    pub(crate) ev_shared: Vec<Vec<bool>>,
     pub(crate) sides: Vec<Py<PyAny>>,
     pub(crate) tifs: Vec<Py<PyAny>>,
     pub(crate) states: Vec<Py<PyAny>>,
@@ -115,14 +117,20 @@ fn configure(
     }
     let mut ev_slots = events.iter().map(|cls| Slotted::new(cls.bind(py), None)).collect::<PyResult<Vec<_>>>()?;
     let mut ev_kinds = Vec::with_capacity(events.len());
+    let mut ev_shared = Vec::with_capacity(events.len());
     for cls in &events {
         let fields = cls.bind(py).getattr("__dataclass_fields__")?;
         let mut kinds = Vec::new();
-        for f in fields.cast::<pyo3::types::PyDict>()?.values() {
+        let mut shared = Vec::new();
+        for (name, f) in fields.cast::<pyo3::types::PyDict>()?.iter() {
             let annotation = f.getattr("type")?.str()?.to_string();
-            kinds.push(codec::Kind::of(&annotation).ok_or_else(|| PyValueError::new_err(format!("configure: no encoding for {annotation}")))?);
+            let kind = codec::Kind::of(&annotation).ok_or_else(|| PyValueError::new_err(format!("configure: no encoding for {annotation}")))?;
+            let name = name.extract::<String>()?;
+            shared.push(kind == codec::Kind::Str && matches!(name.as_str(), "trader" | "maker_trader" | "taker_trader" | "market_id" | "token"));
+            kinds.push(kind);
         }
         ev_kinds.push(kinds);
+        ev_shared.push(shared);
     }
     // Every event field has an encoding kind, and every kind is an atom (int, str, bytes, an
     // enum member, or None): the events cannot be in a cycle, so they are built untracked.
@@ -130,7 +138,7 @@ fn configure(
         s.untrack = true;
     }
     let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
-    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, ev_shared, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
     Ok(())
 }
 
@@ -249,7 +257,7 @@ fn decode_packed<'py>(py: Python<'py>, buf: &Bound<'py, PyAny>, start: usize, en
 
 /// One str object per trader or market text seen lately (cleared past 100,000, as the Python
 /// decoder's cache): decoded commands then share them, which keeps dict lookups cheap.
-fn shared_text<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
+pub(crate) fn shared_text<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyAny> {
     static TEXTS: std::sync::Mutex<Option<std::collections::HashMap<Box<str>, Py<PyString>>>> = std::sync::Mutex::new(None);
     let mut guard = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
     let map = guard.get_or_insert_with(std::collections::HashMap::new);
@@ -317,7 +325,7 @@ fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
     ob.extract::<i128>()
 }
 
-fn py_u256<'py>(py: Python<'py>, _c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn py_u256<'py>(py: Python<'py>, _c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
     if v.bit_len() <= 64 {
         return v.as_limbs()[0].into_bound_py_any(py);
     }
@@ -978,6 +986,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::decode_events, m)?)?;
     m.add_function(wrap_pyfunction!(journal::frame_records, m)?)?;
     m.add_function(wrap_pyfunction!(journal::crc32_of, m)?)?;
     m.add_function(wrap_pyfunction!(journal::start_group, m)?)?;
