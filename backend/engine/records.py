@@ -29,6 +29,24 @@ stamp = _native.stamp
 def encode_intake(intake: Intake | None) -> bytes:
     if intake is None:
         return b""
+    signature, fee = intake.signature, intake.max_fee_bps
+    if (  # a signed order's intake (the bulk of them), written out: what json.dumps writes
+        signature is not None
+        and type(fee) is int
+        and intake.signed_hash is None
+        and intake.base_token is None
+        and intake.quote_token is None
+        and intake.nonce is None
+        and not intake.tokens
+        and intake.effective_block is None
+        and intake.expiry is None
+    ):
+        return b'{"s":"%s","f":%d}' % (signature.hex().encode(), fee)
+    return encode_intake_json(intake)
+
+
+def encode_intake_json(intake: Intake) -> bytes:
+    """The reference encoder of `encode_intake`: every field through `json.dumps`."""
     obj: dict[str, Any] = {}
     if intake.signature is not None:
         obj["s"] = intake.signature.hex()
@@ -81,31 +99,39 @@ def stamp_record(
 ) -> tuple[Command, bytes]:
     """(`stamp(command, seq, now)`, `encode_record` of it): one native call for the packed
     layouts (the group commit's per-command work), the Python encoder for the others."""
+    return stamp_record_with(command, seq, now, encode_intake(intake))
+
+
+def stamp_record_with(command: Command, seq: int, now: int, tail: bytes) -> tuple[Command, bytes]:
+    """`stamp_record` with the intake already encoded (`tail`: `encode_intake` bytes)."""
     stamped, payload = _native.stamp_record(command, seq, now)
     if payload is None:
-        return stamped, encode_record(stamped, intake)
-    return stamped, payload if intake is None else payload + encode_intake(intake)
+        body = encode_command(stamped)
+        return stamped, b"%b%b%b" % (_U32.pack(len(body)), body, tail)
+    return stamped, payload + tail if tail else payload
 
 
 def stamp_records(
     commands: list[Command],
     first_seq: int,
     now: int | None,
-    intakes: Sequence[Intake | None] | None = None,
+    tails: Sequence[bytes] | None = None,
 ) -> tuple[list[Command], list[bytes]]:
     """`stamp_record` of each command, with seqs `first_seq`, `first_seq`+1… and `now` (each
-    command's own `now` when None), in one native call for the group. Raises on the first
-    command that cannot be stamped or encoded: the caller then stamps one by one to tell which."""
+    command's own `now` when None), in one native call for the group; `tails` are the
+    commands' intakes, encoded (`encode_intake`; b"" for none). Raises on the first command
+    that cannot be stamped or encoded: the caller then stamps one by one to tell which."""
     stamped, packed = _native.stamp_records(commands, first_seq, now)
-    if (intakes is None or not any(intakes)) and None not in packed:
+    if (tails is None or not any(tails)) and None not in packed:
         return stamped, packed  # type: ignore[return-value]  # no None: all bytes
     records: list[bytes] = []
     for i, payload in enumerate(packed):
-        intake = None if intakes is None else intakes[i]
+        tail = b"" if tails is None else tails[i]
         if payload is None:
-            records.append(encode_record(stamped[i], intake))
+            body = encode_command(stamped[i])
+            records.append(b"%b%b%b" % (_U32.pack(len(body)), body, tail))
         else:
-            records.append(payload if intake is None else payload + encode_intake(intake))
+            records.append(payload + tail if tail else payload)
     return stamped, records
 
 
@@ -116,12 +142,22 @@ def split_record(payload: bytes) -> tuple[bytes, bytes]:
 
 
 def decode_record(payload: bytes) -> tuple[Command, Intake | None]:
+    command, intake, _ = decode_submission(payload)
+    return command, intake
+
+
+def decode_submission(payload: bytes) -> tuple[Command, Intake | None, bytes]:
+    """`decode_record` and the intake's bytes as they came: the engine journals those rather
+    than encode the intake it just decoded from them again (they decode to the same)."""
     (n,) = _U32.unpack_from(payload, 0)
     end = 4 + n
     if end > len(payload):
         raise ValueError("truncated journal record")
     command = decode_command_at(payload, 4, end)  # no copy of the command bytes (replay)
-    return command, None if end == len(payload) else decode_intake(payload[end:])
+    if end == len(payload):
+        return command, None, b""
+    tail = payload[end:]
+    return command, decode_intake(tail), tail
 
 
 @dataclass(frozen=True, slots=True)

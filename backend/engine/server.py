@@ -23,7 +23,7 @@ from backend.engine import protocol as p
 from backend.engine.auth import FrameMac, Role
 from backend.engine.client import EngineOutcomeUnknownError, Outcome
 from backend.engine.metrics import REFUSED_FRAMES
-from backend.engine.records import decode_record, find_intake_refs
+from backend.engine.records import decode_submission, find_intake_refs
 from backend.engine.service import EngineService
 from backend.matching.codec import encode_events
 
@@ -167,7 +167,7 @@ class EngineServer:
 
     def _submit(self, out: _Outbox, role: Role, request_id: int, body: bytes) -> None:
         try:
-            command, intake = decode_record(body)
+            command, intake, intake_bytes = decode_submission(body)
         except Exception as exc:
             answer = _error_answer(exc)
             if answer is not None:
@@ -180,7 +180,7 @@ class EngineServer:
             message = f"{name} is not allowed for role {role.value}".encode()
             out.send(p.ERROR, request_id, p.U16.pack(ErrorCode.ENGINE_FORBIDDEN.value) + message)
             return
-        fut = self.service.enqueue(command, intake)
+        fut = self.service.enqueue(command, intake, intake_bytes)
 
         def answered(f: asyncio.Future[Outcome]) -> None:
             if f.cancelled():

@@ -57,7 +57,13 @@ from backend.engine.journal import (
     PendingGroup,
 )
 from backend.engine.publisher import FeedPublisher
-from backend.engine.records import Applied, decode_record, stamp_record, stamp_records
+from backend.engine.records import (
+    Applied,
+    decode_record,
+    encode_intake,
+    stamp_record_with,
+    stamp_records,
+)
 from backend.engine.snapshots import SnapshotStore
 from backend.matching import engine_class
 from backend.matching.commands import (
@@ -114,7 +120,8 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-_Pending = tuple[Command, Intake | None, asyncio.Future[Outcome] | None]
+# (command, its intake, its future, the intake encoded for the journal: b"" for none)
+_Pending = tuple[Command, Intake | None, asyncio.Future[Outcome] | None, bytes]
 
 
 def _check_not_behind(
@@ -385,14 +392,19 @@ class EngineService:
 
     # ------------------------------------------------------------------ submissions
 
-    def enqueue(self, command: Command, intake: Intake | None = None) -> asyncio.Future[Outcome]:
+    def enqueue(
+        self, command: Command, intake: Intake | None = None, intake_bytes: bytes | None = None
+    ) -> asyncio.Future[Outcome]:
+        """`intake_bytes`: `intake` as `encode_intake` (or the engine port's wire) has it, when
+        the caller holds them already."""
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         if self._closing or self.failed is not None:
             fut.set_exception(EngineUnavailableError("engine is shutting down"))
         elif (refusal := self._backpressure(command)) is not None:
             fut.set_exception(refusal)
         else:
-            self._queue.put_nowait((command, intake, fut))
+            tail = encode_intake(intake) if intake_bytes is None else intake_bytes
+            self._queue.put_nowait((command, intake, fut, tail))
         return fut
 
     def _backpressure(self, command: Command) -> DexError | None:
@@ -496,12 +508,12 @@ class EngineService:
         intakes: list[Intake | None] = [item[1] for item in group]
         futures: list[asyncio.Future[Outcome] | None] = [item[2] for item in group]
         try:  # the whole group in one native call
-            commands, payloads = stamp_records(submitted, seq + 1, now, intakes)
+            commands, payloads = stamp_records(submitted, seq + 1, now, [i[3] for i in group])
         except Exception:  # one by one, to refuse only the commands that cannot be encoded
             commands, intakes, futures, payloads = [], [], [], []
-            for command, intake, fut in group:
+            for command, intake, fut, tail in group:
                 try:
-                    stamped, payload = stamp_record(command, seq + 1, now, intake)
+                    stamped, payload = stamp_record_with(command, seq + 1, now, tail)
                 except Exception as exc:  # an unencodable command is the caller's error
                     if fut is not None and not fut.done():
                         fut.set_exception(exc)
@@ -657,7 +669,7 @@ class EngineService:
             await asyncio.sleep(self.sweep_interval)
             next_expiry = self.engine.next_expiry()
             if next_expiry is not None and next_expiry <= self.clock() and not self._closing:
-                self._queue.put_nowait((SweepExpired(0, 0), None, None))
+                self._queue.put_nowait((SweepExpired(0, 0), None, None, b""))
 
     async def _write_feeds(self) -> None:
         assert self.feeds is not None

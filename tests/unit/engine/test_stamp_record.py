@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from backend.engine.client import Intake
 from backend.engine.records import (
     decode_record,
+    decode_submission,
+    encode_intake,
     encode_record,
     stamp,
     stamp_record,
@@ -58,7 +60,8 @@ def test_stamp_records_equals_stamp_record_of_each(
 ) -> None:
     """The group's one native call gives each command's `stamp_record`, seqs counting up from
     `first_seq`, at `now` or, when None, at the command's own time."""
-    stamped, payloads = stamp_records([g[0] for g in group], first_seq, now, [g[1] for g in group])
+    tails = [encode_intake(g[1]) for g in group]
+    stamped, payloads = stamp_records([g[0] for g in group], first_seq, now, tails)
     expected = [
         stamp_record(cmd, first_seq + i, cmd.now if now is None else now, intake)
         for i, (cmd, intake) in enumerate(group)
@@ -75,3 +78,32 @@ def test_stamp_records_refuses_a_group_holding_a_command_it_cannot_stamp() -> No
         stamp_records([good, object(), good], 1, 5)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="seq beyond"):
         stamp_records([good, good], 2**64 - 1, 5)
+
+
+@settings(max_examples=100)
+@given(st.one_of(commands, hot_commands), intakes, u64)
+def test_a_submission_is_journaled_with_the_intake_bytes_it_came_with(
+    command: c.Command, intake: Intake | None, seq: int
+) -> None:
+    """The engine port decodes a submission and journals its intake's bytes as they came
+    (`decode_submission`, then `stamp_records` with them): the record decodes to the command
+    stamped and the same intake, whatever the spelling of the intake's JSON."""
+    wire = encode_record(command, intake)
+    got, got_intake, tail = decode_submission(wire)
+    assert (got, got_intake) == decode_record(wire) == (command, intake)
+    assert tail == encode_intake(intake)
+    spelled = tail.replace(b",", b", ").replace(b":", b": ") if tail else tail
+    _, (payload,) = stamp_records([got], seq, 5, [spelled])
+    assert payload.endswith(spelled)
+    assert decode_record(payload) == (stamp(command, seq, 5), intake)
+
+
+@given(st.binary(min_size=0, max_size=70), st.integers(-(2**70), 2**70))
+def test_a_signed_orders_intake_is_written_as_the_reference_writes_it(
+    signature: bytes, fee: int
+) -> None:
+    from backend.engine.records import encode_intake_json
+
+    intake = Intake(signature=signature, max_fee_bps=fee)
+    assert encode_intake(intake) == encode_intake_json(intake)
+    assert decode_record(encode_record(c.SweepExpired(0, 0), intake))[1] == intake
