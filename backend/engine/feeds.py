@@ -9,12 +9,14 @@ and memory (one process: `hybridex dev`, tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class FeedMessage:
+class FeedMessage(NamedTuple):
+    """One message of a channel. A named tuple rather than a frozen dataclass: the engine
+    builds ~7 an order, and a frozen dataclass's `__init__` (an `object.__setattr__` a field)
+    cost about a tenth of its group commit."""
+
     channel: str
     seq: int
     data: dict[str, Any]

@@ -4,6 +4,7 @@ driven through Starlette's TestClient on the same event loop as the engine."""
 from __future__ import annotations
 
 import functools
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -120,6 +121,16 @@ class Harness:
     def state(self) -> tuple[Any, Any]:
         book = self.book()
         return (book.bids, book.asks), self.engine_balances()
+
+    def wait_feed(self, channel: str, seq: int, timeout: float = 5.0) -> None:
+        """Until the feed store holds `channel` up to `seq` (the engine writes its feeds a
+        few milliseconds after it answers)."""
+        feeds = self.service.feeds
+        assert feeds is not None
+        deadline = time.monotonic() + timeout
+        while self.run(feeds.latest_seq, channel) < seq:
+            assert time.monotonic() < deadline, f"{channel} never reached seq {seq}"
+            time.sleep(0.005)
 
     def flush(self) -> None:
         sink = self.service.sink

@@ -77,6 +77,7 @@ def test_seq_beyond_retention_gets_resync(short_retention: Harness) -> None:
     h = short_retention
     for i in range(5):
         h.place(h.order(0, Side.BUY, PRICE - (i + 1) * TICK))
+    h.wait_feed(f"orders:{TRADERS[0]}", 5)
     with h.client.websocket_connect("/v1/ws", headers=h.as_trader(0)) as ws:
         ws.send_json({"op": "subscribe", "channel": f"orders:{TRADERS[0]}", "fromSeq": 1})
         assert ws.receive_json()["type"] == "subscribed"
