@@ -22,9 +22,9 @@ Decisions:
   to the outbox in the same transaction (one COPY on PostgreSQL on a batch's first attempt,
   insert-ignore on a retry); without it, nothing.
 - Cost: each table is one statement per transaction on PostgreSQL (`backend.db.bulk`: each
-  column one array, `unnest`ed; an executemany elsewhere), statements built once per
-  dialect, and a `WriteCache` (tokens known to exist, signed amounts of open orders) saves the
-  placeholder insert and the amount read-back of most groups.
+  column one array built and checked in one pass, `unnest`ed; an executemany elsewhere),
+  statements built once per dialect, and a `WriteCache` (tokens known to exist, signed
+  amounts of open orders) saves the placeholder insert and the amount read-back of most groups.
 - A transaction starts at most every `MIN_WRITE_INTERVAL_S` (10 ms), taking every group
   applied meanwhile: at 800 commands/s that cut the engine process's CPU by ~30% and
   PostgreSQL's by ~40% a command against a transaction per group; the stored state lags the
