@@ -23,6 +23,7 @@ folds its rows per key).
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
@@ -76,9 +77,21 @@ class _VarcharArrayDumper(_PrebuiltDumper):
     oid = 1015  # varchar[]
 
 
-# On the default map, which every connection opened afterwards copies.
+# On the default map, which every connection opened afterwards copies; a connection opened
+# before this module was imported (a pool's, say) gets them on its first bulk write (`_run`).
 psycopg.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
 psycopg.adapters.register_dumper(_VarcharArray, _VarcharArrayDumper)
+_READY: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections known to have them
+
+
+def _run(session: Session, sql: str, params: dict[str, Any]) -> None:
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    if driver not in _READY:
+        driver.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
+        driver.adapters.register_dumper(_VarcharArray, _VarcharArrayDumper)
+        _READY.add(driver)
+    connection.exec_driver_sql(sql, params)
 
 
 def _binary_array(element_oid: int, values: list[bytes | None], nulls: bool) -> bytes:
@@ -318,7 +331,7 @@ class UnnestInsert:
                 for row in rows:
                     self.execute(session, [row])
                 return
-        session.connection().exec_driver_sql(self.sql(columns), params)
+        _run(session, self.sql(columns), params)
 
 
 class UnnestUpdate:
@@ -350,4 +363,4 @@ class UnnestUpdate:
         if not rows:
             return
         params, _ = self._columns.arrays(rows, self._names, self._keys)
-        session.connection().exec_driver_sql(self.sql, params)
+        _run(session, self.sql, params)

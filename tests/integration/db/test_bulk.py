@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db import bulk
 from backend.db.bulk import UnnestInsert, UnnestUpdate
 from backend.db.models import Order, SignedCancel
 from backend.db.session import make_engine, session_factory
@@ -186,3 +188,29 @@ def test_update_writes_enum_and_uint256_columns(factory: sessionmaker[Session]) 
         with pytest.raises(ValueError, match="uint256"):
             ORDER_UPDATE.execute(session, [{"h": bytes(32), "s": "open", "f": -1, "q": 9}])
     assert got == [(1, "partially_filled", TOP - 1, 5), (2, "open", 0, 2)]
+
+
+def test_a_connection_opened_without_the_array_dumpers_gets_them(db_url: str) -> None:
+    """A connection whose adapters were copied before `backend.db.bulk` registered its
+    prebuilt-array dumpers (a pool opened earlier in the process) still writes."""
+    from psycopg import postgres
+    from psycopg.adapt import AdaptersMap
+
+    bare = AdaptersMap(types=postgres.types)
+    postgres.register_default_adapters(bare)
+    engine = make_engine(db_url, connect_args={"context": bare})
+    try:
+        with session_factory(engine)() as session:
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            # what such a connection lacks: the array would go as plain bytea
+            found = driver.adapters.get_dumper(bulk._ByteaArray, psycopg.adapt.PyFormat.BINARY)
+            assert found is not bulk._ByteaArrayDumper
+            CANCELS.execute(session, [cancel(1), cancel(2)])
+            assert stored(session, "signed_cancels", "cancel_hash") == [
+                (bytes([1]) * 32,),
+                (bytes([2]) * 32,),
+            ]
+            session.rollback()
+    finally:
+        engine.dispose()
