@@ -87,6 +87,7 @@ _READY: weakref.WeakSet[Any] = weakref.WeakSet()  # driver connections known to 
 def _run(session: Session, sql: str, params: dict[str, Any]) -> None:
     connection = session.connection()
     driver = connection.connection.driver_connection
+    assert driver is not None  # a checked-out connection has its driver connection
     if driver not in _READY:
         driver.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
         driver.adapters.register_dumper(_VarcharArray, _VarcharArrayDumper)
