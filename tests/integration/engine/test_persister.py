@@ -199,3 +199,40 @@ def test_one_statement_a_table_checks_values_as_the_column_types_do(db_url: str)
             text("SELECT trader, token, total, locked FROM balances ORDER BY token")
         ).all()
     assert sorted(stored) == sorted([(trader(1), BASE, top, top - 1), (trader(1), QUOTE, 1, 0)])
+
+
+def test_the_persister_writes_on_after_its_connection_is_killed(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The persister's own connection has no ping before a transaction: when the server drops
+    it, the next transaction fails and is retried on a new connection, and nothing is lost."""
+    factory = session_factory(make_engine(db_url))
+    steps = workload(40, 3)
+
+    async def run() -> int:
+        service = await EngineService.open(journal_dir=tmp_path, session_factory=factory)
+        persister = service.sink
+        assert isinstance(persister, DbPersister)
+        for cmd, intake in setup(3):
+            await service.submit(cmd, intake)
+        await asyncio.to_thread(persister.flush)
+        with make_engine(db_url).begin() as conn:  # every other session on this database
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        assert killed
+        with structlog.testing.capture_logs() as logs:
+            for cmd, intake in steps:
+                await service.submit(cmd, intake)
+            await asyncio.to_thread(persister.flush, 30.0)
+        assert any(e["event"] == "persister_write_failed" for e in logs)
+        last = service.engine.last_seq
+        assert persister.cursor() == last
+        await service.close()
+        return last
+
+    last = asyncio.run(run())
+    assert ("persister", last) in dump(db_url)["engine_cursors"]
