@@ -55,6 +55,9 @@ class ChainEffect:
     block_number: int
     outcome: str | None
     """None while in flight; the engine's refusal code once refused."""
+    unanswered: bool = False
+    """In flight with no engine answer recorded: the engine may have applied it, and the
+    persister stored it, before the indexer records the answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +233,7 @@ def _read_outbox(session: Session, view: LedgerView) -> None:
             delta=EFFECT_SIGN[row.kind] * int(c["amount"]),
             block_number=row.block_number,
             outcome=None if row.status in IN_FLIGHT or outcome in APPLIED else outcome,
+            unanswered=row.status in IN_FLIGHT,
         )
         (view.in_flight if effect.outcome is None else view.refused).append(effect)
 

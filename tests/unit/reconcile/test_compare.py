@@ -110,3 +110,36 @@ def test_a_settled_batch_that_is_not_the_signed_one_is_a_batch_mismatch() -> Non
     ]
     assert found[1].as_json(100)["recordedFills"] == "-1"
     assert found[0].detail["recordedFillsHash"] == "0x" + "03" * 32
+
+
+def _unanswered(kind: str, delta: int) -> ChainEffect:
+    return ChainEffect(7, kind, A, USDC, delta, 99, None, unanswered=True)
+
+
+def test_an_unanswered_effect_the_ledger_already_holds_is_no_discrepancy() -> None:
+    """The engine applied an on-chain withdrawal's debit and the persister stored it before
+    the indexer recorded the engine's answer: in flight, and held, both explain the ledger."""
+    for ledger_usdc in (700, 1000):  # the debit of 300 stored, or not yet applied
+        view = _view(ledger={(A, USDC): ledger_usdc}, in_flight=[_unanswered("debit", -300)])
+        report = compare(view, _chain(view, a_usdc=700), {USDC: 700, WETH: 0})
+        assert report.discrepancies == [], ledger_usdc
+        assert report.in_flight_chain_effects == 1
+
+
+def test_only_a_subset_of_unanswered_effects_explains_the_ledger() -> None:
+    effects = [_unanswered("credit", 50), _unanswered("credit", 70), _unanswered("debit", -5)]
+    view = _view(in_flight=effects)
+    chain = {USDC: 1115, WETH: 0}
+    for held, explained in ((1000, True), (1050, True), (1115, True), (1065, True), (1001, False)):
+        view.ledger = {(A, USDC): held}
+        report = compare(view, _chain(view, a_usdc=1115), chain)
+        assert (report.discrepancies == []) is explained, held
+
+
+def test_an_answered_effect_past_the_persister_is_not_in_the_ledger_yet() -> None:
+    """Its answer is recorded with a seq the persister has not reached: the ledger holding it
+    would be a discrepancy."""
+    view = _view(ledger={(A, USDC): 700}, in_flight=[_effect("debit", -300)])
+    (d,) = compare(view, _chain(view, a_usdc=700), {USDC: 700, WETH: 0}).discrepancies
+    assert d.kind == "balance_mismatch"
+    assert d.amounts["difference"] == -300
