@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup lock dev test lint typecheck unit integration contracts contracts-check bench bench-smoke soak clean
+.PHONY: setup lock dev test native-test lint typecheck unit integration contracts contracts-check bench bench-smoke soak clean
 
 ## setup: create .venv, install the locked dependencies and the package, the pinned npm toolchain
 setup: $(VENV)/.installed $(VENV)/checkov/.installed $(VENV)/openapi-client/.installed \
@@ -69,9 +69,14 @@ contracts-check: setup
 dev: contracts
 	$(BIN)/hybridex dev
 
-## test: lint, type check, architecture contracts, then every test (unit + integration)
-test: setup lint typecheck
+## test: lint, type check, architecture contracts, the native crate's own tests, then every
+## test (unit + integration)
+test: setup lint typecheck native-test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## native-test: the Rust unit tests of backend/native (codecs, parsing edges)
+native-test: setup
+	cd backend/native && cargo test --release --lib --quiet
 
 lint: setup
 	$(BIN)/ruff check .

@@ -57,23 +57,53 @@ pub fn w_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Lower-case hex of `v` without leading zeros ("0" for zero), as Python's "%x".
-pub fn push_hex(text: &mut String, v: &crate::num::U256) {
+/// The two lower-case hex digits of each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+        b += 1;
+    }
+    t
+};
+
+/// Lower-case hex of `v` without leading zeros ("0" for zero), as Python's "%x". Every event
+/// carries several integers, so this goes a byte at a time through a table, over the value's
+/// significant bytes only, straight into `text`.
+pub fn push_hex(text: &mut String, v: &crate::num::U256) {
     let bits = v.bit_len();
     if bits == 0 {
         text.push('0');
         return;
     }
-    let limbs = v.as_limbs();
-    let mut buf = [0u8; 64];
-    let n = bits.div_ceil(4);
-    for i in 0..n {
-        let nib = (limbs[i / 16] >> ((i % 16) * 4)) & 0xF;
-        buf[n - 1 - i] = DIGITS[nib as usize];
+    let be: [u8; 32];
+    let small: [u8; 8];
+    let bytes: &[u8] = if bits <= 64 {
+        small = v.as_limbs()[0].to_be_bytes();
+        &small[8 - bits.div_ceil(8)..]
+    } else {
+        be = v.to_be_bytes::<32>();
+        &be[32 - bits.div_ceil(8)..]
+    };
+    let digits = bits.div_ceil(4);
+    // SAFETY: ASCII digits only are written, into capacity reserved for two per byte; an odd
+    // digit count starts one digit in (the first byte's high nibble is a leading zero), and
+    // the length then covers just the digits.
+    unsafe {
+        let out = text.as_mut_vec();
+        out.reserve(2 * bytes.len());
+        let start = out.len();
+        let at = out.as_mut_ptr().add(start);
+        for (k, b) in bytes.iter().enumerate() {
+            at.add(2 * k).cast::<[u8; 2]>().write_unaligned(HEX_PAIRS[*b as usize]);
+        }
+        if digits % 2 == 1 {
+            std::ptr::copy(at.add(1), at, digits);
+        }
+        out.set_len(start + digits);
     }
-    // SAFETY: ASCII hex digits only.
-    text.push_str(unsafe { std::str::from_utf8_unchecked(&buf[..n]) });
 }
 
 /// Lower-case hex of a non-negative int, as Python's "%x"; false if negative or wider.
@@ -444,4 +474,24 @@ pub fn decode_events<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult
         events.push(ev);
     }
     PyList::new(py, events).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+    use crate::num::U256;
+
+    #[test]
+    fn hex_is_pythons_percent_x_at_every_width() {
+        let mut values = vec![U256::ZERO, U256::MAX];
+        for k in 0..256 {
+            let p = U256::from(1u8) << k;
+            values.extend([p, p - U256::from(1u8), p | U256::from(0xabu8)]);
+        }
+        for v in values {
+            let mut text = String::from("x");
+            push_hex(&mut text, &v);
+            assert_eq!(text, format!("x{v:x}"), "{v}");
+        }
+    }
 }

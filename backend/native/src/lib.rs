@@ -8,6 +8,7 @@ mod core;
 mod evenc;
 mod journal;
 mod num;
+mod pylong;
 mod record;
 mod sig;
 mod slots;
@@ -278,17 +279,11 @@ pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
     if !ob.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err("expected an int"));
     }
-    #[cfg(not(Py_3_12))]
-    // SAFETY: ob is an int; before 3.12 its ob_size is the signed digit count (30-bit digits),
-    // so 0..=2 digits is a value below 2**60 that PyLong_AsUnsignedLongLong returns exactly.
-    unsafe {
-        let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
-        if size < 0 {
-            return Ok(PInt::Neg);
-        }
-        if size <= 2 {
-            return Ok(PInt::Val(U256::from(pyo3::ffi::PyLong_AsUnsignedLongLong(ob.as_ptr()))));
-        }
+    match pylong::read_u256(ob) {
+        Some(Ok(v)) => return Ok(PInt::Val(v)),
+        Some(Err(true)) => return Ok(PInt::Neg),
+        Some(Err(false)) => return Ok(PInt::Big),
+        None => {}
     }
     #[cfg(not(Py_3_13))]
     // SAFETY: ob is an int; the buffer holds the 32 bytes asked for.
@@ -312,35 +307,23 @@ pub(crate) fn pint(ob: &Bound<'_, PyAny>) -> PyResult<PInt> {
 }
 
 fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
-    #[cfg(not(Py_3_12))]
-    // SAFETY: as in `pint`: an int of at most two 30-bit digits either way is exact in i64.
-    unsafe {
-        if ob.is_exact_instance_of::<pyo3::types::PyInt>() {
-            let size = (*(ob.as_ptr() as *mut pyo3::ffi::PyVarObject)).ob_size;
-            if (-2..=2).contains(&size) {
-                return Ok(pyo3::ffi::PyLong_AsLongLong(ob.as_ptr()) as i128);
-            }
-        }
+    if ob.is_exact_instance_of::<pyo3::types::PyInt>()
+        && let Some(v) = pylong::read_small_i64(ob)
+    {
+        return Ok(v as i128);
     }
     ob.extract::<i128>()
 }
 
 pub(crate) fn py_u256<'py>(py: Python<'py>, _c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(ob) = pylong::new_u256(py, v) {
+        return ob;
+    }
     if v.bit_len() <= 64 {
         return v.as_limbs()[0].into_bound_py_any(py);
     }
-    #[cfg(not(Py_3_13))]
-    // SAFETY: 32 little-endian bytes, unsigned: a new int reference (or NULL and an error).
-    unsafe {
-        let bytes = v.to_le_bytes::<32>();
-        let p = pyo3::ffi::_PyLong_FromByteArray(bytes.as_ptr(), 32, 1, 0);
-        return Bound::from_owned_ptr_or_err(py, p);
-    }
-    #[allow(unreachable_code)]
-    {
-        let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
-        _c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
-    }
+    let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
+    _c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
 }
 
 #[pyclass(subclass, module = "backend._native", name = "Core")]
@@ -351,10 +334,23 @@ pub struct Core {
     poisoned: Option<String>,
     /// `apply_answer`'s buffer, kept between calls so that no command allocates one.
     scratch: Vec<u8>,
+    /// The symbol of each str object seen lately, by address: commands share their trader and
+    /// market str objects (the decoders' caches), so most lookups hash a pointer, not a text.
+    /// The entry holds the object, so its address cannot be reused while it is cached.
+    by_ptr: rustc_hash::FxHashMap<usize, (Py<PyString>, Sym)>,
+    /// The core's events of the command being applied, kept between commands (no allocation).
+    evs: Vec<Ev>,
 }
+
+/// Entries of `Core::by_ptr` before it is emptied (traders and markets active at once).
+const SYMS_BY_PTR: usize = 1 << 14;
 
 impl Core {
     fn sym(&mut self, ob: &Bound<'_, PyAny>) -> PyResult<Sym> {
+        let key = ob.as_ptr() as usize;
+        if let Some((_, k)) = self.by_ptr.get(&key) {
+            return Ok(*k);
+        }
         let s = ob.cast::<PyString>().map_err(|_| PyTypeError::new_err("expected a str"))?;
         let k = self.e.syms.get(s.to_str()?);
         let i = k as usize;
@@ -364,6 +360,10 @@ impl Core {
         if self.strs[i].is_none() {
             self.strs[i] = Some(s.clone().unbind());
         }
+        if self.by_ptr.len() >= SYMS_BY_PTR {
+            self.by_ptr.clear();
+        }
+        self.by_ptr.insert(key, (s.clone().unbind(), k));
         Ok(k)
     }
 
@@ -403,9 +403,9 @@ impl Core {
         }
     }
 
-    /// Apply `command`, append its event objects to `out` and, if `enc` is given, their
-    /// encoding (`codec.encode_events`) to it: Ok(false) if the encoder declined (see evenc).
-    fn apply_one(&mut self, py: Python<'_>, c: &Config, command: &Bound<'_, PyAny>, out: &Bound<'_, PyList>, enc: Option<&mut Vec<u8>>) -> PyResult<bool> {
+    /// Apply `command`: the list of its event objects and, if `enc` is given, their encoding
+    /// (`codec.encode_events`) appended to it, with false if the encoder declined (see evenc).
+    fn apply_one<'py>(&mut self, py: Python<'py>, c: &Config, command: &Bound<'py, PyAny>, enc: Option<&mut Vec<u8>>) -> PyResult<(Bound<'py, PyList>, bool)> {
         self.check_usable()?;
         let ty = command.get_type();
         let tp = ty.as_ptr();
@@ -536,7 +536,8 @@ impl Core {
                 }
             }
         };
-        let mut events = Vec::with_capacity(4);
+        let mut events = std::mem::take(&mut self.evs);
+        events.clear();
         let result = catch_unwind(AssertUnwindSafe(|| self.e.apply(seq, &cmd, &mut events)));
         match result {
             Ok(Ok(())) => {}
@@ -564,15 +565,20 @@ impl Core {
             _ => None,
         };
         let extra = match kind {
-            0 => Some(cs.get(command, field_pos(COMMAND_FIELDS[0], "client_order_id"))?),
-            2 => Some(cs.get(command, field_pos(COMMAND_FIELDS[2], "nonce_below"))?),
+            0 => Some(cs.get(command, const { field_pos(COMMAND_FIELDS[0], "client_order_id") })?),
+            2 => Some(cs.get(command, const { field_pos(COMMAND_FIELDS[2], "nonce_below") })?),
             _ => None,
         };
-        for ev in events {
+        // SAFETY: a new list of n NULL items, each set once below (a list dropped before all
+        // are set, on an error, releases only those set: list_dealloc skips NULLs).
+        let list = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyList_New(events.len() as isize))?.cast_into_unchecked::<PyList>() };
+        for (i, ev) in events.drain(..).enumerate() {
             let obj = self.event(py, c, &seq_obj, cmd_hash.as_ref(), extra.as_ref(), Some(command), ev)?;
-            out.append(obj)?;
+            // SAFETY: i < n; the item takes the reference obj owned.
+            unsafe { pyo3::ffi::PyList_SET_ITEM(list.as_ptr(), i as isize, obj.into_ptr()) };
         }
-        Ok(encoded)
+        self.evs = events;
+        Ok((list, encoded))
     }
 
     fn hash_obj<'py>(py: Python<'py>, cmd_hash: Option<&Bound<'py, PyAny>>, h: H) -> Bound<'py, PyAny> {
@@ -720,15 +726,13 @@ impl Core {
     #[new]
     #[pyo3(signature = (fee_recipient = "0x000000000000000000000000000000000000Fee5", *_args, **_kwargs))]
     fn new(fee_recipient: &str, _args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> Self {
-        Core { e: Engine::new(fee_recipient), strs: Vec::new(), poisoned: None, scratch: Vec::with_capacity(512) }
+        Core { e: Engine::new(fee_recipient), strs: Vec::new(), poisoned: None, scratch: Vec::with_capacity(512), by_ptr: Default::default(), evs: Vec::with_capacity(16) }
     }
 
     /// Apply one command; its events in order.
     fn apply<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let c = cfg(py)?;
-        let out = PyList::empty(py);
-        self.apply_one(py, c, command, &out, None)?;
-        Ok(out)
+        Ok(self.apply_one(py, c, command, None)?.0)
     }
 
     /// Apply one command; (its events, the engine port's SUBMITTED answer: the command's seq as
@@ -737,13 +741,12 @@ impl Core {
     /// encoder declines (a negative integer), by `codec.encode_events` from the objects.
     fn apply_answer<'py>(&mut self, py: Python<'py>, command: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyAny>)> {
         let c = cfg(py)?;
-        let out = PyList::empty(py);
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        let ok = self.apply_one(py, c, command, &out, Some(&mut buf));
+        let (out, ok) = self.apply_one(py, c, command, Some(&mut buf))?;
         // The answer's seq is a u64 on the wire (the journal's records hold no larger one).
         let seq = u64::try_from(self.e.last_seq).map_err(|_| PyValueError::new_err("seq beyond 2**64"));
-        let answer = match ok.and_then(|ok| Ok((ok, seq?))) {
+        let answer = match seq.map(|seq| (ok, seq)) {
             Ok((true, seq)) => {
                 let mut answer = Vec::with_capacity(8 + buf.len());
                 answer.extend_from_slice(&seq.to_le_bytes());
@@ -769,9 +772,7 @@ impl Core {
         let c = cfg(py)?;
         let all = PyList::empty(py);
         for command in commands.try_iter()? {
-            let out = PyList::empty(py);
-            self.apply_one(py, c, &command?, &out, None)?;
-            all.append(out)?;
+            all.append(self.apply_one(py, c, &command?, None)?.0)?;
         }
         Ok(all)
     }
@@ -858,6 +859,7 @@ impl Core {
         let e = catch_unwind(|| snap::load(data)).map_err(|p| PyValueError::new_err(format!("snapshot refused: {}", panic_message(&p))))?;
         self.e = e.map_err(|m| PyValueError::new_err(format!("snapshot refused: {m}")))?;
         self.strs.clear();
+        self.by_ptr.clear(); // the new state numbers its symbols afresh
         self.poisoned = None;
         Ok(())
     }

@@ -320,20 +320,25 @@ pub(crate) fn sig_configure(py: Python<'_>, messages: Vec<Bound<'_, PyAny>>, sig
         if have != want {
             return Err(PyValueError::new_err(format!("sig_configure: {name} fields are {have:?}, not {want:?}")));
         }
-        slotted.push(Slotted::new(cls, None)?);
+        // Fields are strs, ints, bytes and enum members: no cycle can pass through a message,
+        // so it is built untracked (as the core's events) and the collector never walks it.
+        let mut message = Slotted::new(cls, None)?;
+        message.untrack = true;
+        slotted.push(message);
         names.push(want.iter().map(|n| PyString::intern(py, n).unbind()).collect());
     }
-    let signed = Slotted::new(&signed, Some(&["message", "signature", "digest", "signer", "trader_signed"]))?;
+    let mut signed = Slotted::new(&signed, Some(&["message", "signature", "digest", "signer", "trader_signed"]))?;
+    signed.untrack = true; // its message is untracked too, and the rest are atoms
     let _ = SIG_CONFIG.set(py, SigConfig { messages: slotted, names, signed, sides, tifs });
     Ok(())
 }
 
 fn py_uint<'py>(py: Python<'py>, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(ob) = crate::pylong::new_u256(py, v) {
+        return ob;
+    }
     if v.bit_len() <= 64 {
         return v.to::<u64>().into_bound_py_any(py);
-    }
-    if v.bit_len() <= 128 {
-        return v.to::<u128>().into_bound_py_any(py);
     }
     let be = v.to_be_bytes::<32>();
     py.get_type::<PyInt>().call_method1("from_bytes", (PyBytes::new(py, &be), "big"))

@@ -7,6 +7,7 @@ DexError code, message and context, raised at the same step (parsing, or `verifi
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -301,3 +302,19 @@ def test_equal_on_random_mutations(msg: Message, data: st.DataObject) -> None:
         assert_same(type(msg), body, mutated)
     else:
         assert_same(type(msg), {**body, name: mutated}, sig)
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=_case)
+def test_native_answers_are_left_out_of_the_cycle_collector(msg: Message) -> None:
+    """The native check builds the message and its `Signed` untracked (their fields are atoms
+    and the message): a request's parked orders cost the collector nothing. They stay equal to
+    the reference's tracked ones."""
+    body, sig = _signed(msg)
+    native, reference = (
+        check_native(type(msg), body, sig, DOMAIN),
+        check_reference(type(msg), body, sig, DOMAIN),
+    )
+    assert native == reference
+    assert not gc.is_tracked(native)
+    assert not gc.is_tracked(native.message)
+    assert gc.is_tracked(reference)

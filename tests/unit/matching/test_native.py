@@ -8,12 +8,14 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.domain.errors import ErrorCode
 from backend.domain.types import UINT64_MAX, UINT256_MAX, MarketState, Side, TimeInForce
 from backend.matching import NativeEngine, PythonEngine, engine_class
 from backend.matching import commands as c
-from backend.matching.events import CommandRejected, Event, Fill, OrderRejected
+from backend.matching.events import BalanceChanged, CommandRejected, Event, Fill, OrderRejected
 from backend.matching.invariants import InvariantError
 from tests.unit.matching.helpers import BASE, LOT, QUOTE, TICK, spec
 
@@ -263,3 +265,54 @@ def test_a_snapshot_whose_books_break_the_invariants_is_refused() -> None:
     assert broken != body
     with pytest.raises(ValueError, match="locked"):
         NativeEngine.from_snapshot(broken)
+
+
+# Ints of every digit count the boundary reads and builds (CPython stores 30-bit digits): each
+# power of two of a digit edge, one either side, and values around 2**256 and below zero.
+_EDGES = [2**k + d for k in range(0, 301, 30) for d in (-1, 0, 1)] + [UINT256_MAX, 2**256]
+_INTS = st.one_of(
+    st.sampled_from(_EDGES),
+    st.integers(min_value=0, max_value=UINT256_MAX),
+    st.integers(min_value=-(2**300), max_value=2**300),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amounts=st.lists(_INTS, min_size=1, max_size=6), price=_INTS, nonce=_INTS)
+def test_ints_of_every_width_cross_the_boundary_exactly(
+    amounts: list[int], price: int, nonce: int
+) -> None:
+    """Credits and debits of any int, and an order's price and nonce: the native engine reads
+    each exactly (or refuses it as the reference does) and its balance events carry the
+    reference's values, as exact ints."""
+    p = _market_pair()
+    trader = TRADERS[0]
+    p.do(c.Credit, trader, QUOTE, 2**100 + 7)
+    for amount in amounts:
+        p.do(c.Credit, trader, QUOTE, amount)
+        p.do(c.Debit, trader, QUOTE, amount // 3)
+    p.do(c.PlaceOrder, b"h", trader, "M", Side.BUY, price, LOT, TimeInForce.GTC, nonce, 0)
+    changes = [e for events in p.log for e in events if isinstance(e, BalanceChanged)]
+    assert changes
+    assert all(type(e.total) is int and type(e.locked) is int for e in changes)
+    total, locked = p.native.balance(trader, QUOTE)
+    assert (total, locked) == p.py.balance(trader, QUOTE)
+    assert type(total) is int
+    assert type(locked) is int
+
+
+def test_symbols_stay_right_after_a_snapshot_renumbers_them() -> None:
+    """The native engine remembers the symbol of each trader str object it has seen; loading a
+    snapshot numbers the symbols afresh, so the same objects must then be looked up again."""
+    p = _market_pair()
+    for trader in reversed(TRADERS):  # numbered in the order met: not the snapshot's order
+        p.do(c.Credit, trader, QUOTE, 10**24)
+    other = _market_pair()
+    for trader in TRADERS:
+        other.do(c.Credit, trader, QUOTE, 10**20)
+    p.native.load_snapshot(other.native.to_snapshot())
+    p.py = PythonEngine.from_snapshot(other.py.to_snapshot())
+    p.seq = other.seq
+    for trader in TRADERS:  # the str objects p's engine saw before the load
+        p.do(c.Credit, trader, QUOTE, 1)
+        assert p.native.balance(trader, QUOTE) == (10**20 + 1, 0)
