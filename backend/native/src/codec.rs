@@ -370,7 +370,7 @@ fn hex_digit(c: u8) -> u64 {
 /// An integer as `int(token, 16)` reads it. What "%x" writes (hex digits, '-' before a negative
 /// value) is parsed here; anything else (a sign '+', '_', spaces, a "0x", more than 256 bits,
 /// garbage) goes to `int` itself, which accepts or refuses it exactly as the reference does.
-fn int_of<'py>(py: Python<'py>, cfg: &crate::Config, token: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+fn int_of<'py>(py: Python<'py>, token: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let (neg, digits) = match token.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, token),
@@ -386,7 +386,7 @@ fn int_of<'py>(py: Python<'py>, cfg: &crate::Config, token: &[u8]) -> PyResult<B
         for (i, &c) in sig.iter().rev().enumerate() {
             limbs[i / 16] |= hex_digit(c) << ((i % 16) * 4);
         }
-        crate::py_u256(py, cfg, &crate::num::U256::from_limbs(limbs))?
+        crate::pylong::int_of(py, &crate::num::U256::from_limbs(limbs))?
     };
     if neg { v.neg() } else { Ok(v) }
 }
@@ -431,7 +431,7 @@ fn decode_one<'py>(py: Python<'py>, cfg: &crate::Config, body: &[u8]) -> PyResul
                         None => cfg.codes[0].bind(py).get_type().call1((v,))?,
                     })
                 }
-                Kind::OptInt => Some(if cur.byte()? == 0 { none() } else { int_of(py, cfg, cur.field()?)? }),
+                Kind::OptInt => Some(if cur.byte()? == 0 { none() } else { int_of(py, cur.field()?)? }),
             });
         }
         let rest = &body[cur.pos..];
@@ -440,7 +440,7 @@ fn decode_one<'py>(py: Python<'py>, cfg: &crate::Config, body: &[u8]) -> PyResul
         for (v, kind) in values.iter_mut().zip(kinds) {
             if *kind == Kind::Int {
                 let token = tokens.next().ok_or_else(|| bad(format!("expected {wanted} integers")))?;
-                *v = Some(int_of(py, cfg, token)?);
+                *v = Some(int_of(py, token)?);
             }
         }
         if tokens.next().is_some() {

@@ -81,7 +81,6 @@ pub(crate) struct Config {
     pub(crate) codes: Vec<Py<PyAny>>,
     pub(crate) code_values: Vec<u16>,
     invariant_error: Py<PyAny>,
-    int_from_bytes: Py<PyAny>,
 }
 
 static CONFIG: PyOnceLock<Config> = PyOnceLock::new();
@@ -106,7 +105,6 @@ fn configure(
     if commands.len() != COMMAND_FIELDS.len() || events.len() != 17 || sides.len() != 2 || tifs.len() != 4 || states.len() != 4 || reasons.len() != 9 || codes.len() != Code::NAMES.len() {
         return Err(PyValueError::new_err("configure: wrong number of classes or members"));
     }
-    let int_from_bytes = py.get_type::<pyo3::types::PyInt>().getattr("from_bytes")?.unbind();
     let mut cmd_slots = Vec::with_capacity(COMMAND_FIELDS.len());
     for (cls, names) in commands.iter().zip(COMMAND_FIELDS) {
         let cls = cls.bind(py);
@@ -139,7 +137,7 @@ fn configure(
         s.untrack = true;
     }
     let code_values = codes.iter().map(|m| m.bind(py).getattr("value")?.extract::<u16>()).collect::<PyResult<Vec<_>>>()?;
-    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, ev_shared, sides, tifs, states, reasons, codes, code_values, invariant_error, int_from_bytes });
+    let _ = CONFIG.set(py, Config { commands, cmd_slots, ev_slots, ev_kinds, ev_shared, sides, tifs, states, reasons, codes, code_values, invariant_error });
     Ok(())
 }
 
@@ -313,17 +311,6 @@ fn i128_of(ob: &Bound<'_, PyAny>) -> PyResult<i128> {
         return Ok(v as i128);
     }
     ob.extract::<i128>()
-}
-
-pub(crate) fn py_u256<'py>(py: Python<'py>, _c: &Config, v: &U256) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(ob) = pylong::new_u256(py, v) {
-        return ob;
-    }
-    if v.bit_len() <= 64 {
-        return v.as_limbs()[0].into_bound_py_any(py);
-    }
-    let bytes = PyBytes::new(py, &v.to_le_bytes::<32>());
-    _c.int_from_bytes.bind(py).call1((bytes, intern!(py, "little")))
 }
 
 #[pyclass(subclass, module = "backend._native", name = "Core")]
@@ -592,7 +579,7 @@ impl Core {
     /// nonce_below (CancelAll), which the events repeat as given.
     #[allow(clippy::too_many_arguments)]
     fn event<'py>(&mut self, py: Python<'py>, c: &Config, seq: &Bound<'py, PyAny>, cmd_hash: Option<&Bound<'py, PyAny>>, extra: Option<&Bound<'py, PyAny>>, command: Option<&Bound<'py, PyAny>>, ev: Ev) -> PyResult<Bound<'py, PyAny>> {
-        let u = |v: &U256| py_u256(py, c, v);
+        let u = |v: &U256| crate::pylong::int_of(py, v);
         let code = |k: Code| c.codes[k as usize].bind(py).clone();
         let none = || py.None().into_bound(py);
         match ev {
@@ -884,32 +871,29 @@ impl Core {
     /// Aggregated (price, amount) levels of one side, best first.
     #[pyo3(signature = (market_id, side, limit = None))]
     fn depth<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>, limit: Option<usize>) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-        let c = cfg(py)?;
         let side = side_arg(side)?;
         let Some(m) = self.market(market_id) else { return Ok(Vec::new()) };
-        m.side(side).values().take(limit.unwrap_or(usize::MAX)).map(|l| Ok((py_u256(py, c, &l.price)?, py_u256(py, c, &l.total)?))).collect()
+        m.side(side).values().take(limit.unwrap_or(usize::MAX)).map(|l| Ok((crate::pylong::int_of(py, &l.price)?, crate::pylong::int_of(py, &l.total)?))).collect()
     }
 
     /// Total resting at one price (0 if no level).
     fn level_total<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>, price: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let c = cfg(py)?;
         let side = side_arg(side)?;
         let zero = U256::ZERO;
-        let Some(m) = self.market(market_id) else { return py_u256(py, c, &zero) };
-        let PInt::Val(p) = pint(price)? else { return py_u256(py, c, &zero) };
+        let Some(m) = self.market(market_id) else { return crate::pylong::int_of(py, &zero) };
+        let PInt::Val(p) = pint(price)? else { return crate::pylong::int_of(py, &zero) };
         let total = m.side(side).get(&level_key(side, p)).map_or(zero, |l| l.total);
-        py_u256(py, c, &total)
+        crate::pylong::int_of(py, &total)
     }
 
     /// (levels, open orders, best price or 0) of one side.
     fn side_stats<'py>(&self, py: Python<'py>, market_id: &str, side: &Bound<'py, PyAny>) -> PyResult<(usize, u64, Bound<'py, PyAny>)> {
-        let c = cfg(py)?;
         let side = side_arg(side)?;
         let zero = U256::ZERO;
-        let Some(m) = self.market(market_id) else { return Ok((0, 0, py_u256(py, c, &zero)?)) };
+        let Some(m) = self.market(market_id) else { return Ok((0, 0, crate::pylong::int_of(py, &zero)?)) };
         let levels = m.side(side);
         let orders: u64 = levels.values().map(|l| l.live as u64).sum();
-        Ok((levels.len(), orders, py_u256(py, c, &m.best(side).unwrap_or(zero))?))
+        Ok((levels.len(), orders, crate::pylong::int_of(py, &m.best(side).unwrap_or(zero))?))
     }
 
     /// (side, price) of the trader's open order, None if it is not open.
@@ -918,7 +902,7 @@ impl Core {
         let Some(t) = self.e.syms.find(trader) else { return Ok(None) };
         let Some(r) = self.e.find_open(t, order_hash) else { return Ok(None) };
         let Some(o) = self.e.get(r) else { return Ok(None) };
-        Ok(Some((c.sides[o.side as usize].bind(py).clone(), py_u256(py, c, &self.e.price(o))?)))
+        Ok(Some((c.sides[o.side as usize].bind(py).clone(), crate::pylong::int_of(py, &self.e.price(o))?)))
     }
 
     /// The earliest time a sweep has work (order expiries, closed ones may linger; switches).
@@ -932,30 +916,27 @@ impl Core {
 
     /// (total, locked) of one cell, (0, 0) if it does not exist.
     fn balance<'py>(&self, py: Python<'py>, trader: &str, token: &str) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let c = cfg(py)?;
         let cell = match (self.e.syms.find(trader), self.e.syms.find(token)) {
             (Some(t), Some(k)) => self.e.cell_get(t, k),
             _ => None,
         };
         let (t, l) = cell.map_or((U256::ZERO, U256::ZERO), |i| (self.e.cells[i as usize].total, self.e.cells[i as usize].locked));
-        Ok((py_u256(py, c, &t)?, py_u256(py, c, &l)?))
+        Ok((crate::pylong::int_of(py, &t)?, crate::pylong::int_of(py, &l)?))
     }
 
     /// Every (trader, token, total, locked), in (trader, token) order.
     fn balance_rows<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, String, Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-        let c = cfg(py)?;
         let s = &self.e.syms;
         let mut cells: Vec<&Cell> = self.e.cells.iter().collect();
         cells.sort_by(|a, b| (s.s(a.trader), s.s(a.token)).cmp(&(s.s(b.trader), s.s(b.token))));
-        cells.into_iter().map(|x| Ok((s.s(x.trader).to_string(), s.s(x.token).to_string(), py_u256(py, c, &x.total)?, py_u256(py, c, &x.locked)?))).collect()
+        cells.into_iter().map(|x| Ok((s.s(x.trader).to_string(), s.s(x.token).to_string(), crate::pylong::int_of(py, &x.total)?, crate::pylong::int_of(py, &x.locked)?))).collect()
     }
 
     /// Sum of `total` per token over every account.
     fn token_totals<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
-        let c = cfg(py)?;
         let mut v: Vec<(String, U256)> = self.e.supply.iter().map(|(k, s)| (self.e.syms.s(*k).to_string(), *s)).collect();
         v.sort();
-        v.into_iter().map(|(k, s)| Ok((k, py_u256(py, c, &s)?))).collect()
+        v.into_iter().map(|(k, s)| Ok((k, crate::pylong::int_of(py, &s)?))).collect()
     }
 
     fn is_frozen(&self, trader: &str) -> bool {

@@ -8,6 +8,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt};
 use ruint::aliases::U256;
 
 #[cfg(not(Py_3_12))]
@@ -148,4 +149,13 @@ pub fn new_u256<'py>(py: Python<'py>, v: &U256) -> Option<PyResult<Bound<'py, Py
         let _ = (py, v);
         None
     }
+}
+
+/// An int equal to `v`: built from its digits where this build can, else `int.from_bytes`.
+pub fn int_of<'py>(py: Python<'py>, v: &U256) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(ob) = new_u256(py, v) {
+        return ob;
+    }
+    let be = PyBytes::new(py, &v.to_be_bytes::<32>());
+    py.get_type::<PyInt>().call_method1("from_bytes", (be, "big"))
 }

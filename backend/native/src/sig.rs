@@ -11,7 +11,6 @@ use std::sync::{Mutex, OnceLock};
 
 use rustc_hash::FxHashMap;
 
-use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::sync::PyOnceLock;
@@ -333,17 +332,6 @@ pub(crate) fn sig_configure(py: Python<'_>, messages: Vec<Bound<'_, PyAny>>, sig
     Ok(())
 }
 
-fn py_uint<'py>(py: Python<'py>, v: &U256) -> PyResult<Bound<'py, PyAny>> {
-    if let Some(ob) = crate::pylong::new_u256(py, v) {
-        return ob;
-    }
-    if v.bit_len() <= 64 {
-        return v.to::<u64>().into_bound_py_any(py);
-    }
-    let be = v.to_be_bytes::<32>();
-    py.get_type::<PyInt>().call_method1("from_bytes", (PyBytes::new(py, &be), "big"))
-}
-
 /// Check one signed message of `kind` (0 Order, 1 Cancel, 2 CancelAll, 3 Withdrawal): its
 /// JSON object, the signature's 0x-hex and the domain separator. Returns a `Signed` (the
 /// message, the 65-byte signature with v ∈ {27, 28}, the digest, the signer's 20 bytes or None
@@ -396,7 +384,7 @@ pub(crate) fn sig_check<'py>(py: Python<'py>, kind: usize, message: &Bound<'py, 
             Value::Address { checksummed, .. } => PyString::new(py, checksummed).into_any(),
             Value::Uint { value, .. } if *name == "side" => cfg.sides[value.to::<usize>()].bind(py).clone(),
             Value::Uint { value, .. } if *name == "timeInForce" => cfg.tifs[value.to::<usize>()].bind(py).clone(),
-            Value::Uint { value, .. } => py_uint(py, value)?,
+            Value::Uint { value, .. } => crate::pylong::int_of(py, value)?,
             Value::Bytes32(b) => PyBytes::new(py, b).into_any(),
         });
     }
