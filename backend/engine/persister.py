@@ -537,12 +537,22 @@ def _own_connection(factory: sessionmaker[Session]) -> tuple[sessionmaker[Sessio
     ping before each transaction and rollback after it: three round trips make a transaction
     (BEGIN with the first statement, the statements, COMMIT) rather than five, which at a
     transaction every 10 ms is most of the persister's cost below full load. A dead connection
-    fails its transaction, which `_write` retries on a new one. Elsewhere `factory` itself."""
+    fails its transaction, which `_write` retries on a new one. Elsewhere `factory` itself.
+
+    Every write here is addressed by key, so the connection refuses sequential scans
+    (`enable_seqscan = off`): the statements are prepared after a few runs, and the generic
+    plan made while a table was still small (a hash join over a full scan of `orders`) stays
+    in use until an ANALYZE, each transaction then reading the whole table."""
     bind = factory.kw.get("bind")
     if not isinstance(bind, SqlEngine) or bind.dialect.name != "postgresql":
         return factory, None
     own = create_engine(
-        bind.url, pool_pre_ping=False, pool_reset_on_return=None, pool_size=1, max_overflow=0
+        bind.url,
+        pool_pre_ping=False,
+        pool_reset_on_return=None,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"options": f"{bind.url.query.get('options', '')} -c enable_seqscan=off"},
     )
     return session_factory(own), own
 

@@ -236,3 +236,46 @@ def test_the_persister_writes_on_after_its_connection_is_killed(
 
     last = asyncio.run(run())
     assert ("persister", last) in dump(db_url)["engine_cursors"]
+
+
+def test_the_persisters_prepared_writes_never_scan_a_whole_table(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The persister's statements are prepared on its own connection after a few runs, and
+    their generic plan lasts until the next ANALYZE: made while `orders` is empty, a plan may
+    scan all of it, and then every transaction reads the whole table. On that connection,
+    even the generic plan of each prepared write reaches its rows by index."""
+    factory = session_factory(make_engine(db_url))
+
+    async def run() -> dict[str, str]:
+        service = await EngineService.open(journal_dir=tmp_path, session_factory=factory)
+        persister = service.sink
+        assert isinstance(persister, DbPersister)
+        for cmd, intake in setup(4):
+            await service.submit(cmd, intake)
+        for cmd, intake in workload(200, 4):  # a transaction per group: each write prepared
+            await service.submit(cmd, intake)
+            await asyncio.to_thread(persister.flush)
+        assert persister._own is not None
+        plans: dict[str, str] = {}
+        with persister._own.connect() as conn:  # the persister's one connection, idle now
+            conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+            prepared = conn.execute(
+                text(
+                    "SELECT name, statement, cardinality(parameter_types)"
+                    " FROM pg_prepared_statements WHERE NOT from_sql"
+                )
+            ).all()
+            for name, statement, count in prepared:
+                nulls = ", ".join(["NULL"] * count)
+                rows = conn.execute(text(f"EXPLAIN EXECUTE {name}({nulls})")).scalars()
+                plans[statement] = "\n".join(rows)
+            conn.rollback()
+        await service.close()
+        return plans
+
+    plans = asyncio.run(run())
+    written = {" ".join(s.split()[:3]) for s in plans}
+    assert written >= {"UPDATE orders SET", "INSERT INTO orders", "INSERT INTO fills"}, written
+    for statement, plan in plans.items():
+        assert "Seq Scan" not in plan, f"{statement}\n{plan}"
