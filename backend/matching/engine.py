@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 
@@ -83,6 +83,9 @@ from backend.matching.market import Market, spec_problem
 from backend.matching.order import Order
 from backend.matching.price_level import PriceLevel
 from backend.matching.risk import BPS, outside_band
+
+if TYPE_CHECKING:
+    from backend.matching.snapshot import EncodedState
 
 FEE_ACCOUNT = "0x000000000000000000000000000000000000Fee5"
 """Default account that fees accrue to; configurable per engine."""
@@ -168,6 +171,11 @@ class Engine:
         from backend.matching.snapshot import to_snapshot
 
         return to_snapshot(self)
+
+    def freeze(self) -> EncodedState:
+        from backend.matching.snapshot import freeze
+
+        return freeze(self)
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> Engine:

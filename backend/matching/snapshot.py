@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from dataclasses import astuple, fields
+from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 from backend.domain.types import MarketState, Side, TimeInForce
@@ -90,6 +90,23 @@ def state_hash(engine: Engine) -> str:
     """Digest of the state, not of the journal position: `last_seq` is left out, so a command
     that changes nothing (a rejection) leaves the hash as it was."""
     return hashlib.blake2b(_canonical(engine, 0), digest_size=32).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedState:
+    """The reference model's `freeze()`: encoded at once, its state being Python objects that
+    the engine's thread goes on changing (the native core copies its state instead)."""
+
+    last_seq: int
+    body: bytes
+    digest: str
+
+    def snapshot_and_hash(self) -> tuple[bytes, str]:
+        return self.body, self.digest
+
+
+def freeze(engine: Engine) -> EncodedState:
+    return EncodedState(engine.last_seq, to_snapshot(engine), state_hash(engine))
 
 
 def from_snapshot(data: bytes) -> Engine:

@@ -272,6 +272,7 @@ pub struct Spec {
 
 /// A resting order, compact (the book holds millions): its hash is an index into the engine's
 /// hash arena, its amounts are `Amt`s, its client order id (rare) lives in a side table.
+#[derive(Clone)]
 pub struct Order {
     pub price: Amt,
     pub amount: Amt,
@@ -296,7 +297,7 @@ pub struct Amt([u64; 2]);
 const WIDE: u64 = 1 << 63;
 
 /// The wide amounts of resting orders, with a free list: slots are reused when orders close.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Bigs {
     vals: Vec<U256>,
     free: Vec<u32>,
@@ -359,6 +360,7 @@ pub struct ORef {
     pub generation: u32,
 }
 
+#[derive(Clone)]
 pub struct Level {
     pub price: U256,
     pub orders: VecDeque<ORef>,
@@ -380,6 +382,7 @@ pub fn level_key(side: Side, price: U256) -> U256 {
     if side == Side::Buy { U256::MAX - price } else { price }
 }
 
+#[derive(Clone)]
 pub struct Market {
     pub spec: Spec,
     pub state: MState,
@@ -438,6 +441,7 @@ impl Market {
     }
 }
 
+#[derive(Clone)]
 pub struct Cell {
     pub trader: Sym,
     pub token: Sym,
@@ -445,7 +449,7 @@ pub struct Cell {
     pub locked: U256,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Interner {
     map: HashMap<Box<str>, Sym>,
     pub strs: Vec<Box<str>>,
@@ -469,6 +473,7 @@ impl Interner {
     }
 }
 
+#[derive(Clone)]
 pub struct Engine {
     pub syms: Interner,
     pub empty: Sym,

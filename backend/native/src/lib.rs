@@ -14,6 +14,7 @@ mod sig;
 mod slots;
 mod snap;
 
+use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -841,6 +842,13 @@ impl Core {
         Ok(PyBytes::new(py, body.as_bytes()))
     }
 
+    /// A copy of the whole state as it is now, to encode as a snapshot off the engine's
+    /// thread: copying stops the engine for a fraction of the time encoding would.
+    fn freeze(&self) -> PyResult<FrozenState> {
+        self.check_usable()?;
+        Ok(FrozenState { e: self.e.clone() })
+    }
+
     /// Replace the whole state by a snapshot's (ValueError if it is not a valid one).
     fn load_snapshot(&mut self, data: &[u8]) -> PyResult<()> {
         let e = catch_unwind(|| snap::load(data)).map_err(|p| PyValueError::new_err(format!("snapshot refused: {}", panic_message(&p))))?;
@@ -963,9 +971,34 @@ impl Core {
     }
 }
 
+/// The engine's state at one seq (`Core.freeze`), immutable.
+#[pyclass(frozen, module = "backend._native", name = "FrozenState")]
+pub struct FrozenState {
+    e: Engine,
+}
+
+#[pymethods]
+impl FrozenState {
+    #[getter]
+    fn last_seq(&self) -> i128 {
+        self.e.last_seq
+    }
+
+    /// (the snapshot, `state_hash()`) from one encoding, made without holding the GIL.
+    fn snapshot_and_hash<'py>(&self, py: Python<'py>) -> (Bound<'py, PyBytes>, String) {
+        let (body, digest) = py.detach(|| self.e.snapshot_and_hash());
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            let _ = write!(hex, "{b:02x}");
+        }
+        (PyBytes::new(py, body.as_bytes()), hex)
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
+    m.add_class::<FrozenState>()?;
     m.add_function(wrap_pyfunction!(configure, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_events, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_command, m)?)?;

@@ -4,12 +4,22 @@
 use std::collections::VecDeque;
 use std::fmt::Write;
 
+use blake2::Blake2b;
+use blake2::digest::Digest;
+use blake2::digest::consts::U32;
 use serde_json::Value;
 
 use crate::core::*;
 use crate::num::*;
 
 pub const SNAPSHOT_VERSION: u64 = 1;
+
+type Blake2b256 = Blake2b<U32>;
+
+/// `{"version":1,"last_seq":N,`: all that differs between a snapshot and the hashed encoding.
+fn canonical_head(out: &mut String, last_seq: i128) {
+    let _ = write!(out, "{{\"version\":{SNAPSHOT_VERSION},\"last_seq\":{last_seq},");
+}
 
 /// json.dumps(..., ensure_ascii=True) of one string.
 fn jstr(out: &mut String, s: &str) {
@@ -106,7 +116,26 @@ impl Engine {
     /// The canonical encoding; `last_seq` is 0 for the state hash.
     pub fn canonical(&self, last_seq: i128) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = write!(out, "{{\"version\":{SNAPSHOT_VERSION},\"last_seq\":{last_seq},\"fee_recipient\":");
+        canonical_head(&mut out, last_seq);
+        self.canonical_rest(out)
+    }
+
+    /// The snapshot (`canonical(last_seq)`) and the state hash (blake2b-256 of
+    /// `canonical(0)`, as `state_hash()`) from one encoding: the two differ in the head only.
+    pub fn snapshot_and_hash(&self) -> (String, [u8; 32]) {
+        let mut out = String::with_capacity(4096);
+        canonical_head(&mut out, self.last_seq);
+        let head = out.len();
+        let out = self.canonical_rest(out);
+        let mut zero = String::new();
+        canonical_head(&mut zero, 0);
+        let digest = Blake2b256::new().chain_update(zero.as_bytes()).chain_update(&out.as_bytes()[head..]).finalize();
+        (out, digest.into())
+    }
+
+    /// Everything after the head, from `"fee_recipient":` on.
+    fn canonical_rest(&self, mut out: String) -> String {
+        out.push_str("\"fee_recipient\":");
         jstr(&mut out, self.syms.s(self.fee_recipient));
         out.push_str(",\"markets\":[");
         let mut ms: Vec<&Market> = self.markets.iter().collect();

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from backend.matching import events as ev
 from backend.matching.commands import Command
 from backend.matching.engine import PythonEngine as ReferenceEngine
+from backend.matching.view import FrozenState
 
 
 class EngineLike(Protocol):
@@ -27,6 +28,8 @@ class EngineLike(Protocol):
     def validate_invariants(self) -> None: ...
 
     def to_snapshot(self) -> bytes: ...
+
+    def freeze(self) -> FrozenState: ...
 
 
 @dataclass(frozen=True)

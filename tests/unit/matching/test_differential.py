@@ -18,6 +18,7 @@ many more and longer streams.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -38,6 +39,7 @@ from backend.matching import codec
 from backend.matching import commands as c
 from backend.matching.engine import FEE_ACCOUNT
 from backend.matching.events import Fill
+from backend.matching.view import FrozenState
 
 from .engines import EngineKind, EngineLike, normalise_all, pair
 
@@ -73,6 +75,7 @@ class Differential(RuleBasedStateMachine):
         self.fills: list[c.RevertFill] = []
         self.specs: dict[str, c.MarketSpec] = {}
         self.frozen: set[str] = set()
+        self.frozen_states: list[tuple[FrozenState, bytes, str]] = []
 
     # ------------------------------------------------------------------ driving both engines
 
@@ -440,6 +443,15 @@ class Differential(RuleBasedStateMachine):
         assert restored_a.last_seq == restored_b.last_seq == self.seq
         self.a, self.b = restored_a, restored_b
 
+    @rule()
+    def freeze_state(self) -> None:
+        """Each engine's frozen state, encoded later (after more commands), must still be the
+        snapshot and hash of the state when it was frozen."""
+        self.frozen_states = [
+            (engine.freeze(), engine.to_snapshot(), engine.state_hash())
+            for engine in (self.a, self.b)
+        ]
+
     # ------------------------------------------------------------------ after every step
 
     @invariant()
@@ -448,6 +460,9 @@ class Differential(RuleBasedStateMachine):
         self.b.validate_invariants()
         assert self.a.state_hash() == self.b.state_hash()
         assert self.a.last_seq == self.b.last_seq == self.seq
+        for frozen, body, digest in self.frozen_states:
+            assert frozen.snapshot_and_hash() == (body, digest)
+            assert frozen.last_seq == json.loads(body)["last_seq"]
 
     def teardown(self) -> None:
         """The stream, written to a real journal by the production record encoder and by the
