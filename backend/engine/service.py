@@ -654,12 +654,18 @@ class EngineService:
     def _write_snapshot(self, frozen: FrozenState, freeze_ms: float) -> None:
         start = time.perf_counter()
         seq = frozen.last_seq
-        body, digest = frozen.snapshot_and_hash()
-        self.snapshots.write(seq, body)
-        if self.session_factory is not None:
-            from backend.engine.persister import record_snapshot
+        try:
+            body, digest = frozen.snapshot_and_hash()
+            self.snapshots.write(seq, body)
+            if self.session_factory is not None:
+                from backend.engine.persister import record_snapshot
 
-            record_snapshot(self.session_factory, seq, digest)
+                record_snapshot(self.session_factory, seq, digest)
+        except Exception:
+            # Not fatal: the journal holds every command, so a start-up replays from the
+            # previous snapshot. But nobody awaits this thread's result: say it here.
+            log.exception("engine_snapshot_failed", seq=seq)
+            return
         log.info(
             "engine_snapshot_written",
             seq=seq,

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import structlog
 
 from backend.db.migrate import upgrade
 from backend.db.session import make_engine, session_factory
@@ -134,6 +135,43 @@ async def _run_and_lose_the_tail(
     again = Journal(journal_dir)
     again.close()
     return again.last_seq
+
+
+def test_a_failed_snapshot_is_logged_and_the_engine_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots are written on a thread of their own, whose result nobody awaits: a failure
+    (here a full disk) must be logged there, and commands go on being applied and journaled."""
+
+    def disk_full(seq: int, body: bytes) -> Path:
+        raise OSError(28, "No space left on device")
+
+    async def run() -> tuple[int, str]:
+        service = await EngineService.open(journal_dir=tmp_path, snapshot_every=50)
+        monkeypatch.setattr(service.snapshots, "write", disk_full)
+        for cmd, intake in setup(3):
+            await service.submit(cmd, intake)
+        with structlog.testing.capture_logs() as logs:
+            await asyncio.gather(*(service.submit(c, i) for c, i in workload(300, 3)))
+            await asyncio.gather(*service._snapshot_futures)
+        failed = [e for e in logs if e["event"] == "engine_snapshot_failed"]
+        assert failed
+        assert all(e["log_level"] == "error" for e in failed)
+        state = service.state()
+        await service.close(snapshot=False)
+        return state
+
+    state = asyncio.run(run())
+    assert state[0] == len(setup(3)) + 300
+    assert not list((tmp_path / "snapshots").glob("*.snap"))
+
+    async def reopen() -> tuple[int, str]:
+        service = await EngineService.open(journal_dir=tmp_path)
+        state = service.state()
+        await service.close(snapshot=False)
+        return state
+
+    assert asyncio.run(reopen()) == state  # replayed from the journal alone
 
 
 def test_start_refused_when_the_journal_is_behind_the_persister(tmp_path: Path) -> None:
